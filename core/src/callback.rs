@@ -1,0 +1,135 @@
+//! The callbacks handed to the vtable, with their optional debug names.
+//!
+//! Dropping a callback is the "free" of libvirt's vtable (`virFreeCallback`): whatever the
+//! closure captured is released then. Backends must drop it outside every vtable operation,
+//! never while it runs, exactly once, on the loop thread (contract R21–R26).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::os::fd::RawFd;
+
+use crate::events::IoEvents;
+use crate::id::{HandleId, TimeoutId};
+
+type HandleFn = dyn FnMut(HandleId, RawFd, IoEvents) + Send;
+type TimeoutFn = dyn FnMut(TimeoutId) + Send;
+
+/// The callback of an fd watch: called with its own id, its fd and the events (R13).
+///
+/// Any `FnMut(HandleId, RawFd, IoEvents) + Send` closure converts into it; use
+/// [`named`](Self::named) to give it a debug name that shows up in traces and errors (R56).
+///
+/// ```
+/// use anyloop::{HandleCallback, IoEvents};
+/// let callback = HandleCallback::new(|id, fd, events| {
+///     if events.contains(IoEvents::READABLE) { /* read from fd */ }
+///     let _ = (id, fd);
+/// })
+/// .named("control-socket");
+/// assert_eq!(callback.name(), Some("control-socket"));
+/// ```
+pub struct HandleCallback {
+    name: Option<Cow<'static, str>>,
+    func: Box<HandleFn>,
+}
+
+impl HandleCallback {
+    /// Wraps a closure.
+    pub fn new(func: impl FnMut(HandleId, RawFd, IoEvents) + Send + 'static) -> Self {
+        HandleCallback {
+            name: None,
+            func: Box::new(func),
+        }
+    }
+
+    /// Gives the registration a debug name (contract R56).
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The debug name, if one was given.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
+    /// lock held.
+    pub fn call(&mut self, id: HandleId, fd: RawFd, events: IoEvents) {
+        (self.func)(id, fd, events)
+    }
+}
+
+impl<F> From<F> for HandleCallback
+where
+    F: FnMut(HandleId, RawFd, IoEvents) + Send + 'static,
+{
+    fn from(func: F) -> Self {
+        HandleCallback::new(func)
+    }
+}
+
+impl fmt::Debug for HandleCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleCallback")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The callback of a timer: called with its own id each time the timer fires.
+///
+/// ```
+/// use anyloop::TimeoutCallback;
+/// let mut fired = 0;
+/// let callback = TimeoutCallback::new(move |_id| fired += 1).named("keepalive");
+/// assert_eq!(callback.name(), Some("keepalive"));
+/// ```
+pub struct TimeoutCallback {
+    name: Option<Cow<'static, str>>,
+    func: Box<TimeoutFn>,
+}
+
+impl TimeoutCallback {
+    /// Wraps a closure.
+    pub fn new(func: impl FnMut(TimeoutId) + Send + 'static) -> Self {
+        TimeoutCallback {
+            name: None,
+            func: Box::new(func),
+        }
+    }
+
+    /// Gives the registration a debug name (contract R56).
+    pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The debug name, if one was given.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
+    /// lock held.
+    pub fn call(&mut self, id: TimeoutId) {
+        (self.func)(id)
+    }
+}
+
+impl<F> From<F> for TimeoutCallback
+where
+    F: FnMut(TimeoutId) + Send + 'static,
+{
+    fn from(func: F) -> Self {
+        TimeoutCallback::new(func)
+    }
+}
+
+impl fmt::Debug for TimeoutCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutCallback")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

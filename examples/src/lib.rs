@@ -1,0 +1,1 @@
+//! Example library (in progress).
