@@ -82,7 +82,12 @@ impl fmt::Debug for HandleCallback {
 /// ```
 /// use anyloop::TimeoutCallback;
 /// let mut fired = 0;
-/// let callback = TimeoutCallback::new(move |_id| fired += 1).named("keepalive");
+/// let mut callback = TimeoutCallback::new(move |id| {
+///     fired += 1;
+///     println!("{id} fired {fired} times");
+/// })
+/// .named("keepalive");
+/// callback.call(anyloop::TimeoutId::allocate());
 /// assert_eq!(callback.name(), Some("keepalive"));
 /// ```
 pub struct TimeoutCallback {

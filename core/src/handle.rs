@@ -21,7 +21,7 @@ use crate::vtable::{EventLoop, Interval};
 /// loop, operations return [`Error::LoopGone`](crate::Error::LoopGone).
 ///
 /// ```
-/// use anyloop::{IoEvents, Loop};
+/// use anyloop::Loop;
 /// use std::time::Duration;
 ///
 /// /// A library object that pings every second, written against the vtable only.
