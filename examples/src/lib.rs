@@ -1,1 +1,12 @@
-//! Example library (in progress).
+//! Example code for anyloop.
+//!
+//! - [`relay`]: a small library written against the anyloop vtable only (a line relay with an
+//!   idle timeout). The `relay` program (`src/bin/relay.rs`) plugs it into the built-in loop.
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod relay;
+
+/// The README's code blocks, compiled and run as doc tests so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

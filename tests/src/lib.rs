@@ -1,1 +1,189 @@
-//! The conformance kit (in progress).
+//! # anyloop-conformance: the behavioural battery every anyloop backend must pass
+//!
+//! The kit runs the scenarios of the anyloop contract (`shared/design/contract.md`, §4) and
+//! tests for its rules (§2) against any backend through a small harness: implement
+//! [`Backend`] (a factory, called on the loop's own thread) and [`LoopUnderTest`] (run once,
+//! run, quit, stats), then either
+//!
+//! - expand [`conformance_tests!`] in a test file: one `#[test]` per scenario, named after it
+//!   and the rules it pins, so `cargo test` lists and filters them; or
+//! - call [`run_battery`] and print its [`Report`].
+//!
+//! ```no_run
+//! // tests/conformance.rs of a third-party backend crate
+//! use anyloop_conformance::{Backend, LoopUnderTest};
+//!
+//! struct MyBackend;
+//!
+//! impl Backend for MyBackend {
+//!     fn name(&self) -> String { "my-loop".into() }
+//!     fn create(&self) -> anyloop::Result<Box<dyn LoopUnderTest>> {
+//!         // Construct your loop here (this runs on the loop's own thread) and return it;
+//!         // the kit's poll(2) reference stands in for it in this example.
+//!         Ok(Box::new(anyloop_conformance::reference::PollLoop::new()?))
+//!     }
+//! }
+//!
+//! anyloop_conformance::conformance_tests!(MyBackend);
+//! ```
+//!
+//! Each scenario gets its own loop(s) on dedicated threads ([`Driver`]), talks to the backend
+//! through an interposed vtable that checks where callbacks and frees run, and ends with the
+//! harness checking that every callback state was freed exactly once. Waits use a generous
+//! timeout ([`TIMEOUT`]) and never assert speed; "nothing else fired" checks let the loop run
+//! a settle window plus extra iterations first.
+//!
+//! [`reference`] is a tiny poll(2) backend that passes the battery: the kit's self-check and
+//! a readable example of the whole contract.
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod driver;
+pub mod fds;
+pub mod harness;
+pub mod probe;
+pub mod reference;
+pub mod runner;
+pub mod scenarios;
+pub mod track;
+
+pub use driver::{Driver, LoopCtx, Pending, TIMEOUT};
+pub use harness::{Backend, LoopUnderTest, Quitter};
+pub use runner::{run_battery, run_scenario, Env, Outcome, Report, Scenario};
+
+/// Every scenario of the battery, in order.
+// Built by the same macro that expands the tests, so the two lists cannot drift apart.
+#[allow(clippy::vec_init_then_push)]
+pub fn scenarios() -> Vec<Scenario> {
+    let mut all = Vec::new();
+    __scenario_list!(table all);
+    all
+}
+
+/// Expands to one `#[test]` per scenario of the battery, run on the given backend.
+///
+/// The argument is an expression building a [`Backend`] (evaluated once per test). Put
+/// several backends in one file by expanding the macro in one module each.
+///
+/// ```no_run
+/// mod reference {
+///     anyloop_conformance::conformance_tests!(anyloop_conformance::reference::ReferenceBackend);
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::__scenario_list!(tests $backend);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_item {
+    ([tests $backend:expr] $group:ident $name:ident) => {
+        #[test]
+        fn $name() {
+            $crate::run_scenario(
+                ::std::sync::Arc::new($backend),
+                $crate::scenarios::$group::$name,
+            );
+        }
+    };
+    ([table $all:ident] $group:ident $name:ident) => {
+        $all.push($crate::Scenario {
+            name: stringify!($name),
+            group: stringify!($group),
+            run: $crate::scenarios::$group::$name,
+        });
+    };
+}
+
+/// The battery's list; the single source for the macro and [`scenarios`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_list {
+    ($($mode:tt)*) => {
+        $crate::__scenario_item!([$($mode)*] libvirt s01_simple_write_r13);
+        $crate::__scenario_item!([$($mode)*] libvirt s02_deleted_before_poll_r15);
+        $crate::__scenario_item!([$($mode)*] libvirt s03_interrupted_during_poll_r40_r46);
+        $crate::__scenario_item!([$($mode)*] libvirt s04_removed_during_dispatch_not_called_r15);
+        $crate::__scenario_item!([$($mode)*] libvirt s05_self_removal_during_dispatch_r16);
+        $crate::__scenario_item!([$($mode)*] libvirt s06_firing_a_timer_r27);
+        $crate::__scenario_item!([$($mode)*] libvirt s07_timer_deleted_before_poll_r15);
+        $crate::__scenario_item!([$($mode)*] libvirt s08_timer_removal_interrupts_poll_r40_r46);
+        $crate::__scenario_item!([$($mode)*] libvirt s09_timer_deleted_during_dispatch_r33_r34);
+        $crate::__scenario_item!([$($mode)*] libvirt s10_timer_deletes_itself_r16);
+        $crate::__scenario_item!([$($mode)*] libvirt s11_survivor_after_mass_removal_r03);
+        $crate::__scenario_item!([$($mode)*] libvirt s12_same_fd_twice_r10_r11);
+        $crate::__scenario_item!([$($mode)*] frees s13_remove_disabled_watch_frees_once_r04_r06);
+        $crate::__scenario_item!([$($mode)*] frees s14_remove_disabled_timer_frees_once_r04_r06);
+        $crate::__scenario_item!([$($mode)*] frees s15_free_never_inside_remove_r21_r24);
+        $crate::__scenario_item!([$($mode)*] frees s16_free_after_running_callback_r22_r44);
+        $crate::__scenario_item!([$($mode)*] frees s17_free_may_call_every_op_r24_r43);
+        $crate::__scenario_item!([$($mode)*] frees s18_frees_at_loop_destruction_r23_r48);
+        $crate::__scenario_item!([$($mode)*] frees s19_failed_add_returns_callback_r02_r59);
+        $crate::__scenario_item!([$($mode)*] frees s20_drain_pending_frees_r25_r57);
+        $crate::__scenario_item!([$($mode)*] frees r26_frees_run_in_removal_order);
+        $crate::__scenario_item!([$($mode)*] frees r25_free_by_end_of_next_iteration);
+        $crate::__scenario_item!([$($mode)*] delivery s21_level_triggered_partial_read_r08);
+        $crate::__scenario_item!([$($mode)*] delivery r08_writable_is_level_triggered);
+        $crate::__scenario_item!([$($mode)*] delivery s22_hangup_without_asking_r09);
+        $crate::__scenario_item!([$($mode)*] delivery s23_disabled_watch_silent_on_hangup_r10);
+        $crate::__scenario_item!([$($mode)*] delivery s24_read_write_in_one_call_r12);
+        $crate::__scenario_item!([$($mode)*] delivery s25_overlapping_watches_own_bits_r09_r11);
+        $crate::__scenario_item!([$($mode)*] delivery r11_three_overlapping_watches_one_fd);
+        $crate::__scenario_item!([$($mode)*] delivery s26_interest_change_mid_iteration_r18);
+        $crate::__scenario_item!([$($mode)*] delivery s27_update_same_interest_noop_r05);
+        $crate::__scenario_item!([$($mode)*] delivery r09_reported_bits_subset_of_interest);
+        $crate::__scenario_item!([$($mode)*] delivery r51_regular_file_and_dev_null_always_ready_d4);
+        $crate::__scenario_item!([$($mode)*] delivery r13_arguments_are_own_id_and_fd);
+        $crate::__scenario_item!([$($mode)*] mutation s28_add_during_dispatch_waits_next_iteration_r17_r37);
+        $crate::__scenario_item!([$($mode)*] mutation s29_remove_readd_same_fd_r19);
+        $crate::__scenario_item!([$($mode)*] mutation r15_foreign_remove_never_started_again);
+        $crate::__scenario_item!([$($mode)*] mutation r16_self_removal_state_alive_until_return);
+        $crate::__scenario_item!([$($mode)*] mutation r18_update_from_callback_applies_next_poll);
+        $crate::__scenario_item!([$($mode)*] mutation r20_heavy_mutation_from_callbacks);
+        $crate::__scenario_item!([$($mode)*] mutation r20_mutation_from_frees);
+        $crate::__scenario_item!([$($mode)*] timers s32_zero_interval_every_iteration_no_starvation_r27_r35);
+        $crate::__scenario_item!([$($mode)*] timers s33_one_shot_by_self_disable_r34);
+        $crate::__scenario_item!([$($mode)*] timers s34_disabled_never_fires_r27);
+        $crate::__scenario_item!([$($mode)*] timers s35_cross_thread_arm_wakes_r28_r40);
+        $crate::__scenario_item!([$($mode)*] timers s36_update_restarts_countdown_r29);
+        $crate::__scenario_item!([$($mode)*] timers s37_update_shortens_r29);
+        $crate::__scenario_item!([$($mode)*] timers s38_never_early_r27_r31_r32);
+        $crate::__scenario_item!([$($mode)*] timers s40_deadline_order_r33);
+        $crate::__scenario_item!([$($mode)*] timers s41_timer_disabled_by_earlier_timer_r34);
+        $crate::__scenario_item!([$($mode)*] timers s42_timer_added_in_timer_callback_waits_r37);
+        $crate::__scenario_item!([$($mode)*] timers s43_huge_intervals_no_overflow_r38);
+        $crate::__scenario_item!([$($mode)*] timers r30_no_catch_up_after_stall);
+        $crate::__scenario_item!([$($mode)*] timers r36_rearm_from_own_callback_r36);
+        $crate::__scenario_item!([$($mode)*] timers r29_update_same_interval_restarts);
+        $crate::__scenario_item!([$($mode)*] timers r06_timer_disable_enable_cycles);
+        $crate::__scenario_item!([$($mode)*] threads s44_cross_thread_add_wakes_r40);
+        $crate::__scenario_item!([$($mode)*] threads s45_cross_thread_update_wakes_r40);
+        $crate::__scenario_item!([$($mode)*] threads r40_wakeups_never_lost_repeated);
+        $crate::__scenario_item!([$($mode)*] threads r40_cross_thread_remove_and_quit_wake);
+        $crate::__scenario_item!([$($mode)*] threads r39_concurrent_ops_from_four_threads);
+        $crate::__scenario_item!([$($mode)*] threads s50_callbacks_and_frees_on_loop_thread_r42_r50);
+        $crate::__scenario_item!([$($mode)*] threads r43_no_lock_held_around_callbacks_and_frees);
+        $crate::__scenario_item!([$($mode)*] threads r44_remove_does_not_wait_for_running_timer);
+        $crate::__scenario_item!([$($mode)*] lifecycle s47_quit_from_foreign_thread_r47);
+        $crate::__scenario_item!([$($mode)*] lifecycle s48_quit_from_callback_finishes_batch_r47);
+        $crate::__scenario_item!([$($mode)*] lifecycle s49_run_once_nothing_registered_r46);
+        $crate::__scenario_item!([$($mode)*] lifecycle r47_quit_before_run_not_lost);
+        $crate::__scenario_item!([$($mode)*] lifecycle r47_quit_from_timer_then_run_again);
+        $crate::__scenario_item!([$($mode)*] lifecycle r48_ops_after_destruction_loop_gone_r02);
+        $crate::__scenario_item!([$($mode)*] lifecycle s52_per_thread_loops_r50);
+        $crate::__scenario_item!([$($mode)*] lifecycle s53_second_default_install_refused_r07_r50);
+        $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);
+        $crate::__scenario_item!([$($mode)*] bad_input s56_invalid_fd_and_unknown_bits_r02_r51_r59);
+        $crate::__scenario_item!([$($mode)*] bad_input s57_panicking_callback_r54);
+        $crate::__scenario_item!([$($mode)*] bad_input r54_panicking_timer_and_free_r23);
+        $crate::__scenario_item!([$($mode)*] bad_input r55_eintr_is_retried);
+        $crate::__scenario_item!([$($mode)*] bad_input r03_double_and_unknown_remove_not_found_r59);
+        $crate::__scenario_item!([$($mode)*] bad_input r04_update_after_remove_never_rearms);
+        $crate::__scenario_item!([$($mode)*] bad_input r01_ids_unique_across_churn_and_loops);
+        $crate::__scenario_item!([$($mode)*] bad_input r60_bad_input_never_panics);
+    };
+}

@@ -1,0 +1,74 @@
+//! Deadline and poll-timeout arithmetic that never overflows nor underflows (contract R38).
+
+use std::time::{Duration, Instant};
+
+/// The longest single wait a backend asks of the OS: just under `i32::MAX` milliseconds
+/// (about 24.8 days), the limit of `poll(2)`/`epoll_wait(2)`. Longer waits are split into
+/// several iterations, which is harmless: nothing fires early (R31).
+pub const MAX_WAIT: Duration = Duration::from_millis(i32::MAX as u64 - 1);
+
+/// How far in the future a deadline can be pushed when `now + interval` does not fit in an
+/// `Instant`: about 100 years, which no process outlives.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + interval`, clamped to a far-future deadline instead of overflowing.
+///
+/// ```
+/// use anyloop::backend::deadline_after;
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert!(deadline_after(now, Duration::MAX) > now + Duration::from_secs(1_000_000));
+/// assert_eq!(deadline_after(now, Duration::ZERO), now);
+/// ```
+pub fn deadline_after(now: Instant, interval: Duration) -> Instant {
+    now.checked_add(interval)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .or_else(|| now.checked_add(MAX_WAIT))
+        .unwrap_or(now + Duration::from_secs(1))
+}
+
+/// How long a poll may sleep: until `deadline` (if any), capped by the caller's own `limit`
+/// (if any) and by [`MAX_WAIT`]. `None` means "block until something happens".
+///
+/// A deadline in the past gives zero, never an underflow (PulseAudio B24); "no deadline" is
+/// never compared as a number (D-Bus B30).
+///
+/// ```
+/// use anyloop::backend::poll_timeout;
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert_eq!(poll_timeout(now, None, None), None);
+/// assert_eq!(poll_timeout(now, Some(now - Duration::from_secs(1)), None), Some(Duration::ZERO));
+/// assert_eq!(poll_timeout(now, None, Some(Duration::from_millis(5))), Some(Duration::from_millis(5)));
+/// assert_eq!(
+///     poll_timeout(now, Some(now + Duration::from_millis(9)), Some(Duration::from_secs(1))),
+///     Some(Duration::from_millis(9)),
+/// );
+/// ```
+pub fn poll_timeout(
+    now: Instant,
+    deadline: Option<Instant>,
+    limit: Option<Duration>,
+) -> Option<Duration> {
+    let until_deadline = deadline.map(|d| d.saturating_duration_since(now));
+    let wait = match (until_deadline, limit) {
+        (None, None) => return None,
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => a.min(b),
+    };
+    Some(wait.min(MAX_WAIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_limits_are_capped() {
+        let now = Instant::now();
+        assert_eq!(poll_timeout(now, None, Some(Duration::MAX)), Some(MAX_WAIT));
+        let far = deadline_after(now, Duration::from_millis(u32::MAX as u64));
+        assert_eq!(poll_timeout(now, Some(far), None), Some(MAX_WAIT));
+        assert!(deadline_after(now, Duration::MAX) > now);
+    }
+}

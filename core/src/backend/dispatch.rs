@@ -1,0 +1,575 @@
+//! The loop iteration: from the kernel's readiness report to the user's callback.
+//!
+//! One [`Engine::run_once`] is, top to bottom:
+//!
+//! 1. **Frees.** Callbacks removed since the last iteration are dropped (R25), with no lock
+//!    held (R24), in removal order (R26).
+//! 2. **Prepare.** Under the lock: the probe list (always-ready fds, D4; for an edge-triggered
+//!    substrate also the fds dispatched last iteration, R8) and the wait timeout from the
+//!    earliest timer deadline (zero when a timer is already due, e.g. a 0-interval timer,
+//!    R27; zero when quit is pending).
+//! 3. **Wait.** [`Poller::wait`] without the lock. It consumes the wake-up before returning,
+//!    so any op that lands after this point leaves a new wake-up behind (R40).
+//! 4. **Collect.** Under the lock: expired timers in deadline order, ties in creation order
+//!    (R33), each re-armed from *now* (no catch-up, R30); then each ready fd is fanned out to
+//!    its watches in registration order, one batch entry per watch whose *current* interest
+//!    matches (R11, R12). Duplicate reports for one fd are merged first. An fd reported
+//!    invalid (`POLLNVAL`) gets `ERROR` once per enabled watch, which is then disabled (R52).
+//!    Only what exists now is collected: anything added by a callback waits for the next
+//!    iteration (R17, R37).
+//! 5. **Dispatch.** For each batch entry, under the lock: is the registration still there
+//!    (same id in the slot, R15, R19), still enabled, and for a timer not updated since
+//!    collection (R34)? Then the events are re-filtered by the current interest (R18), the
+//!    closure is taken out of its slot, and the lock is released while it runs (R43), inside
+//!    a panic catcher (R54). Afterwards it goes back to its slot, or — if it was removed
+//!    while it ran — to its reserved place in the free list (R16, R22).
+//! 6. **Frees** again, so that everything removed during this iteration is dropped before
+//!    `run_once` returns (R25).
+//!
+//! Order within an iteration (R58): timers first (by deadline, then creation), then fd
+//! watches (by fd in the order the substrate reported them, watches on one fd in
+//! registration order). Tests must only rely on R33.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
+use super::panic::catch_user_panic;
+use super::poller::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
+use crate::error::{Error, Result};
+use crate::events::IoEvents;
+use crate::handle::Loop;
+use crate::id::{HandleId, TimeoutId};
+use crate::vtable::LoopStats;
+
+/// One callback to run in this iteration, as collected.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Timer {
+        slot: usize,
+        id: TimeoutId,
+        epoch: u64,
+    },
+    Handle {
+        slot: usize,
+        id: HandleId,
+        fd: std::os::fd::RawFd,
+        /// Fd-level readiness; each watch gets its own intersection at dispatch time.
+        ready: IoEvents,
+        /// `ERROR` for an fd found invalid: delivered as is (the watch is disabled already).
+        forced: bool,
+    },
+}
+
+/// A complete backend core, generic over the OS layer: the registration table, the timer
+/// heap, the deferred frees and the dispatch cycle. A backend supplies a [`Poller`] (and its
+/// [`Registrar`](super::Registrar)) and wraps this in its own loop type.
+///
+/// Dropping the engine frees every remaining callback exactly once, on the dropping thread
+/// (R48); [`Loop`] handles that outlive it answer [`Error::LoopGone`].
+pub struct Engine<P: Poller> {
+    shared: Arc<Shared<P::Registrar>>,
+    poller: P,
+    events: Vec<Readiness>,
+    probes: Vec<Probe>,
+    /// Fd slots dispatched in the last iteration (edge-triggered substrates only).
+    recheck: Vec<Token>,
+    touched: Vec<usize>,
+    /// Reports for torn-down registrations, this iteration and the previous one (B62).
+    stale: Vec<Token>,
+    stale_before: Vec<Token>,
+    batch: Vec<Item>,
+    freeing: Vec<Freed>,
+}
+
+impl<P: Poller> std::fmt::Debug for Engine<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle that asks an [`Engine`] to quit from any thread (type-erased).
+#[derive(Clone)]
+pub struct QuitHandle(Arc<dyn QuitTarget>);
+
+trait QuitTarget: Send + Sync {
+    fn request_quit(&self);
+}
+
+impl<R: super::Registrar> QuitTarget for Shared<R> {
+    fn request_quit(&self) {
+        Shared::request_quit(self)
+    }
+}
+
+impl QuitHandle {
+    /// Asks the loop to stop after the iteration it is in (R47). Callable from any thread and
+    /// from callbacks; never runs a callback itself.
+    pub fn quit(&self) {
+        self.0.request_quit();
+    }
+}
+
+impl std::fmt::Debug for QuitHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("QuitHandle")
+            .field(&Arc::as_ptr(&self.0).cast::<()>())
+            .finish()
+    }
+}
+
+/// Marks the calling thread as the loop thread for the duration of one `run_once`.
+struct LoopThread<'a, R: super::Registrar>(&'a Shared<R>);
+
+impl<R: super::Registrar> Drop for LoopThread<'_, R> {
+    fn drop(&mut self) {
+        self.0.lock().loop_thread = None;
+    }
+}
+
+impl<P: Poller> Engine<P> {
+    /// Builds an engine from the two halves of an OS layer.
+    pub fn new(poller: P, registrar: P::Registrar) -> Self {
+        Engine {
+            shared: Arc::new(Shared::new(registrar)),
+            poller,
+            events: Vec::with_capacity(256),
+            probes: Vec::new(),
+            recheck: Vec::new(),
+            touched: Vec::new(),
+            stale: Vec::new(),
+            stale_before: Vec::new(),
+            batch: Vec::new(),
+            freeing: Vec::new(),
+        }
+    }
+
+    /// The vtable handle libraries use; any number, from any thread.
+    pub fn handle(&self) -> Loop {
+        Loop::from_arc(self.shared.clone())
+    }
+
+    /// A handle that stops [`run`](Self::run) from any thread.
+    pub fn quit_handle(&self) -> QuitHandle {
+        QuitHandle(self.shared.clone())
+    }
+
+    /// Asks the loop to stop after the current iteration (R47).
+    pub fn quit(&self) {
+        self.shared.request_quit();
+    }
+
+    /// Counts for diagnosis (R57).
+    pub fn stats(&self) -> LoopStats {
+        self.shared.lock().stats()
+    }
+
+    /// The OS layer, for backend-specific diagnostics.
+    pub fn poller(&self) -> &P {
+        &self.poller
+    }
+
+    /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:
+    /// `run` then returns without iterating. `run` consumes the quit request.
+    ///
+    /// # Errors
+    /// The first error of an iteration (see [`run_once`](Self::run_once)); the loop stays
+    /// usable and `run` can be called again.
+    pub fn run(&mut self) -> Result<()> {
+        loop {
+            if self.shared.quit.swap(false, Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.run_once(None)?;
+        }
+    }
+
+    /// Runs frees that are pending (e.g. removals made while the loop was not running) without
+    /// polling. Returns how many ran.
+    ///
+    /// # Errors
+    /// [`Error::CallbackPanicked`] if a free panicked (the others still ran).
+    pub fn drain(&mut self) -> Result<usize> {
+        let mut first_error = None;
+        let count = self.run_frees(&mut first_error);
+        first_error.map_or(Ok(count), Err)
+    }
+
+    /// One iteration: wait up to `limit` (`None`: until something happens) and dispatch.
+    /// Returns the number of callbacks run.
+    ///
+    /// # Errors
+    /// [`Error::CallbackPanicked`] naming the first registration whose callback or free
+    /// panicked (the rest of the iteration still ran, later panics are traced; the loop
+    /// stays usable, R54); [`Error::Os`] if the wait itself failed.
+    pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
+        let shared = Arc::clone(&self.shared);
+        shared.lock().loop_thread = Some(current_thread());
+        let _loop_thread = LoopThread(&shared);
+        let mut first_error = None;
+
+        // 1. Frees left over from ops made while the loop was not running.
+        self.run_frees(&mut first_error);
+
+        // 2. Prepare.
+        let timeout = {
+            let st = shared.lock();
+            self.build_probes(&st);
+            let quitting = shared.quit.load(Ordering::SeqCst);
+            let deadline = st.heap.peek().map(|(deadline, _)| deadline);
+            drop(st);
+            match (deadline, limit) {
+                _ if quitting => Some(Duration::ZERO),
+                // No clock read on the pure-fd path.
+                (None, None) => None,
+                (None, Some(limit)) => Some(limit.min(MAX_WAIT)),
+                (Some(deadline), limit) => poll_timeout(Instant::now(), Some(deadline), limit),
+            }
+        };
+
+        // 3. Wait.
+        self.events.clear();
+        let woken = self.poller.wait(&self.probes, timeout, &mut self.events)?;
+
+        // 4. Collect.
+        {
+            let mut st = shared.lock();
+            if woken {
+                st.wake_pending = false;
+            }
+            st.iterations += 1;
+            self.collect(&mut st);
+            self.purge_stale(&mut st, &shared.registrar);
+        }
+
+        // 5. Dispatch.
+        let count = self.dispatch(&shared, &mut first_error);
+
+        // 6. Frees of everything removed during this iteration.
+        self.run_frees(&mut first_error);
+        first_error.map_or(Ok(count), Err)
+    }
+
+    fn build_probes(&mut self, st: &State) {
+        self.probes.clear();
+        for &key in &st.always_ready {
+            if let Some(slot) = st.fds.get(key) {
+                self.probes.push(Probe {
+                    token: slot.token(key),
+                    fd: slot.fd,
+                    interest: slot.interest,
+                });
+            }
+        }
+        if P::EDGE_TRIGGERED {
+            for token in self.recheck.drain(..) {
+                match st.fds.get(token.key()) {
+                    Some(slot)
+                        if slot.generation == token.generation()
+                            && slot.kernel == Kernel::Registered
+                            && !slot.interest.is_empty() =>
+                    {
+                        self.probes.push(Probe {
+                            token,
+                            fd: slot.fd,
+                            interest: slot.interest,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, st: &mut State) {
+        self.batch.clear();
+
+        // Timers first: everything due now, earliest first (R33).
+        if !st.heap.is_empty() {
+            let now = Instant::now();
+            while let Some(slot) = st.heap.pop_expired(now) {
+                let Some(timer) = st.timers.get(slot) else {
+                    continue;
+                };
+                self.batch.push(Item::Timer {
+                    slot,
+                    id: timer.id,
+                    epoch: timer.epoch,
+                });
+            }
+            // Re-arm only after the pop loop: a 0-interval timer re-armed at `now` would
+            // otherwise be popped again at once. Next deadline counted from this firing:
+            // no catch-up (R30).
+            for item in &self.batch {
+                if let Item::Timer { slot, .. } = *item {
+                    if let Some(timer) = st.timers.get(slot) {
+                        if let Some(interval) = timer.interval {
+                            let seq = timer.seq;
+                            st.heap.schedule(slot, deadline_after(now, interval), seq);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Merge the reports per fd (a probe and a kernel event may both name one fd).
+        self.touched.clear();
+        for report in &self.events {
+            let key = report.token.key();
+            let Some(slot) = st.fds.get_mut(key) else {
+                self.stale.push(report.token);
+                continue;
+            };
+            if slot.generation != report.token.generation() {
+                // A report for a registration torn down since (R19).
+                self.stale.push(report.token);
+                continue;
+            }
+            if slot.pending.is_empty() && !slot.invalid {
+                self.touched.push(key);
+            }
+            slot.pending |= report.events;
+            slot.invalid |= report.invalid;
+        }
+
+        // Fan out to the watches, in registration order.
+        for &key in &self.touched {
+            let State {
+                fds,
+                handles,
+                always_ready,
+                ..
+            } = &mut *st;
+            let Some(slot) = fds.get_mut(key) else {
+                continue;
+            };
+            let ready = std::mem::take(&mut slot.pending);
+            let invalid = std::mem::take(&mut slot.invalid);
+            let mut dispatched = false;
+            for &w in &slot.watches {
+                let Some(handle) = handles.get_mut(w) else {
+                    continue;
+                };
+                if invalid {
+                    // POLLNVAL: ERROR once, then the watch is disabled so it cannot spin (R52).
+                    if !handle.interest.is_empty() {
+                        handle.interest = IoEvents::empty();
+                        self.batch.push(Item::Handle {
+                            slot: w,
+                            id: handle.id,
+                            fd: handle.fd,
+                            ready: IoEvents::ERROR,
+                            forced: true,
+                        });
+                    }
+                } else if !handle.interest.deliverable(ready).is_empty() {
+                    dispatched = true;
+                    self.batch.push(Item::Handle {
+                        slot: w,
+                        id: handle.id,
+                        fd: handle.fd,
+                        ready,
+                        forced: false,
+                    });
+                }
+            }
+            if invalid {
+                tracing::debug!(fd = slot.fd, "fd is not open any more: watches disabled");
+                if slot.kernel == Kernel::AlwaysReady {
+                    always_ready.retain(|&k| k != key);
+                }
+                // Nothing to tell the kernel: it already forgot the fd.
+                slot.kernel = Kernel::Gone;
+                slot.interest = IoEvents::empty();
+            } else if P::EDGE_TRIGGERED && dispatched && slot.kernel == Kernel::Registered {
+                self.recheck.push(slot.token(key));
+            }
+        }
+    }
+
+    /// A torn-down registration reported in two consecutive iterations is one the kernel
+    /// kept although we removed it: its fd was closed while the file stays open elsewhere,
+    /// so it cannot be removed by number (B62). Level-triggered, it would make every wait
+    /// return at once. Rebuild the kernel state from the live registrations instead.
+    /// (A single stale report is normal: a removal that raced with the wait.)
+    fn purge_stale(&mut self, st: &mut State, registrar: &P::Registrar) {
+        let repeated = self
+            .stale
+            .iter()
+            .any(|token| self.stale_before.contains(token));
+        std::mem::swap(&mut self.stale, &mut self.stale_before);
+        self.stale.clear();
+        if !repeated {
+            return;
+        }
+        self.stale_before.clear();
+        match registrar.reset() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(%err, "resetting the kernel poller failed");
+                return;
+            }
+        }
+        tracing::debug!("kernel poller rebuilt to drop a registration of a closed fd");
+        let State {
+            fds, always_ready, ..
+        } = st;
+        for (key, slot) in fds.iter_mut() {
+            if slot.kernel != Kernel::Registered {
+                continue;
+            }
+            slot.kernel = match registrar.register(slot.fd, slot.token(key), slot.interest) {
+                Ok(Registered::Kernel) => Kernel::Registered,
+                Ok(Registered::AlwaysReady) => {
+                    always_ready.push(key);
+                    Kernel::AlwaysReady
+                }
+                Ok(Registered::Gone) => Kernel::Gone,
+                Err(err) => {
+                    tracing::warn!(fd = slot.fd, %err, "re-registering after a reset failed");
+                    Kernel::Gone
+                }
+            };
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        shared: &Shared<P::Registrar>,
+        first_error: &mut Option<Error>,
+    ) -> usize {
+        let batch = std::mem::take(&mut self.batch);
+        let mut count = 0;
+        let mut st = shared.lock();
+        for item in &batch {
+            match *item {
+                Item::Timer { slot, id, epoch } => {
+                    let Some(timer) = st.timers.get_mut(slot) else {
+                        continue;
+                    };
+                    // Removed, disabled or restarted by an earlier callback: not now (R34).
+                    if timer.id != id || timer.epoch != epoch || timer.interval.is_none() {
+                        continue;
+                    }
+                    let Some(mut callback) = timer.callback.take() else {
+                        continue;
+                    };
+                    st.running = Some(Running {
+                        id: id.into(),
+                        removed: None,
+                    });
+                    drop(st);
+                    tracing::trace!(%id, name = callback.name(), "dispatch timeout");
+                    let outcome = catch_user_panic(id.into(), || callback.call(id));
+                    count += 1;
+                    st = shared.lock();
+                    let running = st.running.take();
+                    match (running.and_then(|r| r.removed), st.timers.get_mut(slot)) {
+                        (Some(ticket), _) => st.frees.fill(ticket, Freed::Timeout(id, callback)),
+                        (None, Some(timer)) if timer.id == id => timer.callback = Some(callback),
+                        (None, _) => st.frees.push(Freed::Timeout(id, callback)),
+                    }
+                    record(first_error, outcome);
+                }
+                Item::Handle {
+                    slot,
+                    id,
+                    fd,
+                    ready,
+                    forced,
+                } => {
+                    let Some(handle) = st.handles.get_mut(slot) else {
+                        continue;
+                    };
+                    if handle.id != id {
+                        continue; // Removed (slot reused or not): never started again (R15).
+                    }
+                    // Filter by the interest as it is *now* (R18).
+                    let events = if forced {
+                        ready
+                    } else {
+                        handle.interest.deliverable(ready)
+                    };
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let Some(mut callback) = handle.callback.take() else {
+                        continue;
+                    };
+                    st.running = Some(Running {
+                        id: id.into(),
+                        removed: None,
+                    });
+                    drop(st);
+                    tracing::trace!(%id, fd, ?events, name = callback.name(), "dispatch handle");
+                    let outcome = catch_user_panic(id.into(), || callback.call(id, fd, events));
+                    count += 1;
+                    st = shared.lock();
+                    let running = st.running.take();
+                    match (running.and_then(|r| r.removed), st.handles.get_mut(slot)) {
+                        (Some(ticket), _) => st.frees.fill(ticket, Freed::Handle(id, callback)),
+                        (None, Some(handle)) if handle.id == id => handle.callback = Some(callback),
+                        (None, _) => st.frees.push(Freed::Handle(id, callback)),
+                    }
+                    record(first_error, outcome);
+                }
+            }
+        }
+        drop(st);
+        self.batch = batch;
+        self.batch.clear();
+        count
+    }
+
+    /// Drops every pending free, outside the lock, until none is left (a free may remove
+    /// more registrations). Returns how many ran.
+    fn run_frees(&mut self, first_error: &mut Option<Error>) -> usize {
+        let mut count = 0;
+        loop {
+            let mut freeing = std::mem::take(&mut self.freeing);
+            self.shared.lock().frees.take_ready(&mut freeing);
+            if freeing.is_empty() {
+                self.freeing = freeing;
+                return count;
+            }
+            for freed in freeing.drain(..) {
+                let id = freed.id();
+                tracing::trace!(%id, name = freed.name(), "free");
+                record(first_error, catch_user_panic(id, move || drop(freed)));
+                count += 1;
+            }
+            self.freeing = freeing;
+        }
+    }
+}
+
+impl<P: Poller> Drop for Engine<P> {
+    fn drop(&mut self) {
+        let mut freeing = Vec::new();
+        self.shared
+            .lock()
+            .tear_down(&self.shared.registrar, &mut freeing);
+        // Lock released: a free may call the vtable (it gets LoopGone).
+        for freed in freeing {
+            let id = freed.id();
+            if let Err(err) = catch_user_panic(id, move || drop(freed)) {
+                tracing::error!(%err, "a free panicked during loop destruction");
+            }
+        }
+    }
+}
+
+/// Keeps the first error of an iteration; traces the others (R54).
+fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
+    if let Err(err) = outcome {
+        tracing::error!(%err, "callback panicked");
+        if first_error.is_none() {
+            *first_error = Some(err);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Building blocks for backend authors.
+//!
+//! Everything a backend needs that does not depend on its substrate, written once: an
+//! index-tracked [`TimerHeap`], the [`DeferredFrees`] list, panic catching at the dispatch
+//! boundary ([`catch_user_panic`]), poll-timeout arithmetic ([`deadline_after`],
+//! [`poll_timeout`]), and — for backends that own a kernel poller (epoll, mio, or one GLib /
+//! calloop source wrapping an epoll fd) — the whole registration table and dispatch cycle,
+//! [`Engine`], generic over a small OS layer ([`Poller`] + [`Registrar`]).
+//!
+//! No OS calls live here: the OS layer is the backend's.
+//!
+//! To follow one event from the kernel to the user's callback, read `core/src/backend/dispatch.rs`
+//! top to bottom: it holds the whole cycle of [`Engine::run_once`] in order.
+
+mod clock;
+mod dispatch;
+mod frees;
+mod heap;
+mod panic;
+mod poller;
+mod table;
+
+pub use clock::{deadline_after, poll_timeout, MAX_WAIT};
+pub use dispatch::{Engine, QuitHandle};
+pub use frees::{DeferredFrees, FreeTicket};
+pub use heap::TimerHeap;
+pub use panic::catch_user_panic;
+pub use poller::{Poller, Probe, Readiness, Registered, Registrar, Token};
+pub use table::Shared;

@@ -1,0 +1,626 @@
+//! The registration table shared by the loop thread and every [`Loop`](crate::Loop) handle,
+//! and the six vtable operations on it.
+//!
+//! Everything lives behind one mutex, held only for bookkeeping and kernel registration calls,
+//! never around user code (contract R43). Ids map to slab slots through hash maps; slots are
+//! reused, ids never are (R1), and every later check compares the id stored in the slot, so a
+//! reused slot can never be mistaken for the registration that used to live there (B40, B44).
+//!
+//! Kernel registrations are per fd, not per watch: an [`FdSlot`] holds the watches on one fd
+//! (in registration order) and the union of their interests, which is what the kernel is told
+//! (R11). Changes are made eagerly, inside the operation, so that a library that removes its
+//! watch before closing the fd (R53) never leaves a kernel registration behind, even when the
+//! fd's file lives on elsewhere (epoll keeps reporting such a file, B62).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use slab::Slab;
+
+use super::clock::deadline_after;
+use super::frees::{DeferredFrees, FreeTicket};
+use super::heap::TimerHeap;
+use super::poller::{Registered, Registrar, Token};
+use crate::callback::{HandleCallback, TimeoutCallback};
+use crate::error::{Error, Rejected, Result};
+use crate::events::IoEvents;
+use crate::id::{HandleId, RegistrationId, TimeoutId};
+use crate::vtable::{EventLoop, Interval, LoopStats};
+
+/// A removed callback waiting to be dropped, with the id it was registered under (for traces
+/// and for [`Error::CallbackPanicked`] if its drop panics).
+pub(crate) enum Freed {
+    Handle(HandleId, HandleCallback),
+    Timeout(TimeoutId, TimeoutCallback),
+}
+
+impl Freed {
+    pub(crate) fn name(&self) -> Option<&str> {
+        match self {
+            Freed::Handle(_, cb) => cb.name(),
+            Freed::Timeout(_, cb) => cb.name(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> RegistrationId {
+        match self {
+            Freed::Handle(id, _) => (*id).into(),
+            Freed::Timeout(id, _) => (*id).into(),
+        }
+    }
+}
+
+/// How the kernel currently knows an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Not registered (no enabled watch): a disabled watch is silent (R10).
+    Unregistered,
+    /// Registered with the fd slot's interest.
+    Registered,
+    /// Refused as always ready: probed every iteration (D4).
+    AlwaysReady,
+    /// The fd was found closed; nothing is registered and the watches are quiet (R52).
+    Gone,
+}
+
+pub(crate) struct FdSlot {
+    pub(crate) fd: RawFd,
+    pub(crate) generation: u32,
+    /// Handle slots of the watches on this fd, in registration order.
+    pub(crate) watches: Vec<usize>,
+    /// Union of the watches' interests: what the kernel is asked for.
+    pub(crate) interest: IoEvents,
+    pub(crate) kernel: Kernel,
+    /// Readiness collected in the current iteration (merges duplicate reports, R12).
+    pub(crate) pending: IoEvents,
+    pub(crate) invalid: bool,
+}
+
+impl FdSlot {
+    pub(crate) fn token(&self, key: usize) -> Token {
+        Token::new(key, self.generation)
+    }
+}
+
+pub(crate) struct HandleSlot {
+    pub(crate) id: HandleId,
+    pub(crate) fd: RawFd,
+    pub(crate) fd_key: usize,
+    pub(crate) interest: IoEvents,
+    /// `None` while the callback runs (the loop holds it, R20, R43).
+    pub(crate) callback: Option<HandleCallback>,
+}
+
+pub(crate) struct TimerSlot {
+    pub(crate) id: TimeoutId,
+    pub(crate) interval: Interval,
+    /// Bumped by every update, so a firing collected before an update is dropped (R29, R34).
+    pub(crate) epoch: u64,
+    /// Creation sequence: ties between equal deadlines fire in creation order (R33).
+    pub(crate) seq: u64,
+    pub(crate) callback: Option<TimeoutCallback>,
+}
+
+/// The callback the loop is running right now, if any.
+pub(crate) struct Running {
+    pub(crate) id: RegistrationId,
+    /// Set when the registration was removed while its callback ran: the free's place in
+    /// removal order (R22, R26).
+    pub(crate) removed: Option<FreeTicket>,
+}
+
+pub(crate) struct State {
+    /// The loop was destroyed: every op answers `LoopGone` (R48).
+    pub(crate) gone: bool,
+    /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
+    pub(crate) loop_thread: Option<ThreadId>,
+    /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
+    pub(crate) wake_pending: bool,
+    pub(crate) iterations: u64,
+    pub(crate) handles: Slab<HandleSlot>,
+    pub(crate) handle_ids: FxHashMap<HandleId, usize>,
+    pub(crate) fds: Slab<FdSlot>,
+    pub(crate) fd_index: FxHashMap<RawFd, usize>,
+    /// Fd slots in state `AlwaysReady` with a non-empty interest.
+    pub(crate) always_ready: Vec<usize>,
+    pub(crate) timers: Slab<TimerSlot>,
+    pub(crate) timer_ids: FxHashMap<TimeoutId, usize>,
+    pub(crate) heap: TimerHeap,
+    pub(crate) frees: DeferredFrees<Freed>,
+    pub(crate) running: Option<Running>,
+    next_seq: u64,
+    next_generation: u32,
+}
+
+/// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
+/// flag. This is what [`Loop`](crate::Loop) handles point to.
+pub struct Shared<R: Registrar> {
+    pub(crate) state: Mutex<State>,
+    pub(crate) registrar: R,
+    pub(crate) quit: AtomicBool,
+}
+
+impl<R: Registrar> std::fmt::Debug for Shared<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The current thread's id, cached (`thread::current()` is not free).
+pub(crate) fn current_thread() -> ThreadId {
+    thread_local! {
+        static ID: ThreadId = std::thread::current().id();
+    }
+    ID.try_with(|id| *id)
+        .unwrap_or_else(|_| std::thread::current().id())
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            gone: false,
+            loop_thread: None,
+            wake_pending: false,
+            iterations: 0,
+            handles: Slab::new(),
+            handle_ids: FxHashMap::default(),
+            fds: Slab::new(),
+            fd_index: FxHashMap::default(),
+            always_ready: Vec::new(),
+            timers: Slab::new(),
+            timer_ids: FxHashMap::default(),
+            heap: TimerHeap::new(),
+            frees: DeferredFrees::new(),
+            running: None,
+            next_seq: 0,
+            next_generation: 0,
+        }
+    }
+
+    /// Whether an op by the calling thread must wake the loop: only when another thread is
+    /// inside `run_once` (the loop thread itself is not blocked, R41; a loop that is not
+    /// running reads the state afresh when it starts) and no wake-up is pending yet.
+    pub(crate) fn claim_wake(&mut self) -> bool {
+        match self.loop_thread {
+            Some(thread) if !self.wake_pending && thread != current_thread() => {
+                self.wake_pending = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> LoopStats {
+        LoopStats {
+            handles: self.handle_ids.len(),
+            timeouts: self.timer_ids.len(),
+            pending_frees: self.frees.len(),
+            iterations: self.iterations,
+        }
+    }
+
+    /// Queues the free of a removed callback, or reserves its place if it is running now.
+    fn defer_free(&mut self, id: RegistrationId, freed: Option<Freed>) {
+        match freed {
+            Some(freed) => self.frees.push(freed),
+            None => {
+                // The callback is out of its slot only while it runs (on the loop thread);
+                // its free is queued when it returns, at this place in removal order.
+                let ticket = self.frees.reserve();
+                match self.running.as_mut() {
+                    Some(running) if running.id == id => running.removed = Some(ticket),
+                    // Unreachable by construction; a filled ticket is never left dangling.
+                    _ => tracing::warn!(%id, "removed callback was neither stored nor running"),
+                }
+            }
+        }
+    }
+
+    /// Brings the kernel registration of fd slot `key` in line with its watches' interests.
+    ///
+    /// `verify` forces a kernel call even when the union is unchanged: used when a watch
+    /// joins an existing fd, in case the fd number was closed and reused since (R52), in which
+    /// case the registrar registers the new file.
+    pub(crate) fn sync_kernel<R: Registrar>(
+        &mut self,
+        registrar: &R,
+        key: usize,
+        verify: bool,
+    ) -> Result<()> {
+        let State {
+            fds,
+            handles,
+            always_ready,
+            ..
+        } = self;
+        let Some(slot) = fds.get_mut(key) else {
+            return Ok(());
+        };
+        let want = slot
+            .watches
+            .iter()
+            .filter_map(|&w| handles.get(w))
+            .fold(IoEvents::empty(), |acc, h| acc | h.interest);
+        let token = slot.token(key);
+        let fd = slot.fd;
+        let os = |op: &'static str| {
+            move |source| Error::Os {
+                op,
+                fd: Some(fd),
+                source,
+            }
+        };
+        let kernel = match (slot.kernel, want.is_empty()) {
+            (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
+            (Kernel::Registered, true) => {
+                if let Err(err) = registrar.deregister(fd) {
+                    tracing::warn!(fd, %err, "deregistering a disabled fd failed");
+                }
+                Kernel::Unregistered
+            }
+            (Kernel::AlwaysReady, true) => Kernel::Unregistered,
+            (Kernel::Unregistered | Kernel::Gone, false) => {
+                match registrar
+                    .register(fd, token, want)
+                    .map_err(os("register"))?
+                {
+                    Registered::Kernel => Kernel::Registered,
+                    Registered::AlwaysReady => Kernel::AlwaysReady,
+                    Registered::Gone => Kernel::Gone,
+                }
+            }
+            (Kernel::Registered, false) if want != slot.interest || verify => {
+                match registrar
+                    .reregister(fd, token, want)
+                    .map_err(os("reregister"))?
+                {
+                    Registered::Kernel => Kernel::Registered,
+                    Registered::AlwaysReady => Kernel::AlwaysReady,
+                    Registered::Gone => Kernel::Gone,
+                }
+            }
+            (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
+        };
+        let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest.is_empty();
+        let listed = kernel == Kernel::AlwaysReady && !want.is_empty();
+        slot.kernel = kernel;
+        slot.interest = want;
+        if was_listed && !listed {
+            always_ready.retain(|&k| k != key);
+        } else if listed && !was_listed {
+            always_ready.push(key);
+        }
+        Ok(())
+    }
+
+    /// Takes a handle out of the table (the id is already unmapped) and tidies its fd slot.
+    fn unlink_handle<R: Registrar>(&mut self, registrar: &R, slot: usize) -> HandleSlot {
+        let handle = self.handles.remove(slot);
+        let key = handle.fd_key;
+        let now_empty = match self.fds.get_mut(key) {
+            Some(fd_slot) => {
+                if let Some(pos) = fd_slot.watches.iter().position(|&w| w == slot) {
+                    fd_slot.watches.remove(pos); // keeps registration order
+                }
+                fd_slot.watches.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            let fd_slot = self.fds.remove(key);
+            if fd_slot.kernel == Kernel::Registered {
+                // EBADF/ENOENT (closed fd) are success for the registrar (R52).
+                if let Err(err) = registrar.deregister(fd_slot.fd) {
+                    tracing::warn!(fd = fd_slot.fd, %err, "deregistering a removed fd failed");
+                }
+            }
+            if fd_slot.kernel == Kernel::AlwaysReady {
+                self.always_ready.retain(|&k| k != key);
+            }
+            if self.fd_index.get(&fd_slot.fd) == Some(&key) {
+                self.fd_index.remove(&fd_slot.fd);
+            }
+        } else if let Err(err) = self.sync_kernel(registrar, key, false) {
+            tracing::warn!(fd = handle.fd, %err, "narrowing an fd's interest failed");
+        }
+        handle
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Empties the table for loop destruction: every callback still held, pending frees
+    /// first (in removal order), then live registrations. Kernel registrations are dropped.
+    pub(crate) fn tear_down<R: Registrar>(&mut self, registrar: &R, out: &mut Vec<Freed>) {
+        self.gone = true;
+        self.loop_thread = None;
+        self.frees.take_all(out);
+        for (_, fd_slot) in self.fds.iter() {
+            if fd_slot.kernel == Kernel::Registered {
+                let _ = registrar.deregister(fd_slot.fd);
+            }
+        }
+        self.fds.clear();
+        self.fd_index.clear();
+        self.always_ready.clear();
+        self.handle_ids.clear();
+        self.timer_ids.clear();
+        self.heap.clear();
+        let mut handles: Vec<_> = std::mem::take(&mut self.handles)
+            .into_iter()
+            .filter_map(|(_, h)| h.callback.map(|cb| Freed::Handle(h.id, cb)))
+            .collect();
+        let mut timers: Vec<_> = std::mem::take(&mut self.timers)
+            .into_iter()
+            .filter_map(|(_, t)| t.callback.map(|cb| Freed::Timeout(t.id, cb)))
+            .collect();
+        // Oldest registration first: ids are allocated in increasing order.
+        handles.sort_by_key(|f| match f {
+            Freed::Handle(id, _) => id.get(),
+            Freed::Timeout(id, _) => id.get(),
+        });
+        timers.sort_by_key(|f| match f {
+            Freed::Handle(id, _) => id.get(),
+            Freed::Timeout(id, _) => id.get(),
+        });
+        out.append(&mut handles);
+        out.append(&mut timers);
+    }
+}
+
+impl<R: Registrar> Shared<R> {
+    pub(crate) fn new(registrar: R) -> Shared<R> {
+        Shared {
+            state: Mutex::new(State::new()),
+            registrar,
+            quit: AtomicBool::new(false),
+        }
+    }
+
+    /// Locks the table. The lock is never held around user code, so poisoning can only come
+    /// from a bug in the engine itself; the table is still consistent enough to carry on.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the wake-up claimed by [`State::claim_wake`] (after the lock was released).
+    pub(crate) fn wake(&self) {
+        if let Err(err) = self.registrar.wake() {
+            tracing::warn!(%err, "waking the loop failed");
+        }
+    }
+
+    /// Asks the loop to stop after the iteration it is in (R47); from any thread.
+    pub(crate) fn request_quit(&self) {
+        self.quit.store(true, Ordering::SeqCst);
+        // Taking the lock orders the store before any later look at the flag by the loop:
+        // either the loop reads the flag when it prepares its wait, or it is already inside
+        // run_once and gets woken here.
+        let wake = self.lock().claim_wake();
+        if wake {
+            self.wake();
+        }
+    }
+}
+
+impl<R: Registrar> EventLoop for Shared<R> {
+    fn add_handle(
+        &self,
+        fd: RawFd,
+        events: IoEvents,
+        callback: HandleCallback,
+    ) -> Result<HandleId, Rejected<HandleCallback>> {
+        if fd < 0 {
+            let error = Error::InvalidFd {
+                fd,
+                reason: "negative",
+            };
+            return Err(Rejected::new(error, callback));
+        }
+        let bits = events.unknown_bits();
+        if bits != 0 {
+            return Err(Rejected::new(Error::UnknownEvents { fd, bits }, callback));
+        }
+        if let Err(error) = self.registrar.check_fd(fd) {
+            return Err(Rejected::new(error, callback));
+        }
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Rejected::new(Error::LoopGone, callback));
+        }
+        let (key, joined) = match st.fd_index.get(&fd) {
+            Some(&key) => (key, true),
+            None => {
+                st.next_generation = st.next_generation.wrapping_add(1);
+                let generation = st.next_generation;
+                let key = st.fds.insert(FdSlot {
+                    fd,
+                    generation,
+                    watches: Vec::new(),
+                    interest: IoEvents::empty(),
+                    kernel: Kernel::Unregistered,
+                    pending: IoEvents::empty(),
+                    invalid: false,
+                });
+                st.fd_index.insert(fd, key);
+                (key, false)
+            }
+        };
+        let id = HandleId::allocate();
+        let slot = st.handles.insert(HandleSlot {
+            id,
+            fd,
+            fd_key: key,
+            interest: events,
+            callback: None,
+        });
+        st.fds[key].watches.push(slot);
+        let verify = joined && !events.is_empty();
+        let outcome = match st.sync_kernel(&self.registrar, key, verify) {
+            Ok(()) if !events.is_empty() && st.fds[key].kernel == Kernel::Gone => {
+                Err(Error::InvalidFd {
+                    fd,
+                    reason: "not open",
+                })
+            }
+            other => other,
+        };
+        if let Err(error) = outcome {
+            // Roll back: no side effect, and the callback goes back to the caller (R2).
+            st.unlink_handle(&self.registrar, slot);
+            return Err(Rejected::new(error, callback));
+        }
+        tracing::trace!(%id, fd, ?events, name = callback.name(), "add handle");
+        st.handles[slot].callback = Some(callback);
+        st.handle_ids.insert(id, slot);
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(id)
+    }
+
+    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        let slot = *st.handle_ids.get(&id).ok_or_else(|| Error::not_found(id))?;
+        let handle = &mut st.handles[slot];
+        let bits = events.unknown_bits();
+        if bits != 0 {
+            return Err(Error::UnknownEvents {
+                fd: handle.fd,
+                bits,
+            });
+        }
+        if handle.interest == events {
+            return Ok(()); // R5: same interest, nothing to do.
+        }
+        let old = std::mem::replace(&mut handle.interest, events);
+        let key = handle.fd_key;
+        let fd = handle.fd;
+        if let Err(err) = st.sync_kernel(&self.registrar, key, false) {
+            st.handles[slot].interest = old;
+            return Err(err);
+        }
+        tracing::trace!(%id, fd, ?events, "update handle");
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn remove_handle(&self, id: HandleId) -> Result<()> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        let slot = st
+            .handle_ids
+            .remove(&id)
+            .ok_or_else(|| Error::not_found(id))?;
+        let handle = st.unlink_handle(&self.registrar, slot);
+        tracing::trace!(%id, fd = handle.fd, "remove handle");
+        let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
+        st.defer_free(id.into(), freed);
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn add_timeout(
+        &self,
+        interval: Interval,
+        callback: TimeoutCallback,
+    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Rejected::new(Error::LoopGone, callback));
+        }
+        let id = TimeoutId::allocate();
+        let seq = st.next_seq();
+        tracing::trace!(%id, ?interval, name = callback.name(), "add timeout");
+        let slot = st.timers.insert(TimerSlot {
+            id,
+            interval,
+            epoch: 0,
+            seq,
+            callback: Some(callback),
+        });
+        st.timer_ids.insert(id, slot);
+        if let Some(interval) = interval {
+            // Read the clock now, not from a cached loop time (B55).
+            st.heap
+                .schedule(slot, deadline_after(Instant::now(), interval), seq);
+        }
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(id)
+    }
+
+    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        let slot = *st.timer_ids.get(&id).ok_or_else(|| Error::not_found(id))?;
+        let timer = &mut st.timers[slot];
+        timer.interval = interval;
+        timer.epoch += 1;
+        let seq = timer.seq;
+        match interval {
+            // Always a restart from now, even with the same interval (R5, R29).
+            Some(interval) => st
+                .heap
+                .schedule(slot, deadline_after(Instant::now(), interval), seq),
+            None => {
+                st.heap.cancel(slot);
+            }
+        }
+        tracing::trace!(%id, ?interval, "update timeout");
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        let slot = st
+            .timer_ids
+            .remove(&id)
+            .ok_or_else(|| Error::not_found(id))?;
+        st.heap.cancel(slot);
+        let timer = st.timers.remove(slot);
+        tracing::trace!(%id, "remove timeout");
+        let freed = timer.callback.map(|cb| Freed::Timeout(id, cb));
+        st.defer_free(id.into(), freed);
+        let wake = st.claim_wake();
+        drop(st);
+        if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+}

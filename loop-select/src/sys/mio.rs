@@ -1,0 +1,193 @@
+//! mio's edge-triggered epoll, with level-triggered delivery emulated.
+//!
+//! mio registers every fd edge-triggered (`EPOLLET`): an fd whose callback left data unread
+//! would never be reported again. Level semantics (R8) are restored without a syscall per
+//! event: the engine hands the fds it dispatched in the previous iteration back as probes,
+//! and this poller checks them all with one zero-timeout `poll(2)` before waiting; those
+//! still ready are reported again (and the kernel wait then does not block).
+//!
+//! Cross-thread wake-ups use `mio::Waker` (an eventfd under [`Token::RESERVED`]); with
+//! edge-triggered epoll every write produces a new event, so there is nothing to drain.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use anyloop::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop::{Error, IoEvents, Result};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Waker};
+use rustix::io::Errno;
+
+use super::check_open;
+use super::probe::Prober;
+
+const EVENT_CAPACITY: usize = 1024;
+
+/// The loop-thread half: `mio::Poll`.
+#[derive(Debug)]
+pub(crate) struct MioPoller {
+    poll: Poll,
+    events: Events,
+    prober: Prober,
+}
+
+/// The any-thread half: a clone of the `mio::Registry` and the `mio::Waker`.
+#[derive(Debug)]
+pub(crate) struct MioRegistrar {
+    registry: Registry,
+    waker: Waker,
+}
+
+/// Creates both halves.
+pub(crate) fn new() -> io::Result<(MioPoller, MioRegistrar)> {
+    let poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    let waker = Waker::new(poll.registry(), mio_token(Token::RESERVED))?;
+    let poller = MioPoller {
+        poll,
+        events: Events::with_capacity(EVENT_CAPACITY),
+        prober: Prober::default(),
+    };
+    Ok((poller, MioRegistrar { registry, waker }))
+}
+
+fn mio_token(token: Token) -> mio::Token {
+    // Tokens are 64-bit; this crate only builds for 64-bit Linux (see lib.rs).
+    mio::Token(token.0 as usize)
+}
+
+fn interest(events: IoEvents) -> Interest {
+    match (
+        events.contains(IoEvents::READABLE),
+        events.contains(IoEvents::WRITABLE),
+    ) {
+        (true, true) => Interest::READABLE | Interest::WRITABLE,
+        (false, true) => Interest::WRITABLE,
+        // Never asked with neither: an empty interest has no kernel registration.
+        _ => Interest::READABLE,
+    }
+}
+
+fn errno(err: &io::Error) -> Option<Errno> {
+    Errno::from_io_error(err)
+}
+
+impl Registrar for MioRegistrar {
+    fn check_fd(&self, fd: RawFd) -> Result<()> {
+        check_open(fd)
+    }
+
+    fn register(&self, fd: RawFd, token: Token, events: IoEvents) -> io::Result<Registered> {
+        debug_assert!(super::is_expressible(events));
+        let source = &mut SourceFd(&fd);
+        match self
+            .registry
+            .register(source, mio_token(token), interest(events))
+        {
+            Ok(()) => Ok(Registered::Kernel),
+            Err(err) => match errno(&err) {
+                Some(Errno::PERM) => Ok(Registered::AlwaysReady),
+                Some(Errno::BADF) => Ok(Registered::Gone),
+                Some(Errno::EXIST) => {
+                    self.registry
+                        .reregister(source, mio_token(token), interest(events))?;
+                    Ok(Registered::Kernel)
+                }
+                _ => Err(err),
+            },
+        }
+    }
+
+    fn reregister(&self, fd: RawFd, token: Token, events: IoEvents) -> io::Result<Registered> {
+        let source = &mut SourceFd(&fd);
+        match self
+            .registry
+            .reregister(source, mio_token(token), interest(events))
+        {
+            Ok(()) => Ok(Registered::Kernel),
+            Err(err) => match errno(&err) {
+                Some(Errno::NOENT) => self.register(fd, token, events),
+                Some(Errno::BADF) => Ok(Registered::Gone),
+                Some(Errno::PERM) => Ok(Registered::AlwaysReady),
+                _ => Err(err),
+            },
+        }
+    }
+
+    fn deregister(&self, fd: RawFd) -> io::Result<()> {
+        match self.registry.deregister(&mut SourceFd(&fd)) {
+            Ok(()) => Ok(()),
+            Err(err) => match errno(&err) {
+                Some(Errno::NOENT | Errno::BADF | Errno::PERM) => Ok(()),
+                _ => Err(err),
+            },
+        }
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+}
+
+impl Poller for MioPoller {
+    type Registrar = MioRegistrar;
+    const EDGE_TRIGGERED: bool = true;
+
+    fn wait(
+        &mut self,
+        probes: &[Probe],
+        timeout: Option<Duration>,
+        out: &mut Vec<Readiness>,
+    ) -> Result<bool> {
+        // The level-triggered re-check (and always-ready fds): one poll(2) for all of them.
+        let timeout = if self.prober.probe(probes, out)? {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(source) => {
+                return Err(Error::Os {
+                    op: "epoll_wait (mio)",
+                    fd: None,
+                    source,
+                })
+            }
+        }
+        let mut woken = false;
+        for event in self.events.iter() {
+            let token = Token(event.token().0 as u64);
+            if token == Token::RESERVED {
+                woken = true;
+                continue;
+            }
+            let mut events = IoEvents::empty();
+            if event.is_readable() {
+                events |= IoEvents::READABLE;
+            }
+            if event.is_writable() {
+                events |= IoEvents::WRITABLE;
+            }
+            if event.is_error() {
+                events |= IoEvents::ERROR;
+            }
+            // EPOLLHUP shows as both halves closed; a half-close (EPOLLRDHUP) is only
+            // "readable until EOF", as poll(2) reports it.
+            if event.is_read_closed() && event.is_write_closed() {
+                events |= IoEvents::HANGUP;
+            }
+            if events.is_empty() {
+                continue;
+            }
+            out.push(Readiness {
+                token,
+                events,
+                invalid: false,
+            });
+        }
+        Ok(woken)
+    }
+}

@@ -1,0 +1,97 @@
+//! One batched, zero-timeout `poll(2)` over a list of fds.
+//!
+//! Used for fds epoll refuses because they are always ready (regular files, `/dev/null`:
+//! contract D4 says they behave as under `poll(2)`, so we ask `poll(2)`), and by the mio
+//! poller to re-check the fds it dispatched in the previous iteration (level-triggered
+//! emulation, R8). One syscall for the whole list, whatever its length. `POLLNVAL` (the fd is
+//! not open any more) is reported so that the engine delivers `ERROR` once and disables the
+//! watch instead of spinning (R52).
+
+use anyloop::backend::{Probe, Readiness};
+use anyloop::{Error, IoEvents, Result};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use super::borrow;
+
+/// Reusable `pollfd` array (no allocation per iteration in steady state).
+#[derive(Debug, Default)]
+pub(crate) struct Prober {
+    fds: Vec<PollFd<'static>>,
+}
+
+impl Prober {
+    /// Probes `probes` without blocking; appends the ready ones to `out`. Returns whether any
+    /// was ready.
+    pub(crate) fn probe(&mut self, probes: &[Probe], out: &mut Vec<Readiness>) -> Result<bool> {
+        if probes.is_empty() {
+            return Ok(false);
+        }
+        self.fds.clear();
+        self.fds.extend(
+            probes
+                .iter()
+                .map(|p| PollFd::from_borrowed_fd(borrow(p.fd), to_poll(p.interest))),
+        );
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let ready = loop {
+            match poll(&mut self.fds, Some(&zero)) {
+                Ok(n) => break n,
+                Err(Errno::INTR) | Err(Errno::AGAIN) => continue, // zero timeout: bounded (R55)
+                Err(err) => {
+                    return Err(Error::Os {
+                        op: "poll",
+                        fd: None,
+                        source: err.into(),
+                    })
+                }
+            }
+        };
+        if ready == 0 {
+            return Ok(false);
+        }
+        for (pollfd, probe) in self.fds.iter().zip(probes) {
+            let revents = pollfd.revents();
+            if revents.is_empty() {
+                continue;
+            }
+            out.push(Readiness {
+                token: probe.token,
+                events: from_poll(revents),
+                invalid: revents.contains(PollFlags::NVAL),
+            });
+        }
+        Ok(true)
+    }
+}
+
+fn to_poll(interest: IoEvents) -> PollFlags {
+    let mut flags = PollFlags::empty();
+    if interest.contains(IoEvents::READABLE) {
+        flags |= PollFlags::IN;
+    }
+    if interest.contains(IoEvents::WRITABLE) {
+        flags |= PollFlags::OUT;
+    }
+    flags
+}
+
+fn from_poll(revents: PollFlags) -> IoEvents {
+    let mut events = IoEvents::empty();
+    if revents.contains(PollFlags::IN) {
+        events |= IoEvents::READABLE;
+    }
+    if revents.contains(PollFlags::OUT) {
+        events |= IoEvents::WRITABLE;
+    }
+    if revents.intersects(PollFlags::ERR | PollFlags::NVAL) {
+        events |= IoEvents::ERROR;
+    }
+    if revents.contains(PollFlags::HUP) {
+        events |= IoEvents::HANGUP;
+    }
+    events
+}

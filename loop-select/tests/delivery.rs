@@ -1,0 +1,180 @@
+//! Level-triggered delivery, fan-out to several watches on one fd, reported bits.
+mod util;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyloop::IoEvents;
+use util::*;
+
+#[test]
+fn level_triggered_partial_reads_are_called_again() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let pipe = Pipe::new();
+        let calls = Counter::default();
+        let c = calls.clone();
+        lp.handle()
+            .add_handle(
+                pipe.rfd(),
+                IoEvents::READABLE,
+                move |_id, fd, ev: IoEvents| {
+                    assert!(ev.contains(IoEvents::READABLE));
+                    assert!(take_one(fd), "called without data");
+                    c.hit();
+                },
+            )
+            .unwrap();
+        pipe.put(3);
+        run_until(&mut lp, || calls.get() == 3);
+        // Drained: no further calls.
+        run_for(&mut lp, Duration::from_millis(50));
+        assert_eq!(calls.get(), 3, "{poller:?}");
+    }
+}
+
+#[test]
+fn one_call_with_both_bits_and_own_bits_per_watch() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        (&b).write_all_helper(b"x");
+        let seen: Arc<Mutex<Vec<(&str, IoEvents)>>> = Arc::default();
+        let h = lp.handle();
+        for (name, interest) in [
+            ("both", IoEvents::READABLE | IoEvents::WRITABLE),
+            ("r", IoEvents::READABLE),
+            ("w", IoEvents::WRITABLE),
+            ("off", IoEvents::empty()),
+        ] {
+            let seen = seen.clone();
+            h.add_handle(a.as_raw_fd(), interest, move |_id, _fd, ev| {
+                seen.lock().unwrap().push((name, ev))
+            })
+            .unwrap();
+        }
+        assert_eq!(lp.run_once(Some(Duration::from_secs(5))).unwrap(), 3);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                ("both", IoEvents::READABLE | IoEvents::WRITABLE),
+                ("r", IoEvents::READABLE),
+                ("w", IoEvents::WRITABLE),
+            ],
+            "{poller:?}"
+        );
+    }
+}
+
+#[test]
+fn hangup_reported_without_asking_and_no_spin_after_removal() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let pipe = Pipe::new();
+        let got = Arc::new(Mutex::new(IoEvents::empty()));
+        let g = got.clone();
+        let h = lp.handle();
+        let h2 = h.clone();
+        h.add_handle(pipe.rfd(), IoEvents::READABLE, move |id, _fd, ev| {
+            *g.lock().unwrap() |= ev;
+            h2.remove_handle(id).unwrap();
+        })
+        .unwrap();
+        let Pipe { read, write } = pipe;
+        drop(write);
+        run_until(&mut lp, || !got.lock().unwrap().is_empty());
+        assert!(got.lock().unwrap().contains(IoEvents::HANGUP), "{poller:?}");
+        assert!(
+            run_for(&mut lp, Duration::from_millis(200)) < 30,
+            "{poller:?} spins"
+        );
+        drop(read);
+    }
+}
+
+#[test]
+fn disabled_watch_is_silent_even_on_hangup() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let pipe = Pipe::new();
+        let calls = Counter::default();
+        let c = calls.clone();
+        let id = lp
+            .handle()
+            .add_handle(pipe.rfd(), IoEvents::READABLE, move |_, _, _| c.hit())
+            .unwrap();
+        lp.handle().update_handle(id, IoEvents::empty()).unwrap();
+        let Pipe { read, write } = pipe;
+        drop(write);
+        assert!(
+            run_for(&mut lp, Duration::from_millis(200)) < 30,
+            "{poller:?} spins"
+        );
+        assert_eq!(calls.get(), 0);
+        // Re-enabled: the hang-up is reported.
+        lp.handle().update_handle(id, IoEvents::READABLE).unwrap();
+        run_until(&mut lp, || calls.get() > 0);
+        lp.handle().remove_handle(id).unwrap();
+        drop(read);
+    }
+}
+
+#[test]
+fn update_to_same_interest_is_a_no_op() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let pipe = Pipe::new();
+        let calls = Counter::default();
+        let c = calls.clone();
+        let id = lp
+            .handle()
+            .add_handle(pipe.rfd(), IoEvents::READABLE, move |_, fd, _| {
+                take_one(fd);
+                c.hit()
+            })
+            .unwrap();
+        pipe.put(1);
+        run_until(&mut lp, || calls.get() == 1);
+        lp.handle().update_handle(id, IoEvents::READABLE).unwrap();
+        run_for(&mut lp, Duration::from_millis(50));
+        assert_eq!(calls.get(), 1, "{poller:?}");
+    }
+}
+
+#[test]
+fn many_ready_fds_beyond_one_wait_buffer_are_all_delivered() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let pipes: Vec<Pipe> = (0..1500).map(|_| Pipe::new()).collect();
+        let calls = Counter::default();
+        for p in &pipes {
+            let c = calls.clone();
+            lp.handle()
+                .add_handle(p.rfd(), IoEvents::READABLE, move |_, fd, _| {
+                    assert!(take_one(fd));
+                    c.hit()
+                })
+                .unwrap();
+            p.put(1);
+        }
+        run_until(&mut lp, || calls.get() == pipes.len());
+        run_for(&mut lp, Duration::from_millis(30));
+        assert_eq!(calls.get(), pipes.len(), "{poller:?}");
+    }
+}
+
+trait WriteAll {
+    fn write_all_helper(self, bytes: &[u8]);
+}
+
+impl WriteAll for &UnixStream {
+    fn write_all_helper(self, bytes: &[u8]) {
+        use std::io::Write;
+        let mut s = self;
+        s.write_all(bytes).unwrap();
+    }
+}

@@ -1,0 +1,117 @@
+//! The contender abstraction: the table of operations of the peers' `common.h` (`peer_ops`),
+//! so W1–W4 run identical workload code over every backend.
+//!
+//! A new backend is either one [`Contender`] impl (a raw substrate such as glib-rs or calloop
+//! used directly) or, for an anyloop backend, one small
+//! [`Driver`](crate::anyloop_adapter::Driver) impl: the generic adapter maps the operations
+//! onto the vtable. Either way it is then one line in `backends()` (`main`).
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use crate::sys::now_ns;
+
+/// One event loop under test, driven on the thread that created it.
+///
+/// Every callback a contender is given must run through the loop's own dispatch (one call
+/// from the loop into the body, as the C peers' `fd_fn`).
+pub trait Contender: Sized {
+    /// What `timer_add` returns: a node, an id...
+    type Timer: Copy;
+
+    /// Creates the loop on the calling thread (W3 calls it on the loop thread: some loops,
+    /// calloop's, cannot move between threads).
+    fn make() -> Self;
+
+    /// A persistent level-triggered read watch; while `fd` is readable, calls `cb(fd)`.
+    fn watch_add(&mut self, fd: RawFd, cb: impl FnMut(RawFd) + Send + 'static);
+
+    /// One blocking loop iteration.
+    fn run_once(&mut self);
+
+    /// W2: a timer that must not fire during the test, whose callback is `cb`.
+    fn timer_add(&mut self, after: Duration, cb: fn()) -> Self::Timer;
+    /// W2: the native re-arm (restarts the countdown with a new interval).
+    fn timer_update(&mut self, timer: Self::Timer, after: Duration);
+    /// W2: removal.
+    fn timer_remove(&mut self, timer: Self::Timer);
+    /// W2: runs the loop until the state of every removed timer is really dropped (the
+    /// "deferred drain"). Nothing to do for a loop that frees inside remove.
+    fn timer_drain(&mut self) {}
+
+    /// W2: arms a zero-interval one-shot whose callback calls [`oneshot_fired`] once and
+    /// releases the timer (it removes or disables itself).
+    fn oneshot0(&mut self);
+
+    /// W3: names of the cross-thread wake-up mechanisms this contender offers.
+    fn xt_variants() -> &'static [&'static str];
+    /// W3, on the loop thread before the loop runs: prepares `variant` and returns the poster
+    /// the other thread calls; each post makes the loop call [`xt_fired`] once, promptly.
+    fn xt_setup(&mut self, variant: usize) -> Box<dyn FnMut() + Send>;
+}
+
+// --- the shared callback bodies -----------------------------------------------------------
+//
+// Single-writer counters: only the loop thread bumps them, with a plain load + store (what the
+// C harness' `volatile long g_fired++` compiles to), never a locked read-modify-write.
+
+/// W1 callbacks and W2 firings seen so far.
+static FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Callbacks counted so far.
+#[inline]
+pub fn fired() -> u64 {
+    FIRED.load(Relaxed)
+}
+
+#[inline]
+fn bump() {
+    FIRED.store(FIRED.load(Relaxed) + 1, Relaxed);
+}
+
+/// The W1 callback body: read the byte, count the event.
+pub fn w1_read_cb(fd: RawFd) {
+    crate::sys::read1(fd);
+    bump();
+}
+
+/// The W2 one-shot body.
+pub fn oneshot_fired() {
+    bump();
+}
+
+/// The body of W2 churn timers, which never fire.
+pub fn never_fires() {
+    panic!("a W2 churn timer (60–160 s) fired during the test");
+}
+
+/// Runs `c` until `target` callbacks have been counted (`run_until` of `common.h`).
+#[inline]
+pub fn run_until<C: Contender>(c: &mut C, target: u64) {
+    while fired() < target {
+        c.run_once();
+    }
+}
+
+thread_local! {
+    /// W3: where the loop thread reports t1 (set by the W3 driver on the loop thread).
+    static XT_TX: RefCell<Option<Sender<u64>>> = const { RefCell::new(None) };
+}
+
+/// Installs the W3 reply channel on the calling (loop) thread.
+pub fn xt_install(tx: Sender<u64>) {
+    XT_TX.with(|slot| *slot.borrow_mut() = Some(tx));
+}
+
+/// The W3 callback body: takes t1 first, then hands it to the waiting sender.
+pub fn xt_fired() {
+    let t1 = now_ns();
+    XT_TX.with(|slot| {
+        if let Some(tx) = slot.borrow().as_ref() {
+            let _ = tx.send(t1);
+        }
+    });
+}

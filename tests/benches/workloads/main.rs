@@ -1,0 +1,267 @@
+//! Cross-backend workloads W1–W4 (`shared/design/workloads.md`), the same method as the C
+//! peers' harness (`shared/peers/common.h`): calibrated rounds, repeats, medians, the same
+//! shuffled orders, one-fd pipes. Every backend is measured beside a raw level-triggered epoll
+//! floor in the same run, and reported as a ratio to it.
+//!
+//! ```text
+//! cargo bench -p anyloop-conformance --bench workloads -- --quick      # a few minutes
+//! cargo bench -p anyloop-conformance --bench workloads                 # full: 3 passes
+//! cargo bench -p anyloop-conformance --bench workloads -- --only W1 --backend floor,select --n 10000
+//! ```
+//!
+//! Prints markdown tables and writes `target/workloads.json` (and `target/workloads.md`) at
+//! the workspace root, or under `$CARGO_TARGET_DIR`, or at `--json PATH`.
+//!
+//! Adding a backend: implement [`contender::Contender`] (a raw substrate) or
+//! [`anyloop_adapter::Driver`] (an anyloop backend, see `backends.rs`), then add one line to
+//! [`backends`].
+
+mod anyloop_adapter;
+mod backends;
+mod contender;
+mod floor;
+mod measure;
+mod report;
+mod sys;
+mod w1;
+mod w2;
+mod w3;
+mod w4;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use contender::Contender;
+use measure::{Measure, Params};
+
+/// One workload configuration; each pass runs every job on every backend.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    W1 { n: usize },
+    W2Churn { n: usize },
+    W2Fire { k: usize, batch: bool },
+    W3,
+    W4,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::W1 { .. } => "W1",
+            Job::W2Churn { .. } | Job::W2Fire { .. } => "W2",
+            Job::W3 => "W3",
+            Job::W4 => "W4",
+        }
+    }
+
+    fn size(self) -> Option<usize> {
+        match self {
+            Job::W1 { n } | Job::W2Churn { n } => Some(n),
+            Job::W2Fire { k, .. } => Some(k),
+            Job::W3 | Job::W4 => None,
+        }
+    }
+}
+
+/// A backend under test: its name in the tables and JSON, and its workloads.
+struct Backend {
+    name: &'static str,
+    run: fn(Job, &Params) -> Vec<Measure>,
+}
+
+fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
+    Backend {
+        name,
+        run: run_job::<C>,
+    }
+}
+
+/// Every backend, the floor first. Later steps add e.g. `backend::<GlibRaw>("glib-raw")` and
+/// `backend::<Anyloop<Glib>>("glib")`.
+fn backends() -> Vec<Backend> {
+    use anyloop_adapter::Anyloop;
+    use backends::Select;
+    vec![
+        backend::<floor::Floor>("floor"),
+        backend::<Anyloop<Select<false>>>("select"),
+        backend::<Anyloop<Select<true>>>("select-mio"),
+    ]
+}
+
+fn run_job<C: Contender + 'static>(job: Job, p: &Params) -> Vec<Measure> {
+    match job {
+        Job::W1 { n } => w1::run::<C>(n, p),
+        Job::W2Churn { n } => w2::churn::<C>(n, p),
+        Job::W2Fire { k, batch } => vec![w2::fire::<C>(k, batch, p)],
+        Job::W3 => w3::run::<C>(p),
+        Job::W4 => vec![w4::run::<C>(p)],
+    }
+}
+
+fn all_jobs() -> Vec<Job> {
+    let mut jobs: Vec<Job> = [10, 1000, 10_000].map(|n| Job::W1 { n }).to_vec();
+    jobs.extend([10_000, 100_000].map(|n| Job::W2Churn { n }));
+    for batch in [true, false] {
+        jobs.extend([10_000, 100_000].map(|k| Job::W2Fire { k, batch }));
+    }
+    jobs.extend([Job::W3, Job::W4]);
+    jobs
+}
+
+struct Options {
+    params: Params,
+    only: Option<Vec<String>>,
+    backends: Option<Vec<String>>,
+    sizes: Option<Vec<usize>>,
+    json: Option<PathBuf>,
+}
+
+const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4] \
+[--backend floor,select,...] [--n 10,1000,...] [--json PATH]";
+
+fn parse_args() -> Option<Options> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs the binary without it: then
+    // there is nothing to assert, so do nothing (benchmarks are never part of the tests).
+    if !args.iter().any(|a| a == "--bench") && args.is_empty() {
+        println!("workloads: run it with `cargo bench -p anyloop-conformance --bench workloads`");
+        return None;
+    }
+    let list = |v: Option<&String>| -> Vec<String> {
+        v.unwrap_or_else(|| panic!("usage: {USAGE}"))
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let mut o = Options {
+        params: Params::full(),
+        only: None,
+        backends: None,
+        sizes: None,
+        json: None,
+    };
+    let mut passes = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "--quick" => o.params = Params::quick(),
+            "--passes" => passes = Some(list(it.next())[0].parse().expect("--passes P")),
+            "--only" => o.only = Some(list(it.next()).iter().map(|s| s.to_uppercase()).collect()),
+            "--backend" => o.backends = Some(list(it.next())),
+            "--n" => {
+                o.sizes = Some(
+                    list(it.next())
+                        .iter()
+                        .map(|s| s.parse().expect("--n"))
+                        .collect(),
+                )
+            }
+            "--json" => o.json = Some(PathBuf::from(it.next().expect("--json PATH"))),
+            "-h" | "--help" => {
+                println!("usage: {USAGE}");
+                return None;
+            }
+            // Filters cargo may forward (e.g. a bench name): ignore rather than fail.
+            other => eprintln!("workloads: ignoring argument {other:?} (usage: {USAGE})"),
+        }
+    }
+    if let Some(p) = passes {
+        o.params.passes = p;
+    }
+    Some(o)
+}
+
+/// `$CARGO_TARGET_DIR` if set, else `<workspace root>/target` (this crate sits one level
+/// below the root).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target"),
+    }
+}
+
+fn main() {
+    let Some(opts) = parse_args() else { return };
+    sys::raise_nofile();
+    let p = &opts.params;
+    let jobs: Vec<Job> = all_jobs()
+        .into_iter()
+        .filter(|j| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|w| w == j.name()))
+        })
+        .filter(|j| match (&opts.sizes, j.size()) {
+            (Some(sizes), Some(n)) => sizes.contains(&n),
+            _ => true,
+        })
+        .collect();
+    let backends: Vec<Backend> = backends()
+        .into_iter()
+        .filter(|b| {
+            opts.backends
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|n| n == b.name))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let load_before = sys::loadavg();
+    eprintln!("workloads: {p:?}\nload average before: {load_before}");
+    let mut collector = report::Collector::default();
+    for pass in 0..p.passes {
+        for job in &jobs {
+            // Rotate the backend order each pass so none always runs right after another.
+            for i in 0..backends.len() {
+                let b = &backends[(i + pass) % backends.len()];
+                let t = Instant::now();
+                for m in (b.run)(*job, p) {
+                    eprintln!(
+                        "  [pass {}/{}] {:<10} {} {}{} n={} a={:?}: {:.1} ns ({:.1} s)",
+                        pass + 1,
+                        p.passes,
+                        b.name,
+                        m.workload,
+                        m.phase.unwrap_or(""),
+                        if m.phase.is_some() { "" } else { "-" },
+                        m.n,
+                        m.a,
+                        m.ns,
+                        t.elapsed().as_secs_f64()
+                    );
+                    collector.add(b.name, m);
+                }
+            }
+        }
+    }
+    let load_after = sys::loadavg();
+    let rows = collector.rows();
+
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Mode: {} ({} pass(es)); wall time {:.0} s; load average before {load_before}, after {load_after}; {} CPUs.\n\n",
+        if p.passes == 1 { "quick or single pass" } else { "full" },
+        p.passes,
+        started.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    ));
+    md.push_str(&report::markdown(&rows));
+    md.push_str("\nStep 1 targets (ratios to the floor of this run):\n\n");
+    md.push_str(&report::targets(&rows));
+    println!("\n{md}");
+
+    let json_path = opts
+        .json
+        .unwrap_or_else(|| target_dir().join("workloads.json"));
+    if let Some(dir) = json_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let text = serde_json::to_string_pretty(&report::json(&rows)).expect("serialise rows");
+    std::fs::write(&json_path, text + "\n").expect("write workloads.json");
+    let md_path = json_path.with_extension("md");
+    std::fs::write(&md_path, &md).expect("write workloads.md");
+    eprintln!("wrote {} and {}", json_path.display(), md_path.display());
+}

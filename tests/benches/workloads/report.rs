@@ -1,0 +1,296 @@
+//! Aggregation over passes, ratios to the floor of the same run, the markdown tables, the
+//! step targets and `target/workloads.json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use crate::measure::{max, median, min, Measure};
+
+/// The key of one figure: which workload, phase or mechanism, N and A.
+type Key = (&'static str, Option<&'static str>, u64, Option<u64>);
+
+/// One aggregated figure of one backend: medians over passes.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub backend: &'static str,
+    pub workload: &'static str,
+    pub phase: Option<&'static str>,
+    pub n: Option<u64>,
+    pub a: Option<u64>,
+    pub ns: f64,
+    pub pass_min: f64,
+    pub pass_max: f64,
+    pub passes: usize,
+    pub extra: Vec<(&'static str, f64)>,
+    pub ratio: Option<f64>,
+}
+
+/// Collects every pass's measures, in the order they were produced.
+#[derive(Default)]
+pub struct Collector {
+    order: Vec<(&'static str, Key)>,
+    seen: BTreeMap<(&'static str, Key), Vec<Measure>>,
+}
+
+impl Collector {
+    pub fn add(&mut self, backend: &'static str, m: Measure) {
+        let key = (m.workload, m.phase, m.n, m.a);
+        let slot = self.seen.entry((backend, key)).or_default();
+        if slot.is_empty() {
+            self.order.push((backend, key));
+        }
+        slot.push(m);
+    }
+
+    /// Medians over passes, the derived W1 slope, and ratios to the floor.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .order
+            .iter()
+            .map(|(backend, key)| {
+                let ms = &self.seen[&(*backend, *key)];
+                let ns: Vec<f64> = ms.iter().map(|m| m.ns).collect();
+                let extra = ms[0]
+                    .extra
+                    .iter()
+                    .map(|(name, _)| {
+                        let v: Vec<f64> = ms
+                            .iter()
+                            .filter_map(|m| m.extra.iter().find(|(n, _)| n == name))
+                            .map(|(_, v)| *v)
+                            .collect();
+                        (*name, median(&v))
+                    })
+                    .collect();
+                Row {
+                    backend,
+                    workload: key.0,
+                    phase: key.1,
+                    n: Some(key.2),
+                    a: key.3,
+                    ns: median(&ns),
+                    pass_min: min(&ns),
+                    pass_max: max(&ns),
+                    passes: ns.len(),
+                    extra,
+                    ratio: None,
+                }
+            })
+            .collect();
+        rows.extend(slopes(&rows));
+        let floors: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.backend == "floor")
+            .cloned()
+            .collect();
+        for row in rows.iter_mut().filter(|r| r.backend != "floor") {
+            row.ratio = floors
+                .iter()
+                .find(|f| comparable(f, row))
+                .filter(|f| f.ns > 0.0 && row.workload != "W1slope")
+                .map(|f| row.ns / f.ns);
+        }
+        rows
+    }
+}
+
+/// Which floor figure a row is compared with: the same workload, phase, N and A; for W3 the
+/// floor has one mechanism (eventfd), the yardstick of every mechanism.
+fn comparable(floor: &Row, row: &Row) -> bool {
+    floor.workload == row.workload
+        && floor.n == row.n
+        && floor.a == row.a
+        && (row.workload == "W3" || floor.phase == row.phase)
+}
+
+/// The A = 1 slope: (ns at N = 10000 − ns at N = 10) / 9990, the cost per registered watch.
+fn slopes(rows: &[Row]) -> Vec<Row> {
+    let find = |backend: &str, n: u64| {
+        rows.iter().find(|r| {
+            r.backend == backend && r.workload == "W1" && r.n == Some(n) && r.a == Some(1)
+        })
+    };
+    let mut backends: Vec<&'static str> = rows.iter().map(|r| r.backend).collect();
+    backends.dedup();
+    backends
+        .into_iter()
+        .filter_map(|b| {
+            let (small, large) = (find(b, 10)?, find(b, 10_000)?);
+            let slope = (large.ns - small.ns) / 9990.0;
+            Some(Row {
+                backend: b,
+                workload: "W1slope",
+                phase: None,
+                n: None,
+                a: Some(1),
+                ns: slope,
+                pass_min: slope,
+                pass_max: slope,
+                passes: small.passes,
+                extra: Vec::new(),
+                ratio: None,
+            })
+        })
+        .collect()
+}
+
+fn label(r: &Row) -> String {
+    let n = r.n.map(group).unwrap_or_default();
+    match (r.workload, r.phase) {
+        ("W1", _) => format!("W1 N={n} A={} ns/event", r.a.unwrap_or(0)),
+        ("W1slope", _) => "W1 A=1 slope, ns per registered watch".into(),
+        ("W2", Some(phase)) => format!(
+            "W2 {phase} {} ns/op",
+            if phase.starts_with("fire") {
+                format!("K={n}")
+            } else {
+                format!("N={n}")
+            }
+        ),
+        ("W3", Some(variant)) => format!("W3 p50 / p99 µs ({variant})"),
+        ("W4", _) => "W4 ns/round trip".into(),
+        (w, _) => w.to_string(),
+    }
+}
+
+fn cell(r: &Row) -> String {
+    let value = if r.workload == "W3" {
+        format!("{:.1} / {:.1}", extra(r, "p50_us"), extra(r, "p99_us"))
+    } else if r.workload == "W1slope" {
+        format!("{:.3}", r.ns)
+    } else {
+        group(r.ns.round() as u64)
+    };
+    match r.ratio {
+        Some(ratio) => format!("{value} ({ratio:.2}×)"),
+        None => value,
+    }
+}
+
+fn extra(r: &Row, name: &str) -> f64 {
+    r.extra
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(f64::NAN)
+}
+
+/// 1234567 -> "1,234,567".
+fn group(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// One line per figure, one column per backend; ratios to the floor in parentheses. W3 rows
+/// of different mechanisms share a line when their backends offer different mechanisms.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut backends: Vec<&'static str> = Vec::new();
+    for r in rows {
+        if !backends.contains(&r.backend) {
+            backends.push(r.backend);
+        }
+    }
+    let mut lines: Vec<(String, BTreeMap<&'static str, String>)> = Vec::new();
+    for r in rows {
+        // The floor's W3 line is shared with the first mechanism of the other backends.
+        let l = label(r);
+        let idx = match lines
+            .iter()
+            .position(|(k, m)| *k == l && !m.contains_key(r.backend))
+        {
+            Some(i) => i,
+            None => {
+                lines.push((l, BTreeMap::new()));
+                lines.len() - 1
+            }
+        };
+        lines[idx].1.insert(r.backend, cell(r));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "| figure (median) | {} |", backends.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(backends.len()));
+    for (l, cells) in &lines {
+        let cols: Vec<&str> = backends
+            .iter()
+            .map(|b| cells.get(b).map_or("–", |s| s.as_str()))
+            .collect();
+        let _ = writeln!(out, "| {l} | {} |", cols.join(" | "));
+    }
+    out
+}
+
+/// The targets of step 1 (issue 2) for the select backends: a "met"/"MISSED" line each.
+pub fn targets(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| backend | target | measured | verdict |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for r in rows.iter().filter(|r| r.backend.starts_with("select")) {
+        let (target, value, met) = match (r.workload, r.phase, r.n) {
+            ("W1", _, _) => ("W1 ≤ 1.2× floor", r.ratio, r.ratio.map(|x| x <= 1.2)),
+            ("W1slope", _, _) => ("slope < 0.1 ns/watch", Some(r.ns), Some(r.ns < 0.1)),
+            ("W2", Some("churn-all"), Some(100_000)) => (
+                "W2 churn 100k ≤ 1.5× floor",
+                r.ratio,
+                r.ratio.map(|x| x <= 1.5),
+            ),
+            ("W3", _, _) => ("W3 p50 ≤ 1.3× floor", r.ratio, r.ratio.map(|x| x <= 1.3)),
+            ("W4", _, _) => ("W4 ≤ 1.2× floor", r.ratio, r.ratio.map(|x| x <= 1.2)),
+            _ => continue,
+        };
+        let what = label(r);
+        let shown = match (r.workload, value) {
+            ("W1slope", Some(v)) => format!("{v:.3} ns"),
+            (_, Some(v)) => format!("{v:.2}×"),
+            _ => "no floor figure".into(),
+        };
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "?",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {target}: {what} | {shown} | {verdict} |",
+            r.backend
+        );
+    }
+    out
+}
+
+/// The machine-readable rows: `workload`, `backend`, `n`, `a`, `ns` on every row (null where
+/// a key does not apply); W3 rows add `p50_us` .. `p999_us`; W2 and W3 rows carry `phase`.
+pub fn json(rows: &[Row]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                let mut v = json!({
+                    "workload": r.workload,
+                    "backend": r.backend,
+                    "n": r.n,
+                    "a": r.a,
+                    "ns": r.ns,
+                    "pass_min_ns": r.pass_min,
+                    "pass_max_ns": r.pass_max,
+                    "passes": r.passes,
+                    "ratio_to_floor": r.ratio,
+                });
+                if let Some(phase) = r.phase {
+                    v["phase"] = json!(phase);
+                }
+                for (name, value) in &r.extra {
+                    v[*name] = json!(value);
+                }
+                v
+            })
+            .collect(),
+    )
+}

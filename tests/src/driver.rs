@@ -1,0 +1,477 @@
+//! The driver: owns a loop under test on its own thread and lets a scenario drive it.
+//!
+//! The loop thread executes *jobs* (closures run on the loop thread with the loop in hand)
+//! and, while the *pump* is on, iterates the loop with `run_once(Some(TICK))`, running queued
+//! jobs between iterations. The kit counts every `run_once` it makes, so scenarios can wait for
+//! iterations and check that nothing spins, without assertions on speed.
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use anyloop::{Error, Loop, LoopStats, Result};
+
+use crate::harness::{Backend, LoopUnderTest, Quitter};
+use crate::probe::lock;
+use crate::track::{Monitor, Tracked};
+
+/// The generous timeout of every wait; reaching it only fails the scenario.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The poll timeout of one pump iteration.
+pub const TICK: Duration = Duration::from_millis(20);
+
+/// The minimum quiet time of [`Driver::settle`].
+pub const SETTLE: Duration = Duration::from_millis(60);
+
+type Job = Box<dyn FnOnce(&mut LoopCtx) + Send>;
+type JobResult<R> = std::result::Result<R, Box<dyn Any + Send>>;
+
+/// The loop as seen by a job running on the loop thread.
+pub struct LoopCtx {
+    lut: Option<Box<dyn LoopUnderTest>>,
+    iterations: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LoopCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopCtx")
+            .field("alive", &self.lut.is_some())
+            .finish()
+    }
+}
+
+impl LoopCtx {
+    fn lut(&mut self) -> &mut dyn LoopUnderTest {
+        self.lut.as_deref_mut().expect("the loop was destroyed")
+    }
+
+    /// One iteration of the loop under test (counted by the kit).
+    ///
+    /// # Errors
+    /// What the backend's `run_once` returns.
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        let result = self.lut().run_once(timeout);
+        self.iterations.fetch_add(1, Ordering::SeqCst);
+        result
+    }
+
+    /// `n` non-blocking iterations; panics on an error.
+    pub fn turns(&mut self, n: usize) -> usize {
+        (0..n)
+            .map(|_| {
+                self.run_once(Some(Duration::ZERO))
+                    .expect("run_once failed")
+            })
+            .sum()
+    }
+
+    /// The backend's `run` (until quit).
+    ///
+    /// # Errors
+    /// What the backend's `run` returns.
+    pub fn run(&mut self) -> Result<()> {
+        self.lut().run()
+    }
+
+    /// The backend's counts.
+    pub fn stats(&mut self) -> LoopStats {
+        self.lut().stats()
+    }
+
+    /// The number of `run_once` calls the kit made so far.
+    pub fn iteration(&self) -> u64 {
+        self.iterations.load(Ordering::SeqCst)
+    }
+
+    /// Destroys the loop (drops the loop under test) on this thread.
+    pub fn destroy(&mut self) {
+        drop(self.lut.take());
+    }
+
+    /// True while the loop is not destroyed.
+    pub fn alive(&self) -> bool {
+        self.lut.is_some()
+    }
+
+    /// Iterates for `window` (at most [`TICK`] per poll) and reports how busy the loop was.
+    pub fn measure_idle(&mut self, window: Duration) -> IdleReport {
+        let cpu0 = thread_cpu_time();
+        let backend0 = self.stats().iterations;
+        let kit0 = self.iteration();
+        let callbacks = {
+            let start = Instant::now();
+            let mut callbacks = 0;
+            while start.elapsed() < window {
+                callbacks += self.run_once(Some(TICK)).unwrap_or(0);
+            }
+            callbacks
+        };
+        IdleReport {
+            kit_iterations: self.iteration() - kit0,
+            backend_iterations: self.stats().iterations.saturating_sub(backend0),
+            cpu: thread_cpu_time().saturating_sub(cpu0),
+            callbacks,
+        }
+    }
+}
+
+/// How busy a loop was during [`LoopCtx::measure_idle`].
+#[derive(Debug, Clone, Copy)]
+pub struct IdleReport {
+    /// `run_once` calls the kit made.
+    pub kit_iterations: u64,
+    /// Iterations the backend counted (its `LoopStats::iterations`).
+    pub backend_iterations: u64,
+    /// CPU time the loop thread used.
+    pub cpu: Duration,
+    /// Callbacks run.
+    pub callbacks: usize,
+}
+
+impl IdleReport {
+    /// Panics unless the loop stayed quiet: few iterations, little CPU (R10, R52).
+    pub fn assert_quiet(&self, what: &str) {
+        // A 200 ms window at TICK = 20 ms gives about 10 iterations; a spinning loop gives
+        // thousands. The CPU bound holds under any load (it is CPU time, not wall time).
+        assert!(
+            self.kit_iterations < 100 && self.backend_iterations < 200,
+            "{what}: the loop spins: {self:?}"
+        );
+        assert!(
+            self.cpu < Duration::from_millis(150),
+            "{what}: the loop thread burns CPU: {self:?}"
+        );
+    }
+}
+
+/// CPU time used by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A job started with [`Driver::spawn`]; [`wait`](Self::wait) for its result.
+#[derive(Debug)]
+pub struct Pending<R> {
+    rx: Receiver<JobResult<R>>,
+}
+
+impl<R> Pending<R> {
+    /// Waits up to `timeout`; `None` if the job has not finished by then.
+    pub fn wait_for(&self, timeout: Duration) -> Option<R> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => panic!("the loop thread died"),
+        }
+    }
+
+    /// Waits up to [`TIMEOUT`]; panics (failing the scenario) if the job did not finish.
+    pub fn wait(&self) -> R {
+        self.wait_for(TIMEOUT)
+            .unwrap_or_else(|| panic!("job on the loop thread did not finish within {TIMEOUT:?}"))
+    }
+
+    /// True if the job finished (its result is then kept for `wait`).
+    pub fn is_done(&self) -> bool {
+        !matches!(self.rx.try_recv(), Err(mpsc::TryRecvError::Empty))
+    }
+}
+
+struct Shared {
+    pumping: AtomicBool,
+    iterations: Arc<AtomicU64>,
+    errors: Mutex<Vec<Error>>,
+}
+
+/// One loop under test on its own thread. Dropping the driver destroys the loop there.
+pub struct Driver {
+    name: String,
+    lp: Loop,
+    raw: Loop,
+    quitter: Quitter,
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    exited: Receiver<()>,
+    loop_thread: ThreadId,
+    shared: Arc<Shared>,
+    monitor: Arc<Monitor>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("backend", &self.name)
+            .finish()
+    }
+}
+
+impl Driver {
+    /// Creates a loop of `backend` on a new thread (the loop is made there).
+    pub fn start(backend: &Arc<dyn Backend>) -> Driver {
+        let name = backend.name();
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (exit_tx, exited) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            pumping: AtomicBool::new(false),
+            iterations: Arc::new(AtomicU64::new(0)),
+            errors: Mutex::new(Vec::new()),
+        });
+        let thread_shared = shared.clone();
+        let backend = backend.clone();
+        let thread = thread::Builder::new()
+            .name(format!("loop-{name}"))
+            .spawn(move || {
+                let created = backend.create();
+                let lut = match created {
+                    Ok(lut) => {
+                        let _ = ready_tx.send(Ok((lut.handle(), lut.quitter())));
+                        lut
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let mut ctx = LoopCtx {
+                    lut: Some(lut),
+                    iterations: thread_shared.iterations.clone(),
+                };
+                loop_thread_main(&mut ctx, &job_rx, &thread_shared);
+                // Channel closed: destroy the loop here (frees run on this thread).
+                ctx.destroy();
+                let _ = exit_tx.send(());
+            })
+            .expect("spawning the loop thread");
+        let loop_thread = thread.thread().id();
+        let (raw, quitter) = match ready_rx.recv_timeout(TIMEOUT) {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(err)) => panic!("{name}: creating the loop failed: {err}"),
+            Err(_) => panic!("{name}: creating the loop did not finish in {TIMEOUT:?}"),
+        };
+        let monitor = Arc::new(Monitor::new(loop_thread));
+        let lp = Loop::new(Tracked::new(raw.clone(), monitor.clone()));
+        Driver {
+            name,
+            lp,
+            raw,
+            quitter,
+            jobs: Some(job_tx),
+            thread: Some(thread),
+            exited,
+            loop_thread,
+            shared,
+            monitor,
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The loop handle, through the kit's checking interposer: use this in scenarios.
+    pub fn lp(&self) -> &Loop {
+        &self.lp
+    }
+
+    /// The backend's own handle, without the interposer (for R2 scenarios that need the
+    /// rejected callback back unwrapped).
+    pub fn raw(&self) -> &Loop {
+        &self.raw
+    }
+
+    /// The loop's quit function.
+    pub fn quitter(&self) -> Quitter {
+        self.quitter.clone()
+    }
+
+    /// The id of the loop thread.
+    pub fn loop_thread(&self) -> ThreadId {
+        self.loop_thread
+    }
+
+    /// The violations monitor of the interposer.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// A shared counter of the `run_once` calls made by the kit (readable in callbacks).
+    pub fn iteration_counter(&self) -> Arc<AtomicU64> {
+        self.shared.iterations.clone()
+    }
+
+    /// `run_once` calls made so far.
+    pub fn iterations(&self) -> u64 {
+        self.shared.iterations.load(Ordering::SeqCst)
+    }
+
+    /// Runs `job` on the loop thread (between pump iterations) and returns its result.
+    /// Panics in the job are re-raised here; a job that does not finish in [`TIMEOUT`] fails.
+    pub fn on_loop<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
+    ) -> R {
+        self.spawn(job).wait()
+    }
+
+    /// Starts `job` on the loop thread and returns at once.
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
+    ) -> Pending<R> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |ctx: &mut LoopCtx| {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| job(ctx)));
+            let _ = tx.send(result);
+        });
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+        Pending { rx }
+    }
+
+    /// Starts iterating the loop continuously (`run_once(Some(TICK))`).
+    pub fn pump(&self) {
+        self.shared.pumping.store(true, Ordering::SeqCst);
+        // Wake the loop thread if it waits for jobs.
+        drop(self.spawn(|_| ()));
+    }
+
+    /// Stops the pump after its current iteration.
+    pub fn stop_pump(&self) {
+        self.shared.pumping.store(false, Ordering::SeqCst);
+        self.on_loop(|_| ());
+    }
+
+    /// Errors `run_once` returned in the pump so far (taken; the harness fails the scenario
+    /// for any error left untaken).
+    pub fn take_errors(&self) -> Vec<Error> {
+        std::mem::take(&mut *lock(&self.shared.errors))
+    }
+
+    /// Waits until the kit made `n` more `run_once` calls (pump or job); panics on timeout.
+    pub fn wait_iterations(&self, n: u64) {
+        let target = self.iterations() + n;
+        let deadline = Instant::now() + TIMEOUT;
+        while self.iterations() < target {
+            assert!(
+                Instant::now() < deadline,
+                "loop did not make {n} iterations in {TIMEOUT:?}"
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Lets the pumped loop run for at least [`SETTLE`] and 3 more iterations, so that
+    /// anything that was going to fire has fired.
+    pub fn settle(&self) {
+        let start = Instant::now();
+        self.wait_iterations(3);
+        if let Some(rest) = SETTLE.checked_sub(start.elapsed()) {
+            thread::sleep(rest);
+        }
+        self.wait_iterations(1);
+    }
+
+    /// Destroys the loop now, on its thread (frees of survivors run there, R48).
+    pub fn destroy(&self) {
+        self.stop_pump();
+        self.on_loop(|ctx| ctx.destroy());
+    }
+
+    /// The loop's stats (read on the loop thread).
+    pub fn stats(&self) -> LoopStats {
+        self.on_loop(|ctx| ctx.stats())
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.pumping.store(false, Ordering::SeqCst);
+        drop(self.jobs.take());
+        if self.exited.recv_timeout(TIMEOUT).is_err() {
+            // Stuck (a lost wake-up or a deadlock, already reported): try to unblock it.
+            (self.quitter)();
+            let _ = self.raw.add_timeout(Some(Duration::ZERO), |_| {});
+            if self.exited.recv_timeout(TIMEOUT).is_err() {
+                self.monitor
+                    .violation(format!("{}: the loop thread never exited", self.name));
+                return; // leave the thread detached
+            }
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// What the harness checks after the scenario, kept alive past the driver's drop.
+    pub(crate) fn checks(&self) -> DriverChecks {
+        DriverChecks {
+            name: self.name.clone(),
+            monitor: self.monitor.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The after-scenario checks of one driver: violations and untaken loop errors.
+pub(crate) struct DriverChecks {
+    name: String,
+    monitor: Arc<Monitor>,
+    shared: Arc<Shared>,
+}
+
+impl DriverChecks {
+    /// Every problem found, as messages.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .monitor
+            .violations()
+            .into_iter()
+            .map(|v| format!("{}: contract violation: {v}", self.name))
+            .collect();
+        out.extend(
+            lock(&self.shared.errors)
+                .iter()
+                .map(|e| format!("{}: unexpected error from run_once: {e}", self.name)),
+        );
+        out
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn loop_thread_main(ctx: &mut LoopCtx, jobs: &Receiver<Job>, shared: &Shared) {
+    loop {
+        if shared.pumping.load(Ordering::SeqCst) && ctx.alive() {
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => job(ctx),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            if !shared.pumping.load(Ordering::SeqCst) || !ctx.alive() {
+                continue;
+            }
+            if let Err(err) = ctx.run_once(Some(TICK)) {
+                lock(&shared.errors).push(err);
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => job(ctx),
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! S13–S20 and R21–R26: when, where and how often a callback's state is freed (dropped).
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyloop::{Error, HandleId, IoEvents, TimeoutId};
+
+use crate::driver::TIMEOUT;
+use crate::fds::Pipe;
+use crate::probe::Log;
+use crate::runner::Env;
+
+fn dev_null() -> std::fs::File {
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .expect("open /dev/null")
+}
+
+/// S13: a disabled watch can be removed; update/remove afterwards are NotFound; the free
+/// runs once, after remove returned, by the end of the next iteration (R4, R6, R25).
+pub fn s13_remove_disabled_watch_frees_once_r04_r06(env: &Env) {
+    use std::os::fd::AsRawFd;
+    let d = env.start();
+    let null = dev_null();
+    let fd = null.as_raw_fd();
+    let (token, calls) = (env.token("w"), Arc::new(Log::new()));
+    let c = calls.clone();
+    let lp = d.lp().clone();
+    let probe = env.probe().clone();
+    d.on_loop(move |ctx| {
+        let id = lp
+            .add_handle(
+                fd,
+                IoEvents::READABLE | IoEvents::WRITABLE,
+                move |_, _, _| {
+                    let _ = &token;
+                    c.push(());
+                },
+            )
+            .expect("add");
+        lp.update_handle(id, IoEvents::empty()).expect("disable");
+        lp.remove_handle(id)
+            .expect("R6: removing a disabled watch works");
+        assert_eq!(probe.count("w"), 0, "R21: freed inside remove");
+        let again = lp.update_handle(id, IoEvents::READABLE);
+        assert!(
+            matches!(again, Err(Error::NotFound { .. })),
+            "R4: {again:?}"
+        );
+        let again = lp.remove_handle(id);
+        assert!(
+            matches!(again, Err(Error::NotFound { .. })),
+            "R3: {again:?}"
+        );
+        ctx.turns(2);
+        assert_eq!(
+            probe.count("w"),
+            1,
+            "R25: free by the end of the next iteration"
+        );
+        ctx.turns(3);
+    });
+    assert_eq!(
+        calls.len(),
+        0,
+        "R4: the removed watch was re-armed and called"
+    );
+    drop(null);
+}
+
+/// S14: a disabled timer can be removed; update/remove afterwards are NotFound; it never
+/// fires; the free runs once, deferred (R4, R6).
+pub fn s14_remove_disabled_timer_frees_once_r04_r06(env: &Env) {
+    let d = env.start_pumped();
+    let (token, calls) = (env.token("t"), Arc::new(Log::new()));
+    let c = calls.clone();
+    let lp = d.lp();
+    let id = lp
+        .add_timeout(Some(Duration::from_secs(10)), move |_| {
+            let _ = &token;
+            c.push(());
+        })
+        .expect("add");
+    lp.update_timeout(id, None).expect("disable");
+    lp.remove_timeout(id).expect("R6: remove a disabled timer");
+    let again = lp.update_timeout(id, Some(Duration::from_secs(20)));
+    assert!(
+        matches!(again, Err(Error::NotFound { .. })),
+        "R4: {again:?}"
+    );
+    let again = lp.update_timeout(id, Some(Duration::ZERO));
+    assert!(
+        matches!(again, Err(Error::NotFound { .. })),
+        "R4: {again:?}"
+    );
+    let again = lp.remove_timeout(id);
+    assert!(
+        matches!(again, Err(Error::NotFound { .. })),
+        "R3: {again:?}"
+    );
+    assert!(env.probe().wait_freed("t", TIMEOUT), "free never ran");
+    d.settle();
+    assert_eq!(calls.len(), 0, "a removed timer fired");
+}
+
+/// S15: the free never runs inside remove, whether remove is called on the loop thread (from
+/// another callback) or from a foreign thread; it runs on the loop thread (R21, R24).
+pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
+    let d = env.start_pumped();
+    let lp = d.lp().clone();
+    let pipe = Pipe::new();
+    let mut ids = Vec::new();
+    for label in ["by-callback", "by-foreign"] {
+        let token = env.token(label);
+        let id = lp
+            .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+                let _ = &token;
+            })
+            .expect("add");
+        ids.push(id);
+    }
+    // Removal on the loop thread, from inside a timer callback.
+    let (victim, probe, seen) = (ids[0], env.probe().clone(), Arc::new(Log::new()));
+    let (lp2, seen2) = (lp.clone(), seen.clone());
+    let remover = lp
+        .add_timeout(Some(Duration::ZERO), move |me| {
+            let result = lp2.remove_handle(victim);
+            seen2.push((result.is_ok(), probe.count("by-callback")));
+            let _ = lp2.remove_timeout(me);
+        })
+        .expect("add timer");
+    assert!(seen.wait_len(1, TIMEOUT), "remover timer never fired");
+    assert_eq!(
+        seen.snapshot()[0],
+        (true, 0),
+        "freed inside remove or by then"
+    );
+    // Removal from a foreign thread.
+    let lp3 = lp.clone();
+    let other = ids[1];
+    thread::spawn(move || lp3.remove_handle(other).expect("remove"))
+        .join()
+        .expect("remover thread");
+    for label in ["by-callback", "by-foreign"] {
+        assert!(
+            env.probe().wait_freed(label, TIMEOUT),
+            "{label} never freed"
+        );
+    }
+    for record in env.probe().records() {
+        assert!(
+            !record.inside_op,
+            "R21: {} freed inside an op",
+            record.label
+        );
+        assert_eq!(
+            record.thread,
+            d.loop_thread(),
+            "R24: {} freed off-loop",
+            record.label
+        );
+    }
+    let _ = remover;
+}
+
+/// S16: a foreign thread removes a watch while its callback runs: remove returns at once
+/// (R44), the free waits until the callback returned (R22), the callback is not started
+/// again (R15).
+pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
+    let d = env.start_pumped();
+    let pipe = Pipe::new();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let returned = Arc::new(Log::new());
+    let (token, r) = (env.token("busy"), returned.clone());
+    let probe = env.probe().clone();
+    let id = d
+        .lp()
+        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+            let _ = &token;
+            let _ = entered_tx.send(());
+            let released = release_rx.recv_timeout(TIMEOUT).is_ok();
+            // Still alive: the free must not have run while this callback runs.
+            r.push((released, probe.count("busy"), Instant::now()));
+        })
+        .expect("add");
+    pipe.write(1); // never read: the fd stays ready, so a second start would show
+    entered_rx
+        .recv_timeout(TIMEOUT)
+        .expect("callback never started");
+    let lp = d.lp().clone();
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(lp.remove_handle(id).map_err(|e| e.to_string()));
+    });
+    let removed = done_rx.recv_timeout(TIMEOUT);
+    let _ = release_tx.send(());
+    assert_eq!(
+        removed,
+        Ok(Ok(())),
+        "R44: remove waited for the running callback"
+    );
+    assert!(env.probe().wait_freed("busy", TIMEOUT), "never freed");
+    assert!(returned.wait_len(1, TIMEOUT));
+    d.settle();
+    let runs = returned.snapshot();
+    assert_eq!(runs.len(), 1, "R15: started again after remove returned");
+    let (released, count_inside, returned_at) = runs[0];
+    assert!(released);
+    assert_eq!(count_inside, 0, "R22: freed while the callback was running");
+    let freed_at = env.probe().records()[0].at;
+    assert!(
+        freed_at >= returned_at,
+        "R22: free before the callback returned"
+    );
+}
+
+/// S17: a free may call every vtable operation (no lock held, R24): it adds and updates a
+/// timer, adds, updates and removes a watch, removes another timer; all take effect.
+pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
+    let d = env.start_pumped();
+    let pipe = Pipe::new();
+    let lp = d.lp().clone();
+    let fired = Arc::new(Log::new());
+    let other_token = env.token("other-watch");
+    let other = lp
+        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+            let _ = &other_token;
+        })
+        .expect("add other");
+    let doomed_token = env.token("doomed-timer");
+    let doomed = lp
+        .add_timeout(None, move |_| {
+            let _ = &doomed_token;
+        })
+        .expect("add doomed");
+    struct OnFree(Box<dyn FnMut() + Send>);
+    impl Drop for OnFree {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let (lp2, f2, fd) = (lp.clone(), fired.clone(), pipe.fd());
+    let (new_timer_token, new_watch_token) = (env.token("new-timer"), env.token("new-watch"));
+    let mut tokens = Some((new_timer_token, new_watch_token));
+    let on_free = OnFree(Box::new(move || {
+        let Some((tt, wt)) = tokens.take() else {
+            return;
+        };
+        let f3 = f2.clone();
+        let t = lp2
+            .add_timeout(None, move |id| {
+                let _ = &tt;
+                f3.push(id);
+            })
+            .expect("add_timeout in a free");
+        lp2.update_timeout(t, Some(Duration::from_millis(10)))
+            .expect("update_timeout in a free");
+        let w = lp2
+            .add_handle(fd, IoEvents::empty(), move |_, _, _| {
+                let _ = &wt;
+            })
+            .expect("add_handle in a free");
+        lp2.update_handle(w, IoEvents::READABLE)
+            .expect("update_handle in a free");
+        lp2.remove_handle(w).expect("remove_handle in a free");
+        lp2.remove_handle(other)
+            .expect("remove_handle(other) in a free");
+        lp2.remove_timeout(doomed)
+            .expect("remove_timeout in a free");
+    }));
+    let token = env.token("freeing");
+    let id = lp
+        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+            let _ = (&on_free, &token);
+        })
+        .expect("add");
+    lp.remove_handle(id).expect("remove");
+    assert!(
+        fired.wait_len(1, TIMEOUT),
+        "the timer added by the free never fired"
+    );
+    for label in ["freeing", "other-watch", "doomed-timer", "new-watch"] {
+        assert!(
+            env.probe().wait_freed(label, TIMEOUT),
+            "{label} never freed"
+        );
+    }
+}
+
+/// S18: destroying the loop frees every registration still present, once, on the loop
+/// thread; afterwards operations report LoopGone or NotFound and adds hand the callback back.
+pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
+    let d = env.start_pumped();
+    let pipes: Vec<Pipe> = (0..3).map(|_| Pipe::new()).collect();
+    let lp = d.lp().clone();
+    let mut handles: Vec<HandleId> = Vec::new();
+    let mut timers: Vec<TimeoutId> = Vec::new();
+    for (i, pipe) in pipes.iter().enumerate() {
+        let token = env.token(format!("h{i}"));
+        handles.push(
+            lp.add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+                let _ = &token;
+            })
+            .expect("add"),
+        );
+        let token = env.token(format!("t{i}"));
+        let interval = [
+            None,
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_millis(5)),
+        ][i];
+        timers.push(
+            lp.add_timeout(interval, move |_| {
+                let _ = &token;
+            })
+            .expect("add"),
+        );
+    }
+    d.settle();
+    assert_eq!(env.probe().total(), 0, "freed before destruction");
+    d.destroy();
+    assert_eq!(
+        env.probe().total(),
+        6,
+        "R48: destruction did not free all six"
+    );
+    assert!(env.probe().not_freed_exactly_once().is_empty());
+    for record in env.probe().records() {
+        assert_eq!(
+            record.thread,
+            d.loop_thread(),
+            "R24: freed on the destroying thread"
+        );
+    }
+    let gone =
+        |r: anyloop::Result<()>| matches!(r, Err(Error::LoopGone) | Err(Error::NotFound { .. }));
+    for (&h, &t) in handles.iter().zip(&timers) {
+        assert!(
+            gone(lp.update_handle(h, IoEvents::READABLE)),
+            "R48 update_handle"
+        );
+        assert!(gone(lp.remove_handle(h)), "R48 remove_handle");
+        assert!(
+            gone(lp.update_timeout(t, Some(Duration::ZERO))),
+            "R48 update_timeout"
+        );
+        assert!(gone(lp.remove_timeout(t)), "R48 remove_timeout");
+    }
+    let token = env.token("late-add");
+    let late = d.raw().add_timeout(Some(Duration::ZERO), move |_| {
+        let _ = &token;
+    });
+    let rejected = late.expect_err("R48: add on a destroyed loop succeeded");
+    assert!(
+        matches!(rejected.error, Error::LoopGone),
+        "{:?}",
+        rejected.error
+    );
+    assert_eq!(
+        env.probe().count("late-add"),
+        0,
+        "R2: the rejected callback was freed"
+    );
+    drop(rejected);
+    let token = env.token("late-watch");
+    let late = d
+        .raw()
+        .add_handle(pipes[0].fd(), IoEvents::READABLE, move |_, _, _| {
+            let _ = &token;
+        });
+    assert!(matches!(late, Err(ref r) if matches!(r.error, Error::LoopGone)));
+    assert_eq!(
+        env.probe().count("late-watch"),
+        0,
+        "R2: the rejected callback was freed"
+    );
+}
+
+/// S19: a failed add (fd -1) returns a typed error naming the fd and hands the callback back
+/// unfreed; the returned callback is the caller's own and still works (R2).
+pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
+    let d = env.start_pumped();
+    let (token, calls) = (env.token("rejected"), Arc::new(Log::new()));
+    let c = calls.clone();
+    let result = d.raw().add_handle(-1, IoEvents::READABLE, move |_, fd, _| {
+        let _ = &token;
+        c.push(fd);
+    });
+    let mut rejected = result.expect_err("fd -1 accepted");
+    assert!(
+        matches!(rejected.error, Error::InvalidFd { fd: -1, .. }),
+        "R59: {:?}",
+        rejected.error
+    );
+    d.settle();
+    assert_eq!(env.probe().count("rejected"), 0, "R2: the backend freed it");
+    rejected
+        .callback
+        .call(HandleId::allocate(), 7, IoEvents::READABLE);
+    assert_eq!(
+        calls.snapshot(),
+        vec![7],
+        "the returned callback is not the caller's"
+    );
+    drop(rejected);
+    assert_eq!(env.probe().count("rejected"), 1);
+    assert_eq!(d.stats().handles, 0, "a failed add left a registration");
+}
+
+/// S20: 100 removals from a foreign thread while the loop is stopped stay pending
+/// (`is_idle` false, counted), and one iteration runs them all (R25, R57).
+pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let lp = d.lp().clone();
+    let mut handles = Vec::new();
+    let mut timers = Vec::new();
+    for i in 0..50 {
+        let token = env.token(format!("h{i}"));
+        handles.push(
+            lp.add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+                let _ = &token;
+            })
+            .expect("add"),
+        );
+        let token = env.token(format!("t{i}"));
+        timers.push(
+            lp.add_timeout(None, move |_| {
+                let _ = &token;
+            })
+            .expect("add"),
+        );
+    }
+    let before = d.stats();
+    assert_eq!(
+        (before.handles, before.timeouts),
+        (50, 50),
+        "R57: {before:?}"
+    );
+    thread::spawn(move || {
+        for (h, t) in handles.into_iter().zip(timers) {
+            lp.remove_handle(h).expect("remove");
+            lp.remove_timeout(t).expect("remove");
+        }
+    })
+    .join()
+    .expect("remover");
+    let stats = d.stats();
+    assert_eq!(
+        env.probe().total(),
+        0,
+        "R21: frees ran inside remove or off-loop"
+    );
+    assert_eq!((stats.handles, stats.timeouts), (0, 0), "R57: {stats:?}");
+    assert_eq!(
+        stats.pending_frees, 100,
+        "R25: pending frees not reported: {stats:?}"
+    );
+    assert!(!stats.is_idle());
+    d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)).expect("run_once"));
+    assert_eq!(
+        env.probe().total(),
+        100,
+        "R25: one iteration did not drain the frees"
+    );
+    assert!(d.stats().is_idle(), "R25: still not idle");
+}
+
+/// R26: frees of registrations removed in one iteration run in removal order.
+pub fn r26_frees_run_in_removal_order(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let lp = d.lp().clone();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let token = env.token(format!("r{i}"));
+        if i % 2 == 0 {
+            ids.push(Ok(lp
+                .add_timeout(None, move |_| {
+                    let _ = &token;
+                })
+                .expect("add")));
+        } else {
+            ids.push(Err(lp
+                .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+                    let _ = &token;
+                })
+                .expect("add")));
+        }
+    }
+    let order = [3usize, 0, 5, 1, 4, 2];
+    let lp2 = lp.clone();
+    // All removed inside one callback on the loop thread, then from the test thread.
+    let first: Vec<_> = order[..3].iter().map(|&i| ids[i]).collect();
+    let token = env.token("remover");
+    lp.add_timeout(Some(Duration::ZERO), move |me| {
+        let _ = &token;
+        for id in &first {
+            match id {
+                Ok(t) => lp2.remove_timeout(*t).expect("remove"),
+                Err(h) => lp2.remove_handle(*h).expect("remove"),
+            }
+        }
+        lp2.remove_timeout(me).expect("remove self");
+    })
+    .expect("add remover");
+    d.on_loop(|ctx| ctx.turns(3));
+    for &i in &order[3..] {
+        match ids[i] {
+            Ok(t) => lp.remove_timeout(t).expect("remove"),
+            Err(h) => lp.remove_handle(h).expect("remove"),
+        }
+    }
+    d.on_loop(|ctx| ctx.turns(3));
+    let freed: Vec<String> = env
+        .probe()
+        .records()
+        .into_iter()
+        .map(|r| r.label)
+        .filter(|l| l.starts_with('r') && l != "remover")
+        .collect();
+    let want: Vec<String> = order.iter().map(|i| format!("r{i}")).collect();
+    assert_eq!(freed, want, "R26: frees not in removal order");
+}
+
+/// R25/R21: a removal made inside a callback is not freed during that callback, and is freed
+/// by the end of the next iteration.
+pub fn r25_free_by_end_of_next_iteration(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let lp = d.lp().clone();
+    let token = env.token("victim");
+    let victim = lp
+        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+            let _ = &token;
+        })
+        .expect("add");
+    let (lp2, probe, seen) = (lp.clone(), env.probe().clone(), Arc::new(Log::new()));
+    let s2 = seen.clone();
+    let token = env.token("remover");
+    lp.add_timeout(Some(Duration::ZERO), move |me| {
+        let _ = &token;
+        lp2.remove_handle(victim).expect("remove");
+        s2.push(probe.count("victim"));
+        lp2.remove_timeout(me).expect("remove self");
+    })
+    .expect("add");
+    let probe = env.probe().clone();
+    let counts = d.on_loop(move |ctx| {
+        let mut counts = Vec::new();
+        for _ in 0..2 {
+            ctx.run_once(Some(Duration::ZERO)).expect("run_once");
+            counts.push(probe.count("victim"));
+        }
+        counts
+    });
+    assert_eq!(
+        seen.snapshot(),
+        vec![0],
+        "R21: freed inside remove or its callback"
+    );
+    assert_eq!(
+        counts[1], 1,
+        "R25: not freed by the end of the next iteration: {counts:?}"
+    );
+}

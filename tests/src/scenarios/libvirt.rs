@@ -1,0 +1,399 @@
+//! S1–S12: libvirt's `tests/eventtest.c`, case by case.
+//!
+//! Setup as in eventtest.c: 31 non-blocking pipes, every read end watched READABLE, and 31
+//! timers added disabled. Every handle callback records its id, fd and events and reads one
+//! byte; every timer callback records its id. After each case the scenario checks that exactly
+//! the expected registrations fired, with their own id, fd and READABLE, and nothing else.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyloop::{Error, HandleId, IoEvents, TimeoutId};
+
+use crate::driver::{Driver, TIMEOUT};
+use crate::fds::{read_one, Pipe};
+use crate::probe::{lock, Log};
+use crate::runner::Env;
+
+const N: usize = 31;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Who {
+    Handle(usize),
+    Timer(usize),
+    Extra(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    who: Who,
+    handle: Option<HandleId>,
+    timer: Option<TimeoutId>,
+    fd: i32,
+    events: IoEvents,
+}
+
+type Hook = Box<dyn FnMut() + Send>;
+
+struct Eventtest {
+    d: Driver,
+    pipes: Vec<Pipe>,
+    handles: Vec<HandleId>,
+    timers: Vec<TimeoutId>,
+    hits: Arc<Log<Hit>>,
+    hooks: Arc<Mutex<HashMap<Who, Hook>>>,
+}
+
+fn run_hook(hooks: &Mutex<HashMap<Who, Hook>>, who: Who) {
+    let hook = lock(hooks).remove(&who);
+    if let Some(mut hook) = hook {
+        hook();
+        lock(hooks).entry(who).or_insert(hook);
+    }
+}
+
+impl Eventtest {
+    fn setup(env: &Env) -> Eventtest {
+        let d = env.start_pumped();
+        let hits: Arc<Log<Hit>> = Arc::new(Log::new());
+        let hooks: Arc<Mutex<HashMap<Who, Hook>>> = Arc::default();
+        let pipes: Vec<Pipe> = (0..N).map(|_| Pipe::new()).collect();
+        let mut handles = Vec::new();
+        for (i, pipe) in pipes.iter().enumerate() {
+            let (hits, hooks, token) = (hits.clone(), hooks.clone(), env.token(format!("h{i}")));
+            let id = d
+                .lp()
+                .add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, events| {
+                    let _ = &token;
+                    hits.push(Hit {
+                        who: Who::Handle(i),
+                        handle: Some(id),
+                        timer: None,
+                        fd,
+                        events,
+                    });
+                    read_one(fd);
+                    run_hook(&hooks, Who::Handle(i));
+                })
+                .expect("add_handle");
+            handles.push(id);
+        }
+        let mut timers = Vec::new();
+        for i in 0..N {
+            let (hits, hooks, token) = (hits.clone(), hooks.clone(), env.token(format!("t{i}")));
+            let id = d
+                .lp()
+                .add_timeout(None, move |id| {
+                    let _ = &token;
+                    hits.push(Hit {
+                        who: Who::Timer(i),
+                        handle: None,
+                        timer: Some(id),
+                        fd: -1,
+                        events: IoEvents::empty(),
+                    });
+                    run_hook(&hooks, Who::Timer(i));
+                })
+                .expect("add_timeout");
+            timers.push(id);
+        }
+        Eventtest {
+            d,
+            pipes,
+            handles,
+            timers,
+            hits,
+            hooks,
+        }
+    }
+
+    fn hook(&self, who: Who, hook: impl FnMut() + Send + 'static) {
+        lock(&self.hooks).insert(who, Box::new(hook));
+    }
+
+    /// Waits until each of `expected` fired at least once.
+    fn wait_fired(&self, expected: &[Who]) {
+        let ok = self.hits.wait_until(TIMEOUT, |hits| {
+            expected.iter().all(|w| hits.iter().any(|h| h.who == *w))
+        });
+        assert!(
+            ok,
+            "expected {expected:?} to fire; fired: {:?}",
+            self.fired()
+        );
+    }
+
+    fn fired(&self) -> BTreeSet<Who> {
+        self.hits.snapshot().iter().map(|h| h.who).collect()
+    }
+
+    /// After a settle: exactly `expected` fired (handles exactly once), with the right
+    /// arguments (R13); then forgets the hits.
+    fn check_only(&self, expected: &[Who]) {
+        self.d.settle();
+        let hits = self.hits.take();
+        let fired: BTreeSet<Who> = hits.iter().map(|h| h.who).collect();
+        let want: BTreeSet<Who> = expected.iter().copied().collect();
+        assert_eq!(fired, want, "wrong set of registrations fired: {hits:?}");
+        for hit in &hits {
+            match hit.who {
+                Who::Handle(i) => {
+                    assert_eq!(hit.handle, Some(self.handles[i]), "R13: own id");
+                    assert_eq!(hit.fd, self.pipes[i].fd(), "R13: own fd");
+                    assert_eq!(hit.events, IoEvents::READABLE, "R9/R13: events");
+                    let n = hits.iter().filter(|h| h.who == hit.who).count();
+                    assert_eq!(n, 1, "watch {i} fired {n} times for one byte");
+                }
+                Who::Timer(i) => assert_eq!(hit.timer, Some(self.timers[i]), "own timer id"),
+                Who::Extra(_) => {}
+            }
+        }
+    }
+
+    fn assert_blocked(&self, pending: &crate::driver::Pending<anyloop::Result<usize>>) {
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !pending.is_done(),
+            "run_once(None) returned with nothing ready and nothing changed (R46)"
+        );
+    }
+}
+
+/// S1: one byte on pipe 1 fires exactly watch 1, with its id, fd and READABLE.
+pub fn s01_simple_write_r13(env: &Env) {
+    let t = Eventtest::setup(env);
+    t.pipes[1].write(1);
+    t.wait_fired(&[Who::Handle(1)]);
+    t.check_only(&[Who::Handle(1)]);
+}
+
+/// S2: a watch removed before the poll never fires, even with data on its pipe.
+pub fn s02_deleted_before_poll_r15(env: &Env) {
+    let t = Eventtest::setup(env);
+    t.d.lp()
+        .remove_handle(t.handles[0])
+        .expect("remove watch 0");
+    t.pipes[0].write(1);
+    t.pipes[1].write(1);
+    t.wait_fired(&[Who::Handle(1)]);
+    t.check_only(&[Who::Handle(1)]);
+}
+
+/// S3: removing a watch from another thread wakes a blocked `run_once`; nothing fires.
+pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
+    let t = Eventtest::setup(env);
+    t.d.stop_pump();
+    let pending = t.d.spawn(|ctx| ctx.run_once(None));
+    t.assert_blocked(&pending);
+    t.d.lp().remove_handle(t.handles[1]).expect("remove");
+    let ran = pending.wait().expect("run_once");
+    assert_eq!(ran, 0, "nothing was ready, yet callbacks ran");
+    t.d.pump();
+    t.check_only(&[]);
+}
+
+/// S4: of two ready watches that remove each other, exactly one fires, once (R15).
+pub fn s04_removed_during_dispatch_not_called_r15(env: &Env) {
+    let t = Eventtest::setup(env);
+    let (h2, h3) = (t.handles[2], t.handles[3]);
+    let lp = t.d.lp().clone();
+    let removed = Arc::new(Log::<Result<(), String>>::new());
+    let (lp2, r2) = (lp.clone(), removed.clone());
+    t.hook(Who::Handle(2), move || {
+        r2.push(lp2.remove_handle(h3).map_err(|e| e.to_string()))
+    });
+    let r3 = removed.clone();
+    t.hook(Who::Handle(3), move || {
+        r3.push(lp.remove_handle(h2).map_err(|e| e.to_string()))
+    });
+    // Both bytes land before one iteration: both fds are in the same poll batch.
+    t.d.stop_pump();
+    t.pipes[2].write(1);
+    t.pipes[3].write(1);
+    t.d.on_loop(|ctx| ctx.run_once(Some(TIMEOUT)).expect("run_once"));
+    t.d.pump();
+    t.d.settle();
+    let fired = t.fired();
+    assert_eq!(
+        fired.len(),
+        1,
+        "exactly one of watch 2 and 3 fires: {fired:?}"
+    );
+    assert_eq!(
+        removed.snapshot(),
+        vec![Ok(())],
+        "the removal inside dispatch"
+    );
+    let who = *fired.iter().next().expect("one fired");
+    t.check_only(&[who]);
+}
+
+/// S5: a watch removing itself fires once, its state lives until it returns, never again.
+pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
+    let t = Eventtest::setup(env);
+    let (lp, h2) = (t.d.lp().clone(), t.handles[2]);
+    let result = Arc::new(Log::new());
+    let r = result.clone();
+    t.hook(Who::Handle(2), move || {
+        r.push(lp.remove_handle(h2).map_err(|e| e.to_string()))
+    });
+    t.pipes[2].write(1);
+    t.wait_fired(&[Who::Handle(2)]);
+    assert!(
+        env.probe().wait_freed("h2", TIMEOUT),
+        "free after self-removal"
+    );
+    t.pipes[2].write(1);
+    t.check_only(&[Who::Handle(2)]);
+    assert_eq!(result.snapshot(), vec![Ok(())]);
+    assert_eq!(env.probe().count("h2"), 1);
+}
+
+/// S6: enabling a timer at 100 ms fires it with its own id, and nothing else.
+pub fn s06_firing_a_timer_r27(env: &Env) {
+    let t = Eventtest::setup(env);
+    t.d.lp()
+        .update_timeout(t.timers[1], Some(Duration::from_millis(100)))
+        .expect("update");
+    t.wait_fired(&[Who::Timer(1)]);
+    t.d.lp().update_timeout(t.timers[1], None).expect("disable");
+    t.check_only(&[Who::Timer(1)]);
+}
+
+/// S7: a timer removed before the poll never fires.
+pub fn s07_timer_deleted_before_poll_r15(env: &Env) {
+    let t = Eventtest::setup(env);
+    let lp = t.d.lp();
+    lp.update_timeout(t.timers[0], Some(Duration::from_millis(100)))
+        .expect("update 0");
+    lp.update_timeout(t.timers[1], Some(Duration::from_millis(100)))
+        .expect("update 1");
+    lp.remove_timeout(t.timers[0]).expect("remove 0");
+    t.wait_fired(&[Who::Timer(1)]);
+    lp.update_timeout(t.timers[1], None).expect("disable");
+    std::thread::sleep(Duration::from_millis(100));
+    t.check_only(&[Who::Timer(1)]);
+}
+
+/// S8: removing the only pending timer from another thread wakes the blocked loop.
+pub fn s08_timer_removal_interrupts_poll_r40_r46(env: &Env) {
+    let t = Eventtest::setup(env);
+    t.d.stop_pump();
+    t.d.lp()
+        .update_timeout(t.timers[1], Some(Duration::from_secs(30)))
+        .expect("update");
+    let pending = t.d.spawn(|ctx| ctx.run_once(None));
+    t.assert_blocked(&pending);
+    t.d.lp().remove_timeout(t.timers[1]).expect("remove");
+    assert_eq!(pending.wait().expect("run_once"), 0);
+    t.d.pump();
+    t.check_only(&[]);
+}
+
+/// S9: timer 2 removes timer 3 (same interval, enabled after it): 3 never fires (R33, R34).
+pub fn s09_timer_deleted_during_dispatch_r33_r34(env: &Env) {
+    let t = Eventtest::setup(env);
+    let (lp, t3) = (t.d.lp().clone(), t.timers[3]);
+    let result = Arc::new(Log::new());
+    let r = result.clone();
+    t.hook(Who::Timer(2), move || {
+        r.push(lp.remove_timeout(t3).map_err(|e| e.to_string()));
+    });
+    let hundred = Some(Duration::from_millis(100));
+    t.d.lp().update_timeout(t.timers[2], hundred).expect("t2");
+    t.d.lp().update_timeout(t.timers[3], hundred).expect("t3");
+    t.wait_fired(&[Who::Timer(2)]);
+    t.d.lp()
+        .update_timeout(t.timers[2], None)
+        .expect("disable t2");
+    std::thread::sleep(Duration::from_millis(150));
+    t.check_only(&[Who::Timer(2)]);
+    assert_eq!(result.snapshot()[0], Ok(()));
+}
+
+/// S10: a timer removing itself fires once and never again.
+pub fn s10_timer_deletes_itself_r16(env: &Env) {
+    let t = Eventtest::setup(env);
+    let (lp, t2) = (t.d.lp().clone(), t.timers[2]);
+    t.hook(Who::Timer(2), move || {
+        lp.remove_timeout(t2).expect("self-removal");
+    });
+    t.d.lp()
+        .update_timeout(t2, Some(Duration::from_millis(50)))
+        .expect("update");
+    t.wait_fired(&[Who::Timer(2)]);
+    std::thread::sleep(Duration::from_millis(200));
+    t.check_only(&[Who::Timer(2)]);
+    assert_eq!(env.probe().count("t2"), 1, "freed once after self-removal");
+}
+
+/// S11: after removing watches and timers 0–29 (some twice: NotFound), watch 30 still works.
+pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
+    let t = Eventtest::setup(env);
+    let lp = t.d.lp();
+    for i in 0..15 {
+        lp.remove_handle(t.handles[i]).expect("first remove");
+        lp.remove_timeout(t.timers[i]).expect("first remove");
+    }
+    for i in 0..30 {
+        let h = lp.remove_handle(t.handles[i]);
+        let tm = lp.remove_timeout(t.timers[i]);
+        if i < 15 {
+            assert!(matches!(h, Err(Error::NotFound { .. })), "R3: {h:?}");
+            assert!(matches!(tm, Err(Error::NotFound { .. })), "R3: {tm:?}");
+        } else {
+            h.expect("remove");
+            tm.expect("remove");
+        }
+    }
+    t.pipes[5].write(1);
+    for _ in 0..4 {
+        t.pipes[30].write(1);
+        t.wait_fired(&[Who::Handle(30)]);
+        t.check_only(&[Who::Handle(30)]);
+    }
+    let stats = t.d.stats();
+    assert_eq!(
+        (stats.handles, stats.timeouts),
+        (1, 1),
+        "R57 counts: {stats:?}"
+    );
+}
+
+/// S12: a disabled and an enabled watch on one fd: only the enabled one fires (R10, R11).
+pub fn s12_same_fd_twice_r10_r11(env: &Env) {
+    let t = Eventtest::setup(env);
+    let lp = t.d.lp();
+    lp.remove_handle(t.handles[1])
+        .expect("remove fixture watch 1");
+    let fd = t.pipes[1].fd();
+    let mut ids = Vec::new();
+    for (k, interest) in [IoEvents::empty(), IoEvents::READABLE]
+        .into_iter()
+        .enumerate()
+    {
+        let (hits, token) = (t.hits.clone(), env.token(format!("dup{k}")));
+        let id = lp
+            .add_handle(fd, interest, move |id, fd, events| {
+                let _ = &token;
+                hits.push(Hit {
+                    who: Who::Extra(k),
+                    handle: Some(id),
+                    timer: None,
+                    fd,
+                    events,
+                });
+                read_one(fd);
+            })
+            .expect("add");
+        ids.push(id);
+    }
+    t.pipes[1].write(1);
+    t.wait_fired(&[Who::Extra(1)]);
+    t.d.settle();
+    let hits = t.hits.take();
+    assert_eq!(hits.len(), 1, "only B fires, once: {hits:?}");
+    assert_eq!(hits[0].handle, Some(ids[1]), "with B's id");
+    assert_eq!((hits[0].fd, hits[0].events), (fd, IoEvents::READABLE));
+}

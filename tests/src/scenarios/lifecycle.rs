@@ -1,0 +1,297 @@
+//! S47–S53 and R46–R50: run, run_once, quit, destruction, per-thread and default loops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyloop::{bind_thread_loop, default_loop, set_default_loop, Error, IoEvents, Loop};
+
+use crate::driver::TIMEOUT;
+use crate::fds::Pipe;
+use crate::probe::Log;
+use crate::runner::Env;
+
+/// S47: quit from a foreign thread while `run` blocks with nothing registered: run returns.
+pub fn s47_quit_from_foreign_thread_r47(env: &Env) {
+    let d = env.start();
+    let running = d.spawn(|ctx| ctx.run());
+    thread::sleep(Duration::from_millis(50));
+    assert!(!running.is_done(), "run returned without a quit");
+    let quit = d.quitter();
+    thread::spawn(move || quit())
+        .join()
+        .expect("quitter thread");
+    let result = running
+        .wait_for(TIMEOUT)
+        .expect("R47: run did not return after quit");
+    result.expect("run failed");
+}
+
+/// S48: quit from a callback while two more watches are ready in the same batch: all three
+/// are dispatched once, then run returns without polling again (R47, D5).
+pub fn s48_quit_from_callback_finishes_batch_r47(env: &Env) {
+    let d = env.start();
+    let pipes: Vec<Pipe> = (0..3).map(|_| Pipe::new()).collect();
+    let calls = Arc::new(Log::new());
+    let quit_once = Arc::new(AtomicBool::new(false));
+    for (k, pipe) in pipes.iter().enumerate() {
+        let (c, q, quit, token) = (
+            calls.clone(),
+            quit_once.clone(),
+            d.quitter(),
+            env.token(format!("w{k}")),
+        );
+        d.lp()
+            .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+                let _ = &token;
+                c.push(k); // never reads: a second poll would call it again
+                if !q.swap(true, Ordering::SeqCst) {
+                    quit();
+                }
+            })
+            .expect("add");
+        pipe.write(1);
+    }
+    d.on_loop(|ctx| ctx.run()).expect("run");
+    let mut got = calls.snapshot();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![0, 1, 2],
+        "R47: the collected batch must finish, once each"
+    );
+}
+
+/// S49: run_once with nothing registered honours a 50 ms timeout; with none it blocks until
+/// a foreign thread quits or adds something (R46).
+pub fn s49_run_once_nothing_registered_r46(env: &Env) {
+    let d = env.start();
+    let (ran, elapsed) = d.on_loop(|ctx| {
+        let start = Instant::now();
+        let ran = ctx
+            .run_once(Some(Duration::from_millis(50)))
+            .expect("run_once");
+        (ran, start.elapsed())
+    });
+    assert_eq!(ran, 0);
+    assert!(
+        elapsed >= Duration::from_millis(40),
+        "R46: returned after {elapsed:?}"
+    );
+    for step in 0..2 {
+        let pending = d.spawn(|ctx| ctx.run_once(None));
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            !pending.is_done(),
+            "R46: run_once(None) returned with nothing to do"
+        );
+        // The add first: a quit may stay pending (for `run`) and end later iterations early.
+        if step == 1 {
+            let quit = d.quitter();
+            thread::spawn(move || quit()).join().expect("quit");
+        } else {
+            let (lp, token) = (d.lp().clone(), env.token("t"));
+            thread::spawn(move || {
+                lp.add_timeout(None, move |_| {
+                    let _ = &token;
+                })
+                .expect("add")
+            })
+            .join()
+            .expect("add thread");
+        }
+        let result = pending.wait_for(TIMEOUT);
+        assert!(
+            result.is_some(),
+            "R46: step {step}: run_once(None) was not woken"
+        );
+    }
+}
+
+/// R47: a quit issued before run is not lost: run returns at once; pending frees survive
+/// the quit (they run on the next iteration or at destruction).
+pub fn r47_quit_before_run_not_lost(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let token = env.token("w");
+    let id = d
+        .lp()
+        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+            let _ = &token;
+        })
+        .expect("add");
+    d.lp().remove_handle(id).expect("remove");
+    (d.quitter())();
+    let result = d.spawn(|ctx| ctx.run()).wait_for(TIMEOUT);
+    assert!(result.is_some(), "R47: a quit before run was lost");
+    // The free is not lost: it runs by the next iterations at the latest.
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        env.probe().count("w"),
+        1,
+        "R47/R25: pending free lost across quit"
+    );
+}
+
+/// R47: quit from a timer callback during run; the loop can be run again afterwards.
+pub fn r47_quit_from_timer_then_run_again(env: &Env) {
+    let d = env.start();
+    let (calls, quit, token) = (Arc::new(Log::new()), d.quitter(), env.token("t"));
+    let c = calls.clone();
+    d.lp()
+        .add_timeout(Some(Duration::from_millis(5)), move |_| {
+            let _ = &token;
+            c.push(());
+            quit();
+        })
+        .expect("add");
+    for round in 1..=3 {
+        d.spawn(|ctx| ctx.run())
+            .wait_for(TIMEOUT)
+            .expect("run did not return after a quit from a callback")
+            .expect("run");
+        assert_eq!(calls.len(), round, "one firing per run");
+    }
+}
+
+/// R48: a destroyed loop refuses adds with LoopGone, handing the callback back unfreed, and
+/// answers other operations with LoopGone or NotFound.
+pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let lp = d.raw().clone();
+    d.destroy();
+    let token = env.token("h");
+    let rejected = lp
+        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+            let _ = &token;
+        })
+        .expect_err("add on a dead loop");
+    assert!(
+        matches!(rejected.error, Error::LoopGone),
+        "{:?}",
+        rejected.error
+    );
+    assert_eq!(
+        env.probe().count("h"),
+        0,
+        "R2: a rejected callback was freed"
+    );
+    drop(rejected);
+    let ok =
+        |r: anyloop::Result<()>| matches!(r, Err(Error::LoopGone) | Err(Error::NotFound { .. }));
+    assert!(ok(lp.update_handle(
+        anyloop::HandleId::allocate(),
+        IoEvents::READABLE
+    )));
+    assert!(ok(lp.remove_timeout(anyloop::TimeoutId::allocate())));
+}
+
+/// S52: two threads, each with its own loop bound as the thread's current loop: code on each
+/// registers without naming a loop and its callbacks run on that thread; operations on the
+/// other loop's ids from here are forwarded and work (R50).
+pub fn s52_per_thread_loops_r50(env: &Env) {
+    let drivers = [env.start_pumped(), env.start_pumped()];
+    let seen = Arc::new(Log::new());
+    let mut timers = Vec::new();
+    for (k, d) in drivers.iter().enumerate() {
+        let (lp, s, token) = (d.lp().clone(), seen.clone(), env.token(format!("t{k}")));
+        let id = d.on_loop(move |_| {
+            let binding = bind_thread_loop(lp.clone()).expect("bind");
+            let twice = bind_thread_loop(lp.clone());
+            assert!(
+                matches!(twice, Err(Error::AlreadyRegistered { .. })),
+                "R50: two loops on one thread"
+            );
+            let current = Loop::current().expect("current loop");
+            assert!(
+                current.same_loop(&lp),
+                "R50: lookup did not find the thread's loop"
+            );
+            let id = current
+                .add_timeout(None, move |_| {
+                    let _ = &token;
+                    s.push((k, thread::current().id()));
+                })
+                .expect("add");
+            drop(binding);
+            id
+        });
+        timers.push(id);
+    }
+    // From loop 0's thread, arm loop 1's timer (and vice versa) through the other's handle.
+    for k in 0..2 {
+        let (other_lp, other_id) = (drivers[1 - k].lp().clone(), timers[1 - k]);
+        drivers[k].on_loop(move |_| {
+            other_lp
+                .update_timeout(other_id, Some(Duration::ZERO))
+                .expect("forwarded op");
+        });
+    }
+    assert!(seen.wait_until(TIMEOUT, |v| (0..2).all(|k| v.iter().any(|(j, _)| *j == k))));
+    for (k, t) in seen.snapshot() {
+        assert_eq!(
+            t,
+            drivers[k].loop_thread(),
+            "R50: loop {k}'s callback ran elsewhere"
+        );
+    }
+    for (d, id) in drivers.iter().zip(timers) {
+        d.lp().update_timeout(id, None).expect("disable");
+    }
+    // A thread with no bound loop gets the process default, else NoLoop.
+    let lookup = thread::spawn(Loop::current).join().expect("lookup thread");
+    match default_loop() {
+        None => assert!(matches!(lookup, Err(Error::NoLoop)), "R7/R50: {lookup:?}"),
+        Some(def) => assert!(
+            lookup.expect("default").same_loop(&def),
+            "R50: not the default"
+        ),
+    }
+}
+
+/// S53: a second install of the process default is refused with AlreadyRegistered and the
+/// first stays active; a thread's own loop takes precedence over the default (R7, R50).
+/// Correct in any test order: whichever install came first in this process wins.
+pub fn s53_second_default_install_refused_r07_r50(env: &Env) {
+    let (a, b) = (env.start(), env.start());
+    let first_try = set_default_loop(a.lp().clone());
+    let installed = default_loop().expect("a default after an install attempt");
+    match first_try {
+        Ok(()) => assert!(
+            installed.same_loop(a.lp()),
+            "R7: the installed default is another"
+        ),
+        Err(err) => assert!(
+            matches!(err, Error::AlreadyRegistered { .. }),
+            "R7: {err:?}"
+        ),
+    }
+    let second = set_default_loop(b.lp().clone());
+    assert!(
+        matches!(second, Err(Error::AlreadyRegistered { .. })),
+        "R7: {second:?}"
+    );
+    assert!(
+        default_loop().expect("default").same_loop(&installed),
+        "R7: the first did not stay"
+    );
+    assert!(!installed.same_loop(b.lp()));
+    // Lookup order: a thread's own loop, then the default.
+    let lp = b.lp().clone();
+    let (bound, unbound) = thread::spawn(move || {
+        let unbound = Loop::current().expect("default");
+        let binding = bind_thread_loop(lp.clone()).expect("bind");
+        let bound = Loop::current().expect("bound");
+        drop(binding);
+        (bound.same_loop(&lp), unbound)
+    })
+    .join()
+    .expect("lookup thread");
+    assert!(bound, "R50: the thread's loop must win over the default");
+    assert!(
+        unbound.same_loop(&installed),
+        "R50: an unbound thread gets the default"
+    );
+}

@@ -1,0 +1,249 @@
+//! The interposed vtable: wraps the backend under test to check every call and callback.
+//!
+//! Scenarios talk to the backend through [`Tracked`], which forwards each operation and, on
+//! the way, marks the calling thread as "inside an operation" (so a free or callback that runs
+//! synchronously inside add/update/remove is caught, R21/R42), and wraps every callback so its
+//! invocations and its drop are checked: loop thread only (R24, R42), never inside an
+//! operation, never re-entered. Violations are collected in a [`Monitor`] that the harness
+//! checks after every scenario.
+
+use std::cell::Cell;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
+
+use anyloop::{
+    EventLoop, HandleCallback, HandleId, Interval, IoEvents, Loop, Rejected, Result,
+    TimeoutCallback, TimeoutId,
+};
+
+use crate::probe::lock;
+
+thread_local! {
+    static INSIDE_OP: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True while the current thread is inside a vtable operation made through [`Tracked`].
+pub fn inside_op() -> bool {
+    INSIDE_OP.with(|c| c.get() > 0)
+}
+
+struct OpScope;
+
+impl OpScope {
+    fn enter() -> OpScope {
+        INSIDE_OP.with(|c| c.set(c.get() + 1));
+        OpScope
+    }
+}
+
+impl Drop for OpScope {
+    fn drop(&mut self) {
+        INSIDE_OP.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Contract violations seen by the interposed loop of one driver.
+#[derive(Debug)]
+pub struct Monitor {
+    loop_thread: ThreadId,
+    violations: Mutex<Vec<String>>,
+}
+
+impl Monitor {
+    /// A monitor for a loop whose thread is `loop_thread`.
+    pub fn new(loop_thread: ThreadId) -> Monitor {
+        Monitor {
+            loop_thread,
+            violations: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The loop thread's id.
+    pub fn loop_thread(&self) -> ThreadId {
+        self.loop_thread
+    }
+
+    /// Records a violation.
+    pub fn violation(&self, what: String) {
+        lock(&self.violations).push(what);
+    }
+
+    /// Every violation so far.
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.violations).clone()
+    }
+
+    fn check_context(&self, what: &str) {
+        let here = thread::current().id();
+        if here != self.loop_thread {
+            self.violation(format!(
+                "{what} ran on {here:?}, not on the loop thread {:?} (R24/R42)",
+                self.loop_thread
+            ));
+        }
+        if inside_op() {
+            self.violation(format!(
+                "{what} ran synchronously inside a vtable operation (R21/R42)"
+            ));
+        }
+    }
+}
+
+/// The interposed [`EventLoop`]: forwards to the backend and checks calls and callbacks.
+pub struct Tracked {
+    inner: Loop,
+    monitor: Arc<Monitor>,
+}
+
+impl Tracked {
+    /// Wraps `inner`; violations go to `monitor`.
+    pub fn new(inner: Loop, monitor: Arc<Monitor>) -> Tracked {
+        Tracked { inner, monitor }
+    }
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// The wrapper state of one callback; its `Drop` is the checked free.
+struct Checked<C> {
+    inner: Option<C>,
+    monitor: Arc<Monitor>,
+    running: bool,
+    what: &'static str,
+    /// Set when the add failed: the callback went back to the caller, whose drop is free to
+    /// run anywhere (R2).
+    rejected: Arc<AtomicBool>,
+}
+
+impl<C> Checked<C> {
+    fn call(&mut self, f: impl FnOnce(&mut C)) {
+        self.monitor.check_context(self.what);
+        if self.running {
+            self.monitor
+                .violation(format!("{} re-entered while running", self.what));
+        }
+        self.running = true;
+        // Reset `running` even if the callback panics (the backend catches the panic).
+        struct Reset<'a>(&'a mut bool);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                *self.0 = false;
+            }
+        }
+        let Checked { inner, running, .. } = self;
+        let _reset = Reset(running);
+        if let Some(cb) = inner.as_mut() {
+            f(cb);
+        }
+    }
+}
+
+impl<C> Drop for Checked<C> {
+    fn drop(&mut self) {
+        if !self.rejected.load(Ordering::SeqCst) {
+            self.monitor.check_context("a free (callback drop)");
+        }
+        // The user's callback (and what it captured) drops here, after the checks.
+        drop(self.inner.take());
+    }
+}
+
+fn wrap_handle(
+    cb: HandleCallback,
+    monitor: &Arc<Monitor>,
+    rejected: &Arc<AtomicBool>,
+) -> HandleCallback {
+    let name = cb.name().map(str::to_owned);
+    let mut checked = Checked {
+        inner: Some(cb),
+        monitor: monitor.clone(),
+        running: false,
+        what: "a handle callback",
+        rejected: rejected.clone(),
+    };
+    let wrapped = HandleCallback::new(move |id, fd, ev| {
+        checked.call(|cb: &mut HandleCallback| cb.call(id, fd, ev))
+    });
+    match name {
+        Some(name) => wrapped.named(name),
+        None => wrapped,
+    }
+}
+
+fn wrap_timeout(
+    cb: TimeoutCallback,
+    monitor: &Arc<Monitor>,
+    rejected: &Arc<AtomicBool>,
+) -> TimeoutCallback {
+    let name = cb.name().map(str::to_owned);
+    let mut checked = Checked {
+        inner: Some(cb),
+        monitor: monitor.clone(),
+        running: false,
+        what: "a timeout callback",
+        rejected: rejected.clone(),
+    };
+    let wrapped =
+        TimeoutCallback::new(move |id| checked.call(|cb: &mut TimeoutCallback| cb.call(id)));
+    match name {
+        Some(name) => wrapped.named(name),
+        None => wrapped,
+    }
+}
+
+impl EventLoop for Tracked {
+    fn add_handle(
+        &self,
+        fd: RawFd,
+        events: IoEvents,
+        callback: HandleCallback,
+    ) -> Result<HandleId, Rejected<HandleCallback>> {
+        let rejected = Arc::new(AtomicBool::new(false));
+        let callback = wrap_handle(callback, &self.monitor, &rejected);
+        let _scope = OpScope::enter();
+        let result = self.inner.backend().add_handle(fd, events, callback);
+        rejected.store(result.is_err(), Ordering::SeqCst);
+        result
+    }
+
+    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
+        let _scope = OpScope::enter();
+        self.inner.update_handle(id, events)
+    }
+
+    fn remove_handle(&self, id: HandleId) -> Result<()> {
+        let _scope = OpScope::enter();
+        self.inner.remove_handle(id)
+    }
+
+    fn add_timeout(
+        &self,
+        interval: Interval,
+        callback: TimeoutCallback,
+    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
+        let rejected = Arc::new(AtomicBool::new(false));
+        let callback = wrap_timeout(callback, &self.monitor, &rejected);
+        let _scope = OpScope::enter();
+        let result = self.inner.backend().add_timeout(interval, callback);
+        rejected.store(result.is_err(), Ordering::SeqCst);
+        result
+    }
+
+    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
+        let _scope = OpScope::enter();
+        self.inner.update_timeout(id, interval)
+    }
+
+    fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
+        let _scope = OpScope::enter();
+        self.inner.remove_timeout(id)
+    }
+}
