@@ -64,6 +64,5 @@ compile_error!("anyloop-select supports 64-bit Linux only (epoll)");
 
 mod select;
 mod sys;
-mod waker;
 
 pub use select::{Poller, Quitter, SelectLoop};

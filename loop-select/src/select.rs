@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use anyloop::backend::linux::{new_epoll, EpollPoller};
 use anyloop::backend::{Engine, QuitHandle};
 use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
 
@@ -25,7 +26,7 @@ pub enum Poller {
 }
 
 enum Inner {
-    Epoll(Engine<sys::epoll::EpollPoller>),
+    Epoll(Engine<EpollPoller>),
     Mio(Engine<sys::mio::MioPoller>),
 }
 
@@ -104,7 +105,7 @@ impl SelectLoop {
         };
         let inner = match poller {
             Poller::Epoll => {
-                let (poller, registrar) = sys::epoll::new().map_err(os)?;
+                let (poller, registrar) = new_epoll().map_err(os)?;
                 Inner::Epoll(Engine::new(poller, registrar))
             }
             Poller::Mio => {

@@ -173,6 +173,33 @@ impl<P: Poller> Engine<P> {
         &self.poller
     }
 
+    /// For a backend hosted by another loop (GLib, calloop): how long that loop may sleep
+    /// before this engine needs an iteration, not counting readiness of the poller's own fd
+    /// (the host watches that). `Some(ZERO)`: iterate now (a timer is due, an always-ready fd
+    /// such as a regular file is enabled, an edge-triggered re-check or a free is pending, or
+    /// a quit was requested); `None`: only when the poller's fd becomes ready.
+    ///
+    /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when this
+    /// time has elapsed or the poller's fd is readable, and asks again before it next sleeps.
+    pub fn next_timeout(&self) -> Option<Duration> {
+        if self.shared.quit.load(Ordering::SeqCst) || !self.recheck.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let st = self.shared.lock();
+        if st.stats().pending_frees > 0
+            || st.always_ready.iter().any(|&key| {
+                st.fds
+                    .get(key)
+                    .is_some_and(|slot| !slot.interest.is_empty())
+            })
+        {
+            return Some(Duration::ZERO);
+        }
+        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
+        drop(st);
+        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
+    }
+
     /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:
     /// `run` then returns without iterating. `run` consumes the quit request.
     ///

@@ -7,7 +7,9 @@
 //! calloop source wrapping an epoll fd) — the whole registration table and dispatch cycle,
 //! [`Engine`], generic over a small OS layer ([`Poller`] + [`Registrar`]).
 //!
-//! No OS calls live here: the OS layer is the backend's.
+//! The engine makes no OS calls: the OS layer is the backend's choice. The one Linux layer
+//! that several backends share (level-triggered epoll with an eventfd wake-up, and a batched
+//! `poll(2)` probe) lives in [`linux`], the only module of this crate that makes system calls.
 //!
 //! To follow one event from the kernel to the user's callback, read `core/src/backend/dispatch.rs`
 //! top to bottom: it holds the whole cycle of [`Engine::run_once`] in order.
@@ -16,6 +18,8 @@ mod clock;
 mod dispatch;
 mod frees;
 mod heap;
+#[cfg(target_os = "linux")]
+pub mod linux;
 mod panic;
 mod poller;
 mod table;

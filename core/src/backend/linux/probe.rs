@@ -7,32 +7,34 @@
 //! not open any more) is reported so that the engine delivers `ERROR` once and disables the
 //! watch instead of spinning (R52).
 
-use anyloop::backend::{Probe, Readiness};
-use anyloop::{Error, IoEvents, Result};
+use crate::backend::{Probe, Readiness};
+use crate::error::{Error, Result};
+use crate::events::IoEvents;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::borrow;
+use super::borrow_fd;
 
 /// Reusable `pollfd` array (no allocation per iteration in steady state).
 #[derive(Debug, Default)]
-pub(crate) struct Prober {
+pub struct Prober {
     fds: Vec<PollFd<'static>>,
 }
 
 impl Prober {
     /// Probes `probes` without blocking; appends the ready ones to `out`. Returns whether any
-    /// was ready.
-    pub(crate) fn probe(&mut self, probes: &[Probe], out: &mut Vec<Readiness>) -> Result<bool> {
+    /// was ready. A negative fd in `probes` (the engine never passes one) is skipped.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `poll(2)` fails for a reason other than a signal.
+    pub fn probe(&mut self, probes: &[Probe], out: &mut Vec<Readiness>) -> Result<bool> {
         if probes.is_empty() {
             return Ok(false);
         }
         self.fds.clear();
-        self.fds.extend(
-            probes
-                .iter()
-                .map(|p| PollFd::from_borrowed_fd(borrow(p.fd), to_poll(p.interest))),
-        );
+        self.fds.extend(probes.iter().filter_map(|p| {
+            borrow_fd(p.fd).map(|fd| PollFd::from_borrowed_fd(fd, to_poll(p.interest)))
+        }));
         let zero = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -53,7 +55,9 @@ impl Prober {
         if ready == 0 {
             return Ok(false);
         }
-        for (pollfd, probe) in self.fds.iter().zip(probes) {
+        // Same filter as above, so the two sequences stay aligned.
+        let probed = probes.iter().filter(|p| p.fd >= 0);
+        for (pollfd, probe) in self.fds.iter().zip(probed) {
             let revents = pollfd.revents();
             if revents.is_empty() {
                 continue;

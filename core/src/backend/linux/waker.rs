@@ -14,18 +14,25 @@ use rustix::io::Errno;
 
 /// A non-blocking eventfd used as a wake-up flag.
 #[derive(Debug)]
-pub(crate) struct EventFdWaker {
+pub struct EventFdWaker {
     fd: OwnedFd,
 }
 
 impl EventFdWaker {
-    pub(crate) fn new() -> io::Result<Self> {
+    /// A fresh eventfd, non-blocking and close-on-exec.
+    ///
+    /// # Errors
+    /// The OS error if no eventfd can be created (e.g. `EMFILE`).
+    pub fn new() -> io::Result<Self> {
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(EventFdWaker { fd })
     }
 
     /// Signals the loop. Never blocks.
-    pub(crate) fn wake(&self) -> io::Result<()> {
+    ///
+    /// # Errors
+    /// Unexpected OS failures (not a saturated counter, which is already a pending wake-up).
+    pub fn wake(&self) -> io::Result<()> {
         loop {
             match rustix::io::write(&self.fd, &1u64.to_ne_bytes()) {
                 Ok(_) => return Ok(()),
@@ -38,7 +45,7 @@ impl EventFdWaker {
     }
 
     /// Consumes every pending wake-up (one read empties an eventfd).
-    pub(crate) fn drain(&self) {
+    pub fn drain(&self) {
         let mut buf = [0u8; 8];
         loop {
             match rustix::io::read(&self.fd, &mut buf) {

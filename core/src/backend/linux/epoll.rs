@@ -15,19 +15,20 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
-use anyloop::{Error, IoEvents, Result};
+use crate::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use crate::error::{Error, Result};
+use crate::events::IoEvents;
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 use rustix::io::{DupFlags, Errno};
 
 use super::probe::Prober;
-use super::{borrow, check_open};
-use crate::waker::EventFdWaker;
+use super::waker::EventFdWaker;
+use super::{borrow_fd, check_open};
 
 /// How many readiness reports one `epoll_wait` can return; more are picked up by the next
 /// iteration (level-triggered epoll keeps them and rotates fairly).
@@ -35,7 +36,7 @@ const EVENT_CAPACITY: usize = 1024;
 
 /// The loop-thread half: `epoll_wait`.
 #[derive(Debug)]
-pub(crate) struct EpollPoller {
+pub struct EpollPoller {
     epoll: Arc<OwnedFd>,
     waker: Arc<EventFdWaker>,
     buffer: EventBuffer,
@@ -61,13 +62,16 @@ impl std::fmt::Debug for EventBuffer {
 
 /// The any-thread half: `epoll_ctl` and the wake-up.
 #[derive(Debug)]
-pub(crate) struct EpollRegistrar {
+pub struct EpollRegistrar {
     epoll: Arc<OwnedFd>,
     waker: Arc<EventFdWaker>,
 }
 
 /// Creates both halves, sharing one epoll fd and one eventfd.
-pub(crate) fn new() -> io::Result<(EpollPoller, EpollRegistrar)> {
+///
+/// # Errors
+/// The OS error if the epoll instance or the eventfd cannot be created.
+pub fn new_epoll() -> io::Result<(EpollPoller, EpollRegistrar)> {
     let epoll = Arc::new(epoll::create(CreateFlags::CLOEXEC)?);
     let waker = Arc::new(EventFdWaker::new()?);
     epoll::add(
@@ -123,27 +127,30 @@ impl Registrar for EpollRegistrar {
     }
 
     fn register(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
-        debug_assert!(super::is_expressible(interest));
+        let Some(target) = borrow_fd(fd) else {
+            return Ok(Registered::Gone);
+        };
         let data = EventData::new_u64(token.0);
-        match epoll::add(&*self.epoll, borrow(fd), data, flags(interest)) {
+        match epoll::add(&*self.epoll, target, data, flags(interest)) {
             Ok(()) => Ok(Registered::Kernel),
             Err(Errno::PERM) => Ok(Registered::AlwaysReady),
             Err(Errno::BADF) => Ok(Registered::Gone),
             // The same open file is still registered under this number (its earlier removal
             // found it closed while a dup kept it alive): take the registration over.
-            Err(Errno::EXIST) => {
-                match epoll::modify(&*self.epoll, borrow(fd), data, flags(interest)) {
-                    Ok(()) => Ok(Registered::Kernel),
-                    Err(err) => Err(err.into()),
-                }
-            }
+            Err(Errno::EXIST) => match epoll::modify(&*self.epoll, target, data, flags(interest)) {
+                Ok(()) => Ok(Registered::Kernel),
+                Err(err) => Err(err.into()),
+            },
             Err(err) => Err(err.into()),
         }
     }
 
     fn reregister(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
+        let Some(target) = borrow_fd(fd) else {
+            return Ok(Registered::Gone);
+        };
         let data = EventData::new_u64(token.0);
-        match epoll::modify(&*self.epoll, borrow(fd), data, flags(interest)) {
+        match epoll::modify(&*self.epoll, target, data, flags(interest)) {
             Ok(()) => Ok(Registered::Kernel),
             Err(Errno::NOENT) => self.register(fd, token, interest),
             Err(Errno::BADF) => Ok(Registered::Gone),
@@ -153,7 +160,10 @@ impl Registrar for EpollRegistrar {
     }
 
     fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        match epoll::delete(&*self.epoll, borrow(fd)) {
+        let Some(target) = borrow_fd(fd) else {
+            return Ok(());
+        };
+        match epoll::delete(&*self.epoll, target) {
             Ok(()) | Err(Errno::NOENT) | Err(Errno::BADF) | Err(Errno::PERM) => Ok(()),
             Err(err) => Err(err.into()),
         }
@@ -182,6 +192,14 @@ impl Registrar for EpollRegistrar {
 
     fn wake(&self) -> io::Result<()> {
         self.waker.wake()
+    }
+}
+
+impl EpollPoller {
+    /// The epoll fd, for a host loop that polls it as one entry of its own poll set (GLib,
+    /// calloop): it is readable whenever a watched fd is ready or a wake-up is pending.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }
 
