@@ -53,6 +53,13 @@ pub enum Error {
         /// What was already there.
         what: &'static str,
     },
+    /// No new id can be given: the loop holds 16 million registrations of this kind, or the
+    /// process allocated 2^40 ids (ids are never reused, R1).
+    #[error("too many registrations: no more {what} can be allocated")]
+    Exhausted {
+        /// Which ids ran out.
+        what: &'static str,
+    },
     /// A callback, free or filter panicked; the loop caught it and stays usable (R54).
     #[error("the callback of {id} panicked: {message}")]
     CallbackPanicked {

@@ -6,17 +6,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One counter for the whole process, shared by every backend and both id kinds, so that a
 /// stale id can never address a newer registration on any loop (contract R1, bugs B40/B44).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
-fn next_raw_id() -> NonZeroU64 {
-    // 2^64 allocations would take centuries at a billion per second; wrapping to zero is
-    // therefore impossible in practice, but stay panic-free and skip zero anyway.
-    loop {
-        let raw = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if let Some(id) = NonZeroU64::new(raw) {
-            return id;
-        }
+/// Low bits of an id that a backend may use to find its registration without a hash lookup
+/// (the engine stores `slot + 1` there); the high bits are a process-wide serial number, so
+/// an id is unique in the process whatever its tag.
+const TAG_BITS: u32 = 24;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// Serial numbers that fit above the tag: 2^40, a trillion ids. Past that, allocation fails
+/// rather than reuse an id (R1); at a million adds a second that takes 12 days of nothing else.
+const SERIAL_LIMIT: u64 = 1 << (64 - TAG_BITS);
+
+fn next_raw_id(tag: u64) -> Option<NonZeroU64> {
+    let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+    if serial >= SERIAL_LIMIT {
+        // Keep the counter pinned so it can never wrap back to small (reused) serials.
+        NEXT_SERIAL.store(SERIAL_LIMIT, Ordering::Relaxed);
+        return None;
     }
+    NonZeroU64::new((serial << TAG_BITS) | (tag & TAG_MASK))
 }
 
 macro_rules! registration_id {
@@ -29,8 +37,33 @@ macro_rules! registration_id {
             /// Allocates a fresh id, never returned before in this process.
             ///
             /// For backend implementations: call it once per successful add.
+            ///
+            /// # Panics
+            /// Only after 2^40 ids were allocated in the process (see [`Self::try_allocate`]).
             pub fn allocate() -> Self {
-                Self(next_raw_id())
+                Self::try_allocate().expect("anyloop ids exhausted (2^40 allocated)")
+            }
+
+            /// A fresh id, unique in the process, or `None` once 2^40 ids were allocated
+            /// (ids are never reused, R1).
+            pub fn try_allocate() -> Option<Self> {
+                next_raw_id(0).map(Self)
+            }
+
+            /// A fresh id carrying `tag` (below 2^24) in its low bits, for a backend that
+            /// finds its registration from the id ([`tag`](Self::tag)). `None` if the tag does
+            /// not fit or the ids are exhausted.
+            pub fn try_allocate_tagged(tag: u32) -> Option<Self> {
+                if u64::from(tag) > TAG_MASK {
+                    return None;
+                }
+                next_raw_id(u64::from(tag)).map(Self)
+            }
+
+            /// The tag given to [`try_allocate_tagged`](Self::try_allocate_tagged) (0 for
+            /// other ids, and for ids made by [`from_raw`](Self::from_raw) any value).
+            pub const fn tag(self) -> u32 {
+                (self.0.get() & TAG_MASK) as u32
             }
 
             /// The id as a positive number, for logs and C bindings.

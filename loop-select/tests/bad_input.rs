@@ -315,3 +315,27 @@ fn closed_fd_whose_file_lives_on_elsewhere_does_not_spin_after_removal() {
         drop(dup);
     }
 }
+
+#[test]
+fn a_panic_report_names_the_callback() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let h = lp.handle();
+        let id = h
+            .add_timeout(
+                Some(Duration::ZERO),
+                anyloop::TimeoutCallback::new(|_| panic!("boom")).named("keepalive"),
+            )
+            .unwrap();
+        match lp.run_once(Some(Duration::ZERO)) {
+            Err(Error::CallbackPanicked { id: got, message }) => {
+                assert_eq!(got, RegistrationId::Timeout(id));
+                assert!(message.contains("boom"), "{message}");
+                assert!(message.contains("keepalive"), "R56: {message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        h.remove_timeout(id).unwrap();
+        lp.run_once(Some(Duration::ZERO)).unwrap();
+    }
+}

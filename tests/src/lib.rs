@@ -174,6 +174,8 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] lifecycle r48_ops_after_destruction_loop_gone_r02);
         $crate::__scenario_item!([$($mode)*] lifecycle s52_per_thread_loops_r50);
         $crate::__scenario_item!([$($mode)*] lifecycle s53_second_default_install_refused_r07_r50);
+        $crate::__scenario_item!([$($mode)*] lifecycle r49_owner_outlives_its_timer);
+        $crate::__scenario_item!([$($mode)*] lifecycle r56_debug_names_and_errors_name_ids_and_fds);
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);

@@ -31,7 +31,7 @@
 //! registration order). Tests must only rely on R33.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
@@ -122,12 +122,18 @@ impl std::fmt::Debug for QuitHandle {
     }
 }
 
-/// Marks the calling thread as the loop thread for the duration of one `run_once`.
-struct LoopThread<'a, R: super::Registrar>(&'a Shared<R>);
+/// Clears the loop-thread mark if `run_once` leaves early (an error from the wait); the
+/// normal path clears it itself under a lock it holds anyway, and disarms this.
+struct LoopThread<'a, R: super::Registrar> {
+    shared: &'a Shared<R>,
+    armed: bool,
+}
 
 impl<R: super::Registrar> Drop for LoopThread<'_, R> {
     fn drop(&mut self) {
-        self.0.lock().loop_thread = None;
+        if self.armed {
+            self.shared.lock().loop_thread = None;
+        }
     }
 }
 
@@ -235,49 +241,60 @@ impl<P: Poller> Engine<P> {
     /// stays usable, R54); [`Error::Os`] if the wait itself failed.
     pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
         let shared = Arc::clone(&self.shared);
-        shared.lock().loop_thread = Some(current_thread());
-        let _loop_thread = LoopThread(&shared);
         let mut first_error = None;
+        // The lock is taken three times in an iteration that runs one callback (prepare;
+        // collect and dispatch; after the callback, which also closes the iteration): every
+        // acquisition costs atomics on the hot path, so phases share them where they can.
+        let mut st = shared.lock();
+        st.loop_thread = Some(current_thread());
+        let mut loop_thread = LoopThread {
+            shared: &shared,
+            armed: true,
+        };
 
         // 1. Frees left over from ops made while the loop was not running.
-        self.run_frees(&mut first_error);
+        if !st.frees.is_empty() {
+            drop(st);
+            self.run_frees(&mut first_error);
+            st = shared.lock();
+        }
 
         // 2. Prepare.
-        let timeout = {
-            let st = shared.lock();
-            self.build_probes(&st);
-            let quitting = shared.quit.load(Ordering::SeqCst);
-            let deadline = st.heap.peek().map(|(deadline, _)| deadline);
-            drop(st);
-            match (deadline, limit) {
-                _ if quitting => Some(Duration::ZERO),
-                // No clock read on the pure-fd path.
-                (None, None) => None,
-                (None, Some(limit)) => Some(limit.min(MAX_WAIT)),
-                (Some(deadline), limit) => poll_timeout(Instant::now(), Some(deadline), limit),
-            }
+        self.build_probes(&st);
+        let quitting = shared.quit.load(Ordering::SeqCst);
+        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
+        drop(st);
+        let timeout = match (deadline, limit) {
+            _ if quitting => Some(Duration::ZERO),
+            // No clock read on the pure-fd path.
+            (None, None) => None,
+            (None, Some(limit)) => Some(limit.min(MAX_WAIT)),
+            (Some(deadline), limit) => poll_timeout(Instant::now(), Some(deadline), limit),
         };
 
         // 3. Wait.
         self.events.clear();
         let woken = self.poller.wait(&self.probes, timeout, &mut self.events)?;
 
-        // 4. Collect.
-        {
-            let mut st = shared.lock();
-            if woken {
-                st.wake_pending = false;
-            }
-            st.iterations += 1;
-            self.collect(&mut st);
-            self.purge_stale(&mut st, &shared.registrar);
+        // 4. Collect, and 5. dispatch, starting under the same lock.
+        let mut st = shared.lock();
+        if woken {
+            st.wake_pending = false;
         }
-
-        // 5. Dispatch.
-        let count = self.dispatch(&shared, &mut first_error);
+        st.iterations += 1;
+        self.collect(&mut st);
+        self.purge_stale(&mut st, &shared.registrar);
+        let (count, mut st) = self.dispatch(&shared, st, &mut first_error);
 
         // 6. Frees of everything removed during this iteration.
-        self.run_frees(&mut first_error);
+        if !st.frees.is_empty() {
+            drop(st);
+            self.run_frees(&mut first_error);
+            st = shared.lock();
+        }
+        st.loop_thread = None;
+        loop_thread.armed = false;
+        drop(st);
         first_error.map_or(Ok(count), Err)
     }
 
@@ -465,14 +482,16 @@ impl<P: Poller> Engine<P> {
         }
     }
 
-    fn dispatch(
+    /// Runs the collected batch. Takes the lock held since collection and hands it back, so
+    /// that the iteration's end needs no extra acquisition.
+    fn dispatch<'s>(
         &mut self,
-        shared: &Shared<P::Registrar>,
+        shared: &'s Shared<P::Registrar>,
+        mut st: MutexGuard<'s, State>,
         first_error: &mut Option<Error>,
-    ) -> usize {
+    ) -> (usize, MutexGuard<'s, State>) {
         let batch = std::mem::take(&mut self.batch);
         let mut count = 0;
-        let mut st = shared.lock();
         for item in &batch {
             match *item {
                 Item::Timer { slot, id, epoch } => {
@@ -492,7 +511,8 @@ impl<P: Poller> Engine<P> {
                     });
                     drop(st);
                     tracing::trace!(%id, name = callback.name(), "dispatch timeout");
-                    let outcome = catch_user_panic(id.into(), || callback.call(id));
+                    let outcome = catch_user_panic(id.into(), || callback.call(id))
+                        .map_err(|err| named(err, callback.name()));
                     count += 1;
                     st = shared.lock();
                     let running = st.running.take();
@@ -534,7 +554,8 @@ impl<P: Poller> Engine<P> {
                     });
                     drop(st);
                     tracing::trace!(%id, fd, ?events, name = callback.name(), "dispatch handle");
-                    let outcome = catch_user_panic(id.into(), || callback.call(id, fd, events));
+                    let outcome = catch_user_panic(id.into(), || callback.call(id, fd, events))
+                        .map_err(|err| named(err, callback.name()));
                     count += 1;
                     st = shared.lock();
                     let running = st.running.take();
@@ -547,10 +568,9 @@ impl<P: Poller> Engine<P> {
                 }
             }
         }
-        drop(st);
         self.batch = batch;
         self.batch.clear();
-        count
+        (count, st)
     }
 
     /// Drops every pending free, outside the lock, until none is left (a free may remove
@@ -588,6 +608,17 @@ impl<P: Poller> Drop for Engine<P> {
                 tracing::error!(%err, "a free panicked during loop destruction");
             }
         }
+    }
+}
+
+/// Adds the registration's debug name (R56) to a panic report.
+fn named(err: Error, name: Option<&str>) -> Error {
+    match (err, name) {
+        (Error::CallbackPanicked { id, message }, Some(name)) => Error::CallbackPanicked {
+            id,
+            message: format!("{message} (in callback {name:?})"),
+        },
+        (err, _) => err,
     }
 }
 

@@ -122,13 +122,11 @@ pub(crate) struct State {
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
     pub(crate) handles: Slab<HandleSlot>,
-    pub(crate) handle_ids: FxHashMap<HandleId, usize>,
     pub(crate) fds: Slab<FdSlot>,
     pub(crate) fd_index: FxHashMap<RawFd, usize>,
     /// Fd slots in state `AlwaysReady` with a non-empty interest.
     pub(crate) always_ready: Vec<usize>,
     pub(crate) timers: Slab<TimerSlot>,
-    pub(crate) timer_ids: FxHashMap<TimeoutId, usize>,
     pub(crate) heap: TimerHeap,
     pub(crate) frees: DeferredFrees<Freed>,
     pub(crate) running: Option<Running>,
@@ -150,6 +148,12 @@ impl<R: Registrar> std::fmt::Debug for Shared<R> {
     }
 }
 
+/// The tag an id carries for `slot`: `slot + 1`, so that no tag is 0 (ids allocated without
+/// a tag); `None` when the table is too large for the tag bits (16 million registrations).
+fn slot_tag(slot: usize) -> Option<u32> {
+    u32::try_from(slot).ok()?.checked_add(1)
+}
+
 /// The current thread's id, cached (`thread::current()` is not free).
 pub(crate) fn current_thread() -> ThreadId {
     thread_local! {
@@ -167,17 +171,33 @@ impl State {
             wake_pending: false,
             iterations: 0,
             handles: Slab::new(),
-            handle_ids: FxHashMap::default(),
             fds: Slab::new(),
             fd_index: FxHashMap::default(),
             always_ready: Vec::new(),
             timers: Slab::new(),
-            timer_ids: FxHashMap::default(),
             heap: TimerHeap::new(),
             frees: DeferredFrees::new(),
             running: None,
             next_seq: 0,
             next_generation: 0,
+        }
+    }
+
+    /// The slot of a live watch, from the tag its id carries (no hash lookup).
+    fn handle_slot(&self, id: HandleId) -> Result<usize> {
+        let slot = (id.tag() as usize).wrapping_sub(1);
+        match self.handles.get(slot) {
+            Some(handle) if handle.id == id => Ok(slot),
+            _ => Err(Error::not_found(id)),
+        }
+    }
+
+    /// The slot of a live timer, from the tag its id carries (no hash lookup).
+    fn timer_slot(&self, id: TimeoutId) -> Result<usize> {
+        let slot = (id.tag() as usize).wrapping_sub(1);
+        match self.timers.get(slot) {
+            Some(timer) if timer.id == id => Ok(slot),
+            _ => Err(Error::not_found(id)),
         }
     }
 
@@ -196,8 +216,8 @@ impl State {
 
     pub(crate) fn stats(&self) -> LoopStats {
         LoopStats {
-            handles: self.handle_ids.len(),
-            timeouts: self.timer_ids.len(),
+            handles: self.handles.len(),
+            timeouts: self.timers.len(),
             pending_frees: self.frees.len(),
             iterations: self.iterations,
         }
@@ -349,8 +369,6 @@ impl State {
         self.fds.clear();
         self.fd_index.clear();
         self.always_ready.clear();
-        self.handle_ids.clear();
-        self.timer_ids.clear();
         self.heap.clear();
         let mut handles: Vec<_> = std::mem::take(&mut self.handles)
             .into_iter()
@@ -434,6 +452,14 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
+        // The id is taken first: nothing to undo if none can be had.
+        let Some(id) = slot_tag(st.handles.vacant_key()).and_then(HandleId::try_allocate_tagged)
+        else {
+            return Err(Rejected::new(
+                Error::Exhausted { what: "handle ids" },
+                callback,
+            ));
+        };
         let (key, joined) = match st.fd_index.get(&fd) {
             Some(&key) => (key, true),
             None => {
@@ -452,7 +478,6 @@ impl<R: Registrar> EventLoop for Shared<R> {
                 (key, false)
             }
         };
-        let id = HandleId::allocate();
         let slot = st.handles.insert(HandleSlot {
             id,
             fd,
@@ -478,7 +503,6 @@ impl<R: Registrar> EventLoop for Shared<R> {
         }
         tracing::trace!(%id, fd, ?events, name = callback.name(), "add handle");
         st.handles[slot].callback = Some(callback);
-        st.handle_ids.insert(id, slot);
         let wake = st.claim_wake();
         drop(st);
         if wake {
@@ -492,7 +516,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let slot = *st.handle_ids.get(&id).ok_or_else(|| Error::not_found(id))?;
+        let slot = st.handle_slot(id)?;
         let handle = &mut st.handles[slot];
         let bits = events.unknown_bits();
         if bits != 0 {
@@ -525,10 +549,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let slot = st
-            .handle_ids
-            .remove(&id)
-            .ok_or_else(|| Error::not_found(id))?;
+        let slot = st.handle_slot(id)?;
         let handle = st.unlink_handle(&self.registrar, slot);
         tracing::trace!(%id, fd = handle.fd, "remove handle");
         let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
@@ -550,7 +571,15 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
-        let id = TimeoutId::allocate();
+        let slot = st.timers.vacant_key();
+        let Some(id) = slot_tag(slot).and_then(TimeoutId::try_allocate_tagged) else {
+            return Err(Rejected::new(
+                Error::Exhausted {
+                    what: "timeout ids",
+                },
+                callback,
+            ));
+        };
         let seq = st.next_seq();
         tracing::trace!(%id, ?interval, name = callback.name(), "add timeout");
         let slot = st.timers.insert(TimerSlot {
@@ -560,7 +589,6 @@ impl<R: Registrar> EventLoop for Shared<R> {
             seq,
             callback: Some(callback),
         });
-        st.timer_ids.insert(id, slot);
         if let Some(interval) = interval {
             // Read the clock now, not from a cached loop time (B55).
             st.heap
@@ -579,7 +607,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let slot = *st.timer_ids.get(&id).ok_or_else(|| Error::not_found(id))?;
+        let slot = st.timer_slot(id)?;
         let timer = &mut st.timers[slot];
         timer.interval = interval;
         timer.epoch += 1;
@@ -607,10 +635,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let slot = st
-            .timer_ids
-            .remove(&id)
-            .ok_or_else(|| Error::not_found(id))?;
+        let slot = st.timer_slot(id)?;
         st.heap.cancel(slot);
         let timer = st.timers.remove(slot);
         tracing::trace!(%id, "remove timeout");

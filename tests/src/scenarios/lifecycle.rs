@@ -295,3 +295,116 @@ pub fn s53_second_default_install_refused_r07_r50(env: &Env) {
         "R50: an unbound thread gets the default"
     );
 }
+
+/// R49: a library object kept alive only by its timer's state stays alive while the timer is
+/// registered, even disabled and after firing, and goes away with the timer's free (after
+/// the remove, on the loop), never earlier.
+pub fn r49_owner_outlives_its_timer(env: &Env) {
+    struct Owner {
+        ticks: std::sync::atomic::AtomicUsize,
+    }
+    let d = env.start();
+    let owner = Arc::new(Owner {
+        ticks: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let watcher = Arc::downgrade(&owner);
+    let (lp, token) = (d.lp().clone(), env.token("owner-timer"));
+    let id = d
+        .lp()
+        .add_timeout(Some(Duration::ZERO), move |id| {
+            let _ = &token;
+            owner.ticks.fetch_add(1, Ordering::SeqCst);
+            // One-shot: the timer disables itself but keeps owning its state.
+            lp.update_timeout(id, None).expect("disable");
+        })
+        .expect("add");
+    d.on_loop(|ctx| ctx.turns(3));
+    let alive = watcher
+        .upgrade()
+        .expect("R49: owner dropped while its timer is registered");
+    assert_eq!(alive.ticks.load(Ordering::SeqCst), 1, "one-shot fired once");
+    drop(alive);
+    d.lp().remove_timeout(id).expect("remove");
+    assert_eq!(
+        env.probe().count("owner-timer"),
+        0,
+        "R21: freed inside remove"
+    );
+    assert!(
+        watcher.upgrade().is_some(),
+        "R49: owner dropped by the remove call itself"
+    );
+    d.on_loop(|ctx| ctx.turns(1));
+    assert_eq!(env.probe().count("owner-timer"), 1, "R25: free ran once");
+    assert!(
+        watcher.upgrade().is_none(),
+        "R49: the timer's free released the owner"
+    );
+}
+
+/// R56/R59: registrations can carry debug names; errors name the id (unknown ids, panics) and
+/// the fd (bad fds).
+pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
+    let d = env.start();
+    let pipe = Pipe::new();
+    let calls = Arc::new(Log::new());
+    let (c, token) = (calls.clone(), env.token("named-watch"));
+    let named = anyloop::HandleCallback::new(move |_, fd, _| {
+        let _ = &token;
+        crate::fds::read_one(fd);
+        c.push("watch");
+    })
+    .named("control-socket");
+    assert_eq!(named.name(), Some("control-socket"));
+    let watch = d
+        .lp()
+        .add_handle(pipe.fd(), IoEvents::READABLE, named)
+        .expect("a named callback is accepted");
+    let token = env.token("named-timer");
+    let timer = d
+        .lp()
+        .add_timeout(
+            None,
+            anyloop::TimeoutCallback::new(move |_| {
+                let _ = &token;
+                panic!("named timer exploded");
+            })
+            .named("keepalive"),
+        )
+        .expect("add named timer");
+    pipe.write(1);
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(calls.snapshot(), vec!["watch"], "named watch dispatches");
+
+    d.lp()
+        .update_timeout(timer, Some(Duration::ZERO))
+        .expect("arm");
+    let result = d.on_loop(|ctx| ctx.run_once(Some(Duration::from_millis(100))));
+    let err = result.expect_err("R54: the panic is reported");
+    let text = err.to_string();
+    assert!(
+        text.contains(&timer.to_string()),
+        "R56: the panic report names the id: {text}"
+    );
+    d.lp().remove_timeout(timer).expect("remove");
+
+    d.lp().remove_handle(watch).expect("remove");
+    let gone = d.lp().remove_handle(watch).expect_err("double remove");
+    assert!(
+        gone.to_string().contains(&watch.to_string()),
+        "R59: NotFound names the id: {gone}"
+    );
+    let bad_fd = crate::fds::closed_fd();
+    let rejected = d
+        .lp()
+        .add_handle(bad_fd, IoEvents::READABLE, |_, _, _| {})
+        .expect_err("closed fd accepted");
+    assert!(
+        rejected.error.to_string().contains(&bad_fd.to_string()),
+        "R59: InvalidFd names the fd: {}",
+        rejected.error
+    );
+    d.on_loop(|ctx| ctx.turns(1));
+    assert_eq!(env.probe().count("named-watch"), 1);
+    assert_eq!(env.probe().count("named-timer"), 1);
+}
