@@ -72,6 +72,13 @@ enum Item {
 pub struct Engine<P: Poller> {
     shared: Arc<Shared<P::Registrar>>,
     poller: P,
+    work: Work,
+}
+
+/// The loop thread's reusable buffers, kept apart from the shared table so that an
+/// iteration borrows both at once (no `Arc` clone per iteration).
+#[derive(Default)]
+struct Work {
     events: Vec<Readiness>,
     probes: Vec<Probe>,
     /// Fd slots dispatched in the last iteration (edge-triggered substrates only).
@@ -143,14 +150,10 @@ impl<P: Poller> Engine<P> {
         Engine {
             shared: Arc::new(Shared::new(registrar)),
             poller,
-            events: Vec::with_capacity(256),
-            probes: Vec::new(),
-            recheck: Vec::new(),
-            touched: Vec::new(),
-            stale: Vec::new(),
-            stale_before: Vec::new(),
-            batch: Vec::new(),
-            freeing: Vec::new(),
+            work: Work {
+                events: Vec::with_capacity(256),
+                ..Work::default()
+            },
         }
     }
 
@@ -188,7 +191,7 @@ impl<P: Poller> Engine<P> {
     /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when this
     /// time has elapsed or the poller's fd is readable, and asks again before it next sleeps.
     pub fn next_timeout(&self) -> Option<Duration> {
-        if self.shared.quit.load(Ordering::SeqCst) || !self.recheck.is_empty() {
+        if self.shared.quit.load(Ordering::SeqCst) || !self.work.recheck.is_empty() {
             return Some(Duration::ZERO);
         }
         let st = self.shared.lock();
@@ -228,7 +231,7 @@ impl<P: Poller> Engine<P> {
     /// [`Error::CallbackPanicked`] if a free panicked (the others still ran).
     pub fn drain(&mut self) -> Result<usize> {
         let mut first_error = None;
-        let count = self.run_frees(&mut first_error);
+        let count = self.work.run_frees(&self.shared, &mut first_error);
         first_error.map_or(Ok(count), Err)
     }
 
@@ -240,7 +243,12 @@ impl<P: Poller> Engine<P> {
     /// panicked (the rest of the iteration still ran, later panics are traced; the loop
     /// stays usable, R54); [`Error::Os`] if the wait itself failed.
     pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
-        let shared = Arc::clone(&self.shared);
+        let Engine {
+            shared,
+            poller,
+            work,
+        } = self;
+        let shared: &Shared<P::Registrar> = shared;
         let mut first_error = None;
         // The lock is taken three times in an iteration that runs one callback (prepare;
         // collect and dispatch; after the callback, which also closes the iteration): every
@@ -248,19 +256,19 @@ impl<P: Poller> Engine<P> {
         let mut st = shared.lock();
         st.loop_thread = Some(current_thread());
         let mut loop_thread = LoopThread {
-            shared: &shared,
+            shared,
             armed: true,
         };
 
         // 1. Frees left over from ops made while the loop was not running.
         if !st.frees.is_empty() {
             drop(st);
-            self.run_frees(&mut first_error);
+            work.run_frees(shared, &mut first_error);
             st = shared.lock();
         }
 
         // 2. Prepare.
-        self.build_probes(&st);
+        work.build_probes(&st, P::EDGE_TRIGGERED);
         let quitting = shared.quit.load(Ordering::SeqCst);
         let deadline = st.heap.peek().map(|(deadline, _)| deadline);
         drop(st);
@@ -273,8 +281,8 @@ impl<P: Poller> Engine<P> {
         };
 
         // 3. Wait.
-        self.events.clear();
-        let woken = self.poller.wait(&self.probes, timeout, &mut self.events)?;
+        work.events.clear();
+        let woken = poller.wait(&work.probes, timeout, &mut work.events)?;
 
         // 4. Collect, and 5. dispatch, starting under the same lock.
         let mut st = shared.lock();
@@ -282,14 +290,14 @@ impl<P: Poller> Engine<P> {
             st.wake_pending = false;
         }
         st.iterations += 1;
-        self.collect(&mut st);
-        self.purge_stale(&mut st, &shared.registrar);
-        let (count, mut st) = self.dispatch(&shared, st, &mut first_error);
+        work.collect(&mut st, P::EDGE_TRIGGERED);
+        work.purge_stale(&mut st, &shared.registrar);
+        let (count, mut st) = work.dispatch(shared, st, &mut first_error);
 
         // 6. Frees of everything removed during this iteration.
         if !st.frees.is_empty() {
             drop(st);
-            self.run_frees(&mut first_error);
+            work.run_frees(shared, &mut first_error);
             st = shared.lock();
         }
         st.loop_thread = None;
@@ -297,8 +305,10 @@ impl<P: Poller> Engine<P> {
         drop(st);
         first_error.map_or(Ok(count), Err)
     }
+}
 
-    fn build_probes(&mut self, st: &State) {
+impl Work {
+    fn build_probes(&mut self, st: &State, edge_triggered: bool) {
         self.probes.clear();
         for &key in &st.always_ready {
             if let Some(slot) = st.fds.get(key) {
@@ -309,7 +319,7 @@ impl<P: Poller> Engine<P> {
                 });
             }
         }
-        if P::EDGE_TRIGGERED {
+        if edge_triggered {
             for token in self.recheck.drain(..) {
                 match st.fds.get(token.key()) {
                     Some(slot)
@@ -329,7 +339,7 @@ impl<P: Poller> Engine<P> {
         }
     }
 
-    fn collect(&mut self, st: &mut State) {
+    fn collect(&mut self, st: &mut State, edge_triggered: bool) {
         self.batch.clear();
 
         // Timers first: everything due now, earliest first (R33).
@@ -429,7 +439,7 @@ impl<P: Poller> Engine<P> {
                 // Nothing to tell the kernel: it already forgot the fd.
                 slot.kernel = Kernel::Gone;
                 slot.interest = IoEvents::empty();
-            } else if P::EDGE_TRIGGERED && dispatched && slot.kernel == Kernel::Registered {
+            } else if edge_triggered && dispatched && slot.kernel == Kernel::Registered {
                 self.recheck.push(slot.token(key));
             }
         }
@@ -440,7 +450,7 @@ impl<P: Poller> Engine<P> {
     /// so it cannot be removed by number (B62). Level-triggered, it would make every wait
     /// return at once. Rebuild the kernel state from the live registrations instead.
     /// (A single stale report is normal: a removal that raced with the wait.)
-    fn purge_stale(&mut self, st: &mut State, registrar: &P::Registrar) {
+    fn purge_stale<R: Registrar>(&mut self, st: &mut State, registrar: &R) {
         let repeated = self
             .stale
             .iter()
@@ -484,9 +494,9 @@ impl<P: Poller> Engine<P> {
 
     /// Runs the collected batch. Takes the lock held since collection and hands it back, so
     /// that the iteration's end needs no extra acquisition.
-    fn dispatch<'s>(
+    fn dispatch<'s, R: Registrar>(
         &mut self,
-        shared: &'s Shared<P::Registrar>,
+        shared: &'s Shared<R>,
         mut st: MutexGuard<'s, State>,
         first_error: &mut Option<Error>,
     ) -> (usize, MutexGuard<'s, State>) {
@@ -575,11 +585,15 @@ impl<P: Poller> Engine<P> {
 
     /// Drops every pending free, outside the lock, until none is left (a free may remove
     /// more registrations). Returns how many ran.
-    fn run_frees(&mut self, first_error: &mut Option<Error>) -> usize {
+    fn run_frees<R: Registrar>(
+        &mut self,
+        shared: &Shared<R>,
+        first_error: &mut Option<Error>,
+    ) -> usize {
         let mut count = 0;
         loop {
             let mut freeing = std::mem::take(&mut self.freeing);
-            self.shared.lock().frees.take_ready(&mut freeing);
+            shared.lock().frees.take_ready(&mut freeing);
             if freeing.is_empty() {
                 self.freeing = freeing;
                 return count;

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use slab::Slab;
+use smallvec::SmallVec;
 
 use super::clock::deadline_after;
 use super::frees::{DeferredFrees, FreeTicket};
@@ -70,8 +71,10 @@ pub(crate) enum Kernel {
 pub(crate) struct FdSlot {
     pub(crate) fd: RawFd,
     pub(crate) generation: u32,
-    /// Handle slots of the watches on this fd, in registration order.
-    pub(crate) watches: Vec<usize>,
+    /// Handle slots of the watches on this fd, in registration order. Inline for up to two
+    /// watches (nearly every fd): dispatch then reaches the watch without a pointer chase,
+    /// which is a cache miss per event with 10 000 fds.
+    pub(crate) watches: SmallVec<[usize; 2]>,
     /// Union of the watches' interests: what the kernel is asked for.
     pub(crate) interest: IoEvents,
     pub(crate) kernel: Kernel,
@@ -468,7 +471,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
                 let key = st.fds.insert(FdSlot {
                     fd,
                     generation,
-                    watches: Vec::new(),
+                    watches: SmallVec::new(),
                     interest: IoEvents::empty(),
                     kernel: Kernel::Unregistered,
                     pending: IoEvents::empty(),
