@@ -423,7 +423,26 @@ impl<R: Registrar> Shared<R> {
         // Taking the lock orders the store before any later look at the flag by the loop:
         // either the loop reads the flag when it prepares its wait, or it is already inside
         // run_once and gets woken here.
-        let wake = self.lock().claim_wake();
+        self.finish(self.lock());
+    }
+
+    /// Runs one update or removal from any thread: refused once the loop is gone (R48); the
+    /// loop is woken afterwards if needed.
+    fn change(&self, op: impl FnOnce(&mut State, &R) -> Result<()>) -> Result<()> {
+        let mut st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        op(&mut st, &self.registrar)?;
+        self.finish(st);
+        Ok(())
+    }
+
+    /// Ends an op that changed the table: releases the lock, then wakes the loop if another
+    /// thread is blocked in it and no wake-up is pending yet (R40, R41).
+    fn finish(&self, mut st: MutexGuard<'_, State>) {
+        let wake = st.claim_wake();
+        drop(st);
         if wake {
             self.wake();
         }
@@ -506,63 +525,45 @@ impl<R: Registrar> EventLoop for Shared<R> {
         }
         tracing::trace!(%id, fd, ?events, name = callback.name(), "add handle");
         st.handles[slot].callback = Some(callback);
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
+        self.finish(st);
         Ok(id)
     }
 
     fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
-        let mut st = self.lock();
-        if st.gone {
-            return Err(Error::LoopGone);
-        }
-        let slot = st.handle_slot(id)?;
-        let handle = &mut st.handles[slot];
-        let bits = events.unknown_bits();
-        if bits != 0 {
-            return Err(Error::UnknownEvents {
-                fd: handle.fd,
-                bits,
-            });
-        }
-        if handle.interest == events {
-            return Ok(()); // R5: same interest, nothing to do.
-        }
-        let old = std::mem::replace(&mut handle.interest, events);
-        let key = handle.fd_key;
-        let fd = handle.fd;
-        if let Err(err) = st.sync_kernel(&self.registrar, key, false) {
-            st.handles[slot].interest = old;
-            return Err(err);
-        }
-        tracing::trace!(%id, fd, ?events, "update handle");
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
-        Ok(())
+        self.change(|st, registrar| {
+            let slot = st.handle_slot(id)?;
+            let handle = &mut st.handles[slot];
+            let bits = events.unknown_bits();
+            if bits != 0 {
+                return Err(Error::UnknownEvents {
+                    fd: handle.fd,
+                    bits,
+                });
+            }
+            if handle.interest == events {
+                return Ok(()); // R5: same interest, nothing to do.
+            }
+            let old = std::mem::replace(&mut handle.interest, events);
+            let key = handle.fd_key;
+            let fd = handle.fd;
+            if let Err(err) = st.sync_kernel(registrar, key, false) {
+                st.handles[slot].interest = old;
+                return Err(err);
+            }
+            tracing::trace!(%id, fd, ?events, "update handle");
+            Ok(())
+        })
     }
 
     fn remove_handle(&self, id: HandleId) -> Result<()> {
-        let mut st = self.lock();
-        if st.gone {
-            return Err(Error::LoopGone);
-        }
-        let slot = st.handle_slot(id)?;
-        let handle = st.unlink_handle(&self.registrar, slot);
-        tracing::trace!(%id, fd = handle.fd, "remove handle");
-        let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
-        st.defer_free(id.into(), freed);
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
-        Ok(())
+        self.change(|st, registrar| {
+            let slot = st.handle_slot(id)?;
+            let handle = st.unlink_handle(registrar, slot);
+            tracing::trace!(%id, fd = handle.fd, "remove handle");
+            let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
+            st.defer_free(id.into(), freed);
+            Ok(())
+        })
     }
 
     fn add_timeout(
@@ -597,58 +598,41 @@ impl<R: Registrar> EventLoop for Shared<R> {
             st.heap
                 .schedule(slot, deadline_after(Instant::now(), interval), seq);
         }
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
+        self.finish(st);
         Ok(id)
     }
 
     fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
-        let mut st = self.lock();
-        if st.gone {
-            return Err(Error::LoopGone);
-        }
-        let slot = st.timer_slot(id)?;
-        let timer = &mut st.timers[slot];
-        timer.interval = interval;
-        timer.epoch += 1;
-        let seq = timer.seq;
-        match interval {
-            // Always a restart from now, even with the same interval (R5, R29).
-            Some(interval) => st
-                .heap
-                .schedule(slot, deadline_after(Instant::now(), interval), seq),
-            None => {
-                st.heap.cancel(slot);
+        self.change(|st, _| {
+            let slot = st.timer_slot(id)?;
+            let timer = &mut st.timers[slot];
+            timer.interval = interval;
+            timer.epoch += 1;
+            let seq = timer.seq;
+            match interval {
+                // Always a restart from now, even with the same interval (R5, R29).
+                Some(interval) => {
+                    st.heap
+                        .schedule(slot, deadline_after(Instant::now(), interval), seq)
+                }
+                None => {
+                    st.heap.cancel(slot);
+                }
             }
-        }
-        tracing::trace!(%id, ?interval, "update timeout");
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
-        Ok(())
+            tracing::trace!(%id, ?interval, "update timeout");
+            Ok(())
+        })
     }
 
     fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
-        let mut st = self.lock();
-        if st.gone {
-            return Err(Error::LoopGone);
-        }
-        let slot = st.timer_slot(id)?;
-        st.heap.cancel(slot);
-        let timer = st.timers.remove(slot);
-        tracing::trace!(%id, "remove timeout");
-        let freed = timer.callback.map(|cb| Freed::Timeout(id, cb));
-        st.defer_free(id.into(), freed);
-        let wake = st.claim_wake();
-        drop(st);
-        if wake {
-            self.wake();
-        }
-        Ok(())
+        self.change(|st, _| {
+            let slot = st.timer_slot(id)?;
+            st.heap.cancel(slot);
+            let timer = st.timers.remove(slot);
+            tracing::trace!(%id, "remove timeout");
+            let freed = timer.callback.map(|cb| Freed::Timeout(id, cb));
+            st.defer_free(id.into(), freed);
+            Ok(())
+        })
     }
 }

@@ -139,11 +139,7 @@ impl Poller for MioPoller {
         out: &mut Vec<Readiness>,
     ) -> Result<bool> {
         // The level-triggered re-check (and always-ready fds): one poll(2) for all of them.
-        let timeout = if self.prober.probe(probes, out)? {
-            Some(Duration::ZERO)
-        } else {
-            timeout
-        };
+        let timeout = self.prober.probe_before_wait(probes, out, timeout)?;
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(false),

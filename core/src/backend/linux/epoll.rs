@@ -214,11 +214,7 @@ impl Poller for EpollPoller {
         out: &mut Vec<Readiness>,
     ) -> Result<bool> {
         // Always-ready fds first: if any is ready, the kernel wait must not block.
-        let timeout = if self.prober.probe(probes, out)? {
-            Some(Duration::ZERO)
-        } else {
-            timeout
-        };
+        let timeout = self.prober.probe_before_wait(probes, out, timeout)?;
         let timespec = timeout.map(|t| Timespec {
             tv_sec: t.as_secs() as i64,
             tv_nsec: i64::from(t.subsec_nanos()),

@@ -7,6 +7,8 @@
 //! not open any more) is reported so that the engine delivers `ERROR` once and disables the
 //! watch instead of spinning (R52).
 
+use std::time::Duration;
+
 use crate::backend::{Probe, Readiness};
 use crate::error::{Error, Result};
 use crate::events::IoEvents;
@@ -22,6 +24,25 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// Probes `probes` (see [`probe`](Self::probe)) and returns how long the kernel wait
+    /// that follows may block: `timeout`, or zero when a probed fd was ready (its event must
+    /// not wait behind a sleep).
+    ///
+    /// # Errors
+    /// As [`probe`](Self::probe).
+    pub fn probe_before_wait(
+        &mut self,
+        probes: &[Probe],
+        out: &mut Vec<Readiness>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Duration>> {
+        Ok(if self.probe(probes, out)? {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        })
+    }
+
     /// Probes `probes` without blocking; appends the ready ones to `out`. Returns whether any
     /// was ready. A negative fd in `probes` (the engine never passes one) is skipped.
     ///
