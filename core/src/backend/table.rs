@@ -118,6 +118,9 @@ pub(crate) struct State {
     pub(crate) gone: bool,
     /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
     pub(crate) loop_thread: Option<ThreadId>,
+    /// The thread of the host loop (GLib, calloop) of a hosted engine, which may block in
+    /// the host's poll *outside* `run_once`: ops from other threads wake it too (R40).
+    pub(crate) host_thread: Option<ThreadId>,
     /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
@@ -164,6 +167,7 @@ impl State {
         State {
             gone: false,
             loop_thread: None,
+            host_thread: None,
             wake_pending: false,
             iterations: 0,
             handles: Slab::new(),
@@ -182,10 +186,11 @@ impl State {
     }
 
     /// Whether an op by the calling thread must wake the loop: only when another thread is
-    /// inside `run_once` (the loop thread itself is not blocked, R41; a loop that is not
-    /// running reads the state afresh when it starts) and no wake-up is pending yet.
+    /// inside `run_once`, or is the host thread of a hosted engine (the loop thread itself is
+    /// not blocked, R41; a loop that is not running reads the state afresh when it starts),
+    /// and no wake-up is pending yet.
     pub(crate) fn claim_wake(&mut self) -> bool {
-        match self.loop_thread {
+        match self.loop_thread.or(self.host_thread) {
             Some(thread) if !self.wake_pending && thread != current_thread() => {
                 self.wake_pending = true;
                 true
