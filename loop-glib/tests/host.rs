@@ -118,6 +118,23 @@ fn nested_main_loop_inside_a_callback() {
         .timer(Some(Duration::from_millis(1)), move |_| push(&l, "tick"))
         .expect("ticker");
 
+    // A watch whose fd becomes readable while the nested loop runs: the epoll fd GLib polls
+    // is then readable (level-triggered) all through the nested loop.
+    let pair = Pair::new();
+    let (l, rx) = (log.clone(), pair.rx.try_clone().expect("dup"));
+    let _watch = lp
+        .handle()
+        .watch(
+            std::os::fd::AsRawFd::as_raw_fd(&pair.rx),
+            anyloop::IoEvents::READABLE,
+            move |_, _, _| {
+                while util::read_one(&rx) {}
+                push(&l, "readable");
+            },
+        )
+        .expect("watch");
+    let tx = pair.tx.try_clone().expect("dup");
+
     let (l, ctx) = (log.clone(), context.clone());
     let handle = lp.handle();
     let _nester = lp
@@ -125,6 +142,7 @@ fn nested_main_loop_inside_a_callback() {
         .timer(Some(Duration::ZERO), move |id| {
             handle.update_timeout(id, None).expect("one-shot");
             push(&l, "nest-begin");
+            std::io::Write::write_all(&mut &tx, b"x").expect("write");
             let nested = glib::MainLoop::new(Some(&ctx), false);
             let (n, l2) = (nested.clone(), l.clone());
             let mut rounds = 0;
@@ -135,7 +153,7 @@ fn nested_main_loop_inside_a_callback() {
                 move || {
                     push(&l2, "glib-inside");
                     rounds += 1;
-                    if rounds == 5 {
+                    if rounds == 25 {
                         n.quit();
                         ControlFlow::Break
                     } else {
@@ -144,7 +162,15 @@ fn nested_main_loop_inside_a_callback() {
                 },
             );
             source.attach(Some(&ctx));
+            let (cpu0, wall0) = (util::thread_cpu_time(), std::time::Instant::now());
             nested.run();
+            let (cpu, wall) = (util::thread_cpu_time() - cpu0, wall0.elapsed());
+            // The watched fd is readable all along; a nested loop polling our epoll fd
+            // would spin: its thread would burn about all of the wall time.
+            assert!(
+                cpu < wall / 2 + Duration::from_millis(5),
+                "the nested loop spins: {cpu:?} CPU in {wall:?}"
+            );
             push(&l, "nest-end");
         })
         .expect("nester");
@@ -158,7 +184,7 @@ fn nested_main_loop_inside_a_callback() {
     let end = seen.iter().position(|w| *w == "nest-end").unwrap();
     assert_eq!(
         seen[begin + 1..end],
-        ["glib-inside"; 5],
+        ["glib-inside"; 25],
         "inside the nested loop only the other GLib source runs: {seen:?}"
     );
     // Afterwards anyloop callbacks run again.
