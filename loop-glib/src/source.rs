@@ -45,7 +45,7 @@
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyloop::backend::linux::EpollPoller;
@@ -92,14 +92,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Our locks are never held around user code except the engine's, and a user panic is
     // caught inside the engine; a poisoned lock still holds consistent data.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
 }
 
 impl Core {
@@ -189,15 +181,13 @@ impl Core {
     }
 
     /// Prepare: `Some(ZERO)` = ready now; `Some(d)` = may sleep `d`; `None` = no deadline.
+    /// (Never called from inside our own dispatch: the callbacks check that first. Another
+    /// thread may hold the engine lock only briefly, e.g. for `stats`: wait for it rather
+    /// than guess, or a due timer could be missed until the next fd event.)
     fn prepare(&self) -> Option<Duration> {
-        let engine = match try_lock(&self.engine) {
-            Some(guard) => match guard.as_ref() {
-                Some(engine) => engine.prepare_host_wait(),
-                None => return None,
-            },
-            // Not reachable: GLib does not prepare a source while it dispatches it.
-            None => None,
-        };
+        let engine = lock(&self.engine)
+            .as_ref()
+            .and_then(Engine::prepare_host_wait);
         match (engine, self.bound_left()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -206,15 +196,10 @@ impl Core {
 
     /// Check, after GLib's poll: is a deadline reached?
     fn due(&self) -> bool {
-        if self.bound_left() == Some(Duration::ZERO) {
-            return true;
-        }
-        match try_lock(&self.engine) {
-            Some(guard) => guard
+        self.bound_left() == Some(Duration::ZERO)
+            || lock(&self.engine)
                 .as_ref()
-                .is_some_and(|engine| engine.next_timeout() == Some(Duration::ZERO)),
-            None => false,
-        }
+                .is_some_and(|engine| engine.next_timeout() == Some(Duration::ZERO))
     }
 
     /// Dispatch: one engine iteration that does not wait.
