@@ -16,7 +16,9 @@
 //!    It is readable when a watched fd is ready or the wake-up eventfd (inside the epoll set)
 //!    was written, so GLib's cost per iteration does not grow with the number of watches.
 //! 3. **check**: ready if GLib saw the epoll fd readable, or the engine's next deadline has
-//!    come (or the `iterate` bound expired).
+//!    come (or the `iterate` bound expired). The poll is over: [`Engine::end_host_wait`]
+//!    stops ops from other threads writing wake-ups until the next prepare (which reads the
+//!    state afresh), so no stale wake-up ends a later poll early.
 //! 4. **dispatch**: one [`Engine::run_once`] with a zero timeout: one `epoll_wait` collects
 //!    the ready fds and expired timers, the callbacks run (level-triggered: an fd still
 //!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, R8),
@@ -194,12 +196,11 @@ impl Core {
         }
     }
 
-    /// Check, after GLib's poll: is a deadline reached?
+    /// Check, after GLib's poll: is a deadline reached? Also ends the host wait, so that ops
+    /// from other threads stop writing wake-ups until the next prepare.
     fn due(&self) -> bool {
-        self.bound_left() == Some(Duration::ZERO)
-            || lock(&self.engine)
-                .as_ref()
-                .is_some_and(|engine| engine.next_timeout() == Some(Duration::ZERO))
+        let engine = lock(&self.engine).as_ref().and_then(Engine::end_host_wait);
+        engine == Some(Duration::ZERO) || self.bound_left() == Some(Duration::ZERO)
     }
 
     /// Dispatch: one engine iteration that does not wait.
@@ -308,7 +309,8 @@ unsafe extern "C" fn check(source: *mut ffi::GSource) -> ffi::gboolean {
     // SAFETY: `tag` was returned by `g_source_add_unix_fd` on this very source and never
     // removed.
     let revents = unsafe { ffi::g_source_query_unix_fd(source, (*source.cast::<RawSource>()).tag) };
-    if revents != 0 || core.due() {
+    // `due` first: it also ends the host wait.
+    if core.due() || revents != 0 {
         ffi::GTRUE
     } else {
         ffi::GFALSE

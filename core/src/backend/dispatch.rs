@@ -190,14 +190,25 @@ impl<P: Poller> Engine<P> {
     }
 
     /// [`next_timeout`](Self::next_timeout) for a host loop about to poll: also records the
-    /// calling thread as the *host thread*. From then on an op from any other thread wakes
-    /// the poller (its fd becomes readable) even while the engine is not inside
-    /// [`run_once`](Self::run_once), because the host may be blocked in its own poll on the
-    /// poller's fd (R40); ops on the host thread itself need no wake-up (R41). Call it from
-    /// the host's prepare step, on the thread that iterates the host, every time.
+    /// calling thread as a host thread that may block. Until the host's poll is over
+    /// ([`end_host_wait`](Self::end_host_wait), or the next [`run_once`](Self::run_once)), an
+    /// op from any other thread wakes the poller (its fd becomes readable) although the
+    /// engine is not inside `run_once`, because the host may be blocked in its own poll on
+    /// the poller's fd (R40); ops on the host thread itself need no wake-up (R41). Call it
+    /// from the host's prepare step, on the thread that iterates the host, every time.
     pub fn prepare_host_wait(&self) -> Option<Duration> {
         let mut st = self.shared.lock();
-        st.host_thread = Some(current_thread());
+        st.host_waiting = Some(current_thread());
+        self.next_timeout_locked(st)
+    }
+
+    /// The host's poll is over (its check step): ops from other threads stop writing the
+    /// wake-up until the next [`prepare_host_wait`](Self::prepare_host_wait), which reads
+    /// the state afresh anyway, so that no stale wake-up is left for the next poll. Returns
+    /// [`next_timeout`](Self::next_timeout), computed under the same lock.
+    pub fn end_host_wait(&self) -> Option<Duration> {
+        let mut st = self.shared.lock();
+        st.host_waiting = None;
         self.next_timeout_locked(st)
     }
 
@@ -254,7 +265,12 @@ impl<P: Poller> Engine<P> {
     /// stays usable, R54); [`Error::Os`] if the wait itself failed.
     pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
         let shared = Arc::clone(&self.shared);
-        shared.lock().loop_thread = Some(current_thread());
+        {
+            let mut st = shared.lock();
+            st.loop_thread = Some(current_thread());
+            // A hosted engine's host poll is over: from here on `loop_thread` decides.
+            st.host_waiting = None;
+        }
         let _loop_thread = LoopThread(&shared);
         let mut first_error = None;
 
