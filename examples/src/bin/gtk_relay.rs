@@ -101,9 +101,14 @@ fn with_ui<R>(f: impl FnOnce(&mut Ui) -> R) -> Option<R> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.self_test && std::env::var_os("GSK_RENDERER").is_none() {
-        // Xvfb has no GPU: render with cairo, deterministically.
-        std::env::set_var("GSK_RENDERER", "cairo");
+    if args.self_test {
+        // Xvfb has no GPU: render with cairo, deterministically; and CI has no session bus
+        // for the accessibility bridge.
+        for (name, value) in [("GSK_RENDERER", "cairo"), ("GTK_A11Y", "none")] {
+            if std::env::var_os(name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
     }
     // The one call: anyloop's vtable on GLib's default main context, installed as the
     // process default loop. Everything anyloop does from here on runs inside GTK's loop.
