@@ -329,7 +329,9 @@ unsafe extern "C" fn dispatch(
         return ffi::G_SOURCE_CONTINUE; // nested: never re-enter the engine
     }
     core.dispatch();
-    if core.muted.swap(false, Ordering::SeqCst) {
+    // SAFETY: `source` is alive for the whole call (see above).
+    let destroyed = unsafe { ffi::g_source_is_destroyed(source) } != ffi::GFALSE;
+    if core.muted.swap(false, Ordering::SeqCst) && !destroyed {
         // SAFETY: live source of ours; `tag` belongs to it.
         unsafe {
             ffi::g_source_modify_unix_fd(source, (*source.cast::<RawSource>()).tag, ffi::G_IO_IN)
