@@ -190,11 +190,41 @@ impl<P: Poller> Engine<P> {
     ///
     /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when this
     /// time has elapsed or the poller's fd is readable, and asks again before it next sleeps.
+    /// A host that may block in its own poll should ask through
+    /// [`prepare_host_wait`](Self::prepare_host_wait) instead, so that ops from other
+    /// threads wake it.
     pub fn next_timeout(&self) -> Option<Duration> {
+        let st = self.shared.lock();
+        self.next_timeout_locked(st)
+    }
+
+    /// [`next_timeout`](Self::next_timeout) for a host loop about to poll: also records the
+    /// calling thread as a host thread that may block. Until the host's poll is over
+    /// ([`end_host_wait`](Self::end_host_wait), or the next [`run_once`](Self::run_once)), an
+    /// op from any other thread wakes the poller (its fd becomes readable) although the
+    /// engine is not inside `run_once`, because the host may be blocked in its own poll on
+    /// the poller's fd (R40); ops on the host thread itself need no wake-up (R41). Call it
+    /// from the host's prepare step, on the thread that iterates the host, every time.
+    pub fn prepare_host_wait(&self) -> Option<Duration> {
+        let mut st = self.shared.lock();
+        st.host_waiting = Some(current_thread());
+        self.next_timeout_locked(st)
+    }
+
+    /// The host's poll is over (its check step): ops from other threads stop writing the
+    /// wake-up until the next [`prepare_host_wait`](Self::prepare_host_wait), which reads
+    /// the state afresh anyway, so that no stale wake-up is left for the next poll. Returns
+    /// [`next_timeout`](Self::next_timeout), computed under the same lock.
+    pub fn end_host_wait(&self) -> Option<Duration> {
+        let mut st = self.shared.lock();
+        st.host_waiting = None;
+        self.next_timeout_locked(st)
+    }
+
+    fn next_timeout_locked(&self, st: std::sync::MutexGuard<'_, State>) -> Option<Duration> {
         if self.shared.quit.load(Ordering::SeqCst) || !self.work.recheck.is_empty() {
             return Some(Duration::ZERO);
         }
-        let st = self.shared.lock();
         if st.stats().pending_frees > 0
             || st.always_ready.iter().any(|&key| {
                 st.fds
@@ -255,6 +285,8 @@ impl<P: Poller> Engine<P> {
         // acquisition costs atomics on the hot path, so phases share them where they can.
         let mut st = shared.lock();
         st.loop_thread = Some(current_thread());
+        // A hosted engine's host poll is over: from here on `loop_thread` decides.
+        st.host_waiting = None;
         let mut loop_thread = LoopThread {
             shared,
             armed: true,

@@ -121,6 +121,12 @@ pub(crate) struct State {
     pub(crate) gone: bool,
     /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
     pub(crate) loop_thread: Option<ThreadId>,
+    /// The thread of the host loop (GLib, calloop) of a hosted engine while it may block in
+    /// the host's poll, i.e. *outside* `run_once`: from the host's prepare step
+    /// ([`Engine::prepare_host_wait`](super::Engine::prepare_host_wait)) until its poll is
+    /// over ([`Engine::end_host_wait`](super::Engine::end_host_wait) or `run_once`). Ops
+    /// from other threads wake it too (R40).
+    pub(crate) host_waiting: Option<ThreadId>,
     /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
@@ -171,6 +177,7 @@ impl State {
         State {
             gone: false,
             loop_thread: None,
+            host_waiting: None,
             wake_pending: false,
             iterations: 0,
             handles: Slab::new(),
@@ -205,10 +212,11 @@ impl State {
     }
 
     /// Whether an op by the calling thread must wake the loop: only when another thread is
-    /// inside `run_once` (the loop thread itself is not blocked, R41; a loop that is not
-    /// running reads the state afresh when it starts) and no wake-up is pending yet.
+    /// inside `run_once`, or is a host thread that may be blocked in its host's poll (the
+    /// loop thread itself is not blocked, R41; a loop that is not running reads the state
+    /// afresh when it starts), and no wake-up is pending yet.
     pub(crate) fn claim_wake(&mut self) -> bool {
-        match self.loop_thread {
+        match self.loop_thread.or(self.host_waiting) {
             Some(thread) if !self.wake_pending && thread != current_thread() => {
                 self.wake_pending = true;
                 true

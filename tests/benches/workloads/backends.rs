@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyloop::Loop;
+use anyloop_glib::GlibLoop;
 use anyloop_select::{Poller, SelectLoop};
 
 use crate::anyloop_adapter::Driver;
@@ -23,6 +24,28 @@ impl<const MIO: bool> Driver for Select<MIO> {
 
     fn run_once(&mut self, timeout: Option<Duration>) {
         self.0.run_once(timeout).expect("SelectLoop::run_once");
+    }
+
+    fn pending_frees(&self) -> usize {
+        self.0.stats().pending_frees
+    }
+}
+
+/// `anyloop-glib` on a private GLib main context of the loop thread; one iteration is one
+/// `GlibLoop::iterate` (a `MainContext::iteration`).
+pub struct Glib(GlibLoop);
+
+impl Driver for Glib {
+    fn make() -> Self {
+        Glib(GlibLoop::new(&glib::MainContext::new()).expect("GlibLoop::new"))
+    }
+
+    fn handle(&self) -> Loop {
+        self.0.handle()
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) {
+        self.0.iterate(timeout).expect("GlibLoop::iterate");
     }
 
     fn pending_frees(&self) -> usize {

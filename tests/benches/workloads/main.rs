@@ -20,6 +20,7 @@ mod anyloop_adapter;
 mod backends;
 mod contender;
 mod floor;
+mod glib_raw;
 mod measure;
 mod report;
 mod sys;
@@ -76,15 +77,17 @@ fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
     }
 }
 
-/// Every backend, the floor first. Later steps add e.g. `backend::<GlibRaw>("glib-raw")` and
-/// `backend::<Anyloop<Glib>>("glib")`.
+/// Every backend, the floor first; a raw substrate (`glib-raw`) beside the anyloop backend
+/// built on it (`glib`).
 fn backends() -> Vec<Backend> {
     use anyloop_adapter::Anyloop;
-    use backends::Select;
+    use backends::{Glib, Select};
     vec![
         backend::<floor::Floor>("floor"),
         backend::<Anyloop<Select<false>>>("select"),
         backend::<Anyloop<Select<true>>>("select-mio"),
+        backend::<Anyloop<Glib>>("glib"),
+        backend::<glib_raw::GlibRaw>("glib-raw"),
     ]
 }
 
@@ -249,7 +252,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     ));
     md.push_str(&report::markdown(&rows));
-    md.push_str("\nStep 1 targets (ratios to the floor of this run):\n\n");
+    md.push_str("\nTargets (ratios to the floor, or to the raw substrate, of this run):\n\n");
     md.push_str(&report::targets(&rows));
     println!("\n{md}");
 

@@ -112,7 +112,7 @@ fn slopes(rows: &[Row]) -> Vec<Row> {
             r.backend == backend && r.workload == "W1" && r.n == Some(n) && r.a == Some(1)
         })
     };
-    // Rows of different backends interleave (one pass after another): keep first sightings.
+    // Each backend once, in first-seen order (rows of backends interleave by workload).
     let mut backends: Vec<&'static str> = Vec::new();
     for r in rows {
         if !backends.contains(&r.backend) {
@@ -233,7 +233,8 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// The targets of step 1 (issue 2) for the select backends: a "met"/"MISSED" line each.
+/// The targets of step 1 (issue 2) for the select backends and of step 2 (issue 3) for the
+/// glib backend: a "met"/"MISSED" line each.
 pub fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| backend | target | measured | verdict |");
@@ -257,18 +258,112 @@ pub fn targets(rows: &[Row]) -> String {
             (_, Some(v)) => format!("{v:.2}×"),
             _ => "no floor figure".into(),
         };
-        let verdict = match met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "?",
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {target}: {what} | {shown} | {verdict} |",
-            r.backend
+        verdict_line(
+            &mut out,
+            r.backend,
+            &format!("{target}: {what}"),
+            &shown,
+            met,
         );
     }
+    glib_targets(rows, &mut out);
     out
+}
+
+fn verdict_line(out: &mut String, backend: &str, target: &str, shown: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "?",
+    };
+    let _ = writeln!(out, "| {backend} | {target} | {shown} | {verdict} |");
+}
+
+fn find<'a>(
+    rows: &'a [Row],
+    backend: &str,
+    workload: &str,
+    phase: Option<&str>,
+    n: Option<u64>,
+    a: Option<u64>,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.backend == backend
+            && r.workload == workload
+            && (phase.is_none() || r.phase == phase)
+            && (n.is_none() || r.n == n)
+            && (a.is_none() || r.a == a)
+    })
+}
+
+/// Step 2 (issue 3): `glib` against the floor and against raw glib-rs (`glib-raw`).
+fn glib_targets(rows: &[Row], out: &mut String) {
+    let ratio = |a: Option<&Row>, b: Option<&Row>| match (a, b) {
+        (Some(a), Some(b)) if b.ns > 0.0 => Some(a.ns / b.ns),
+        _ => None,
+    };
+    let shown = |x: Option<f64>| x.map_or("no figure".to_string(), |x| format!("{x:.2}×"));
+    let w1 = |backend: &str, n: u64| find(rows, backend, "W1", None, Some(n), Some(1));
+    if w1("glib", 10).is_some() {
+        // Flat in N: N = 10 000 against N = 10, at A = 1; raw GLib's growth for context.
+        let flat = ratio(w1("glib", 10_000), w1("glib", 10));
+        let raw_flat = ratio(w1("glib-raw", 10_000), w1("glib-raw", 10));
+        let raw_vs_glib = ratio(w1("glib-raw", 10_000), w1("glib", 10_000));
+        verdict_line(
+            out,
+            "glib",
+            "W1 flat in N: N=10000 ≤ 1.3× N=10 (A=1)",
+            &format!(
+                "{} (glib-raw: {}; glib-raw/glib at N=10000: {})",
+                shown(flat),
+                shown(raw_flat),
+                shown(raw_vs_glib)
+            ),
+            flat.map(|x| x <= 1.3),
+        );
+        let vs_raw = ratio(w1("glib", 10), w1("glib-raw", 10));
+        verdict_line(
+            out,
+            "glib",
+            "W1 N=10 A=1 ≤ 1.3× glib-raw",
+            &shown(vs_raw),
+            vs_raw.map(|x| x <= 1.3),
+        );
+    }
+    let churn = find(rows, "glib", "W2", Some("churn-all"), Some(100_000), None);
+    if let Some(churn) = churn {
+        verdict_line(
+            out,
+            "glib",
+            "W2 churn 100k ≤ 2× floor",
+            &shown(churn.ratio),
+            churn.ratio.map(|x| x <= 2.0),
+        );
+    }
+    let invoke = find(rows, "glib-raw", "W3", Some("invoke"), None, None);
+    for r in rows
+        .iter()
+        .filter(|r| r.backend == "glib" && r.workload == "W3")
+    {
+        let x = invoke.map(|i| extra(r, "p50_us") / extra(i, "p50_us"));
+        verdict_line(
+            out,
+            "glib",
+            &format!("W3 p50 ≤ 1.3× glib-raw invoke ({})", r.phase.unwrap_or("")),
+            &shown(x),
+            x.map(|x| x <= 1.3),
+        );
+    }
+    if let Some(w4) = find(rows, "glib", "W4", None, None, None) {
+        let x = ratio(Some(w4), find(rows, "glib-raw", "W4", None, None, None));
+        verdict_line(
+            out,
+            "glib",
+            "W4 ≤ 1.2× glib-raw",
+            &shown(x),
+            x.map(|x| x <= 1.2),
+        );
+    }
 }
 
 /// The machine-readable rows: `workload`, `backend`, `n`, `a`, `ns` on every row (null where

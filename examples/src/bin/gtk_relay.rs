@@ -1,0 +1,451 @@
+//! `gtk_relay`: the example line relay inside a GTK 4 window, on anyloop's GLib backend.
+//!
+//! ```text
+//! cargo run -p anyloop-examples --features gtk --bin gtk_relay                 # the window
+//! xvfb-run -a cargo run -p anyloop-examples --features gtk --bin gtk_relay -- --self-test
+//! ```
+//!
+//! The library ([`LineRelay`], written against the anyloop vtable only) is plugged into the
+//! GTK application's main context with ONE call, [`anyloop_glib::install_default`]. As in the
+//! `relay --demo`, a timer feeds lines into a pipe and the relay reads them back through an
+//! fd watch; here its numbered output goes into a second pipe, which another anyloop watch
+//! reads and shows in the window, line by line, with the relay's events and a status line.
+//! Every anyloop callback runs on GTK's main thread, inside `gtk::Application::run`: that is
+//! why they can reach the widgets (kept in a thread-local of the main thread) without any
+//! channel or lock.
+//!
+//! `--self-test` runs the real window (under Xvfb in CI: `xvfb-run -a`), waits until the
+//! relay has reported every line and gone idle, checks what the window shows, optionally
+//! saves a screenshot (`--screenshot PATH`), and exits 0 (1 on a failed check or after 20 s).
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyloop::{IoEvents, Loop, TimeoutId, Timer, Watch};
+use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent};
+use clap::Parser;
+use gtk4 as gtk;
+use gtk4::glib;
+use gtk4::prelude::*;
+
+/// The example line relay in a GTK 4 window, on the GLib backend of anyloop.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Run the window, wait for the relay's events, check what the window shows, exit 0.
+    #[arg(long)]
+    self_test: bool,
+    /// With --self-test: save a PNG of the window once the checks passed.
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
+}
+
+/// What the demo feeder writes, one line every 150 ms.
+const LINES: [&str; 6] = [
+    "anyloop demo: this line was written by a timer",
+    "and read back by an fd watch on the same loop",
+    "the relay numbers each line and writes it to a pipe",
+    "another watch reads that pipe and shows it here",
+    "all of it runs on GTK's own main loop",
+    "after the last line the relay reports idle",
+];
+
+/// How long the self-test waits before failing.
+const SELF_TEST_LIMIT: Duration = Duration::from_secs(20);
+
+/// The window's widgets and what they show; lives on GTK's main thread only.
+struct Ui {
+    window: gtk::ApplicationWindow,
+    list: gtk::ListBox,
+    status: gtk::Label,
+    /// The text of every row, in order (what the self-test checks).
+    rows: Vec<String>,
+    lines_shown: usize,
+    state: String,
+    relay: Option<LineRelay>,
+    /// The demo's anyloop registrations, kept for the window's lifetime.
+    registrations: Vec<Registration>,
+    /// Pending partial output line.
+    partial: Vec<u8>,
+    self_test: Option<SelfTest>,
+}
+
+#[allow(dead_code)] // held for their Drop only
+enum Registration {
+    Watch(Watch),
+    Timer(Timer),
+}
+
+struct SelfTest {
+    app: gtk::Application,
+    screenshot: Option<PathBuf>,
+    outcome: Rc<RefCell<Option<Result<String, String>>>>,
+    done: bool,
+}
+
+thread_local! {
+    /// Set on the main thread when the window is built. anyloop callbacks find it because
+    /// they run on that thread (the GLib backend runs them on the thread iterating the
+    /// default context); on any other thread they would find nothing.
+    static UI: RefCell<Option<Ui>> = const { RefCell::new(None) };
+}
+
+fn with_ui<R>(f: impl FnOnce(&mut Ui) -> R) -> Option<R> {
+    UI.with(|ui| ui.borrow_mut().as_mut().map(f))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.self_test {
+        // Xvfb has no GPU: render with cairo, deterministically; and CI has no session bus
+        // for the accessibility bridge.
+        for (name, value) in [("GSK_RENDERER", "cairo"), ("GTK_A11Y", "none")] {
+            if std::env::var_os(name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
+    }
+    // The one call: anyloop's vtable on GLib's default main context, installed as the
+    // process default loop. Everything anyloop does from here on runs inside GTK's loop.
+    let anyloop = match anyloop_glib::install_default() {
+        Ok(lp) => lp,
+        Err(err) => {
+            eprintln!("gtk_relay: cannot plug anyloop into GLib: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let app = gtk::Application::builder()
+        .application_id("org.anyloop.GtkRelay")
+        .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
+        .build();
+    let outcome: Rc<RefCell<Option<Result<String, String>>>> = Rc::default();
+    let (self_test, screenshot, o) = (args.self_test, args.screenshot.clone(), outcome.clone());
+    app.connect_activate(move |app| {
+        if let Err(err) = build(app, self_test, screenshot.clone(), o.clone()) {
+            *o.borrow_mut() = Some(Err(format!("starting the relay failed: {err}")));
+            app.quit();
+        }
+    });
+    // GTK must not parse our own flags.
+    let status = app.run_with_args::<&str>(&[]);
+
+    // Window closed: stop the relay and free the demo's registrations, then the loop.
+    let ui = UI.with(|ui| ui.borrow_mut().take());
+    drop(ui);
+    let stats = anyloop.stats();
+    drop(anyloop);
+
+    let verdict = outcome.borrow_mut().take();
+    match verdict {
+        Some(Ok(summary)) => {
+            println!("gtk_relay: self-test passed: {summary}");
+            ExitCode::SUCCESS
+        }
+        Some(Err(problem)) => {
+            eprintln!("gtk_relay: self-test FAILED: {problem}");
+            ExitCode::FAILURE
+        }
+        None if status == glib::ExitCode::SUCCESS => {
+            eprintln!("gtk_relay: done ({} anyloop iterations)", stats.iterations);
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// Builds the window and starts the relay on anyloop's current (default) loop.
+fn build(
+    app: &gtk::Application,
+    self_test: bool,
+    screenshot: Option<PathBuf>,
+    outcome: Rc<RefCell<Option<Result<String, String>>>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let window = gtk::ApplicationWindow::builder()
+        .application(app)
+        .title("anyloop relay — GTK 4")
+        .default_width(680)
+        .default_height(440)
+        .build();
+    let column = gtk::Box::new(gtk::Orientation::Vertical, 8);
+    column.set_margin_top(12);
+    column.set_margin_bottom(12);
+    column.set_margin_start(12);
+    column.set_margin_end(12);
+    let heading = gtk::Label::new(Some(
+        "A library written against anyloop, running on GTK's main loop (anyloop-glib)",
+    ));
+    heading.set_xalign(0.0);
+    heading.add_css_class("heading");
+    let list = gtk::ListBox::new();
+    list.set_selection_mode(gtk::SelectionMode::None);
+    let scroller = gtk::ScrolledWindow::builder()
+        .vexpand(true)
+        .child(&list)
+        .build();
+    scroller.add_css_class("frame");
+    let status = gtk::Label::new(Some("starting…"));
+    status.set_xalign(0.0);
+    column.append(&heading);
+    column.append(&scroller);
+    column.append(&status);
+    window.set_child(Some(&column));
+
+    UI.with(|ui| {
+        *ui.borrow_mut() = Some(Ui {
+            window: window.clone(),
+            list,
+            status,
+            rows: Vec::new(),
+            lines_shown: 0,
+            state: "running".into(),
+            relay: None,
+            registrations: Vec::new(),
+            partial: Vec::new(),
+            self_test: self_test.then(|| SelfTest {
+                app: app.clone(),
+                screenshot,
+                outcome: outcome.clone(),
+                done: false,
+            }),
+        })
+    });
+
+    // The library side: only `anyloop::Loop`, found through the process default.
+    let lp = Loop::current()?;
+    let (input, feed) = rustix::pipe::pipe()?;
+    let (output_reader, output) = rustix::pipe::pipe()?;
+    let config = RelayConfig {
+        idle_timeout: Some(Duration::from_millis(800)),
+        ..RelayConfig::default()
+    };
+    let relay = LineRelay::start(&lp, input, output, config, on_relay_event)?;
+    let feeder = start_feeder(&lp, feed)?;
+    let output_watch = watch_output(&lp, output_reader)?;
+    with_ui(|ui| {
+        ui.relay = Some(relay);
+        ui.registrations = vec![
+            Registration::Timer(feeder),
+            Registration::Watch(output_watch),
+        ];
+        ui.refresh_status();
+    });
+
+    if self_test {
+        let app = app.clone();
+        glib::timeout_add_local_once(SELF_TEST_LIMIT, move || {
+            if outcome.borrow().is_none() {
+                let seen = with_ui(|ui| ui.rows.join(" | ")).unwrap_or_default();
+                *outcome.borrow_mut() = Some(Err(format!(
+                    "no idle report within {SELF_TEST_LIMIT:?}; window shows: {seen}"
+                )));
+            }
+            app.quit();
+        });
+    }
+    window.present();
+    Ok(())
+}
+
+/// The relay's events, on GTK's main thread.
+fn on_relay_event(event: RelayEvent) {
+    with_ui(|ui| {
+        match &event {
+            RelayEvent::Line { .. } => {}
+            RelayEvent::Idle { after } => {
+                ui.state = format!("idle (no input for {after:?})");
+                ui.add_row(format!("··  relay: idle after {after:?}"));
+                ui.schedule_self_test_check();
+            }
+            RelayEvent::Backpressure { paused } => {
+                ui.state = if *paused { "paused" } else { "running" }.into();
+            }
+            RelayEvent::Finished { lines, .. } => {
+                ui.state = format!("finished after {lines} lines");
+                ui.add_row(ui.state.clone());
+            }
+            RelayEvent::Failed { side, error } => {
+                ui.state = format!("{side} failed: {error}");
+                ui.add_row(ui.state.clone());
+            }
+        }
+        ui.refresh_status();
+    });
+}
+
+/// The demo's producer: a periodic anyloop timer that writes one line into the relay's input
+/// pipe every 150 ms, then goes quiet (the pipe stays open, so the relay idles).
+fn start_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Timer> {
+    let mut next = 0;
+    let timers = lp.clone();
+    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimeoutId| {
+        match LINES.get(next) {
+            Some(line) => {
+                // A pipe holds far more than six short lines: this write never blocks.
+                let _ = rustix::io::write(&pipe, format!("{line}\n").as_bytes());
+                next += 1;
+            }
+            None => {
+                let _ = timers.update_timeout(id, None);
+            }
+        }
+    })?;
+    Ok(timer)
+}
+
+/// Reads what the relay wrote and shows it, a line per row.
+fn watch_output(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Watch> {
+    rustix::fs::fcntl_setfl(&pipe, rustix::fs::OFlags::NONBLOCK).map_err(|err| {
+        anyloop::Error::Os {
+            op: "fcntl(O_NONBLOCK)",
+            fd: Some(pipe.as_raw_fd()),
+            source: io::Error::from(err),
+        }
+    })?;
+    let fd = pipe.as_raw_fd();
+    let watch = lp.watch(fd, IoEvents::READABLE, move |_id, _fd, _events| {
+        let mut buf = [0u8; 4096];
+        // Level-triggered: one bounded read per call, called again while data is left.
+        let n = rustix::io::read(&pipe, &mut buf).unwrap_or(0);
+        with_ui(|ui| ui.output(&buf[..n]));
+    })?;
+    Ok(watch)
+}
+
+impl Ui {
+    fn add_row(&mut self, text: String) {
+        let label = gtk::Label::new(Some(&text));
+        label.set_xalign(0.0);
+        label.set_margin_start(6);
+        label.set_margin_top(2);
+        label.set_margin_bottom(2);
+        self.list.append(&label);
+        self.rows.push(text);
+    }
+
+    fn output(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.lines_shown += 1;
+            self.add_row(format!("→  {text}"));
+        }
+        self.refresh_status();
+    }
+
+    fn refresh_status(&mut self) {
+        let stats = self
+            .relay
+            .as_ref()
+            .map(LineRelay::stats)
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        self.status.set_text(&format!(
+            "relay: {} lines · {} bytes in · {} bytes out · {} · callbacks on thread {:?}",
+            stats.lines,
+            stats.bytes_in,
+            stats.bytes_out,
+            self.state,
+            thread.name().unwrap_or("?"),
+        ));
+    }
+
+    /// After the idle report: check the window from a fresh main-loop turn.
+    fn schedule_self_test_check(&mut self) {
+        let Some(test) = self.self_test.as_mut() else {
+            return;
+        };
+        if std::mem::replace(&mut test.done, true) {
+            return;
+        }
+        // Give GTK a moment to lay out and draw the last rows before checking and
+        // taking the screenshot.
+        glib::timeout_add_local_once(Duration::from_millis(300), || {
+            let finished = with_ui(|ui| {
+                let verdict = ui.check();
+                let test = ui.self_test.as_ref().expect("self-test");
+                let verdict = verdict.and_then(|summary| match &test.screenshot {
+                    Some(path) => screenshot(&ui.window, path)
+                        .map(|()| format!("{summary}; screenshot {}", path.display())),
+                    None => Ok(summary),
+                });
+                *test.outcome.borrow_mut() = Some(verdict);
+                test.app.clone()
+            });
+            if let Some(app) = finished {
+                app.quit();
+            }
+        });
+    }
+
+    /// What the self-test expects the window to show.
+    fn check(&self) -> Result<String, String> {
+        let shown: Vec<&String> = self.rows.iter().filter(|r| r.starts_with('→')).collect();
+        if shown.len() != LINES.len() {
+            return Err(format!(
+                "{} relayed lines shown, expected {}: {:?}",
+                shown.len(),
+                LINES.len(),
+                self.rows
+            ));
+        }
+        for (k, (row, line)) in shown.iter().zip(LINES).enumerate() {
+            // The relay numbers lines like `cat -n`: right-aligned number, a tab, the text.
+            let number = format!("{}", k + 1);
+            if !(row.contains(line) && row.contains(&number)) {
+                return Err(format!(
+                    "row {k} shows {row:?}, expected line {number}: {line:?}"
+                ));
+            }
+        }
+        if !self.rows.last().is_some_and(|r| r.contains("idle")) {
+            return Err(format!("no idle row at the end: {:?}", self.rows));
+        }
+        // The real widgets agree with our record.
+        let mut widget_rows = 0;
+        let mut child = self.list.first_child();
+        while let Some(row) = child {
+            widget_rows += 1;
+            child = row.next_sibling();
+        }
+        if widget_rows != self.rows.len() {
+            return Err(format!(
+                "{widget_rows} rows in the list, {} recorded",
+                self.rows.len()
+            ));
+        }
+        let status = self.status.text();
+        if !(status.contains("6 lines") && status.contains("idle")) {
+            return Err(format!("status line shows {status:?}"));
+        }
+        if !self.window.is_visible() {
+            return Err("the window is not visible".into());
+        }
+        Ok(format!("{} rows shown; status: {status}", self.rows.len()))
+    }
+}
+
+/// Renders the window into a PNG.
+fn screenshot(window: &gtk::ApplicationWindow, path: &std::path::Path) -> Result<(), String> {
+    let (width, height) = (window.width(), window.height());
+    let paintable = gtk::WidgetPaintable::new(Some(window));
+    let snapshot = gtk::Snapshot::new();
+    paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
+    let node = snapshot
+        .to_node()
+        .ok_or("the window drew nothing to capture")?;
+    let renderer = window
+        .native()
+        .and_then(|native| native.renderer())
+        .ok_or("the window has no renderer")?;
+    let texture = renderer.render_texture(&node, None);
+    texture
+        .save_to_png(path)
+        .map_err(|err| format!("saving {}: {err}", path.display()))
+}

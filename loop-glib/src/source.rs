@@ -1,0 +1,389 @@
+//! The one `GSource` that hosts an anyloop engine on a GLib main context: from GLib's poll to
+//! the user's callback.
+//!
+//! GLib iterates a context in four steps, and this source takes part in each (read top to
+//! bottom, then `core/src/backend/dispatch.rs` for what [`Engine::run_once`] does):
+//!
+//! 1. **prepare** (on the thread iterating the context, before it polls): asks the engine how
+//!    long the context may sleep ([`Engine::prepare_host_wait`]: the earliest timer deadline;
+//!    zero when a timer is due, a free is pending or an always-ready fd such as a regular
+//!    file is enabled). That call also records this thread as the host thread, so that from
+//!    now on an op from any *other* thread writes the engine's wake-up eventfd (R40). Zero
+//!    means "ready now"; anything else becomes GLib's poll timeout, rounded *up* to whole
+//!    milliseconds (a timer is never early, R31). The bound of
+//!    [`GlibLoop::iterate`](crate::GlibLoop::iterate) is folded in here too.
+//! 2. **poll** (GLib's `poll(2)`): our only entry in GLib's poll set is the engine's epoll fd.
+//!    It is readable when a watched fd is ready or the wake-up eventfd (inside the epoll set)
+//!    was written, so GLib's cost per iteration does not grow with the number of watches.
+//! 3. **check**: ready if GLib saw the epoll fd readable, or the engine's next deadline has
+//!    come (or the `iterate` bound expired). The poll is over: [`Engine::end_host_wait`]
+//!    stops ops from other threads writing wake-ups until the next prepare (which reads the
+//!    state afresh), so no stale wake-up ends a later poll early.
+//! 4. **dispatch**: one [`Engine::run_once`] with a zero timeout: one `epoll_wait` collects
+//!    the ready fds and expired timers, the callbacks run (level-triggered: an fd still
+//!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, R8),
+//!    then the frees. Callbacks and frees thus run on the thread that iterates the context,
+//!    with no GLib or anyloop lock held (R42, R43).
+//!
+//! The source never sets a ready time (`g_source_set_ready_time` writes the context's
+//! wake-up eventfd on every change, which a periodic timer would pay every iteration); the
+//! timeout of *prepare* does the same job for free. It is an ordinary source: its priority
+//! decides where anyloop callbacks run among the context's other sources.
+//!
+//! It is marked *can recurse*, because GLib blocks a non-recursive source around each of its
+//! dispatches by taking its fds out of the poll set and putting them back, which writes the
+//! context's wake-up eventfd twice and costs a spurious `poll` + `read` in the next
+//! iteration: five syscalls per dispatch instead of two (`poll` + `epoll_wait`). Recursion
+//! is handled here instead: while one of our callbacks runs a nested main loop, *prepare*
+//! and *check* answer "not ready" and the epoll fd is muted (polled for no event) until that
+//! callback returns, so the nested loop neither re-enters the engine nor spins on the
+//! level-triggered epoll fd; the other sources of the context run as usual.
+//!
+//! No callback state is ever handed to GLib: the only thing GLib owns is a reference to
+//! [`Core`], released in *finalize*, and the engine (with every callback) is normally taken
+//! out and dropped by [`GlibLoop`](crate::GlibLoop)'s `Drop` on the dropping thread (R21,
+//! R48).
+
+use std::cell::Cell;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyloop::backend::linux::EpollPoller;
+use anyloop::backend::Engine;
+use anyloop::{Error, LoopStats};
+use glib::ffi;
+use glib::translate::{from_glib_full, ToGlibPtr};
+
+/// No `iterate` bound is set.
+const NO_BOUND: u64 = u64::MAX;
+
+/// What the source and the [`GlibLoop`](crate::GlibLoop) share. `Send + Sync`: GLib may call
+/// the source from whichever thread iterates the context.
+pub(crate) struct Core {
+    /// `None` once the loop was dropped (or while the engine is torn down).
+    engine: Mutex<Option<Engine<EpollPoller>>>,
+    /// Base of `bound`.
+    epoch: Instant,
+    /// Deadline of the current [`GlibLoop::iterate`](crate::GlibLoop::iterate), in
+    /// nanoseconds after `epoch`, or [`NO_BOUND`].
+    bound: AtomicU64,
+    /// Callbacks run by this source's dispatches (reset by `iterate`).
+    ran: AtomicUsize,
+    /// The first error of a dispatch not yet reported by `iterate`/`run`.
+    error: Mutex<Option<Error>>,
+    /// Counts as of the start of the current dispatch, for `stats()` called from inside it.
+    snapshot: Mutex<LoopStats>,
+    /// The loop was dropped from inside one of its own callbacks: drop the engine as soon as
+    /// that dispatch returns.
+    dispose: AtomicBool,
+    /// The epoll fd was taken out of GLib's poll set (events 0) because a callback runs a
+    /// nested main loop; restored when that dispatch returns.
+    muted: AtomicBool,
+    /// Asked by a [`Quitter`](crate::Quitter); consumed by `run`.
+    pub(crate) quit: Arc<AtomicBool>,
+}
+
+thread_local! {
+    /// The `Core` whose dispatch is running on this thread (innermost), if any.
+    static DISPATCHING: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Our locks are never held around user code except the engine's, and a user panic is
+    // caught inside the engine; a poisoned lock still holds consistent data.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Core {
+    fn new(engine: Engine<EpollPoller>) -> Core {
+        Core {
+            engine: Mutex::new(Some(engine)),
+            epoch: Instant::now(),
+            bound: AtomicU64::new(NO_BOUND),
+            ran: AtomicUsize::new(0),
+            error: Mutex::new(None),
+            snapshot: Mutex::new(LoopStats::default()),
+            dispose: AtomicBool::new(false),
+            muted: AtomicBool::new(false),
+            quit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True while one of this loop's callbacks (or frees) runs on the calling thread.
+    fn dispatching_here(&self) -> bool {
+        std::ptr::eq(DISPATCHING.with(Cell::get), self)
+    }
+
+    /// Sets (or clears) the bound of the next iteration.
+    pub(crate) fn set_bound(&self, limit: Option<Duration>) {
+        let value = match limit {
+            None => NO_BOUND,
+            Some(limit) => {
+                let now = Instant::now().saturating_duration_since(self.epoch);
+                now.checked_add(limit)
+                    .and_then(|at| u64::try_from(at.as_nanos()).ok())
+                    .map_or(NO_BOUND - 1, |at| at.min(NO_BOUND - 1))
+            }
+        };
+        self.bound.store(value, Ordering::SeqCst);
+    }
+
+    /// Time left until the bound, if one is set.
+    fn bound_left(&self) -> Option<Duration> {
+        let bound = self.bound.load(Ordering::SeqCst);
+        if bound == NO_BOUND {
+            return None;
+        }
+        let now = Instant::now().saturating_duration_since(self.epoch);
+        Some(Duration::from_nanos(bound).saturating_sub(now))
+    }
+
+    pub(crate) fn take_ran(&self) -> usize {
+        self.ran.swap(0, Ordering::SeqCst)
+    }
+
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        lock(&self.error).take()
+    }
+
+    /// Live counts. From inside one of this loop's callbacks (the engine is busy running
+    /// it), the counts as of the start of that iteration.
+    pub(crate) fn stats(&self) -> LoopStats {
+        if self.dispatching_here() {
+            return *lock(&self.snapshot);
+        }
+        lock(&self.engine)
+            .as_ref()
+            .map(Engine::stats)
+            .unwrap_or_default()
+    }
+
+    /// Runs pending frees now (see `Engine::drain`); 0 from inside a callback (the engine is
+    /// busy: the frees run at the end of the current iteration anyway).
+    pub(crate) fn drain(&self) -> anyloop::Result<usize> {
+        if self.dispatching_here() {
+            return Ok(0);
+        }
+        match lock(&self.engine).as_mut() {
+            Some(engine) => engine.drain(),
+            None => Ok(0),
+        }
+    }
+
+    /// Takes the engine out, to drop it on the calling thread (R48). From inside one of its
+    /// own callbacks, the engine is busy: it is dropped right after that dispatch instead.
+    pub(crate) fn take_engine(&self) -> Option<Engine<EpollPoller>> {
+        if self.dispatching_here() {
+            self.dispose.store(true, Ordering::SeqCst);
+            return None;
+        }
+        lock(&self.engine).take()
+    }
+
+    /// Prepare: `Some(ZERO)` = ready now; `Some(d)` = may sleep `d`; `None` = no deadline.
+    /// (Never called from inside our own dispatch: the callbacks check that first. Another
+    /// thread may hold the engine lock only briefly, e.g. for `stats`: wait for it rather
+    /// than guess, or a due timer could be missed until the next fd event.)
+    fn prepare(&self) -> Option<Duration> {
+        let engine = lock(&self.engine)
+            .as_ref()
+            .and_then(Engine::prepare_host_wait);
+        match (engine, self.bound_left()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Check, after GLib's poll: is a deadline reached? Also ends the host wait, so that ops
+    /// from other threads stop writing wake-ups until the next prepare.
+    fn due(&self) -> bool {
+        let engine = lock(&self.engine).as_ref().and_then(Engine::end_host_wait);
+        engine == Some(Duration::ZERO) || self.bound_left() == Some(Duration::ZERO)
+    }
+
+    /// Dispatch: one engine iteration that does not wait.
+    fn dispatch(&self) {
+        let previous = DISPATCHING.with(|d| d.replace(self));
+        let mut guard = lock(&self.engine);
+        if let Some(engine) = guard.as_mut() {
+            *lock(&self.snapshot) = engine.stats();
+            match engine.run_once(Some(Duration::ZERO)) {
+                Ok(count) => {
+                    self.ran.fetch_add(count, Ordering::SeqCst);
+                }
+                Err(err) => {
+                    // The engine traced it; keep the first for `iterate`/`run` (R54).
+                    let mut slot = lock(&self.error);
+                    if slot.is_none() {
+                        *slot = Some(err);
+                    }
+                }
+            }
+        }
+        let disposed = if self.dispose.swap(false, Ordering::SeqCst) {
+            guard.take()
+        } else {
+            None
+        };
+        drop(guard);
+        DISPATCHING.with(|d| d.set(previous));
+        // The loop was dropped by one of its callbacks: free everything now, on this thread,
+        // with no lock held (R24, R48).
+        drop(disposed);
+    }
+}
+
+/// The GSource: GLib's header, then ours.
+#[repr(C)]
+struct RawSource {
+    base: ffi::GSource,
+    /// An `Arc<Core>` turned into a raw pointer; released by `finalize`.
+    core: *const Core,
+    /// The tag of the epoll fd in GLib's poll set.
+    tag: ffi::gpointer,
+}
+
+/// The source's callbacks. GLib only reads this table.
+static FUNCS: ffi::GSourceFuncs = ffi::GSourceFuncs {
+    prepare: Some(prepare),
+    check: Some(check),
+    dispatch: Some(dispatch),
+    finalize: Some(finalize),
+    closure_callback: None,
+    closure_marshal: None,
+};
+
+/// Borrows the `Core` of a source of ours.
+///
+/// # Safety
+/// `source` must be a live source created by [`new_source`] whose `core` was not released
+/// yet, i.e. any source GLib passes to `prepare`, `check` or `dispatch` (`finalize` runs
+/// last).
+unsafe fn core<'a>(source: *mut ffi::GSource) -> &'a Core {
+    // SAFETY: per this function's contract, `source` points to a `RawSource` (GLib allocated
+    // `size_of::<RawSource>()` bytes and `new_source` initialised our fields before anyone
+    // could call back), and `core` is the pointer of an `Arc<Core>` that stays alive until
+    // `finalize`, which GLib calls after every other callback.
+    unsafe { &*(*source.cast::<RawSource>()).core }
+}
+
+unsafe extern "C" fn prepare(source: *mut ffi::GSource, timeout: *mut i32) -> ffi::gboolean {
+    // SAFETY: GLib calls `prepare` only on a live source of ours (see `core`).
+    let core = unsafe { core(source) };
+    if core.dispatching_here() {
+        // A callback of ours runs a nested main loop (the source can recurse, see
+        // `new_source`): not ready, and the epoll fd leaves GLib's poll set until that
+        // callback returns, or the nested loop would spin on it (level-triggered).
+        if !core.muted.swap(true, Ordering::SeqCst) {
+            // SAFETY: live source of ours; `tag` belongs to it (see `check`).
+            unsafe { ffi::g_source_modify_unix_fd(source, (*source.cast::<RawSource>()).tag, 0) };
+        }
+        if !timeout.is_null() {
+            // SAFETY: GLib passes a valid `gint *`.
+            unsafe { *timeout = -1 };
+        }
+        return ffi::GFALSE;
+    }
+    let wait = core.prepare();
+    let ms = match wait {
+        Some(Duration::ZERO) => return ffi::GTRUE,
+        // Rounded up: never wake before a deadline only to find it not due (R31).
+        Some(wait) => i32::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+        None => -1,
+    };
+    if !timeout.is_null() {
+        // SAFETY: GLib passes a valid `gint *` for the poll timeout of this source.
+        unsafe { *timeout = ms };
+    }
+    ffi::GFALSE
+}
+
+unsafe extern "C" fn check(source: *mut ffi::GSource) -> ffi::gboolean {
+    // SAFETY: GLib calls `check` only on a live source of ours.
+    let core = unsafe { core(source) };
+    if core.dispatching_here() {
+        return ffi::GFALSE; // nested, see `prepare`
+    }
+    // SAFETY: `tag` was returned by `g_source_add_unix_fd` on this very source and never
+    // removed.
+    let revents = unsafe { ffi::g_source_query_unix_fd(source, (*source.cast::<RawSource>()).tag) };
+    // `due` first: it also ends the host wait.
+    if core.due() || revents != 0 {
+        ffi::GTRUE
+    } else {
+        ffi::GFALSE
+    }
+}
+
+unsafe extern "C" fn dispatch(
+    source: *mut ffi::GSource,
+    _callback: ffi::GSourceFunc,
+    _data: ffi::gpointer,
+) -> ffi::gboolean {
+    // SAFETY: GLib calls `dispatch` only on a live source of ours, and holds a reference to
+    // it for the whole call.
+    let core = unsafe { core(source) };
+    if core.dispatching_here() {
+        return ffi::G_SOURCE_CONTINUE; // nested: never re-enter the engine
+    }
+    core.dispatch();
+    // SAFETY: `source` is alive for the whole call (see above).
+    let destroyed = unsafe { ffi::g_source_is_destroyed(source) } != ffi::GFALSE;
+    if core.muted.swap(false, Ordering::SeqCst) && !destroyed {
+        // SAFETY: live source of ours; `tag` belongs to it.
+        unsafe {
+            ffi::g_source_modify_unix_fd(source, (*source.cast::<RawSource>()).tag, ffi::G_IO_IN)
+        };
+    }
+    ffi::G_SOURCE_CONTINUE
+}
+
+unsafe extern "C" fn finalize(source: *mut ffi::GSource) {
+    // SAFETY: GLib calls `finalize` once, when the last reference goes; `core` came from
+    // `Arc::into_raw` in `new_source` and is released exactly here.
+    let raw = unsafe { &mut *source.cast::<RawSource>() };
+    let core = std::mem::replace(&mut raw.core, std::ptr::null());
+    if !core.is_null() {
+        // SAFETY: see above.
+        drop(unsafe { Arc::from_raw(core) });
+    }
+}
+
+/// Creates the source for `engine` (not attached yet) and the `Core` it shares.
+pub(crate) fn new_source(engine: Engine<EpollPoller>) -> (glib::Source, Arc<Core>) {
+    let epoll_fd = engine.poller().fd().as_raw_fd();
+    let core = Arc::new(Core::new(engine));
+    let size = u32::try_from(std::mem::size_of::<RawSource>()).unwrap_or(u32::MAX);
+    // SAFETY: `FUNCS` is a static table of valid callbacks that GLib only reads (the `*mut`
+    // is an artefact of the C prototype). `g_source_new` returns a zeroed block of `size`
+    // bytes starting with an initialised `GSource` header; we own its one reference.
+    let source = unsafe { ffi::g_source_new(std::ptr::addr_of!(FUNCS).cast_mut(), size) };
+    // SAFETY: `source` is the fresh, unattached block just allocated with room for a
+    // `RawSource`; no callback can run before it is attached, so initialising our fields
+    // here is race-free. The epoll fd stays open as long as the engine, which outlives the
+    // source's attachment (the loop destroys the source before dropping the engine).
+    unsafe {
+        let raw = source.cast::<RawSource>();
+        (*raw).core = Arc::into_raw(core.clone());
+        (*raw).tag = ffi::g_source_add_unix_fd(source, epoll_fd, ffi::G_IO_IN);
+        ffi::g_source_set_name(source, c"anyloop".as_ptr());
+        // Not blocked while it dispatches: GLib would take the epoll fd out of its poll set
+        // and put it back around every dispatch, writing the context's wake-up eventfd
+        // twice and costing a spurious poll + read next iteration. Recursion is handled in
+        // the callbacks instead (a nested iteration never re-enters the engine).
+        ffi::g_source_set_can_recurse(source, ffi::GTRUE);
+    }
+    // SAFETY: we hand our one reference to the `glib::Source` wrapper.
+    let source: glib::Source = unsafe { from_glib_full(source) };
+    (source, core)
+}
+
+/// Sets the priority of a source.
+pub(crate) fn set_priority(source: &glib::Source, priority: glib::Priority) {
+    use glib::translate::IntoGlib;
+    // SAFETY: `source` is a live `GSource` (the wrapper holds a reference);
+    // `g_source_set_priority` is thread-safe and valid on attached sources.
+    unsafe { ffi::g_source_set_priority(source.to_glib_none().0, priority.into_glib()) }
+}
