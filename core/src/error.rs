@@ -47,7 +47,8 @@ pub enum Error {
         /// Why not.
         reason: &'static str,
     },
-    /// A process default loop, a thread loop, or a keyed registration already exists (R7).
+    /// A process default loop, a thread loop, or a keyed registration already exists (R7,
+    /// E4).
     #[error("already registered: {what}")]
     AlreadyRegistered {
         /// What was already there.
@@ -60,6 +61,16 @@ pub enum Error {
         /// Which ids ran out.
         what: &'static str,
     },
+    /// An argument can never be valid: an empty kind set, an object key the registry does
+    /// not own, an event type with more than 64 kinds (E1, E21).
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The event registry was closed; it takes no new callbacks (E16).
+    #[error("the event registry is closed")]
+    Closed,
     /// A callback, free or filter panicked; the loop caught it and stays usable (R54).
     #[error("the callback of {id} panicked: {message}")]
     CallbackPanicked {
