@@ -124,7 +124,7 @@ impl Error {
 /// use anyloop::{Error, Rejected};
 /// fn keep_only_the_error(r: Rejected<u32>) -> Error { r.into() }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{error}")]
 pub struct Rejected<C> {
     /// Why the add failed.
@@ -132,6 +132,17 @@ pub struct Rejected<C> {
     pub error: Error,
     /// The callback that was not registered.
     pub callback: C,
+}
+
+/// Shows the error; the callback is opaque (closures have no `Debug`), so `expect` works on
+/// any rejected add or registration.
+impl<C> std::fmt::Debug for Rejected<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .field("callback", &std::any::type_name::<C>())
+            .finish()
+    }
 }
 
 impl<C> Rejected<C> {
