@@ -33,7 +33,7 @@
 //! # Example
 //!
 //! ```
-//! use anyloop::{Event, EventKind, EventSet, KindSet, Loop, Registry};
+//! use anyloop::{KindSet, Loop, Registry};
 //!
 //! // ---- Library side: a child-process supervisor declares its events. ----
 //!
@@ -41,55 +41,28 @@
 //! #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 //! pub struct ChildId(pub u64);
 //!
-//! #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-//! pub enum Kind { Launched, LogLine, Close }
-//!
-//! impl EventKind for Kind {
-//!     const ALL: &'static [Kind] = &[Kind::Launched, Kind::LogLine, Kind::Close];
-//!     fn index(self) -> usize { self as usize }
-//! }
-//!
+//! /// A child started.
 //! pub struct Launched { pub child: ChildId, pub pid: u32 }
+//! /// A child wrote a line on stdout or stderr (bytes as written, NULs included).
 //! pub struct LogLine { pub child: ChildId, pub stderr: bool, pub bytes: Vec<u8> }
+//! /// The supervisor closes.
 //! pub struct Close;
 //!
-//! /// Every event of the supervisor.
-//! pub enum SupervisorEvent { Launched(Launched), LogLine(LogLine), Close(Close) }
-//!
-//! impl EventSet for SupervisorEvent {
-//!     type Kind = Kind;
-//!     type Key = ChildId;
-//!     fn kind(&self) -> Kind {
-//!         match self {
-//!             SupervisorEvent::Launched(_) => Kind::Launched,
-//!             SupervisorEvent::LogLine(_) => Kind::LogLine,
-//!             SupervisorEvent::Close(_) => Kind::Close,
-//!         }
-//!     }
-//!     fn key(&self) -> Option<&ChildId> {
-//!         match self {
-//!             SupervisorEvent::Launched(e) => Some(&e.child),
-//!             SupervisorEvent::LogLine(e) => Some(&e.child),
-//!             SupervisorEvent::Close(_) => None,
-//!         }
+//! // The event enum, its kind enum and the trait impls, in one declaration (or write the
+//! // `EventKind`, `EventSet` and `Event` impls by hand).
+//! anyloop::event_set! {
+//!     /// Everything the supervisor reports.
+//!     pub enum SupervisorEvent {
+//!         kind: SupervisorKind,
+//!         key: ChildId,
+//!         /// A child started.
+//!         Launched(Launched) => child,
+//!         /// A line of output.
+//!         LogLine(LogLine) => child,
+//!         /// The supervisor closes.
+//!         Close(Close),
 //!     }
 //! }
-//!
-//! // One `Event` impl (and a `From`) per payload type.
-//! macro_rules! payload {
-//!     ($($ty:ident),*) => {$(
-//!         impl Event<SupervisorEvent> for $ty {
-//!             const KIND: Kind = Kind::$ty;
-//!             fn view(event: &SupervisorEvent) -> Option<&$ty> {
-//!                 match event { SupervisorEvent::$ty(e) => Some(e), _ => None }
-//!             }
-//!         }
-//!         impl From<$ty> for SupervisorEvent {
-//!             fn from(e: $ty) -> Self { SupervisorEvent::$ty(e) }
-//!         }
-//!     )*};
-//! }
-//! payload!(Launched, LogLine, Close);
 //!
 //! pub struct Supervisor { events: Registry<SupervisorEvent> }
 //!
@@ -99,10 +72,11 @@
 //!     }
 //!     /// Where applications register.
 //!     pub fn events(&self) -> &Registry<SupervisorEvent> { &self.events }
-//!     /// Called from the supervisor's fd watches (any thread would do).
+//!     /// Called from the supervisor's fd watch (any thread would do): queues, never calls.
 //!     fn on_output(&self, child: ChildId, bytes: &[u8]) {
 //!         self.events.emit(LogLine { child, stderr: false, bytes: bytes.to_vec() });
 //!     }
+//!     /// Tells `Close` listeners synchronously, then frees every callback.
 //!     pub fn close(self) -> anyloop::Result<()> { self.events.close_with(Close) }
 //! }
 //!
@@ -110,18 +84,24 @@
 //!
 //! fn app(supervisor: &Supervisor, child: ChildId) -> anyloop::Result<()> {
 //!     let events = supervisor.events();
-//!     let id = events.on::<Launched>(|ev| println!("child {:?} is pid {}", ev.child, ev.pid))?;
+//!     let id = events.on::<Launched>(|ev| println!("{:?} is pid {}", ev.child, ev.pid))?;
 //!     events.listen::<LogLine>().object(child).call(|line| {
 //!         println!("{}", String::from_utf8_lossy(&line.bytes));
 //!     })?;
-//!     events.on_kinds(KindSet::all(), |kind, _event| println!("saw a {kind:?} event"))?;
-//!     assert_eq!(events.deregister(id)?, 0); // no Launched callback left
+//!     events.on_kinds(KindSet::all(), |kind, _event| println!("a {kind:?} event"))?;
+//!     assert_eq!(events.deregister(id)?, 1); // the all-kinds callback still gets Launched
 //!     Ok(())
 //! }
 //! # fn main() {}
 //! ```
+//!
+//! Written by hand, the library side is a kind enum implementing [`EventKind`], the event
+//! enum implementing [`EventSet`] (`kind` and `key` by `match`), and per payload type an
+//! [`Event`] impl (`KIND` and `view`) plus `From<Payload> for TheEnum`; see the
+//! conformance kit's `scenarios/registry.rs` for a complete one.
 
 mod builder;
+mod declare;
 mod event;
 mod handle;
 mod kind;
