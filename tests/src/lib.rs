@@ -245,6 +245,7 @@ macro_rules! __scenario_list {
             e23_panics_do_not_stop_the_flush,
             e24_two_loops_two_threads_own_objects_e25,
             e26_counts_of_callbacks_and_queued_events,
+            e27_arming_races_never_strand_nor_spin_e06,
             e30_fallback_only_when_no_callback_matched,
         ]);
     };

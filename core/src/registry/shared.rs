@@ -1,7 +1,7 @@
 //! The registry's shared state and its operations: register, deregister, emit, flush, close.
 //!
-//! The flush timer (a disabled 0-interval timeout, armed by the first queued event) owns an
-//! `Arc` of this state (E18). Locks: the state lock is never held while user code runs; a
+//! The flush timer (a disabled 0-interval timeout, armed by the first queued event, disarmed
+//! by the flush that leaves the queue empty) owns an `Arc` of this state (E18). Locks: the state lock is never held while user code runs; a
 //! callback's own lock is held only while that callback runs.
 
 use std::borrow::Cow;
@@ -178,6 +178,12 @@ impl<S: EventSet> Shared<S> {
     }
 
     /// Queues an event (E5–E7, E27); false when it was dropped (nobody listens, or closed).
+    ///
+    /// Arming protocol: `armed` is set under the lock by the emit that finds it clear, and
+    /// that emit arms the timer *after* unlocking (so the loop thread, woken by the arm, never
+    /// waits for the emitter's lock). Only the flush clears `armed`, under the lock and
+    /// together with the disarm, when it finds the queue empty; an emit that comes later sees
+    /// `armed` clear and arms again, so an event can never be stranded.
     pub(crate) fn emit(&self, event: S) -> bool {
         let kind = event.kind();
         let mut st = self.lock();
@@ -187,28 +193,38 @@ impl<S: EventSet> Shared<S> {
             return false;
         }
         st.push(event);
-        if !st.armed {
-            if let Some(timer) = st.timer {
-                // Under the lock, so a flush that disarms after stealing the queue can never
-                // strand this event (the order of arm and disarm is the order of the lock).
-                let _ = self.lp.update_timeout(timer, Some(Duration::ZERO));
-            }
-            st.armed = true;
+        let arm = if st.armed { None } else { st.timer };
+        st.armed = true;
+        drop(st);
+        if let Some(timer) = arm {
+            // NotFound here means the timer went with the last callback (or close), and the
+            // queue with it (E14, E16); LoopGone leaves the event queued for nobody.
+            let _ = self.lp.update_timeout(timer, Some(Duration::ZERO));
         }
         true
+    }
+
+    /// Disarms the flush timer when nothing is queued; called by the flush with the lock held.
+    /// Unconditional (not only when `armed`): a late arm from an emit whose event an earlier
+    /// flush already delivered must not leave the timer firing forever.
+    fn disarm_if_idle(&self, st: &mut State<S>) {
+        if st.queued() == 0 {
+            if let Some(timer) = st.timer {
+                let _ = self.lp.update_timeout(timer, None);
+            }
+            st.armed = false;
+        }
     }
 
     /// The flush timer's callback, on the loop thread: delivers the stolen queue.
     fn flush(&self) {
         let (mut batch, first_seq, snapshot) = {
             let mut st = self.lock();
-            if st.armed {
-                if let Some(timer) = st.timer {
-                    let _ = self.lp.update_timeout(timer, None);
-                }
-                st.armed = false;
+            if st.closed {
+                return;
             }
-            if st.closed || st.queued() == 0 {
+            if st.queued() == 0 {
+                self.disarm_if_idle(&mut st);
                 return;
             }
             let (batch, first_seq) = st.take_batch();
@@ -252,6 +268,8 @@ impl<S: EventSet> Shared<S> {
             let mut st = self.lock();
             st.flushing = None;
             st.recycle(batch);
+            // Events emitted during this flush keep the timer armed: a later flush (E13).
+            self.disarm_if_idle(&mut st);
         }
         if let Some(report) = first_panic {
             // Re-raised for the loop to report as `CallbackPanicked` of the flush timer,

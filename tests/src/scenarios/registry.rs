@@ -1555,3 +1555,49 @@ pub fn e30_fallback_only_when_no_callback_matched(env: &Env) {
         "the sink is freed at close"
     );
 }
+
+/// E6/E27: the arming protocol under races: four threads emit bursts while the loop flushes;
+/// no event is stranded (all delivered, the last ones without any later emit), and once the
+/// queue is empty the flush timer is disarmed: the loop goes quiet, no spinning.
+pub fn e27_arming_races_never_strand_nor_spin_e06(env: &Env) {
+    let d = env.start_pumped();
+    let reg = registry(&d);
+    let count = Arc::new(AtomicUsize::new(0));
+    let (c, token) = (count.clone(), env.token("counter"));
+    reg.on(move |_: &Progress| {
+        let _ = &token;
+        c.fetch_add(1, Ordering::SeqCst);
+    })
+    .expect("register");
+    let emitters: Vec<_> = (0..4u64)
+        .map(|t| {
+            let r = reg.clone();
+            thread::spawn(move || {
+                for n in 0..2000u64 {
+                    r.emit(Progress(vec![t, n]));
+                    if n % 97 == t {
+                        thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for e in emitters {
+        e.join().expect("emitter");
+    }
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while count.load(Ordering::SeqCst) < 8000 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        8000,
+        "E6: events stranded in the queue"
+    );
+    assert_eq!(reg.queued(), 0);
+    d.stop_pump();
+    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
+        .assert_quiet("E27: the flush timer stays armed with an empty queue");
+    reg.close().expect("close");
+    flush(&d);
+}
