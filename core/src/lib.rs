@@ -13,7 +13,8 @@
 //! - [`Error`] is the one error type; a failed add hands the callback back in [`Rejected`].
 //! - [`Registry`] is the typed event-callback registry a library builds on top: the library
 //!   emits its own event types from any thread, applications register typed callbacks, and
-//!   delivery happens on the loop's thread (see [`registry`]).
+//!   delivery happens on the loop's thread (see [`registry`]; [`event_set!`] declares a
+//!   library's events in one place).
 //!
 //! The behaviour every backend guarantees (level-triggered delivery, deferred frees, any-thread
 //! operations with prompt wake-ups, no resurrection of removed ids...) is written down in the

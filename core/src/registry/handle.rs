@@ -163,7 +163,8 @@ impl<S: EventSet> Registry<S> {
     /// flush (E13).
     ///
     /// Returns false when the event was dropped at once: no callback (and no fallback) listens
-    /// to its kind, or the registry is closed (E5, E27). Then no timer is armed.
+    /// to its kind, the registry is closed (E5, E27), or its loop was destroyed. Then no timer
+    /// is armed.
     ///
     /// # Performance notes
     /// One lock and a push; the first event after an empty queue also arms the flush timer

@@ -177,3 +177,43 @@ pub(crate) fn check_kinds<K: EventKind>() -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Good {
+        A,
+        B,
+    }
+
+    impl EventKind for Good {
+        const ALL: &'static [Good] = &[Good::A, Good::B];
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Swapped {
+        A,
+        B,
+    }
+
+    impl EventKind for Swapped {
+        const ALL: &'static [Swapped] = &[Swapped::B, Swapped::A];
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
+    #[test]
+    fn sets_and_checks() {
+        assert_eq!(KindSet::<Good>::all().bits(), 0b11);
+        assert_eq!(KindSet::of([Good::B]).bits(), 0b10);
+        assert_eq!(format!("{:?}", KindSet::<Good>::all()), "{A, B}");
+        assert!(check_kinds::<Good>().is_ok());
+        assert!(check_kinds::<Swapped>().is_err(), "index must match ALL");
+    }
+}

@@ -126,6 +126,9 @@ impl<S: EventSet> Shared<S> {
             if st.closed {
                 return Err(Rejected::new(Error::Closed, callback));
             }
+            if st.loop_gone {
+                return Err(Rejected::new(Error::LoopGone, callback));
+            }
             if let Some(keyed) = &spec.keyed {
                 if st.has_keyed(spec.kinds, keyed, spec.object.as_ref()) {
                     let what = "a keyed callback with the same kinds and object filter";
@@ -187,7 +190,7 @@ impl<S: EventSet> Shared<S> {
     pub(crate) fn emit(&self, event: S) -> bool {
         let kind = event.kind();
         let mut st = self.lock();
-        if st.closed || !st.listens(kind) {
+        if st.closed || st.loop_gone || !st.listens(kind) {
             drop(st);
             drop(event);
             return false;
@@ -197,9 +200,19 @@ impl<S: EventSet> Shared<S> {
         st.armed = true;
         drop(st);
         if let Some(timer) = arm {
-            // NotFound here means the timer went with the last callback (or close), and the
-            // queue with it (E14, E16); LoopGone leaves the event queued for nobody.
-            let _ = self.lp.update_timeout(timer, Some(Duration::ZERO));
+            if self.lp.update_timeout(timer, Some(Duration::ZERO)).is_err() {
+                // The timer went with the last callback or with close (and the queue with
+                // it, E14, E16) — or the loop is gone and will never flush: then drop the
+                // queue and every later event instead of piling them up for nobody.
+                let mut st = self.lock();
+                if st.timer == Some(timer) {
+                    st.loop_gone = true;
+                    let discarded = st.discard_queue();
+                    drop(st);
+                    drop(discarded);
+                    return false;
+                }
+            }
         }
         true
     }

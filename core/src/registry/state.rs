@@ -48,6 +48,9 @@ pub(crate) struct State<S: EventSet> {
     /// True while the flush timer is set to fire.
     pub(crate) armed: bool,
     pub(crate) closed: bool,
+    /// Set when arming the flush timer found the loop destroyed: events are dropped from then
+    /// on instead of piling up for nobody.
+    pub(crate) loop_gone: bool,
     /// The thread running a flush, while one runs.
     pub(crate) flushing: Option<ThreadId>,
     /// Per-kind 0→1 (`true`) and 1→0 (`false`) transitions not reported yet (E15).
@@ -71,6 +74,7 @@ impl<S: EventSet> State<S> {
             timer: None,
             armed: false,
             closed: false,
+            loop_gone: false,
             flushing: None,
             transitions: VecDeque::new(),
             hooks_running: false,

@@ -595,8 +595,30 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
     drop(callback);
 
     let gone = registry(&d);
+    let lived = registry(&d);
+    let token = env.token("outlived-its-loop");
+    lived
+        .on(move |_: &Progress| {
+            let _ = &token;
+        })
+        .expect("register");
     let lp: Loop = d.lp().clone();
     d.destroy();
+    // The loop is gone: events are dropped, not piled up for nobody.
+    for n in 0..3 {
+        lived.emit(Progress(vec![n]));
+    }
+    assert!(
+        !lived.emit(Progress(vec![9])),
+        "emit with a destroyed loop queued"
+    );
+    assert_eq!(lived.queued(), 0);
+    lived.close().expect("close");
+    assert_eq!(
+        env.probe().count("outlived-its-loop"),
+        1,
+        "E16: freed on the closing thread once the loop is gone"
+    );
     let token = env.token("on-dead-loop");
     let rejected = gone
         .on(move |_: &Progress| {
