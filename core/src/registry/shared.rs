@@ -1,8 +1,10 @@
 //! The registry's shared state and its operations: register, deregister, emit, flush, close.
 //!
 //! The flush timer (a disabled 0-interval timeout, armed by the first queued event, disarmed
-//! by the flush that leaves the queue empty) owns an `Arc` of this state (E18). Locks: the state lock is never held while user code runs; a
-//! callback's own lock is held only while that callback runs.
+//! by the flush that leaves the queue empty) owns an `Arc` of this state (E18).
+//!
+//! Locks: the state lock is never held while user code runs, nor by an emit while it arms the
+//! timer; a callback's own lock is held only while that callback runs (so its free waits).
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
