@@ -30,7 +30,9 @@ pub type TypedCallback<E> = Box<dyn FnMut(&E) + Send>;
 ///
 /// Cloning is cheap and every clone is the same registry. It closes when
 /// [`close`](Self::close) is called or the last clone is dropped. A callback that holds a
-/// clone keeps it open until `close` (a reference cycle, broken by `close`).
+/// clone keeps it open until `close` (a reference cycle, broken by `close`): callbacks should
+/// hold a [`WeakRegistry`] ([`downgrade`](Self::downgrade)), and a library should close its
+/// registry in its own `Drop`.
 ///
 /// [`EventLoop`]: crate::EventLoop
 pub struct Registry<S: EventSet> {
@@ -217,9 +219,69 @@ impl<S: EventSet> Registry<S> {
         self.shared().lock().queued()
     }
 
+    /// A handle that does not keep the registry open, for callbacks that deregister
+    /// themselves or emit.
+    ///
+    /// ```
+    /// # use anyloop::{Event, EventKind, EventSet, Registry};
+    /// # #[derive(Debug, Clone, Copy, PartialEq, Eq)] enum Kind { Tick }
+    /// # impl EventKind for Kind { const ALL: &'static [Kind] = &[Kind::Tick]; fn index(self) -> usize { 0 } }
+    /// # struct Tick(u32);
+    /// # impl EventSet for Tick { type Kind = Kind; type Key = ();
+    /// #   fn kind(&self) -> Kind { Kind::Tick } fn key(&self) -> Option<&()> { None } }
+    /// # impl Event<Tick> for Tick { const KIND: Kind = Kind::Tick;
+    /// #   fn view(e: &Tick) -> Option<&Tick> { Some(e) } }
+    /// # fn demo(registry: &Registry<Tick>) -> anyloop::Result<()> {
+    /// let me = std::sync::Arc::new(std::sync::OnceLock::new());
+    /// let (weak, id_cell) = (registry.downgrade(), me.clone());
+    /// let id = registry.on(move |tick: &Tick| {
+    ///     if tick.0 >= 10 {
+    ///         // One-shot after ten ticks: deregister from inside the callback (E25).
+    ///         if let (Some(registry), Some(id)) = (weak.upgrade(), id_cell.get()) {
+    ///             let _ = registry.deregister(*id);
+    ///         }
+    ///     }
+    /// })?;
+    /// let _ = me.set(id);
+    /// # Ok(()) }
+    /// ```
+    pub fn downgrade(&self) -> WeakRegistry<S> {
+        WeakRegistry {
+            owner: Arc::downgrade(&self.owner),
+        }
+    }
+
     /// The loop the registry belongs to: callbacks run on its thread (E24).
     pub fn event_loop(&self) -> &Loop {
         self.shared().event_loop()
+    }
+}
+
+/// A [`Registry`] handle that does not keep it open; see [`Registry::downgrade`].
+pub struct WeakRegistry<S: EventSet> {
+    owner: std::sync::Weak<Owner<S>>,
+}
+
+impl<S: EventSet> WeakRegistry<S> {
+    /// The registry, unless every [`Registry`] handle was dropped (it is then closed).
+    pub fn upgrade(&self) -> Option<Registry<S>> {
+        self.owner.upgrade().map(|owner| Registry { owner })
+    }
+}
+
+impl<S: EventSet> Clone for WeakRegistry<S> {
+    fn clone(&self) -> Self {
+        WeakRegistry {
+            owner: self.owner.clone(),
+        }
+    }
+}
+
+impl<S: EventSet> fmt::Debug for WeakRegistry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakRegistry")
+            .field("alive", &(self.owner.strong_count() > 0))
+            .finish()
     }
 }
 

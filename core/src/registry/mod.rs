@@ -112,6 +112,6 @@ mod state;
 
 pub use builder::RegistryBuilder;
 pub use event::{Event, EventSet};
-pub use handle::{Registry, TypedCallback};
+pub use handle::{Registry, TypedCallback, WeakRegistry};
 pub use kind::{EventKind, KindSet};
 pub use listen::{Listen, ListenKinds};

@@ -1623,3 +1623,55 @@ pub fn e27_arming_races_never_strand_nor_spin_e06(env: &Env) {
     reg.close().expect("close");
     flush(&d);
 }
+
+/// E16/E25: callbacks holding a weak handle do not keep the registry open: dropping the last
+/// strong handle closes it (callbacks freed once on the loop thread, timer removed), and a
+/// weak handle used from a callback works while it is open.
+pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
+    let d = env.start();
+    let reg = registry(&d);
+    let deregistered = Arc::new(Log::new());
+    let own_id = Arc::new(Mutex::new(None::<CallbackId>));
+    let (weak, me, dl, token) = (
+        reg.downgrade(),
+        own_id.clone(),
+        deregistered.clone(),
+        env.token("weak-holder"),
+    );
+    let id = reg
+        .on(move |_: &Lifecycle| {
+            let _ = &token;
+            let registry = weak.upgrade().expect("open while the library holds it");
+            let id = lock(&me).expect("id");
+            dl.push(registry.deregister(id).map_err(|e| e.to_string()));
+        })
+        .expect("register");
+    *lock(&own_id) = Some(id);
+    let weak = reg.downgrade();
+    let token = env.token("weak-survivor");
+    let w = reg.downgrade();
+    reg.on(move |_: &Reboot| {
+        let _ = (&token, &w);
+    })
+    .expect("register");
+    reg.emit(k(1, 1));
+    flush(&d);
+    assert_eq!(
+        deregistered.snapshot(),
+        vec![Ok(0)],
+        "E25: deregister through a weak handle"
+    );
+    assert_eq!(env.probe().count("weak-holder"), 1);
+    drop(reg);
+    assert!(
+        weak.upgrade().is_none(),
+        "the registry outlived its last handle"
+    );
+    flush(&d);
+    assert_eq!(
+        env.probe().count("weak-survivor"),
+        1,
+        "E16: not freed on close"
+    );
+    assert_eq!(d.stats().timeouts, 0, "E16: flush timer left");
+}
