@@ -241,6 +241,7 @@ macro_rules! __scenario_list {
             e15_transition_hooks_and_counts_e28,
             e16_close_delivers_closing_event_then_frees_e17,
             e16_drop_of_last_handle_closes_despite_weak_handles_e25,
+            e17_foreign_close_waits_for_running_callback,
             e18_last_handle_dropped_during_its_own_flush,
             e20_bytes_and_u64_arrays_bit_exact,
             e23_panics_do_not_stop_the_flush,

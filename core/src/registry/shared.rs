@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::event::EventSet;
 use super::kind::bit;
-use super::slot::{Busy, FreeBatch, Handler, Panic};
+use super::slot::{Caller, FreeBatch, Handler, Panic};
 use super::state::State;
 use crate::callback::TimeoutCallback;
 use crate::error::{Error, Rejected, Result};
@@ -258,7 +258,7 @@ impl<S: EventSet> Shared<S> {
                 if slot.since > seq || slot.is_dead() || !slot.wants_object(key) {
                     continue;
                 }
-                match slot.call(kind, event, Busy::Wait) {
+                match slot.call(kind, event, Caller::Flush) {
                     Ok(ran) => matched |= ran,
                     Err(payload) => note_panic(
                         &mut first_panic,
@@ -316,6 +316,9 @@ impl<S: EventSet> Shared<S> {
             st.closed = true;
             self.closed.store(true, Ordering::Release);
             let slots = st.take_all();
+            for slot in &slots {
+                slot.kill(); // before the closing event: nothing may follow it (E17)
+            }
             let queue = st.discard_queue();
             st.armed = false;
             let orphans = std::mem::take(&mut st.orphans);
@@ -326,10 +329,10 @@ impl<S: EventSet> Shared<S> {
         if let Some(event) = closing {
             // A callback running further up this thread's stack (close from inside a
             // callback) is skipped; one running on the loop thread is waited for.
-            let busy = if flushing == Some(here) {
-                Busy::Skip
+            let caller = if flushing == Some(here) {
+                Caller::CloseSkipBusy
             } else {
-                Busy::Wait
+                Caller::CloseWait
             };
             let kind = event.kind();
             let mut matched = false;
@@ -337,7 +340,7 @@ impl<S: EventSet> Shared<S> {
                 if slot.kinds & bit(kind) == 0 || !slot.wants_object(event.key()) {
                     continue;
                 }
-                match slot.call(kind, &event, busy) {
+                match slot.call(kind, &event, caller) {
                     Ok(ran) => matched |= ran,
                     Err(payload) => {
                         if outcome.is_ok() {
@@ -352,9 +355,6 @@ impl<S: EventSet> Shared<S> {
                     tracing::error!("the fallback sink panicked on the closing event: {text}");
                 }
             }
-        }
-        for slot in &slots {
-            slot.kill();
         }
         if let Some(timer) = timer {
             let _ = self.lp.remove_timeout(timer);

@@ -33,13 +33,16 @@ pub(crate) struct Slot<S: EventSet> {
     handler: Mutex<Option<Handler<S>>>,
 }
 
-/// How [`Slot::call`] behaves when the handler is running elsewhere.
+/// Who calls [`Slot::call`], which decides what to do with a dead or busy slot.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Busy {
-    /// Wait for it (it runs on another thread).
-    Wait,
-    /// Skip the slot (it may be running further up this thread's stack).
-    Skip,
+pub(crate) enum Caller {
+    /// A flush: skip dead slots; wait for one running elsewhere (a closing event).
+    Flush,
+    /// Close, delivering the closing event to the slots it just killed: wait for a slot
+    /// running on another thread.
+    CloseWait,
+    /// Close from inside a callback: also skip a busy slot (it runs further up this stack).
+    CloseSkipBusy,
 }
 
 impl<S: EventSet> Slot<S> {
@@ -80,17 +83,18 @@ impl<S: EventSet> Slot<S> {
         }
     }
 
-    /// Runs the handler for one event unless the slot died. `Ok(true)` when the callback ran,
-    /// `Ok(false)` when it did not (dead, filtered, busy and skipped), `Err` with a panic of the
-    /// callback or predicate (caught: E23).
-    pub(crate) fn call(&self, kind: S::Kind, event: &S, busy: Busy) -> Result<bool, Panic> {
-        let mut guard = match self.lock(busy) {
+    /// Runs the handler for one event. `Ok(true)` when the callback ran, `Ok(false)` when it
+    /// did not (dead, filtered, busy and skipped), `Err` with a panic of the callback or
+    /// predicate (caught: E23).
+    pub(crate) fn call(&self, kind: S::Kind, event: &S, caller: Caller) -> Result<bool, Panic> {
+        let mut guard = match self.lock(caller) {
             Some(guard) => guard,
             None => return Ok(false),
         };
-        // Checked under the handler lock: a deregister or close that returned before this
-        // point is honoured.
-        if self.is_dead() {
+        // Checked under the handler lock: a deregister or close that marked the slot before
+        // this point is honoured (E10), and close marks every slot before it delivers the
+        // closing event, so nothing reaches a callback after it (E17).
+        if caller == Caller::Flush && self.is_dead() {
             return Ok(false);
         }
         let Some(handler) = guard.as_mut() else {
@@ -99,10 +103,12 @@ impl<S: EventSet> Slot<S> {
         catch_unwind(AssertUnwindSafe(|| handler(kind, event)))
     }
 
-    fn lock(&self, busy: Busy) -> Option<MutexGuard<'_, Option<Handler<S>>>> {
-        match busy {
-            Busy::Wait => Some(self.handler.lock().unwrap_or_else(|p| p.into_inner())),
-            Busy::Skip => match self.handler.try_lock() {
+    fn lock(&self, caller: Caller) -> Option<MutexGuard<'_, Option<Handler<S>>>> {
+        match caller {
+            Caller::Flush | Caller::CloseWait => {
+                Some(self.handler.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            Caller::CloseSkipBusy => match self.handler.try_lock() {
                 Ok(guard) => Some(guard),
                 Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
                 Err(TryLockError::WouldBlock) => None,

@@ -709,3 +709,66 @@ pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
     );
     assert_eq!(d.stats().timeouts, 0, "E16: flush timer left");
 }
+
+/// E17: close from a foreign thread while a callback runs on the loop thread: close waits for
+/// it, then delivers the closing event to every callback registered for it; no callback gets
+/// any event after the closing one, and the rest of the flush is not delivered.
+pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
+    let d = env.start();
+    let reg = registry(&d);
+    let log = Arc::new(Log::new());
+    let (entered, leave) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let both = KindSet::from(Kind::Lifecycle) | Kind::Close;
+    let (mut a, en, lv, token) = (
+        logger(&d, &log, "A"),
+        entered.clone(),
+        leave.clone(),
+        env.token("A"),
+    );
+    reg.on_kinds(both, move |kind, ev| {
+        let _ = &token;
+        a(kind, ev);
+        if kind == Kind::Lifecycle {
+            en.wait();
+            lv.wait();
+        }
+    })
+    .expect("register A");
+    let (mut b, token) = (logger(&d, &log, "B"), env.token("B"));
+    reg.on_kinds(both, move |kind, ev| {
+        let _ = &token;
+        b(kind, ev);
+    })
+    .expect("register B");
+    reg.emit(k(1, 1));
+    reg.emit(k(1, 2));
+    let pending = d.spawn(|ctx| ctx.turns(2));
+    entered.wait();
+    let r = reg.clone();
+    let closer = thread::spawn(move || r.close_with(Close));
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        events_of(&log, "A") == vec![Ev::Lifecycle(k(1, 1))] && events_of(&log, "B").is_empty(),
+        "E17: the closing event overtook a running callback: {:?}",
+        log.snapshot()
+    );
+    leave.wait();
+    closer.join().expect("closer").expect("close");
+    pending.wait();
+    flush(&d);
+    assert_eq!(
+        events_of(&log, "A"),
+        vec![Ev::Lifecycle(k(1, 1)), Ev::Close(Close)],
+        "E17"
+    );
+    assert_eq!(
+        events_of(&log, "B"),
+        vec![Ev::Close(Close)],
+        "E17: events after close"
+    );
+    assert_eq!(
+        (env.probe().count("A"), env.probe().count("B")),
+        (1, 1),
+        "E16"
+    );
+}
