@@ -496,6 +496,33 @@ pub fn e23_panics_do_not_stop_the_flush(env: &Env) {
         "E23: the registry is unusable"
     );
     assert_eq!(reg.callbacks(), 3);
+    // A callback whose state panics when dropped: the free is reported by the loop too,
+    // and the registry stays usable.
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("free exploded");
+        }
+    }
+    let bomb = PanicOnDrop;
+    let id = reg
+        .on(move |_: &Reboot| {
+            let _ = &bomb;
+        })
+        .expect("register");
+    reg.deregister(id).expect("deregister");
+    let reported = d.on_loop(|ctx| (0..3).find_map(|_| ctx.run_once(Some(Duration::ZERO)).err()));
+    assert!(
+        matches!(&reported, Some(Error::CallbackPanicked { message, .. }) if message.contains("free exploded")),
+        "E23/R54: a panicking free was not reported: {reported:?}"
+    );
+    reg.emit(k(1, 5));
+    flush(&d);
+    assert_eq!(
+        events_of(&log, "good").len(),
+        5,
+        "E23: unusable after a free panicked"
+    );
     reg.close().expect("close");
     flush(&d);
 }
