@@ -293,15 +293,25 @@ impl<S: EventSet> Shared<S> {
         }
     }
 
-    /// Runs the fallback sink for an event no callback took (E30).
+    /// Runs the fallback sink for an event no callback took (E30). The sink is taken out of
+    /// its slot while it runs, so it may call anything on the registry, close included.
     fn fall_back(&self, kind: S::Kind, event: &S) -> std::result::Result<(), Panic> {
-        let mut fallback = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
-        match fallback.as_mut() {
-            Some(sink) if self.fallback_bits & bit(kind) != 0 => {
-                catch_unwind(AssertUnwindSafe(|| sink(kind, event)))
-            }
-            _ => Ok(()),
+        if self.fallback_bits & bit(kind) == 0 {
+            return Ok(());
         }
+        let sink = self
+            .fallback
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut sink) = sink else {
+            return Ok(()); // closed, or running further up this stack
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| sink(kind, event)));
+        if !self.is_closed() {
+            *self.fallback.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+        }
+        outcome
     }
 
     /// Closes the registry (E16, E17): delivers the closing event synchronously, drops the

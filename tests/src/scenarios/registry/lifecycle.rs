@@ -683,6 +683,33 @@ pub fn e30_fallback_only_when_no_callback_matched(env: &Env) {
         1,
         "the sink is freed at close"
     );
+
+    // A sink may use the registry, close included (no lock of the registry held around it).
+    let weak = Arc::new(std::sync::OnceLock::<anyloop::registry::WeakRegistry<Ev>>::new());
+    let (w, token) = (weak.clone(), env.token("closing-sink"));
+    let reg = Registry::<Ev>::builder()
+        .event_loop(d.lp().clone())
+        .fallback(KindSet::from(Kind::Library), move |_, _| {
+            let _ = &token;
+            if let Some(registry) = w.get().and_then(|w| w.upgrade()) {
+                registry.emit(Library(b"ignored after close".to_vec()));
+                registry.close().expect("close from the sink");
+            }
+        })
+        .build()
+        .expect("registry");
+    let _ = weak.set(reg.downgrade());
+    reg.emit(Library(b"close, please".to_vec()));
+    flush(&d);
+    assert!(
+        reg.is_closed(),
+        "E30: the sink could not close the registry"
+    );
+    assert_eq!(
+        env.probe().count("closing-sink"),
+        1,
+        "the sink is freed once"
+    );
 }
 
 /// E16/E25: callbacks holding a weak handle do not keep the registry open: dropping the last
