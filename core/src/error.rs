@@ -47,7 +47,8 @@ pub enum Error {
         /// Why not.
         reason: &'static str,
     },
-    /// A process default loop, a thread loop, or a keyed registration already exists (R7).
+    /// A process default loop, a thread loop, or a keyed registration already exists (R7,
+    /// E4).
     #[error("already registered: {what}")]
     AlreadyRegistered {
         /// What was already there.
@@ -60,6 +61,16 @@ pub enum Error {
         /// Which ids ran out.
         what: &'static str,
     },
+    /// An argument can never be valid: an empty kind set, an object key the registry does
+    /// not own, an event type with more than 64 kinds (E1, E21).
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The event registry was closed; it takes no new callbacks (E16).
+    #[error("the event registry is closed")]
+    Closed,
     /// A callback, free or filter panicked; the loop caught it and stays usable (R54).
     #[error("the callback of {id} panicked: {message}")]
     CallbackPanicked {
@@ -113,7 +124,7 @@ impl Error {
 /// use anyloop::{Error, Rejected};
 /// fn keep_only_the_error(r: Rejected<u32>) -> Error { r.into() }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{error}")]
 pub struct Rejected<C> {
     /// Why the add failed.
@@ -121,6 +132,17 @@ pub struct Rejected<C> {
     pub error: Error,
     /// The callback that was not registered.
     pub callback: C,
+}
+
+/// Shows the error; the callback is opaque (closures have no `Debug`), so `expect` works on
+/// any rejected add or registration.
+impl<C> std::fmt::Debug for Rejected<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .field("callback", &std::any::type_name::<C>())
+            .finish()
+    }
 }
 
 impl<C> Rejected<C> {

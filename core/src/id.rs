@@ -117,13 +117,31 @@ registration_id!(
     "timeout"
 );
 
-/// Either kind of registration id, for errors and diagnostics.
+registration_id!(
+    /// Identifies one callback of an event [`Registry`](crate::Registry) (contract E2).
+    ///
+    /// Positive, unique in the process, never reused: a stale id can never deregister a newer
+    /// callback, on this registry or another.
+    ///
+    /// ```
+    /// use anyloop::CallbackId;
+    /// let (a, b) = (CallbackId::allocate(), CallbackId::allocate());
+    /// assert_ne!(a, b);
+    /// assert!(a.get() > 0);
+    /// ```
+    CallbackId,
+    "callback"
+);
+
+/// Any registration id, for errors and diagnostics.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum RegistrationId {
     /// An fd watch.
     Handle(HandleId),
     /// A timer.
     Timeout(TimeoutId),
+    /// A callback of an event registry.
+    Callback(CallbackId),
 }
 
 impl fmt::Display for RegistrationId {
@@ -131,6 +149,7 @@ impl fmt::Display for RegistrationId {
         match self {
             RegistrationId::Handle(id) => id.fmt(f),
             RegistrationId::Timeout(id) => id.fmt(f),
+            RegistrationId::Callback(id) => id.fmt(f),
         }
     }
 }
@@ -144,5 +163,11 @@ impl From<HandleId> for RegistrationId {
 impl From<TimeoutId> for RegistrationId {
     fn from(id: TimeoutId) -> Self {
         RegistrationId::Timeout(id)
+    }
+}
+
+impl From<CallbackId> for RegistrationId {
+    fn from(id: CallbackId) -> Self {
+        RegistrationId::Callback(id)
     }
 }

@@ -11,6 +11,10 @@
 //! - [`set_default_loop`], [`bind_thread_loop`] and [`Loop::current`] decide which loop code
 //!   on a thread uses: the thread's own loop, else the process default.
 //! - [`Error`] is the one error type; a failed add hands the callback back in [`Rejected`].
+//! - [`Registry`] is the typed event-callback registry a library builds on top: the library
+//!   emits its own event types from any thread, applications register typed callbacks, and
+//!   delivery happens on the loop's thread (see [`registry`]; [`event_set!`] declares a
+//!   library's events in one place).
 //!
 //! The behaviour every backend guarantees (level-triggered delivery, deferred frees, any-thread
 //! operations with prompt wake-ups, no resurrection of removed ids...) is written down in the
@@ -47,6 +51,7 @@ mod events;
 mod guard;
 mod handle;
 mod id;
+pub mod registry;
 mod vtable;
 
 pub use callback::{HandleCallback, TimeoutCallback};
@@ -57,5 +62,6 @@ pub use error::{Error, Rejected, Result};
 pub use events::IoEvents;
 pub use guard::{Timer, Watch};
 pub use handle::Loop;
-pub use id::{HandleId, RegistrationId, TimeoutId};
+pub use id::{CallbackId, HandleId, RegistrationId, TimeoutId};
+pub use registry::{Event, EventKind, EventSet, KindSet, Registry};
 pub use vtable::{EventLoop, Interval, LoopStats};

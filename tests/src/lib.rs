@@ -97,6 +97,39 @@ macro_rules! __scenario_item {
     };
 }
 
+/// Test mode: the backend factory shared by the grouped tests (their modules are nested, so
+/// the backend expression is evaluated here, at the expansion site).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_prelude {
+    ([tests $backend:expr]) => {
+        fn __kit_backend() -> ::std::sync::Arc<dyn $crate::Backend> {
+            ::std::sync::Arc::new($backend)
+        }
+    };
+    ([table $all:ident]) => {};
+}
+
+/// A group of scenarios expanded as one test module named after the group, so a filter on
+/// the group's name (`cargo test registry`) runs exactly them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_group {
+    ([tests $backend:expr] $group:ident [$($name:ident),* $(,)?]) => {
+        mod $group {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::run_scenario(super::__kit_backend(), $crate::scenarios::$group::$name);
+                }
+            )*
+        }
+    };
+    ([table $all:ident] $group:ident [$($name:ident),* $(,)?]) => {
+        $( $crate::__scenario_item!([table $all] $group $name); )*
+    };
+}
+
 /// The battery's list; the single source for the macro and [`scenarios`].
 #[doc(hidden)]
 #[macro_export]
@@ -187,5 +220,35 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input r04_update_after_remove_never_rearms);
         $crate::__scenario_item!([$($mode)*] bad_input r01_ids_unique_across_churn_and_loops);
         $crate::__scenario_item!([$($mode)*] bad_input r60_bad_input_never_panics);
+        $crate::__scenario_prelude!([$($mode)*]);
+        $crate::__scenario_group!([$($mode)*] registry [
+            s59_filter_by_object_e06_e08_e29,
+            s60_deregister_inside_flush_e10_e11,
+            s64_close_drops_queue_and_frees_e16,
+            s65_unknown_double_deregister_ids_never_reused_e02_e12,
+            s66_bitmask_and_payload_e03_e13_e20_e21,
+            e01_refused_register_hands_callback_back_e03,
+            e04_keyed_duplicates_refused_e04,
+            e05_no_callbacks_emit_drops_arms_nothing_e27,
+            e06_emit_never_delivers_synchronously_wakes_loop_e06,
+            e07_emit_order_and_registration_order_e22,
+            e08_predicate_on_loop_thread_without_locks_e08,
+            e09_register_during_flush_sees_only_later_events,
+            e10_deregister_during_flush_stops_delivery_at_once,
+            e11_free_never_inside_deregister_nor_while_running,
+            e13_self_emitting_callback_one_event_per_flush_e13,
+            e14_last_deregister_discards_queue_and_timer,
+            e15_transition_hooks_and_counts_e28,
+            e16_close_delivers_closing_event_then_frees_e17,
+            e16_drop_of_last_handle_closes_despite_weak_handles_e25,
+            e17_foreign_close_waits_for_running_callback,
+            e18_last_handle_dropped_during_its_own_flush,
+            e20_bytes_and_u64_arrays_bit_exact,
+            e23_panics_do_not_stop_the_flush,
+            e24_two_loops_two_threads_own_objects_e25,
+            e26_counts_of_callbacks_and_queued_events,
+            e27_arming_races_never_strand_nor_spin_e06,
+            e30_fallback_only_when_no_callback_matched,
+        ]);
     };
 }

@@ -115,17 +115,26 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The contract rules this scenario pins, read from its name (`..._r15_r22`).
+    /// The contract rules this scenario pins, read from its name (`..._r15_r22`; registry
+    /// rules as `e09`), in order of appearance, without repeats.
     pub fn rules(&self) -> Vec<String> {
-        self.name
-            .split('_')
-            .filter(|part| {
-                part.len() > 1
-                    && part.starts_with('r')
-                    && part[1..].chars().all(|c| c.is_ascii_digit())
-            })
-            .map(|part| format!("R{}", &part[1..].trim_start_matches('0')))
-            .collect()
+        let mut rules: Vec<String> = Vec::new();
+        for part in self.name.split('_') {
+            let is_rule = part.len() > 1
+                && (part.starts_with('r') || part.starts_with('e'))
+                && part[1..].chars().all(|c| c.is_ascii_digit());
+            if is_rule {
+                let rule = format!(
+                    "{}{}",
+                    part[..1].to_ascii_uppercase(),
+                    part[1..].trim_start_matches('0')
+                );
+                if !rules.contains(&rule) {
+                    rules.push(rule);
+                }
+            }
+        }
+        rules
     }
 }
 

@@ -10,5 +10,6 @@ pub mod frees;
 pub mod libvirt;
 pub mod lifecycle;
 pub mod mutation;
+pub mod registry;
 pub mod threads;
 pub mod timers;
