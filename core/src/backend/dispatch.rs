@@ -148,9 +148,28 @@ impl<P: Poller> Engine<P> {
         }
     }
 
+    /// Marks this engine as *hosted*: driven by another loop (GLib, calloop) that sleeps on
+    /// the poller's fd and calls [`run_once`](Self::run_once) when it is ready or when
+    /// [`next_timeout`](Self::next_timeout) elapsed. Every op made outside `run_once`, from
+    /// any thread including the host's own, then writes the wake-up (coalesced: once per
+    /// iteration), so the host wakes for an op that changes what the engine needs (a new
+    /// earliest timer, a pending free, a quit) even though the backend learns of it only
+    /// through the poller's fd. Ops made by callbacks inside `run_once` never wake (the
+    /// backend asks `next_timeout` afterwards). Off by default (the built-in loop).
+    pub fn set_hosted(&mut self, hosted: bool) {
+        self.shared.lock().hosted = hosted;
+    }
+
     /// The vtable handle libraries use; any number, from any thread.
     pub fn handle(&self) -> Loop {
         Loop::from_arc(self.shared.clone())
+    }
+
+    /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
+    /// engine, its [`stats`](Shared::stats) and [`take_quit`](Shared::take_quit) stay reachable
+    /// without borrowing the engine (e.g. from inside a callback it is running).
+    pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {
+        &self.shared
     }
 
     /// A handle that stops [`run`](Self::run) from any thread.

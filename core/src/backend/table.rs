@@ -118,6 +118,10 @@ pub(crate) struct State {
     pub(crate) gone: bool,
     /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
     pub(crate) loop_thread: Option<ThreadId>,
+    /// The engine is hosted by another loop (GLib, calloop) that sleeps on the poller's fd
+    /// between iterations: ops made outside `run_once` wake it too (see
+    /// [`Engine::set_hosted`](super::Engine::set_hosted)).
+    pub(crate) hosted: bool,
     /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
@@ -164,6 +168,7 @@ impl State {
         State {
             gone: false,
             loop_thread: None,
+            hosted: false,
             wake_pending: false,
             iterations: 0,
             handles: Slab::new(),
@@ -184,13 +189,21 @@ impl State {
     /// Whether an op by the calling thread must wake the loop: only when another thread is
     /// inside `run_once` (the loop thread itself is not blocked, R41; a loop that is not
     /// running reads the state afresh when it starts) and no wake-up is pending yet.
+    ///
+    /// A hosted engine is also woken by ops made outside `run_once`, from any thread: its host
+    /// may be asleep on the poller's fd, and only that fd's readiness (or the host timer the
+    /// backend armed from [`Engine::next_timeout`](super::Engine::next_timeout) before the
+    /// op) would bring it back.
     pub(crate) fn claim_wake(&mut self) -> bool {
-        match self.loop_thread {
-            Some(thread) if !self.wake_pending && thread != current_thread() => {
-                self.wake_pending = true;
-                true
-            }
-            _ => false,
+        let must = match self.loop_thread {
+            Some(thread) => thread != current_thread(),
+            None => self.hosted,
+        };
+        if must && !self.wake_pending {
+            self.wake_pending = true;
+            true
+        } else {
+            false
         }
     }
 
@@ -387,6 +400,20 @@ impl<R: Registrar> Shared<R> {
     /// from a bug in the engine itself; the table is still consistent enough to carry on.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live watches, live timers, pending frees and iterations so far (R57): what
+    /// [`Engine::stats`](super::Engine::stats) reports, readable by a backend that does not
+    /// hold the engine (a hosted backend whose host owns it).
+    pub fn stats(&self) -> LoopStats {
+        self.lock().stats()
+    }
+
+    /// Consumes a pending quit request (R47): `true` once per request. For a hosted backend,
+    /// whose host runs the loop and must stop when asked; [`Engine::run`](super::Engine::run)
+    /// does the same for the built-in loop.
+    pub fn take_quit(&self) -> bool {
+        self.quit.swap(false, Ordering::SeqCst)
     }
 
     /// Sends the wake-up claimed by [`State::claim_wake`] (after the lock was released).
