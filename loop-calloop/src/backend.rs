@@ -46,7 +46,7 @@ use crate::sys::{HostedPoller, HostedRegistrar};
 /// ```
 pub struct CalloopBackend<'l> {
     token: RegistrationToken,
-    remove: Box<dyn Fn(RegistrationToken) + 'l>,
+    host: Box<dyn Host + 'l>,
     shared: Arc<Shared<HostedRegistrar>>,
     quit: QuitHandle,
     lp: Loop,
@@ -75,8 +75,7 @@ impl<'l> CalloopBackend<'l> {
         };
         let resets = Arc::new(AtomicU64::new(0));
         let registrar = HostedRegistrar::new(registrar, resets.clone());
-        let mut engine = Engine::new(HostedPoller(poller), registrar);
-        engine.set_hosted(true);
+        let engine = Engine::new(HostedPoller(poller), registrar);
         let shared = engine.shared().clone();
         let quit = engine.quit_handle();
         let lp = engine.handle();
@@ -88,15 +87,9 @@ impl<'l> CalloopBackend<'l> {
             .insert_source(source, |(), &mut (), _: &mut Data| {})
             .map_err(|err| calloop_error("inserting the anyloop source", err.error))?;
         tracing::debug!(epoll = raw, "anyloop source inserted into calloop");
-        let weak = handle.downgrade();
-        let remove = Box::new(move |token| {
-            if let Some(handle) = weak.upgrade() {
-                handle.remove(token);
-            }
-        });
         Ok(CalloopBackend {
             token,
-            remove,
+            host: Box::new(WeakHost(weak_upgrader(handle))),
             shared,
             quit,
             lp,
@@ -154,6 +147,9 @@ impl<'l> CalloopBackend<'l> {
         data: &mut Data,
     ) -> Result<usize> {
         self.status.dispatched.set(0);
+        // Outside calloop's dispatch, the source can re-arm its timer for ops made since the
+        // last dispatch without making calloop return early (see `before_sleep`).
+        self.host.update(&self.token);
         event_loop
             .dispatch(timeout, data)
             .map_err(|err| calloop_error("calloop dispatch", err))?;
@@ -198,7 +194,7 @@ impl<'l> CalloopBackend<'l> {
 impl Drop for CalloopBackend<'_> {
     fn drop(&mut self) {
         // Drops the source, hence the engine: every remaining free runs now, on this thread.
-        (self.remove)(self.token);
+        self.host.remove(self.token);
     }
 }
 
@@ -229,6 +225,39 @@ impl Quitter {
     /// Asks the loop to stop after its current iteration; wakes it if it is blocked.
     pub fn quit(&self) {
         self.0.quit()
+    }
+}
+
+/// The calloop loop, seen through a weak handle whatever its data type: the backend never
+/// keeps it alive.
+trait Host {
+    fn update(&self, token: &RegistrationToken);
+    fn remove(&self, token: RegistrationToken);
+}
+
+/// Upgrades a weak handle to the calloop loop (calloop does not export the weak type's name).
+type Upgrader<'l, Data> = Box<dyn Fn() -> Option<LoopHandle<'l, Data>> + 'l>;
+
+fn weak_upgrader<'l, Data: 'l>(handle: &LoopHandle<'l, Data>) -> Upgrader<'l, Data> {
+    let weak = handle.downgrade();
+    Box::new(move || weak.upgrade())
+}
+
+struct WeakHost<'l, Data>(Upgrader<'l, Data>);
+
+impl<Data> Host for WeakHost<'_, Data> {
+    fn update(&self, token: &RegistrationToken) {
+        if let Some(handle) = (self.0)() {
+            if let Err(err) = handle.update(token) {
+                tracing::warn!(%err, "re-arming the anyloop source failed");
+            }
+        }
+    }
+
+    fn remove(&self, token: RegistrationToken) {
+        if let Some(handle) = (self.0)() {
+            handle.remove(token);
+        }
     }
 }
 

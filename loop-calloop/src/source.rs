@@ -40,7 +40,7 @@ use anyloop::backend::Engine;
 use anyloop::Error;
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
-use calloop::{EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory};
+use calloop::{EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory};
 
 use crate::sys::HostedPoller;
 
@@ -75,7 +75,11 @@ pub(crate) struct AnyloopSource {
     /// Alternates the token of successive timer registrations, so that a report for the
     /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
     flip: bool,
-    /// The engine has reset its epoll instance since calloop last registered it.
+    /// The token of the events [`before_sleep`](EventSource::before_sleep) makes up when the
+    /// engine needs an iteration at once (the first of the source's tokens, never given to
+    /// the poller).
+    synthetic: Option<Token>,
+    /// Resets of the engine's epoll instance (B62) that calloop has registered.
     resets_seen: u64,
     resets: Arc<AtomicU64>,
     status: Rc<Status>,
@@ -106,6 +110,7 @@ impl AnyloopSource {
             armed: None,
             wanted: None,
             flip: false,
+            synthetic: None,
             resets_seen: resets.load(Ordering::SeqCst),
             resets,
             status,
@@ -199,13 +204,15 @@ impl EventSource for AnyloopSource {
     where
         F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
     {
-        let mut ours = false;
-        // The epoll fd is readable: some watched fd is ready or a wake-up is pending.
-        // (Generic only checks the token; its readiness bits are not used.)
-        let _ = self.epoll.process_events(readiness, token, |_, _| {
-            ours = true;
-            Ok::<_, std::io::Error>(PostAction::Continue)
-        });
+        let mut ours = self.synthetic == Some(token);
+        if !ours {
+            // The epoll fd is readable: some watched fd is ready or a wake-up is pending.
+            // (Generic only checks the token; its readiness bits are not used.)
+            let _ = self.epoll.process_events(readiness, token, |_, _| {
+                ours = true;
+                Ok::<_, std::io::Error>(PostAction::Continue)
+            });
+        }
         if !ours {
             // Our timer: calloop already took it out of its wheel.
             let _ = self.timer.process_events(readiness, token, |_, _| {
@@ -228,6 +235,7 @@ impl EventSource for AnyloopSource {
     }
 
     fn register(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        self.synthetic = Some(tokens.token());
         self.resets_seen = self.resets.load(Ordering::SeqCst);
         self.epoll.register(poll, tokens)?;
         self.compute_wanted();
@@ -236,6 +244,8 @@ impl EventSource for AnyloopSource {
     }
 
     fn reregister(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        // The same sequence of tokens as `register`: the synthetic one first.
+        self.synthetic = Some(tokens.token());
         let resets = self.resets.load(Ordering::SeqCst);
         if resets != self.resets_seen {
             // The engine swapped a fresh epoll instance in behind the same fd number (B62):
@@ -246,6 +256,10 @@ impl EventSource for AnyloopSource {
             self.epoll.register(poll, tokens)?;
             self.resets_seen = resets;
         } else {
+            self.compute_wanted();
+            if !self.needs_rearm() {
+                return Ok(()); // Nothing moved (e.g. `CalloopBackend::dispatch`'s check).
+            }
             // Keep the fd's registration (no epoll_ctl); its token is the first one.
             let _ = tokens.token();
         }
@@ -253,9 +267,44 @@ impl EventSource for AnyloopSource {
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
+        self.synthetic = None;
         if self.armed.take().is_some() {
             self.timer.unregister(poll)?;
         }
         self.epoll.unregister(poll)
+    }
+
+    const NEEDS_EXTRA_LIFECYCLE_EVENTS: bool = true;
+
+    /// Right before calloop polls: from now on ops from other threads wake calloop (through
+    /// the engine's eventfd); anything that happened before is seen here. If the engine needs
+    /// an iteration sooner than the armed timer says (an op made outside our dispatch: a new
+    /// earliest timer, a pending free, a quit), make calloop poll without sleeping and
+    /// dispatch us (we cannot re-arm the timer here: calloop lends no `Poll` to this hook).
+    fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
+        let Some(synthetic) = self.synthetic else {
+            return Ok(None);
+        };
+        self.engine.set_host_sleeping(true);
+        self.compute_wanted();
+        let sooner = match (self.wanted, self.armed) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(wanted), Some(armed)) => wanted + REARM_SLACK < armed,
+        };
+        if sooner {
+            let readiness = Readiness {
+                readable: true,
+                writable: false,
+                error: false,
+            };
+            return Ok(Some((readiness, synthetic)));
+        }
+        Ok(None)
+    }
+
+    /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
+    fn before_handle_events(&mut self, _events: EventIterator<'_>) {
+        self.engine.set_host_sleeping(false);
     }
 }

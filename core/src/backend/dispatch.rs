@@ -148,18 +148,6 @@ impl<P: Poller> Engine<P> {
         }
     }
 
-    /// Marks this engine as *hosted*: driven by another loop (GLib, calloop) that sleeps on
-    /// the poller's fd and calls [`run_once`](Self::run_once) when it is ready or when
-    /// [`next_timeout`](Self::next_timeout) elapsed. Every op made outside `run_once`, from
-    /// any thread including the host's own, then writes the wake-up (coalesced: once per
-    /// iteration), so the host wakes for an op that changes what the engine needs (a new
-    /// earliest timer, a pending free, a quit) even though the backend learns of it only
-    /// through the poller's fd. Ops made by callbacks inside `run_once` never wake (the
-    /// backend asks `next_timeout` afterwards). Off by default (the built-in loop).
-    pub fn set_hosted(&mut self, hosted: bool) {
-        self.shared.lock().hosted = hosted;
-    }
-
     /// The vtable handle libraries use; any number, from any thread.
     pub fn handle(&self) -> Loop {
         Loop::from_arc(self.shared.clone())
@@ -170,6 +158,21 @@ impl<P: Poller> Engine<P> {
     /// without borrowing the engine (e.g. from inside a callback it is running).
     pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {
         &self.shared
+    }
+
+    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd: tells
+    /// the engine that the host is about to sleep in its own poll (`true`, on the host's
+    /// thread, right before it polls) or has returned from it (`false`).
+    ///
+    /// While the host sleeps, ops from other threads write the wake-up (coalesced), exactly
+    /// as while [`run_once`](Self::run_once) waits, so they wake the host through the poller's
+    /// fd (R40). Ops made while the host does not sleep write nothing (R41): the backend must
+    /// ask [`next_timeout`](Self::next_timeout) when the host prepares its next poll (a new
+    /// timer, a pending free or a quit changes the answer; new fd readiness shows on the
+    /// poller's fd by itself). Call `true` *before* that last look, under no lock of the
+    /// backend's own, so that an op is either seen by the look or wakes the host.
+    pub fn set_host_sleeping(&self, sleeping: bool) {
+        self.shared.lock().loop_thread = sleeping.then(current_thread);
     }
 
     /// A handle that stops [`run`](Self::run) from any thread.

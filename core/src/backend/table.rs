@@ -118,10 +118,6 @@ pub(crate) struct State {
     pub(crate) gone: bool,
     /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
     pub(crate) loop_thread: Option<ThreadId>,
-    /// The engine is hosted by another loop (GLib, calloop) that sleeps on the poller's fd
-    /// between iterations: ops made outside `run_once` wake it too (see
-    /// [`Engine::set_hosted`](super::Engine::set_hosted)).
-    pub(crate) hosted: bool,
     /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
@@ -168,7 +164,6 @@ impl State {
         State {
             gone: false,
             loop_thread: None,
-            hosted: false,
             wake_pending: false,
             iterations: 0,
             handles: Slab::new(),
@@ -189,21 +184,13 @@ impl State {
     /// Whether an op by the calling thread must wake the loop: only when another thread is
     /// inside `run_once` (the loop thread itself is not blocked, R41; a loop that is not
     /// running reads the state afresh when it starts) and no wake-up is pending yet.
-    ///
-    /// A hosted engine is also woken by ops made outside `run_once`, from any thread: its host
-    /// may be asleep on the poller's fd, and only that fd's readiness (or the host timer the
-    /// backend armed from [`Engine::next_timeout`](super::Engine::next_timeout) before the
-    /// op) would bring it back.
     pub(crate) fn claim_wake(&mut self) -> bool {
-        let must = match self.loop_thread {
-            Some(thread) => thread != current_thread(),
-            None => self.hosted,
-        };
-        if must && !self.wake_pending {
-            self.wake_pending = true;
-            true
-        } else {
-            false
+        match self.loop_thread {
+            Some(thread) if !self.wake_pending && thread != current_thread() => {
+                self.wake_pending = true;
+                true
+            }
+            _ => false,
         }
     }
 
