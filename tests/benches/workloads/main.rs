@@ -18,6 +18,7 @@
 
 mod anyloop_adapter;
 mod backends;
+mod calloop_raw;
 mod contender;
 mod floor;
 mod measure;
@@ -80,11 +81,13 @@ fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
 /// `backend::<Anyloop<Glib>>("glib")`.
 fn backends() -> Vec<Backend> {
     use anyloop_adapter::Anyloop;
-    use backends::Select;
+    use backends::{Calloop, Select};
     vec![
         backend::<floor::Floor>("floor"),
         backend::<Anyloop<Select<false>>>("select"),
         backend::<Anyloop<Select<true>>>("select-mio"),
+        backend::<Anyloop<Calloop>>("calloop"),
+        backend::<calloop_raw::CalloopRaw>("calloop-raw"),
     ]
 }
 
