@@ -29,10 +29,18 @@ fn demo_relays_the_feeder_lines_then_quits_on_idle() {
     let out = wait_with_timeout(child);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}; stderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{stderr}",
+        out.status
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 6, "stdout:\n{stdout}");
-    assert!(lines[0].contains("written by a calloop timer"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("written by a calloop timer"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[5].ends_with("and the demo quits"), "{}", lines[5]);
     assert!(stderr.contains("idle for"), "stderr:\n{stderr}");
     assert!(stderr.contains("done: 6 lines"), "stderr:\n{stderr}");
@@ -52,9 +60,16 @@ fn relays_stdin_until_end_of_input() {
     drop(stdin);
     let out = wait_with_timeout(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}; stderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{stderr}",
+        out.status
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\nbeta\ngamma\n");
-    assert!(stderr.contains("end of input after 3 lines"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("end of input after 3 lines"),
+        "stderr:\n{stderr}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use anyloop::backend::{Engine, QuitHandle, Shared};
 use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
 use calloop::{EventLoop, LoopHandle, LoopSignal, RegistrationToken};
 
-use crate::source::{AnyloopSource, Status};
+use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};
 use crate::sys::{HostedPoller, HostedRegistrar};
 
 /// The anyloop vtable on a calloop event loop, whatever its shared data type.
@@ -46,6 +46,7 @@ use crate::sys::{HostedPoller, HostedRegistrar};
 /// ```
 pub struct CalloopBackend<'l> {
     token: RegistrationToken,
+    hook_token: RegistrationToken,
     host: Box<dyn Host + 'l>,
     shared: Arc<Shared<HostedRegistrar>>,
     quit: QuitHandle,
@@ -86,9 +87,21 @@ impl<'l> CalloopBackend<'l> {
         let token = handle
             .insert_source(source, |(), &mut (), _: &mut Data| {})
             .map_err(|err| calloop_error("inserting the anyloop source", err.error))?;
+        let hook = SleepHook {
+            shared: shared.clone(),
+            status: status.clone(),
+        };
+        let hook_token = match handle.insert_source(hook, |(), &mut (), _: &mut Data| {}) {
+            Ok(hook_token) => hook_token,
+            Err(err) => {
+                handle.remove(token);
+                return Err(calloop_error("inserting the anyloop hook", err.error));
+            }
+        };
         tracing::debug!(epoll = raw, "anyloop source inserted into calloop");
         Ok(CalloopBackend {
             token,
+            hook_token,
             host: Box::new(WeakHost(weak_upgrader(handle))),
             shared,
             quit,
@@ -100,11 +113,6 @@ impl<'l> CalloopBackend<'l> {
     /// The vtable handle that libraries store; cheap to clone, usable from any thread.
     pub fn handle(&self) -> Loop {
         self.lp.clone()
-    }
-
-    /// The calloop registration of the backend's source (to `disable`/`enable` it).
-    pub fn registration_token(&self) -> RegistrationToken {
-        self.token
     }
 
     /// Live watches, live timers, pending frees and iterations so far (R57).
@@ -148,8 +156,10 @@ impl<'l> CalloopBackend<'l> {
     ) -> Result<usize> {
         self.status.dispatched.set(0);
         // Outside calloop's dispatch, the source can re-arm its timer for ops made since the
-        // last dispatch without making calloop return early (see `before_sleep`).
-        self.host.update(&self.token);
+        // last dispatch, without making calloop return early (see `SleepHook::before_sleep`).
+        if needs_rearm(self.status.armed.get(), wanted(self.shared.next_timeout())) {
+            self.host.update(&self.token);
+        }
         event_loop
             .dispatch(timeout, data)
             .map_err(|err| calloop_error("calloop dispatch", err))?;
@@ -194,6 +204,7 @@ impl<'l> CalloopBackend<'l> {
 impl Drop for CalloopBackend<'_> {
     fn drop(&mut self) {
         // Drops the source, hence the engine: every remaining free runs now, on this thread.
+        self.host.remove(self.hook_token);
         self.host.remove(self.token);
     }
 }

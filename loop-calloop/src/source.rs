@@ -36,19 +36,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyloop::backend::Engine;
+use anyloop::backend::{Engine, Shared};
 use anyloop::Error;
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
-use calloop::{EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory};
+use calloop::{
+    EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory,
+};
 
-use crate::sys::HostedPoller;
+use crate::sys::{HostedPoller, HostedRegistrar};
 
 /// An armed calloop timer within this distance of the wanted deadline is kept as is: the
 /// deadline is recomputed from `now` after every iteration and jitters by nanoseconds.
 const REARM_SLACK: Duration = Duration::from_micros(20);
 
-/// What the backend and its source share on the loop thread.
+/// The deadline matching a [`next_timeout`](Engine::next_timeout) answer: `now` is read after
+/// the engine's own clock read, so it is never earlier than the engine's deadline.
+pub(crate) fn wanted(wait: Option<Duration>) -> Option<Instant> {
+    let now = Instant::now();
+    wait.and_then(|wait| now.checked_add(wait))
+}
+
+/// Whether a calloop timer armed for `armed` must be re-registered for `wanted`. It is kept
+/// within [`REARM_SLACK`] either way: the wanted deadline is recomputed from `now` after every
+/// iteration and jitters by nanoseconds.
+pub(crate) fn needs_rearm(armed: Option<Instant>, wanted: Option<Instant>) -> bool {
+    match (armed, wanted) {
+        (None, None) => false,
+        (Some(armed), Some(wanted)) => {
+            let gap = if armed > wanted {
+                armed - wanted
+            } else {
+                wanted - armed
+            };
+            gap > REARM_SLACK
+        }
+        _ => true,
+    }
+}
+
+/// What the backend and its sources share on the loop thread.
 #[derive(Debug, Default)]
 pub(crate) struct Status {
     /// Callbacks run by the engine since the backend last reset the count.
@@ -59,6 +86,83 @@ pub(crate) struct Status {
     pub(crate) quit: Cell<bool>,
     /// Stopped when a quit request arrives, so calloop's own `EventLoop::run` returns too.
     pub(crate) signal: RefCell<Option<LoopSignal>>,
+    /// The deadline the source's calloop timer is registered for in calloop's wheel, if any.
+    pub(crate) armed: Cell<Option<Instant>>,
+}
+
+/// A second, fd-less calloop source that only takes calloop's lifecycle hooks around its
+/// poll. Kept apart from [`AnyloopSource`] because calloop 0.14 adds a source with
+/// lifecycle hooks to its hook list again on every re-registration (never removing the old
+/// entry), and `AnyloopSource` re-registers whenever its timer moves.
+pub(crate) struct SleepHook {
+    pub(crate) shared: Arc<Shared<HostedRegistrar>>,
+    pub(crate) status: Rc<Status>,
+}
+
+impl std::fmt::Debug for SleepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SleepHook").finish_non_exhaustive()
+    }
+}
+
+impl EventSource for SleepHook {
+    type Event = ();
+    type Metadata = ();
+    type Ret = ();
+    type Error = std::io::Error;
+
+    fn process_events<F>(
+        &mut self,
+        _readiness: Readiness,
+        _token: Token,
+        _callback: F,
+    ) -> Result<PostAction, Self::Error>
+    where
+        F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
+    {
+        Ok(PostAction::Continue)
+    }
+
+    fn register(&mut self, _poll: &mut Poll, _tokens: &mut TokenFactory) -> calloop::Result<()> {
+        Ok(())
+    }
+
+    fn reregister(&mut self, _poll: &mut Poll, _tokens: &mut TokenFactory) -> calloop::Result<()> {
+        Ok(())
+    }
+
+    fn unregister(&mut self, _poll: &mut Poll) -> calloop::Result<()> {
+        self.shared.set_host_sleeping(false);
+        Ok(())
+    }
+
+    const NEEDS_EXTRA_LIFECYCLE_EVENTS: bool = true;
+
+    /// Right before calloop polls: from now on ops from other threads wake calloop (through
+    /// the engine's eventfd); anything that happened before is seen here. If the engine needs
+    /// an iteration sooner than the armed timer says (an op made outside the source's
+    /// dispatch: a new earliest timer, a pending free, a quit), make the engine's epoll fd
+    /// readable so that calloop polls without sleeping and dispatches the source, which then
+    /// re-arms. (This hook cannot re-arm the timer itself: calloop lends no `Poll` here, and
+    /// touching the loop from a hook is calloop's double-borrow trap, B50.)
+    fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
+        self.shared.set_host_sleeping(true);
+        let wanted = wanted(self.shared.next_timeout());
+        let sooner = match (wanted, self.status.armed.get()) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(wanted), Some(armed)) => wanted + REARM_SLACK < armed,
+        };
+        if sooner {
+            self.shared.wake_host();
+        }
+        Ok(None)
+    }
+
+    /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
+    fn before_handle_events(&mut self, _events: EventIterator<'_>) {
+        self.shared.set_host_sleeping(false);
+    }
 }
 
 /// The single calloop source of an anyloop engine.
@@ -68,17 +172,11 @@ pub(crate) struct AnyloopSource {
     epoll: Generic<BorrowedFd<'static>>,
     /// One calloop timer for the engine's next deadline.
     timer: Timer,
-    /// The deadline `timer` is registered for in calloop's wheel, if any.
-    armed: Option<Instant>,
     /// The deadline the engine wants next (set after every iteration).
     wanted: Option<Instant>,
     /// Alternates the token of successive timer registrations, so that a report for the
     /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
     flip: bool,
-    /// The token of the events [`before_sleep`](EventSource::before_sleep) makes up when the
-    /// engine needs an iteration at once (the first of the source's tokens, never given to
-    /// the poller).
-    synthetic: Option<Token>,
     /// Resets of the engine's epoll instance (B62) that calloop has registered.
     resets_seen: u64,
     resets: Arc<AtomicU64>,
@@ -90,7 +188,7 @@ impl std::fmt::Debug for AnyloopSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnyloopSource")
             .field("epoll", &self.epoll.get_ref().as_raw_fd())
-            .field("armed", &self.armed)
+            .field("armed", &self.status.armed.get())
             .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
@@ -107,10 +205,8 @@ impl AnyloopSource {
         AnyloopSource {
             epoll: Generic::new(epoll, calloop::Interest::READ, calloop::Mode::Level),
             timer: Timer::from_deadline(Instant::now()),
-            armed: None,
             wanted: None,
             flip: false,
-            synthetic: None,
             resets_seen: resets.load(Ordering::SeqCst),
             resets,
             status,
@@ -144,26 +240,12 @@ impl AnyloopSource {
 
     /// Asks the engine when it next needs an iteration (`None`: only on readiness).
     fn compute_wanted(&mut self) {
-        let wait = self.engine.next_timeout();
-        // `now` read after the engine's own clock read: never earlier than its deadline.
-        let now = Instant::now();
-        self.wanted = wait.and_then(|wait| now.checked_add(wait));
+        self.wanted = wanted(self.engine.next_timeout());
     }
 
     /// Whether the calloop timer must be re-registered for `wanted`.
     fn needs_rearm(&self) -> bool {
-        match (self.armed, self.wanted) {
-            (None, None) => false,
-            (Some(armed), Some(wanted)) => {
-                let gap = if armed > wanted {
-                    armed - wanted
-                } else {
-                    wanted - armed
-                };
-                gap > REARM_SLACK
-            }
-            _ => true,
-        }
+        needs_rearm(self.status.armed.get(), self.wanted)
     }
 
     fn reset_pending(&self) -> bool {
@@ -172,7 +254,7 @@ impl AnyloopSource {
 
     /// Registers the calloop timer for `wanted` (the fd's token was taken already).
     fn arm(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
-        if self.armed.take().is_some() {
+        if self.status.armed.take().is_some() {
             // Cancels our entry in calloop's wheel (a no-op if it fired already).
             self.timer.unregister(poll)?;
         }
@@ -183,7 +265,7 @@ impl AnyloopSource {
             }
             self.timer.set_deadline(deadline);
             self.timer.register(poll, tokens)?;
-            self.armed = Some(deadline);
+            self.status.armed.set(Some(deadline));
         }
         Ok(())
     }
@@ -204,15 +286,13 @@ impl EventSource for AnyloopSource {
     where
         F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
     {
-        let mut ours = self.synthetic == Some(token);
-        if !ours {
-            // The epoll fd is readable: some watched fd is ready or a wake-up is pending.
-            // (Generic only checks the token; its readiness bits are not used.)
-            let _ = self.epoll.process_events(readiness, token, |_, _| {
-                ours = true;
-                Ok::<_, std::io::Error>(PostAction::Continue)
-            });
-        }
+        let mut ours = false;
+        // The epoll fd is readable: some watched fd is ready or a wake-up is pending.
+        // (Generic only checks the token; its readiness bits are not used.)
+        let _ = self.epoll.process_events(readiness, token, |_, _| {
+            ours = true;
+            Ok::<_, std::io::Error>(PostAction::Continue)
+        });
         if !ours {
             // Our timer: calloop already took it out of its wheel.
             let _ = self.timer.process_events(readiness, token, |_, _| {
@@ -223,7 +303,7 @@ impl EventSource for AnyloopSource {
                 return Ok(PostAction::Continue);
             }
             // Spent: `arm` has nothing to cancel.
-            self.armed = None;
+            self.status.armed.set(None);
         }
         self.iterate();
         self.compute_wanted();
@@ -235,17 +315,14 @@ impl EventSource for AnyloopSource {
     }
 
     fn register(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
-        self.synthetic = Some(tokens.token());
         self.resets_seen = self.resets.load(Ordering::SeqCst);
         self.epoll.register(poll, tokens)?;
         self.compute_wanted();
-        self.armed = None;
+        self.status.armed.set(None);
         self.arm(poll, tokens)
     }
 
     fn reregister(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
-        // The same sequence of tokens as `register`: the synthetic one first.
-        self.synthetic = Some(tokens.token());
         let resets = self.resets.load(Ordering::SeqCst);
         if resets != self.resets_seen {
             // The engine swapped a fresh epoll instance in behind the same fd number (B62):
@@ -267,44 +344,9 @@ impl EventSource for AnyloopSource {
     }
 
     fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
-        self.synthetic = None;
-        if self.armed.take().is_some() {
+        if self.status.armed.take().is_some() {
             self.timer.unregister(poll)?;
         }
         self.epoll.unregister(poll)
-    }
-
-    const NEEDS_EXTRA_LIFECYCLE_EVENTS: bool = true;
-
-    /// Right before calloop polls: from now on ops from other threads wake calloop (through
-    /// the engine's eventfd); anything that happened before is seen here. If the engine needs
-    /// an iteration sooner than the armed timer says (an op made outside our dispatch: a new
-    /// earliest timer, a pending free, a quit), make calloop poll without sleeping and
-    /// dispatch us (we cannot re-arm the timer here: calloop lends no `Poll` to this hook).
-    fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
-        let Some(synthetic) = self.synthetic else {
-            return Ok(None);
-        };
-        self.engine.set_host_sleeping(true);
-        self.compute_wanted();
-        let sooner = match (self.wanted, self.armed) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(wanted), Some(armed)) => wanted + REARM_SLACK < armed,
-        };
-        if sooner {
-            let readiness = Readiness {
-                readable: true,
-                writable: false,
-                error: false,
-            };
-            return Ok(Some((readiness, synthetic)));
-        }
-        Ok(None)
-    }
-
-    /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
-    fn before_handle_events(&mut self, _events: EventIterator<'_>) {
-        self.engine.set_host_sleeping(false);
     }
 }

@@ -112,11 +112,20 @@ fn ops_from_calloop_callbacks_and_calloop_run_with_quit() {
     event_loop
         .run(Some(Duration::from_secs(5)), &mut app, |_| {})
         .expect("run");
-    assert!(started.elapsed() < Duration::from_secs(4), "quit did not stop calloop's run");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "quit did not stop calloop's run"
+    );
     assert_eq!(app.log, ["calloop timer"]);
-    let fired = fired_at.lock().expect("lock").expect("the anyloop timer fired");
+    let fired = fired_at
+        .lock()
+        .expect("lock")
+        .expect("the anyloop timer fired");
     let added = added_at.borrow().expect("added");
-    assert!(fired >= added + Duration::from_millis(10), "R31: never early");
+    assert!(
+        fired >= added + Duration::from_millis(10),
+        "R31: never early"
+    );
     assert!(backend.take_error().is_none());
 }
 

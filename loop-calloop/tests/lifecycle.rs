@@ -21,9 +21,13 @@ impl Drop for DropCount {
 fn register(lp: &Loop, drops: &Arc<AtomicUsize>) -> std::os::unix::net::UnixStream {
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
     let state = DropCount(drops.clone());
-    lp.add_handle(std::os::fd::AsRawFd::as_raw_fd(&b), IoEvents::READABLE, move |_, _, _| {
-        let _ = &state;
-    })
+    lp.add_handle(
+        std::os::fd::AsRawFd::as_raw_fd(&b),
+        IoEvents::READABLE,
+        move |_, _, _| {
+            let _ = &state;
+        },
+    )
     .map_err(|r| r.error)
     .expect("add_handle");
     let state = DropCount(drops.clone());
@@ -43,7 +47,9 @@ fn dropping_the_backend_frees_everything_once() {
     let lp = backend.handle();
     let drops = Arc::new(AtomicUsize::new(0));
     let _fd = register(&lp, &drops);
-    event_loop.dispatch(Some(Duration::ZERO), &mut ()).expect("dispatch");
+    event_loop
+        .dispatch(Some(Duration::ZERO), &mut ())
+        .expect("dispatch");
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     drop(backend);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "R48: freed at destruction");
@@ -52,7 +58,9 @@ fn dropping_the_backend_frees_everything_once() {
         Err(Error::LoopGone)
     ));
     // The calloop loop carries on without the source.
-    event_loop.dispatch(Some(Duration::ZERO), &mut ()).expect("dispatch");
+    event_loop
+        .dispatch(Some(Duration::ZERO), &mut ())
+        .expect("dispatch");
     drop(event_loop);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "freed exactly once");
 }
@@ -65,7 +73,11 @@ fn dropping_the_calloop_loop_frees_everything_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let _fd = register(&lp, &drops);
     drop(event_loop);
-    assert_eq!(drops.load(Ordering::SeqCst), 2, "R48: freed with the calloop loop");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        2,
+        "R48: freed with the calloop loop"
+    );
     assert!(matches!(
         lp.add_timeout(None, |_| {}).map_err(|r| r.error),
         Err(Error::LoopGone)
@@ -98,7 +110,9 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
         })
         .map_err(|r| r.error)
         .expect("add");
-    event_loop.dispatch(Some(Duration::ZERO), &mut ()).expect("dispatch");
+    event_loop
+        .dispatch(Some(Duration::ZERO), &mut ())
+        .expect("dispatch");
     // Removed from another thread while nobody dispatches: the free waits for the loop.
     std::thread::spawn(move || lp.remove_timeout(id).expect("remove"))
         .join()
@@ -107,9 +121,18 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
     assert_eq!(backend.stats().pending_frees, 1);
     // One plain calloop dispatch with a long timeout runs it at once.
     let start = Instant::now();
-    event_loop.dispatch(Some(Duration::from_secs(5)), &mut ()).expect("dispatch");
-    assert!(start.elapsed() < Duration::from_secs(1), "the pending free waited");
+    event_loop
+        .dispatch(Some(Duration::from_secs(5)), &mut ())
+        .expect("dispatch");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the pending free waited"
+    );
     assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert_eq!(*freed_on.lock().expect("lock"), Some(loop_thread), "R50: on the loop thread");
+    assert_eq!(
+        *freed_on.lock().expect("lock"),
+        Some(loop_thread),
+        "R50: on the loop thread"
+    );
     assert!(backend.stats().is_idle());
 }

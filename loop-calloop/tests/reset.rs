@@ -27,15 +27,21 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
         .add_handle(dup.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
         .map_err(|r| r.error)
         .expect("add");
-    backend.dispatch(&mut event_loop, tick, &mut ()).expect("dispatch");
+    backend
+        .dispatch(&mut event_loop, tick, &mut ())
+        .expect("dispatch");
     drop(dup);
     writer.write_all(b"x").expect("write"); // readable through the surviving file
-    backend.dispatch(&mut event_loop, tick, &mut ()).expect("dispatch");
+    backend
+        .dispatch(&mut event_loop, tick, &mut ())
+        .expect("dispatch");
     // The kernel registration cannot be removed by number any more (EBADF): it is reported
     // again and again until the engine resets its epoll instance.
     lp.remove_handle(old).expect("remove");
     for _ in 0..5 {
-        backend.dispatch(&mut event_loop, tick, &mut ()).expect("dispatch");
+        backend
+            .dispatch(&mut event_loop, tick, &mut ())
+            .expect("dispatch");
     }
 
     // No spin: an idle window makes few iterations.
@@ -47,7 +53,10 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
             .expect("dispatch");
     }
     let spins = backend.stats().iterations - before;
-    assert!(spins < 20, "the closed fd makes the loop spin: {spins} iterations in 200 ms");
+    assert!(
+        spins < 20,
+        "the closed fd makes the loop spin: {spins} iterations in 200 ms"
+    );
 
     // A new watch is delivered: calloop still hears the (new) epoll instance.
     let (mut tx, rx) = UnixStream::pair().expect("pair");

@@ -44,7 +44,8 @@ impl LoopUnderTest for Driven {
     }
 
     fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
-        self.backend.dispatch(&mut self.event_loop, timeout, &mut ())
+        self.backend
+            .dispatch(&mut self.event_loop, timeout, &mut ())
     }
 
     fn run(&mut self) -> Result<()> {

@@ -154,25 +154,13 @@ impl<P: Poller> Engine<P> {
     }
 
     /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
-    /// engine, its [`stats`](Shared::stats) and [`take_quit`](Shared::take_quit) stay reachable
-    /// without borrowing the engine (e.g. from inside a callback it is running).
+    /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
+    /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
+    /// ([`set_host_sleeping`](Shared::set_host_sleeping), [`wake_host`](Shared::wake_host))
+    /// stay reachable without borrowing the engine (e.g. from another source of the host, or
+    /// from inside a callback the engine is running).
     pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {
         &self.shared
-    }
-
-    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd: tells
-    /// the engine that the host is about to sleep in its own poll (`true`, on the host's
-    /// thread, right before it polls) or has returned from it (`false`).
-    ///
-    /// While the host sleeps, ops from other threads write the wake-up (coalesced), exactly
-    /// as while [`run_once`](Self::run_once) waits, so they wake the host through the poller's
-    /// fd (R40). Ops made while the host does not sleep write nothing (R41): the backend must
-    /// ask [`next_timeout`](Self::next_timeout) when the host prepares its next poll (a new
-    /// timer, a pending free or a quit changes the answer; new fd readiness shows on the
-    /// poller's fd by itself). Call `true` *before* that last look, under no lock of the
-    /// backend's own, so that an op is either seen by the look or wakes the host.
-    pub fn set_host_sleeping(&self, sleeping: bool) {
-        self.shared.lock().loop_thread = sleeping.then(current_thread);
     }
 
     /// A handle that stops [`run`](Self::run) from any thread.
@@ -204,22 +192,10 @@ impl<P: Poller> Engine<P> {
     /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when this
     /// time has elapsed or the poller's fd is readable, and asks again before it next sleeps.
     pub fn next_timeout(&self) -> Option<Duration> {
-        if self.shared.quit.load(Ordering::SeqCst) || !self.recheck.is_empty() {
+        if !self.recheck.is_empty() {
             return Some(Duration::ZERO);
         }
-        let st = self.shared.lock();
-        if st.stats().pending_frees > 0
-            || st.always_ready.iter().any(|&key| {
-                st.fds
-                    .get(key)
-                    .is_some_and(|slot| !slot.interest.is_empty())
-            })
-        {
-            return Some(Duration::ZERO);
-        }
-        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
-        drop(st);
-        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
+        self.shared.next_timeout()
     }
 
     /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:

@@ -16,12 +16,12 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-use super::clock::deadline_after;
+use super::clock::{deadline_after, poll_timeout};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{Registered, Registrar, Token};
@@ -401,6 +401,59 @@ impl<R: Registrar> Shared<R> {
     /// does the same for the built-in loop.
     pub fn take_quit(&self) -> bool {
         self.quit.swap(false, Ordering::SeqCst)
+    }
+
+    /// [`Engine::next_timeout`](super::Engine::next_timeout) for a level-triggered OS layer
+    /// (which has no re-check list): how long a host may sleep before the engine needs an
+    /// iteration, `Some(ZERO)` for "now" (a timer is due, an always-ready fd is enabled, a
+    /// free is pending, a quit was requested), `None` for "only when the poller's fd is
+    /// ready".
+    pub fn next_timeout(&self) -> Option<Duration> {
+        if self.quit.load(Ordering::SeqCst) {
+            return Some(Duration::ZERO);
+        }
+        let st = self.lock();
+        if st.stats().pending_frees > 0
+            || st.always_ready.iter().any(|&key| {
+                st.fds
+                    .get(key)
+                    .is_some_and(|slot| !slot.interest.is_empty())
+            })
+        {
+            return Some(Duration::ZERO);
+        }
+        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
+        drop(st);
+        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
+    }
+
+    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd: tells
+    /// the engine that the host is about to sleep in its own poll (`true`, on the host's
+    /// thread, right before it polls) or has returned from it (`false`).
+    ///
+    /// While the host sleeps, ops from other threads write the wake-up (coalesced), exactly
+    /// as while [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host
+    /// through the poller's fd (R40). Ops made while the host does not sleep write nothing
+    /// (R41): the backend must look at [`next_timeout`](Self::next_timeout) when the host
+    /// prepares its next poll (a new timer, a pending free or a quit changes the answer; new
+    /// fd readiness shows on the poller's fd by itself). Call `true` *before* that look, so
+    /// that an op is either seen by it or wakes the host.
+    pub fn set_host_sleeping(&self, sleeping: bool) {
+        self.lock().loop_thread = sleeping.then(current_thread);
+    }
+
+    /// Makes the poller's fd readable (the wake-up, unless one is pending already), so that a
+    /// host about to poll it returns at once and runs the engine: for a backend that sees,
+    /// right before its host sleeps, that the engine needs an iteration sooner than the host
+    /// would otherwise wake.
+    pub fn wake_host(&self) {
+        let claimed = {
+            let mut st = self.lock();
+            !std::mem::replace(&mut st.wake_pending, true)
+        };
+        if claimed {
+            self.wake();
+        }
     }
 
     /// Sends the wake-up claimed by [`State::claim_wake`] (after the lock was released).

@@ -181,7 +181,10 @@ fn report(event: &RelayEvent, frame: u64) {
     let mut err = io::stderr().lock();
     let _ = match event {
         RelayEvent::Line { number, bytes, .. } => {
-            writeln!(err, "calloop_relay: frame {frame}: line {number} ({bytes} bytes)")
+            writeln!(
+                err,
+                "calloop_relay: frame {frame}: line {number} ({bytes} bytes)"
+            )
         }
         RelayEvent::Idle { after } => writeln!(err, "calloop_relay: idle for {after:?}"),
         RelayEvent::Backpressure { paused } => {
