@@ -20,14 +20,26 @@
 //!    its own heap). A zero timeout (a zero-interval timer, an always-ready file, a pending
 //!    free, a quit) arms it at *now*, so calloop polls without sleeping.
 //!
-//! Ops made outside that dispatch (by other threads, or by the application between
-//! dispatches) write the engine's eventfd, which is inside the engine's epoll set (the engine
-//! is [hosted](Engine::set_hosted)): calloop's poll wakes up and step 3 runs. No wake-up can be
-//! lost, and no other thread ever touches calloop (whose `LoopHandle` is not `Send`): ids come
-//! straight from the engine's table, synchronously.
+//! **Wake-ups.** calloop's `LoopHandle` is not `Send`, and no other thread ever touches
+//! calloop: vtable ops from any thread go straight into the engine's table (ids are returned
+//! synchronously) and the engine's eventfd, inside the epoll set calloop watches, wakes
+//! calloop when needed. A second, fd-less source, [`SleepHook`], brackets calloop's poll:
 //!
-//! The source inserts nothing into calloop after it was inserted itself, so callbacks can
-//! never hit calloop's double borrow (B50).
+//! - right before calloop sleeps it tells the engine that the host sleeps, so that from then
+//!   on an op from another thread writes the eventfd (as while the built-in loop waits, R40);
+//!   and it looks at [`Shared::next_timeout`]: if an op made meanwhile (by another thread, or
+//!   on the loop thread by another calloop source's callback, R41) needs an iteration sooner
+//!   than the armed timer, it writes the eventfd itself, so calloop does not sleep and the
+//!   source re-arms (step 4);
+//! - right after the poll it tells the engine that the host is awake again: ops need no
+//!   wake-up until the next look.
+//!
+//! An op is thus either seen by that look or made while calloop sleeps (and wakes it): no
+//! wake-up can be lost (calloop B51/B52 were lost wake-ups through a coalescing flag; the
+//! engine's `wake_pending` flag is cleared only by the iteration that drained the eventfd).
+//!
+//! The sources insert nothing into calloop after they were inserted themselves and never
+//! touch the loop from a hook, so callbacks can never hit calloop's double borrow (B50).
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, BorrowedFd};

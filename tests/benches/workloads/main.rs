@@ -252,7 +252,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     ));
     md.push_str(&report::markdown(&rows));
-    md.push_str("\nStep 1 targets (ratios to the floor of this run):\n\n");
+    md.push_str("\nStep targets (ratios to the floor, or to the raw substrate, of this run):\n\n");
     md.push_str(&report::targets(&rows));
     println!("\n{md}");
 
