@@ -65,8 +65,8 @@ const REARM_SLACK: Duration = Duration::from_micros(20);
 /// The deadline matching a [`next_timeout`](Engine::next_timeout) answer: `now` is read after
 /// the engine's own clock read, so it is never earlier than the engine's deadline.
 pub(crate) fn wanted(wait: Option<Duration>) -> Option<Instant> {
-    let now = Instant::now();
-    wait.and_then(|wait| now.checked_add(wait))
+    // No clock read on the pure-fd path.
+    wait.and_then(|wait| Instant::now().checked_add(wait))
 }
 
 /// Whether a calloop timer armed for `armed` must be re-registered for `wanted`. It is kept
@@ -144,7 +144,7 @@ impl EventSource for SleepHook {
     }
 
     fn unregister(&mut self, _poll: &mut Poll) -> calloop::Result<()> {
-        self.shared.set_host_sleeping(false);
+        self.shared.host_awake();
         Ok(())
     }
 
@@ -158,8 +158,7 @@ impl EventSource for SleepHook {
     /// re-arms. (This hook cannot re-arm the timer itself: calloop lends no `Poll` here, and
     /// touching the loop from a hook is calloop's double-borrow trap, B50.)
     fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
-        self.shared.set_host_sleeping(true);
-        let wanted = wanted(self.shared.next_timeout());
+        let wanted = wanted(self.shared.host_sleeps());
         let sooner = match (wanted, self.status.armed.get()) {
             (None, _) => false,
             (Some(_), None) => true,
@@ -173,7 +172,7 @@ impl EventSource for SleepHook {
 
     /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
     fn before_handle_events(&mut self, _events: EventIterator<'_>) {
-        self.shared.set_host_sleeping(false);
+        self.shared.host_awake();
     }
 }
 

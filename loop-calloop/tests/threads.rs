@@ -48,8 +48,10 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         let lp2 = lp.clone();
         let id = lp
             .add_timeout(None, move |id| {
-                let _ = fired_tx.send(());
+                // Disable first, then report: a post that follows the report can never be
+                // undone by this disable (W3 reports first, which races under load).
                 lp2.update_timeout(id, None).expect("disable");
+                let _ = fired_tx.send(());
             })
             .map_err(|r| r.error)
             .expect("add");

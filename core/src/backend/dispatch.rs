@@ -156,7 +156,8 @@ impl<P: Poller> Engine<P> {
     /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
     /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
     /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
-    /// ([`set_host_sleeping`](Shared::set_host_sleeping), [`wake_host`](Shared::wake_host))
+    /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
+    /// [`wake_host`](Shared::wake_host))
     /// stay reachable without borrowing the engine (e.g. from another source of the host, or
     /// from inside a callback the engine is running).
     pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {

@@ -400,7 +400,8 @@ impl<R: Registrar> Shared<R> {
     /// whose host runs the loop and must stop when asked; [`Engine::run`](super::Engine::run)
     /// does the same for the built-in loop.
     pub fn take_quit(&self) -> bool {
-        self.quit.swap(false, Ordering::SeqCst)
+        // A plain load first: no read-modify-write on the hot path when no quit is pending.
+        self.quit.load(Ordering::SeqCst) && self.quit.swap(false, Ordering::SeqCst)
     }
 
     /// [`Engine::next_timeout`](super::Engine::next_timeout) for a level-triggered OS layer
@@ -413,7 +414,12 @@ impl<R: Registrar> Shared<R> {
             return Some(Duration::ZERO);
         }
         let st = self.lock();
-        if st.stats().pending_frees > 0
+        self.next_timeout_locked(st)
+    }
+
+    fn next_timeout_locked(&self, st: MutexGuard<'_, State>) -> Option<Duration> {
+        if self.quit.load(Ordering::SeqCst)
+            || st.stats().pending_frees > 0
             || st.always_ready.iter().any(|&key| {
                 st.fds
                     .get(key)
@@ -427,19 +433,28 @@ impl<R: Registrar> Shared<R> {
         deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
     }
 
-    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd: tells
-    /// the engine that the host is about to sleep in its own poll (`true`, on the host's
-    /// thread, right before it polls) or has returned from it (`false`).
+    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd, right
+    /// before the host sleeps in its own poll, on the host's thread: from now on ops from
+    /// other threads write the wake-up (coalesced), exactly as while
+    /// [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host through the
+    /// poller's fd (R40). Returns [`next_timeout`](Self::next_timeout), read under the same
+    /// lock: an op is either seen by this answer or wakes the host.
     ///
-    /// While the host sleeps, ops from other threads write the wake-up (coalesced), exactly
-    /// as while [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host
-    /// through the poller's fd (R40). Ops made while the host does not sleep write nothing
-    /// (R41): the backend must look at [`next_timeout`](Self::next_timeout) when the host
-    /// prepares its next poll (a new timer, a pending free or a quit changes the answer; new
-    /// fd readiness shows on the poller's fd by itself). Call `true` *before* that look, so
-    /// that an op is either seen by it or wakes the host.
-    pub fn set_host_sleeping(&self, sleeping: bool) {
-        self.lock().loop_thread = sleeping.then(current_thread);
+    /// Ops made while the host does not sleep write nothing (R41), so the backend must act on
+    /// the answer before the host sleeps (a new timer, a pending free or a quit changes it;
+    /// new fd readiness shows on the poller's fd by itself), e.g. with
+    /// [`wake_host`](Self::wake_host). Call [`host_awake`](Self::host_awake) when the host's
+    /// poll returned.
+    pub fn host_sleeps(&self) -> Option<Duration> {
+        let mut st = self.lock();
+        st.loop_thread = Some(current_thread());
+        self.next_timeout_locked(st)
+    }
+
+    /// The host's poll returned (see [`host_sleeps`](Self::host_sleeps)): ops need no
+    /// wake-up until it sleeps again.
+    pub fn host_awake(&self) {
+        self.lock().loop_thread = None;
     }
 
     /// Makes the poller's fd readable (the wake-up, unless one is pending already), so that a

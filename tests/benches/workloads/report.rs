@@ -112,8 +112,13 @@ fn slopes(rows: &[Row]) -> Vec<Row> {
             r.backend == backend && r.workload == "W1" && r.n == Some(n) && r.a == Some(1)
         })
     };
-    let mut backends: Vec<&'static str> = rows.iter().map(|r| r.backend).collect();
-    backends.dedup();
+    // Each backend once, in order of appearance (rows of several backends interleave).
+    let mut backends: Vec<&'static str> = Vec::new();
+    for r in rows {
+        if !backends.contains(&r.backend) {
+            backends.push(r.backend);
+        }
+    }
     backends
         .into_iter()
         .filter_map(|b| {
