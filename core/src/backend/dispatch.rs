@@ -162,6 +162,17 @@ impl<P: Poller> Engine<P> {
         Loop::from_arc(self.shared.clone())
     }
 
+    /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
+    /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
+    /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
+    /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
+    /// [`wake_host`](Shared::wake_host))
+    /// stay reachable without borrowing the engine (e.g. from another source of the host, or
+    /// from inside a callback the engine is running).
+    pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {
+        &self.shared
+    }
+
     /// A handle that stops [`run`](Self::run) from any thread.
     pub fn quit_handle(&self) -> QuitHandle {
         QuitHandle(self.shared.clone())
@@ -194,49 +205,37 @@ impl<P: Poller> Engine<P> {
     /// [`prepare_host_wait`](Self::prepare_host_wait) instead, so that ops from other
     /// threads wake it.
     pub fn next_timeout(&self) -> Option<Duration> {
-        let st = self.shared.lock();
-        self.next_timeout_locked(st)
+        if !self.work.recheck.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.shared.next_timeout()
     }
 
-    /// [`next_timeout`](Self::next_timeout) for a host loop about to poll: also records the
-    /// calling thread as a host thread that may block. Until the host's poll is over
-    /// ([`end_host_wait`](Self::end_host_wait), or the next [`run_once`](Self::run_once)), an
-    /// op from any other thread wakes the poller (its fd becomes readable) although the
-    /// engine is not inside `run_once`, because the host may be blocked in its own poll on
-    /// the poller's fd (R40); ops on the host thread itself need no wake-up (R41). Call it
-    /// from the host's prepare step, on the thread that iterates the host, every time.
+    /// [`next_timeout`](Self::next_timeout) for a host loop about to poll (its prepare step,
+    /// on the thread that iterates the host, every time): opens the host-wait window of
+    /// [`Shared::host_sleeps`], during which an op from any other thread wakes the poller (its
+    /// fd becomes readable) although the engine is not inside [`run_once`](Self::run_once),
+    /// because the host may be blocked in its own poll on that fd (R40); ops on the host
+    /// thread itself need no wake-up (R41).
     pub fn prepare_host_wait(&self) -> Option<Duration> {
-        let mut st = self.shared.lock();
-        st.host_waiting = Some(current_thread());
-        self.next_timeout_locked(st)
+        let timeout = self.shared.host_sleeps();
+        if self.work.recheck.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        }
     }
 
-    /// The host's poll is over (its check step): ops from other threads stop writing the
-    /// wake-up until the next [`prepare_host_wait`](Self::prepare_host_wait), which reads
-    /// the state afresh anyway, so that no stale wake-up is left for the next poll. Returns
-    /// [`next_timeout`](Self::next_timeout), computed under the same lock.
+    /// The host's poll is over (its check step): closes the window opened by
+    /// [`prepare_host_wait`](Self::prepare_host_wait) ([`Shared::host_awake`]) and returns
+    /// [`next_timeout`](Self::next_timeout).
     pub fn end_host_wait(&self) -> Option<Duration> {
-        let mut st = self.shared.lock();
-        st.host_waiting = None;
-        self.next_timeout_locked(st)
-    }
-
-    fn next_timeout_locked(&self, st: std::sync::MutexGuard<'_, State>) -> Option<Duration> {
-        if self.shared.quit.load(Ordering::SeqCst) || !self.work.recheck.is_empty() {
-            return Some(Duration::ZERO);
+        let timeout = self.shared.host_awake();
+        if self.work.recheck.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
         }
-        if st.stats().pending_frees > 0
-            || st.always_ready.iter().any(|&key| {
-                st.fds
-                    .get(key)
-                    .is_some_and(|slot| !slot.interest.is_empty())
-            })
-        {
-            return Some(Duration::ZERO);
-        }
-        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
-        drop(st);
-        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
     }
 
     /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:

@@ -16,13 +16,13 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use smallvec::SmallVec;
 
-use super::clock::deadline_after;
+use super::clock::{deadline_after, poll_timeout};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{Registered, Registrar, Token};
@@ -416,6 +416,92 @@ impl<R: Registrar> Shared<R> {
     /// from a bug in the engine itself; the table is still consistent enough to carry on.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Live watches, live timers, pending frees and iterations so far (R57): what
+    /// [`Engine::stats`](super::Engine::stats) reports, readable by a backend that does not
+    /// hold the engine (a hosted backend whose host owns it).
+    pub fn stats(&self) -> LoopStats {
+        self.lock().stats()
+    }
+
+    /// Consumes a pending quit request (R47): `true` once per request. For a hosted backend,
+    /// whose host runs the loop and must stop when asked; [`Engine::run`](super::Engine::run)
+    /// does the same for the built-in loop.
+    pub fn take_quit(&self) -> bool {
+        // A plain load first: no read-modify-write on the hot path when no quit is pending.
+        self.quit.load(Ordering::SeqCst) && self.quit.swap(false, Ordering::SeqCst)
+    }
+
+    /// [`Engine::next_timeout`](super::Engine::next_timeout) for a level-triggered OS layer
+    /// (which has no re-check list): how long a host may sleep before the engine needs an
+    /// iteration, `Some(ZERO)` for "now" (a timer is due, an always-ready fd is enabled, a
+    /// free is pending, a quit was requested), `None` for "only when the poller's fd is
+    /// ready".
+    pub fn next_timeout(&self) -> Option<Duration> {
+        if self.quit.load(Ordering::SeqCst) {
+            return Some(Duration::ZERO);
+        }
+        let st = self.lock();
+        self.next_timeout_locked(st)
+    }
+
+    fn next_timeout_locked(&self, st: MutexGuard<'_, State>) -> Option<Duration> {
+        if self.quit.load(Ordering::SeqCst)
+            || st.stats().pending_frees > 0
+            || st.always_ready.iter().any(|&key| {
+                st.fds
+                    .get(key)
+                    .is_some_and(|slot| !slot.interest.is_empty())
+            })
+        {
+            return Some(Duration::ZERO);
+        }
+        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
+        drop(st);
+        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
+    }
+
+    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd, right
+    /// before the host sleeps in its own poll, on the host's thread: from now on ops from
+    /// other threads write the wake-up (coalesced), exactly as while
+    /// [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host through the
+    /// poller's fd (R40). Returns [`next_timeout`](Self::next_timeout), read under the same
+    /// lock: an op is either seen by this answer or wakes the host.
+    ///
+    /// Ops made while the host does not sleep write nothing (R41), so the backend must act on
+    /// the answer before the host sleeps (a new timer, a pending free or a quit changes it;
+    /// new fd readiness shows on the poller's fd by itself), e.g. with
+    /// [`wake_host`](Self::wake_host). Call [`host_awake`](Self::host_awake) when the host's
+    /// poll returned.
+    pub fn host_sleeps(&self) -> Option<Duration> {
+        let mut st = self.lock();
+        st.host_waiting = Some(current_thread());
+        self.next_timeout_locked(st)
+    }
+
+    /// The host's poll returned (see [`host_sleeps`](Self::host_sleeps)): ops need no
+    /// wake-up until it sleeps again, so no stale wake-up is left to end a later poll early.
+    /// ([`Engine::run_once`](super::Engine::run_once) ends the window too.) Returns
+    /// [`next_timeout`](Self::next_timeout), read under the same lock.
+    pub fn host_awake(&self) -> Option<Duration> {
+        let mut st = self.lock();
+        st.host_waiting = None;
+        self.next_timeout_locked(st)
+    }
+
+    /// Makes the poller's fd readable (the wake-up, unless one is pending already), so that a
+    /// host about to poll it returns at once and runs the engine: for a backend that sees,
+    /// right before its host sleeps, that the engine needs an iteration sooner than the host
+    /// would otherwise wake.
+    pub fn wake_host(&self) {
+        let claimed = {
+            let mut st = self.lock();
+            !std::mem::replace(&mut st.wake_pending, true)
+        };
+        if claimed {
+            self.wake();
+        }
     }
 
     /// Sends the wake-up claimed by [`State::claim_wake`] (after the lock was released).

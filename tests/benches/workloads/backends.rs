@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyloop::Loop;
+use anyloop_calloop::CalloopBackend;
 use anyloop_glib::GlibLoop;
 use anyloop_select::{Poller, SelectLoop};
 
@@ -50,5 +51,38 @@ impl Driver for Glib {
 
     fn pending_frees(&self) -> usize {
         self.0.stats().pending_frees
+    }
+}
+
+/// `anyloop-calloop`: the engine as one source of a calloop loop (shared data `()`), one
+/// iteration being one calloop `dispatch` through [`CalloopBackend::dispatch`].
+pub struct Calloop {
+    // Dropped first: removes the source (and frees every callback) before the loop goes.
+    backend: CalloopBackend<'static>,
+    event_loop: calloop::EventLoop<'static, ()>,
+}
+
+impl Driver for Calloop {
+    fn make() -> Self {
+        let event_loop = calloop::EventLoop::try_new().expect("calloop::EventLoop::try_new");
+        let backend = CalloopBackend::new(&event_loop.handle()).expect("CalloopBackend::new");
+        Calloop {
+            backend,
+            event_loop,
+        }
+    }
+
+    fn handle(&self) -> Loop {
+        self.backend.handle()
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) {
+        self.backend
+            .dispatch(&mut self.event_loop, timeout, &mut ())
+            .expect("CalloopBackend::dispatch");
+    }
+
+    fn pending_frees(&self) -> usize {
+        self.backend.stats().pending_frees
     }
 }

@@ -18,6 +18,7 @@
 
 mod anyloop_adapter;
 mod backends;
+mod calloop_raw;
 mod contender;
 mod floor;
 mod glib_raw;
@@ -81,13 +82,15 @@ fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
 /// built on it (`glib`).
 fn backends() -> Vec<Backend> {
     use anyloop_adapter::Anyloop;
-    use backends::{Glib, Select};
+    use backends::{Calloop, Glib, Select};
     vec![
         backend::<floor::Floor>("floor"),
         backend::<Anyloop<Select<false>>>("select"),
         backend::<Anyloop<Select<true>>>("select-mio"),
         backend::<Anyloop<Glib>>("glib"),
         backend::<glib_raw::GlibRaw>("glib-raw"),
+        backend::<Anyloop<Calloop>>("calloop"),
+        backend::<calloop_raw::CalloopRaw>("calloop-raw"),
     ]
 }
 

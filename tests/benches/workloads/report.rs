@@ -112,7 +112,7 @@ fn slopes(rows: &[Row]) -> Vec<Row> {
             r.backend == backend && r.workload == "W1" && r.n == Some(n) && r.a == Some(1)
         })
     };
-    // Each backend once, in first-seen order (rows of backends interleave by workload).
+    // Each backend once, in order of appearance (rows of several backends interleave).
     let mut backends: Vec<&'static str> = Vec::new();
     for r in rows {
         if !backends.contains(&r.backend) {
@@ -233,38 +233,156 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// The targets of step 1 (issue 2) for the select backends and of step 2 (issue 3) for the
-/// glib backend: a "met"/"MISSED" line each.
+/// A target of one step: a "met"/"MISSED" line per matching row.
+struct Target {
+    /// The backend rows it applies to.
+    backend: &'static str,
+    /// What it says.
+    text: &'static str,
+    /// Whether a row is one it checks.
+    applies: fn(&Row) -> bool,
+    /// The raw substrate it compares with (`None`: the floor, or an absolute figure).
+    against: Option<&'static str>,
+    /// The limit on the ratio (or on the W1 slope in ns, for `W1slope` rows).
+    limit: f64,
+}
+
+fn is(workload: &'static str, r: &Row) -> bool {
+    r.workload == workload
+}
+
+/// The step targets of the ratio kind: step 1 (issue 2) for the select backends, step 3
+/// (issue 4) for calloop. Step 2's (glib) have other shapes: see [`glib_targets`].
+fn all_targets() -> Vec<Target> {
+    let mut out = Vec::new();
+    for backend in ["select", "select-mio"] {
+        out.extend([
+            Target {
+                backend,
+                text: "W1 ≤ 1.2× floor",
+                applies: |r| is("W1", r),
+                against: None,
+                limit: 1.2,
+            },
+            Target {
+                backend,
+                text: "slope < 0.1 ns/watch",
+                applies: |r| is("W1slope", r),
+                against: None,
+                limit: 0.1,
+            },
+            Target {
+                backend,
+                text: "W2 churn 100k ≤ 1.5× floor",
+                applies: |r| r.phase == Some("churn-all") && r.n == Some(100_000),
+                against: None,
+                limit: 1.5,
+            },
+            Target {
+                backend,
+                text: "W3 p50 ≤ 1.3× floor",
+                applies: |r| is("W3", r),
+                against: None,
+                limit: 1.3,
+            },
+            Target {
+                backend,
+                text: "W4 ≤ 1.2× floor",
+                applies: |r| is("W4", r),
+                against: None,
+                limit: 1.2,
+            },
+        ]);
+    }
+    out.extend([
+        Target {
+            backend: "calloop",
+            text: "W1 N=10 ≤ 1.2× calloop-raw",
+            applies: |r| is("W1", r) && r.n == Some(10),
+            against: Some("calloop-raw"),
+            limit: 1.2,
+        },
+        Target {
+            backend: "calloop",
+            text: "slope < 0.1 ns/watch",
+            applies: |r| is("W1slope", r),
+            against: None,
+            limit: 0.1,
+        },
+        Target {
+            backend: "calloop",
+            text: "W2 churn 100k ≤ 2× floor",
+            applies: |r| r.phase == Some("churn-all") && r.n == Some(100_000),
+            against: None,
+            limit: 2.0,
+        },
+        Target {
+            backend: "calloop",
+            text: "W3 p50 ≤ 1.5× floor",
+            applies: |r| is("W3", r),
+            against: None,
+            limit: 1.5,
+        },
+        Target {
+            backend: "calloop",
+            text: "W4 ≤ 1.2× calloop-raw",
+            applies: |r| is("W4", r),
+            against: Some("calloop-raw"),
+            limit: 1.2,
+        },
+    ]);
+    out
+}
+
+/// The ratio of `row` to the same figure of `against` in this run.
+fn ratio_to(rows: &[Row], row: &Row, against: &str) -> Option<f64> {
+    rows.iter()
+        .find(|o| {
+            o.backend == against
+                && o.workload == row.workload
+                && o.n == row.n
+                && o.a == row.a
+                && o.phase == row.phase
+        })
+        .filter(|o| o.ns > 0.0)
+        .map(|o| row.ns / o.ns)
+}
+
+/// The step targets for the backends of this run: a "met"/"MISSED" line each.
 pub fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| backend | target | measured | verdict |");
     let _ = writeln!(out, "|---|---|---|---|");
-    for r in rows.iter().filter(|r| r.backend.starts_with("select")) {
-        let (target, value, met) = match (r.workload, r.phase, r.n) {
-            ("W1", _, _) => ("W1 ≤ 1.2× floor", r.ratio, r.ratio.map(|x| x <= 1.2)),
-            ("W1slope", _, _) => ("slope < 0.1 ns/watch", Some(r.ns), Some(r.ns < 0.1)),
-            ("W2", Some("churn-all"), Some(100_000)) => (
-                "W2 churn 100k ≤ 1.5× floor",
-                r.ratio,
-                r.ratio.map(|x| x <= 1.5),
-            ),
-            ("W3", _, _) => ("W3 p50 ≤ 1.3× floor", r.ratio, r.ratio.map(|x| x <= 1.3)),
-            ("W4", _, _) => ("W4 ≤ 1.2× floor", r.ratio, r.ratio.map(|x| x <= 1.2)),
-            _ => continue,
-        };
-        let what = label(r);
-        let shown = match (r.workload, value) {
-            ("W1slope", Some(v)) => format!("{v:.3} ns"),
-            (_, Some(v)) => format!("{v:.2}×"),
-            _ => "no floor figure".into(),
-        };
-        verdict_line(
-            &mut out,
-            r.backend,
-            &format!("{target}: {what}"),
-            &shown,
-            met,
-        );
+    for target in all_targets() {
+        for r in rows
+            .iter()
+            .filter(|r| r.backend == target.backend && (target.applies)(r))
+        {
+            let value = match (r.workload, target.against) {
+                ("W1slope", _) => Some(r.ns),
+                (_, Some(against)) => ratio_to(rows, r, against),
+                (_, None) => r.ratio,
+            };
+            let shown = match (r.workload, value) {
+                ("W1slope", Some(v)) => format!("{v:.3} ns"),
+                (_, Some(v)) => format!("{v:.2}×"),
+                (_, None) => format!("no {} figure", target.against.unwrap_or("floor")),
+            };
+            let verdict = match value {
+                Some(v) if v < target.limit || (v == target.limit && r.workload != "W1slope") => {
+                    "met"
+                }
+                Some(_) => "MISSED",
+                None => "?",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {}: {} | {shown} | {verdict} |",
+                r.backend,
+                target.text,
+                label(r)
+            );
+        }
     }
     glib_targets(rows, &mut out);
     out

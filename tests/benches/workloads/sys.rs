@@ -48,7 +48,7 @@ pub fn rdwr_pipe() -> OwnedFd {
 /// Every fd handed to a callback belongs to a workload driver that drops the contender (and
 /// so every watch) before it closes its fds; callbacks only run inside `run_once`.
 #[inline]
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: see above: the descriptor stays open for as long as any callback can run with it.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }

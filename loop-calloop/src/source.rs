@@ -1,0 +1,363 @@
+//! The calloop event source that drives the engine: from calloop's report to the user's
+//! callback.
+//!
+//! One event, top to bottom:
+//!
+//! 1. A watched fd becomes ready (or another thread makes an op, which writes the engine's
+//!    eventfd): the engine's **epoll fd** becomes readable. calloop polls that fd as one
+//!    level-triggered `Generic` entry, whatever the number of watches (O(ready), not
+//!    O(registered)).
+//! 2. Or the engine's earliest timer is due: calloop's own timer wheel holds **one** calloop
+//!    `Timer` for that deadline (our timers stay in the engine's O(log n) heap).
+//! 3. calloop calls [`AnyloopSource::process_events`], which runs one engine iteration with a
+//!    zero timeout ([`Engine::run_once`]; read `core/src/backend/dispatch.rs` for the rest of
+//!    the path): frees, `epoll_wait(0)` on the engine's epoll, timers then watches, each
+//!    callback with the table unlocked, frees again. ERROR/HANGUP are exact, as the engine's
+//!    own epoll reports them (calloop's `Readiness` is not used).
+//! 4. Afterwards the source asks [`Engine::next_timeout`] when the engine needs the next
+//!    iteration and, if that moved, returns [`PostAction::Reregister`], and calloop re-arms
+//!    the one timer through [`AnyloopSource::reregister`] (no syscall: calloop's timers live in
+//!    its own heap). A zero timeout (a zero-interval timer, an always-ready file, a pending
+//!    free, a quit) arms it at *now*, so calloop polls without sleeping.
+//!
+//! **Wake-ups.** calloop's `LoopHandle` is not `Send`, and no other thread ever touches
+//! calloop: vtable ops from any thread go straight into the engine's table (ids are returned
+//! synchronously) and the engine's eventfd, inside the epoll set calloop watches, wakes
+//! calloop when needed. A second, fd-less source, [`SleepHook`], brackets calloop's poll:
+//!
+//! - right before calloop sleeps it tells the engine that the host sleeps, so that from then
+//!   on an op from another thread writes the eventfd (as while the built-in loop waits, R40);
+//!   and it looks at [`Shared::next_timeout`]: if an op made meanwhile (by another thread, or
+//!   on the loop thread by another calloop source's callback, R41) needs an iteration sooner
+//!   than the armed timer, it writes the eventfd itself, so calloop does not sleep and the
+//!   source re-arms (step 4);
+//! - right after the poll it tells the engine that the host is awake again: ops need no
+//!   wake-up until the next look.
+//!
+//! An op is thus either seen by that look or made while calloop sleeps (and wakes it): no
+//! wake-up can be lost (calloop B51/B52 were lost wake-ups through a coalescing flag; the
+//! engine's `wake_pending` flag is cleared only by the iteration that drained the eventfd).
+//!
+//! The sources insert nothing into calloop after they were inserted themselves and never
+//! touch the loop from a hook, so callbacks can never hit calloop's double borrow (B50).
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyloop::backend::{Engine, Shared};
+use anyloop::Error;
+use calloop::generic::Generic;
+use calloop::timer::{TimeoutAction, Timer};
+use calloop::{
+    EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory,
+};
+
+use crate::sys::{HostedPoller, HostedRegistrar};
+
+/// An armed calloop timer within this distance of the wanted deadline is kept as is: the
+/// deadline is recomputed from `now` after every iteration and jitters by nanoseconds.
+const REARM_SLACK: Duration = Duration::from_micros(20);
+
+/// The deadline matching a [`next_timeout`](Engine::next_timeout) answer: `now` is read after
+/// the engine's own clock read, so it is never earlier than the engine's deadline.
+pub(crate) fn wanted(wait: Option<Duration>) -> Option<Instant> {
+    // No clock read on the pure-fd path.
+    wait.and_then(|wait| Instant::now().checked_add(wait))
+}
+
+/// Whether a calloop timer armed for `armed` must be re-registered for `wanted`. It is kept
+/// within [`REARM_SLACK`] either way: the wanted deadline is recomputed from `now` after every
+/// iteration and jitters by nanoseconds.
+pub(crate) fn needs_rearm(armed: Option<Instant>, wanted: Option<Instant>) -> bool {
+    match (armed, wanted) {
+        (None, None) => false,
+        (Some(armed), Some(wanted)) => {
+            let gap = if armed > wanted {
+                armed - wanted
+            } else {
+                wanted - armed
+            };
+            gap > REARM_SLACK
+        }
+        _ => true,
+    }
+}
+
+/// What the backend and its sources share on the loop thread.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    /// Callbacks run by the engine since the backend last reset the count.
+    pub(crate) dispatched: Cell<usize>,
+    /// The first error of an iteration not yet reported (a callback or free panicked).
+    pub(crate) error: RefCell<Option<Error>>,
+    /// A quit request consumed from the engine, not yet acted on by the backend's `run`.
+    pub(crate) quit: Cell<bool>,
+    /// Stopped when a quit request arrives, so calloop's own `EventLoop::run` returns too.
+    pub(crate) signal: RefCell<Option<LoopSignal>>,
+    /// The deadline the source's calloop timer is registered for in calloop's wheel, if any.
+    pub(crate) armed: Cell<Option<Instant>>,
+}
+
+/// A second, fd-less calloop source that only takes calloop's lifecycle hooks around its
+/// poll. Kept apart from [`AnyloopSource`] because calloop 0.14 adds a source with
+/// lifecycle hooks to its hook list again on every re-registration (never removing the old
+/// entry), and `AnyloopSource` re-registers whenever its timer moves.
+pub(crate) struct SleepHook {
+    pub(crate) shared: Arc<Shared<HostedRegistrar>>,
+    pub(crate) status: Rc<Status>,
+}
+
+impl std::fmt::Debug for SleepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SleepHook").finish_non_exhaustive()
+    }
+}
+
+impl EventSource for SleepHook {
+    type Event = ();
+    type Metadata = ();
+    type Ret = ();
+    type Error = std::io::Error;
+
+    fn process_events<F>(
+        &mut self,
+        _readiness: Readiness,
+        _token: Token,
+        _callback: F,
+    ) -> Result<PostAction, Self::Error>
+    where
+        F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
+    {
+        Ok(PostAction::Continue)
+    }
+
+    fn register(&mut self, _poll: &mut Poll, _tokens: &mut TokenFactory) -> calloop::Result<()> {
+        Ok(())
+    }
+
+    fn reregister(&mut self, _poll: &mut Poll, _tokens: &mut TokenFactory) -> calloop::Result<()> {
+        Ok(())
+    }
+
+    fn unregister(&mut self, _poll: &mut Poll) -> calloop::Result<()> {
+        self.shared.host_awake();
+        Ok(())
+    }
+
+    const NEEDS_EXTRA_LIFECYCLE_EVENTS: bool = true;
+
+    /// Right before calloop polls: from now on ops from other threads wake calloop (through
+    /// the engine's eventfd); anything that happened before is seen here. If the engine needs
+    /// an iteration sooner than the armed timer says (an op made outside the source's
+    /// dispatch: a new earliest timer, a pending free, a quit), make the engine's epoll fd
+    /// readable so that calloop polls without sleeping and dispatches the source, which then
+    /// re-arms. (This hook cannot re-arm the timer itself: calloop lends no `Poll` here, and
+    /// touching the loop from a hook is calloop's double-borrow trap, B50.)
+    fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
+        let wanted = wanted(self.shared.host_sleeps());
+        let sooner = match (wanted, self.status.armed.get()) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(wanted), Some(armed)) => wanted + REARM_SLACK < armed,
+        };
+        if sooner {
+            self.shared.wake_host();
+        }
+        Ok(None)
+    }
+
+    /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
+    fn before_handle_events(&mut self, _events: EventIterator<'_>) {
+        self.shared.host_awake();
+    }
+}
+
+/// The single calloop source of an anyloop engine.
+pub(crate) struct AnyloopSource {
+    /// The engine's epoll fd, level-triggered. Declared first: dropped (and removed from
+    /// calloop's poller) before the engine closes the fd.
+    epoll: Generic<BorrowedFd<'static>>,
+    /// One calloop timer for the engine's next deadline.
+    timer: Timer,
+    /// The deadline the engine wants next (set after every iteration).
+    wanted: Option<Instant>,
+    /// Alternates the token of successive timer registrations, so that a report for the
+    /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
+    flip: bool,
+    /// Resets of the engine's epoll instance (B62) that calloop has registered.
+    resets_seen: u64,
+    resets: Arc<AtomicU64>,
+    status: Rc<Status>,
+    engine: Engine<HostedPoller>,
+}
+
+impl std::fmt::Debug for AnyloopSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyloopSource")
+            .field("epoll", &self.epoll.get_ref().as_raw_fd())
+            .field("armed", &self.status.armed.get())
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnyloopSource {
+    /// `epoll` must name the engine's epoll fd, which lives as long as the engine.
+    pub(crate) fn new(
+        engine: Engine<HostedPoller>,
+        epoll: BorrowedFd<'static>,
+        resets: Arc<AtomicU64>,
+        status: Rc<Status>,
+    ) -> Self {
+        AnyloopSource {
+            epoll: Generic::new(epoll, calloop::Interest::READ, calloop::Mode::Level),
+            timer: Timer::from_deadline(Instant::now()),
+            wanted: None,
+            flip: false,
+            resets_seen: resets.load(Ordering::SeqCst),
+            resets,
+            status,
+            engine,
+        }
+    }
+
+    /// One engine iteration that does not wait; records its count or its first error.
+    fn iterate(&mut self) {
+        match self.engine.run_once(Some(Duration::ZERO)) {
+            Ok(count) => {
+                let total = self.status.dispatched.get().wrapping_add(count);
+                self.status.dispatched.set(total);
+            }
+            Err(err) => {
+                let mut slot = self.status.error.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(err);
+                } else {
+                    tracing::error!(%err, "anyloop iteration failed (an earlier error is pending)");
+                }
+            }
+        }
+        if self.engine.shared().take_quit() {
+            self.status.quit.set(true);
+            if let Some(signal) = self.status.signal.borrow().as_ref() {
+                signal.stop();
+            }
+        }
+    }
+
+    /// Asks the engine when it next needs an iteration (`None`: only on readiness).
+    fn compute_wanted(&mut self) {
+        self.wanted = wanted(self.engine.next_timeout());
+    }
+
+    /// Whether the calloop timer must be re-registered for `wanted`.
+    fn needs_rearm(&self) -> bool {
+        needs_rearm(self.status.armed.get(), self.wanted)
+    }
+
+    fn reset_pending(&self) -> bool {
+        self.resets.load(Ordering::SeqCst) != self.resets_seen
+    }
+
+    /// Registers the calloop timer for `wanted` (the fd's token was taken already).
+    fn arm(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        if self.status.armed.take().is_some() {
+            // Cancels our entry in calloop's wheel (a no-op if it fired already).
+            self.timer.unregister(poll)?;
+        }
+        if let Some(deadline) = self.wanted {
+            self.flip = !self.flip;
+            if self.flip {
+                let _ = tokens.token();
+            }
+            self.timer.set_deadline(deadline);
+            self.timer.register(poll, tokens)?;
+            self.status.armed.set(Some(deadline));
+        }
+        Ok(())
+    }
+}
+
+impl EventSource for AnyloopSource {
+    type Event = ();
+    type Metadata = ();
+    type Ret = ();
+    type Error = std::io::Error;
+
+    fn process_events<F>(
+        &mut self,
+        readiness: Readiness,
+        token: Token,
+        _callback: F,
+    ) -> Result<PostAction, Self::Error>
+    where
+        F: FnMut(Self::Event, &mut Self::Metadata) -> Self::Ret,
+    {
+        let mut ours = false;
+        // The epoll fd is readable: some watched fd is ready or a wake-up is pending.
+        // (Generic only checks the token; its readiness bits are not used.)
+        let _ = self.epoll.process_events(readiness, token, |_, _| {
+            ours = true;
+            Ok::<_, std::io::Error>(PostAction::Continue)
+        });
+        if !ours {
+            // Our timer: calloop already took it out of its wheel.
+            let _ = self.timer.process_events(readiness, token, |_, _| {
+                ours = true;
+                TimeoutAction::Drop
+            });
+            if !ours {
+                return Ok(PostAction::Continue);
+            }
+            // Spent: `arm` has nothing to cancel.
+            self.status.armed.set(None);
+        }
+        self.iterate();
+        self.compute_wanted();
+        if self.reset_pending() || self.needs_rearm() {
+            Ok(PostAction::Reregister)
+        } else {
+            Ok(PostAction::Continue)
+        }
+    }
+
+    fn register(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        self.resets_seen = self.resets.load(Ordering::SeqCst);
+        self.epoll.register(poll, tokens)?;
+        self.compute_wanted();
+        self.status.armed.set(None);
+        self.arm(poll, tokens)
+    }
+
+    fn reregister(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        let resets = self.resets.load(Ordering::SeqCst);
+        if resets != self.resets_seen {
+            // The engine swapped a fresh epoll instance in behind the same fd number (B62):
+            // the kernel dropped calloop's registration of the old one with it. Register the
+            // new one (the delete fails with ENOENT: nothing is registered under the number).
+            tracing::debug!("anyloop epoll instance was reset: registering it with calloop again");
+            let _ = self.epoll.unregister(poll);
+            self.epoll.register(poll, tokens)?;
+            self.resets_seen = resets;
+        } else {
+            self.compute_wanted();
+            if !self.needs_rearm() {
+                return Ok(()); // Nothing moved (e.g. `CalloopBackend::dispatch`'s check).
+            }
+            // Keep the fd's registration (no epoll_ctl); its token is the first one.
+            let _ = tokens.token();
+        }
+        self.arm(poll, tokens)
+    }
+
+    fn unregister(&mut self, poll: &mut Poll) -> calloop::Result<()> {
+        if self.status.armed.take().is_some() {
+            self.timer.unregister(poll)?;
+        }
+        self.epoll.unregister(poll)
+    }
+}
