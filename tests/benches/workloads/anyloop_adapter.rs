@@ -132,8 +132,10 @@ impl<D: Driver> Contender for Anyloop<D> {
             "update_timeout0" => {
                 let id = lp
                     .add_timeout(None, |id| {
-                        xt_fired();
+                        // Disable first, then report: reporting first lets the sender's next
+                        // arm land before the disable, which would then undo it.
                         with_current(|lp| lp.update_timeout(id, None).expect("disable"));
+                        xt_fired();
                     })
                     .map_err(|rejected| rejected.error)
                     .expect("add_timeout(disabled)");
