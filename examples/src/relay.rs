@@ -94,6 +94,32 @@ pub enum RelayEvent {
     },
 }
 
+/// The idle timeout the example programs use in `--demo` mode.
+pub const DEMO_IDLE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Reads an `--idle SECONDS` option as the example programs take it: `0` disables the idle
+/// report, a positive number of seconds sets it.
+///
+/// # Errors
+/// A message naming the bad value, for a negative, infinite or NaN number.
+///
+/// ```
+/// use anyloop_examples::relay::idle_timeout_from_secs;
+/// use std::time::Duration;
+/// assert_eq!(idle_timeout_from_secs(0.0), Ok(None));
+/// assert_eq!(idle_timeout_from_secs(1.5), Ok(Some(Duration::from_millis(1500))));
+/// assert!(idle_timeout_from_secs(-1.0).is_err());
+/// assert!(idle_timeout_from_secs(f64::NAN).is_err());
+/// ```
+pub fn idle_timeout_from_secs(secs: f64) -> Result<Option<Duration>, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "--idle must be a non-negative number of seconds, got {secs}"
+        ));
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
 type EventSink = Box<dyn FnMut(RelayEvent) + Send>;
 
 /// Counters a caller can read at any time.

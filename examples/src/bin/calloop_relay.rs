@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyloop_calloop::CalloopBackend;
-use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent};
+use anyloop_examples::relay::{
+    idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
+};
 use calloop::channel::{self, Channel, Event};
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{EventLoop, LoopSignal};
@@ -90,13 +92,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    if !args.idle.is_finite() || args.idle < 0.0 {
-        return Err(format!(
-            "--idle must be a non-negative number of seconds, got {}",
-            args.idle
-        )
-        .into());
-    }
+    let idle = idle_timeout_from_secs(args.idle)?;
     let mut event_loop: EventLoop<'_, Compositor> = EventLoop::try_new()?;
     let handle = event_loop.handle();
 
@@ -126,10 +122,10 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let backend = CalloopBackend::new(&handle)?;
     let lp = backend.handle();
 
-    let idle_timeout = match (args.demo, args.idle) {
-        (true, _) => Some(Duration::from_millis(800)),
-        (false, 0.0) => None,
-        (false, secs) => Some(Duration::from_secs_f64(secs)),
+    let idle_timeout = if args.demo {
+        Some(DEMO_IDLE_TIMEOUT)
+    } else {
+        idle
     };
     let config = RelayConfig {
         idle_timeout,

@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyloop::{IoEvents, Loop, TimeoutId, Timer, Watch};
-use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent};
+use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT};
 use clap::Parser;
 use gtk4 as gtk;
 use gtk4::glib;
@@ -221,7 +221,7 @@ fn build(
     let (input, feed) = rustix::pipe::pipe()?;
     let (output_reader, output) = rustix::pipe::pipe()?;
     let config = RelayConfig {
-        idle_timeout: Some(Duration::from_millis(800)),
+        idle_timeout: Some(DEMO_IDLE_TIMEOUT),
         ..RelayConfig::default()
     };
     let relay = LineRelay::start(&lp, input, output, config, on_relay_event)?;

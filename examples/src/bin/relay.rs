@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyloop::{Loop, TimeoutId};
-use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent};
+use anyloop_examples::relay::{
+    idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
+};
 use anyloop_select::{Poller, SelectLoop};
 use clap::{Parser, ValueEnum};
 
@@ -62,13 +64,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    if !args.idle.is_finite() || args.idle < 0.0 {
-        return Err(format!(
-            "--idle must be a non-negative number of seconds, got {}",
-            args.idle
-        )
-        .into());
-    }
+    let idle = idle_timeout_from_secs(args.idle)?;
     let poller = match args.poller {
         PollerArg::Epoll => Poller::Epoll,
         PollerArg::Mio => Poller::Mio,
@@ -77,10 +73,10 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let lp = event_loop.handle();
     let quitter = event_loop.quitter();
 
-    let idle_timeout = match (args.demo, args.idle) {
-        (true, _) => Some(Duration::from_millis(800)),
-        (false, 0.0) => None,
-        (false, secs) => Some(Duration::from_secs_f64(secs)),
+    let idle_timeout = if args.demo {
+        Some(DEMO_IDLE_TIMEOUT)
+    } else {
+        idle
     };
     let exit_on_idle = args.exit_on_idle || args.demo;
     let config = RelayConfig {
