@@ -54,6 +54,12 @@ impl<D: Driver> Drop for Anyloop<D> {
 impl<D: Driver> Contender for Anyloop<D> {
     type Timer = TimeoutId;
 
+    const HAS_REGISTRY: bool = true;
+
+    fn event_loop(&self) -> Option<Loop> {
+        Some(self.lp.clone())
+    }
+
     fn make() -> Self {
         let driver = D::make();
         let lp = driver.handle();

@@ -1,5 +1,5 @@
 //! The contender abstraction: the table of operations of the peers' `common.h` (`peer_ops`),
-//! so W1–W4 run identical workload code over every backend.
+//! so W1–W5 run identical workload code over every backend (W5 only where there is a registry).
 //!
 //! A new backend is either one [`Contender`] impl (a raw substrate such as glib-rs or calloop
 //! used directly) or, for an anyloop backend, one small
@@ -21,6 +21,15 @@ use crate::sys::now_ns;
 pub trait Contender: Sized {
     /// What `timer_add` returns: a node, an id...
     type Timer: Copy;
+
+    /// W5: whether [`event_loop`](Self::event_loop) gives an anyloop `Loop` (the registry
+    /// workload runs only on anyloop backends).
+    const HAS_REGISTRY: bool = false;
+
+    /// W5: the anyloop `Loop` of this contender, for a registry.
+    fn event_loop(&self) -> Option<anyloop::Loop> {
+        None
+    }
 
     /// Creates the loop on the calling thread (W3 calls it on the loop thread: some loops,
     /// calloop's, cannot move between threads).

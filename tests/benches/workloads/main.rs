@@ -1,4 +1,4 @@
-//! Cross-backend workloads W1–W4 (`shared/design/workloads.md`), the same method as the C
+//! Cross-backend workloads W1–W5 (`shared/design/workloads.md`), the same method as the C
 //! peers' harness (`shared/peers/common.h`): calibrated rounds, repeats, medians, the same
 //! shuffled orders, one-fd pipes. Every backend is measured beside a raw level-triggered epoll
 //! floor in the same run, and reported as a ratio to it.
@@ -29,6 +29,7 @@ mod w1;
 mod w2;
 mod w3;
 mod w4;
+mod w5;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,6 +45,7 @@ enum Job {
     W2Fire { k: usize, batch: bool },
     W3,
     W4,
+    W5,
 }
 
 impl Job {
@@ -53,6 +55,7 @@ impl Job {
             Job::W2Churn { .. } | Job::W2Fire { .. } => "W2",
             Job::W3 => "W3",
             Job::W4 => "W4",
+            Job::W5 => "W5",
         }
     }
 
@@ -60,7 +63,7 @@ impl Job {
         match self {
             Job::W1 { n } | Job::W2Churn { n } => Some(n),
             Job::W2Fire { k, .. } => Some(k),
-            Job::W3 | Job::W4 => None,
+            Job::W3 | Job::W4 | Job::W5 => None,
         }
     }
 }
@@ -101,6 +104,7 @@ fn run_job<C: Contender + 'static>(job: Job, p: &Params) -> Vec<Measure> {
         Job::W2Fire { k, batch } => vec![w2::fire::<C>(k, batch, p)],
         Job::W3 => w3::run::<C>(p),
         Job::W4 => vec![w4::run::<C>(p)],
+        Job::W5 => w5::run::<C>(p),
     }
 }
 
@@ -114,6 +118,7 @@ fn all_jobs() -> Vec<Job> {
         jobs.extend([10_000, 100_000].map(|k| Job::W2Fire { k, batch }));
     }
     jobs.push(Job::W4);
+    jobs.push(Job::W5);
     jobs
 }
 
@@ -125,7 +130,7 @@ struct Options {
     json: Option<PathBuf>,
 }
 
-const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4] \
+const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4,W5] \
 [--backend floor,select,...] [--n 10,1000,...] [--json PATH]";
 
 fn parse_args() -> Option<Options> {

@@ -75,6 +75,8 @@ pub struct Params {
     pub w3_gap_us: u64,
     pub w4_k: u64,
     pub w4_reps: usize,
+    pub w5_events: u64,
+    pub w5_reps: usize,
 }
 
 impl Params {
@@ -89,6 +91,8 @@ impl Params {
             w3_gap_us: 100,
             w4_k: 100_000,
             w4_reps: 5,
+            w5_events: 1_000_000,
+            w5_reps: 5,
         }
     }
 
@@ -103,6 +107,8 @@ impl Params {
             w3_gap_us: 100,
             w4_k: 100_000,
             w4_reps: 3,
+            w5_events: 1_000_000,
+            w5_reps: 3,
         }
     }
 }

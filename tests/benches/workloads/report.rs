@@ -99,6 +99,11 @@ impl Collector {
 /// Which floor figure a row is compared with: the same workload, phase, N and A; for W3 the
 /// floor has one mechanism (eventfd), the yardstick of every mechanism.
 fn comparable(floor: &Row, row: &Row) -> bool {
+    // W5's emit-to-delivery latency is a cross-thread wake-up plus the registry: its
+    // yardstick is the floor's W3.
+    if row.workload == "W5" {
+        return row.phase == Some("latency") && floor.workload == "W3";
+    }
     floor.workload == row.workload
         && floor.n == row.n
         && floor.a == row.a
@@ -156,13 +161,19 @@ fn label(r: &Row) -> String {
         ),
         ("W3", Some(variant)) => format!("W3 p50 / p99 µs ({variant})"),
         ("W4", _) => "W4 ns/round trip".into(),
+        ("W5", Some("throughput")) => {
+            format!("W5 C={} ns/event (events/s), E={n}", r.a.unwrap_or(0))
+        }
+        ("W5", _) => "W5 emit→delivery p50 / p99 µs (ratio to the floor's W3)".into(),
         (w, _) => w.to_string(),
     }
 }
 
 fn cell(r: &Row) -> String {
-    let value = if r.workload == "W3" {
+    let value = if r.workload == "W3" || (r.workload == "W5" && r.phase == Some("latency")) {
         format!("{:.1} / {:.1}", extra(r, "p50_us"), extra(r, "p99_us"))
+    } else if r.workload == "W5" {
+        format!("{:.0} ({:.2} M/s)", r.ns, extra(r, "events_per_s") / 1e6)
     } else if r.workload == "W1slope" {
         format!("{:.3}", r.ns)
     } else {
@@ -385,7 +396,36 @@ pub fn targets(rows: &[Row]) -> String {
         }
     }
     glib_targets(rows, &mut out);
+    w5_targets(rows, &mut out);
     out
+}
+
+/// Step 4 (issue 5): the registry's throughput with one callback on `select`, and its
+/// emit-to-delivery latency against the floor's W3 on every anyloop backend.
+fn w5_targets(rows: &[Row], out: &mut String) {
+    if let Some(r) = find(rows, "select", "W5", Some("throughput"), None, Some(1)) {
+        let rate = extra(r, "events_per_s");
+        verdict_line(
+            out,
+            "select",
+            "W5 C=1 ≥ 2 M delivered events/s",
+            &format!("{:.2} M/s", rate / 1e6),
+            Some(rate >= 2e6),
+        );
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.workload == "W5" && r.phase == Some("latency"))
+    {
+        verdict_line(
+            out,
+            r.backend,
+            "W5 emit→delivery p50 ≤ 1.5× floor W3 p50",
+            &r.ratio
+                .map_or("no floor W3 figure".into(), |x| format!("{x:.2}×")),
+            r.ratio.map(|x| x <= 1.5),
+        );
+    }
 }
 
 fn verdict_line(out: &mut String, backend: &str, target: &str, shown: &str, met: Option<bool>) {
@@ -485,7 +525,8 @@ fn glib_targets(rows: &[Row], out: &mut String) {
 }
 
 /// The machine-readable rows: `workload`, `backend`, `n`, `a`, `ns` on every row (null where
-/// a key does not apply); W3 rows add `p50_us` .. `p999_us`; W2 and W3 rows carry `phase`.
+/// a key does not apply); W3 and W5 latency rows add `p50_us` .. `p999_us`, W5 throughput rows
+/// `events_per_s` and `calls_per_s`; W2, W3 and W5 rows carry `phase`.
 pub fn json(rows: &[Row]) -> Value {
     Value::Array(
         rows.iter()
