@@ -31,7 +31,8 @@ impl LineSplitter {
     pub(crate) fn push(&mut self, mut data: &[u8], lines: &mut Vec<Line>) {
         while !data.is_empty() {
             let room = self.max_line - self.pending.len();
-            let window = &data[..data.len().min(room)];
+            // One byte past the room: a newline right after a full line ends it normally.
+            let window = &data[..data.len().min(room + 1)];
             if let Some(newline) = window.iter().position(|&b| b == b'\n') {
                 self.pending.extend_from_slice(&window[..newline]);
                 lines.push(Line {
@@ -39,9 +40,9 @@ impl LineSplitter {
                     truncated: false,
                 });
                 data = &data[newline + 1..];
-            } else if window.len() == room {
-                // The window filled the line without a newline: cut here.
-                self.pending.extend_from_slice(window);
+            } else if window.len() > room {
+                // More than fits, and no newline: cut here.
+                self.pending.extend_from_slice(&window[..room]);
                 lines.push(Line {
                     bytes: std::mem::take(&mut self.pending),
                     truncated: true,
@@ -116,5 +117,6 @@ mod tests {
     #[test]
     fn a_line_exactly_at_the_limit_is_not_cut() {
         assert_eq!(split(4, &[b"abcd\n"]), vec![(b"abcd".to_vec(), false)]);
+        assert_eq!(split(4, &[b"ab", b"cd", b"\n"]), vec![(b"abcd".to_vec(), false)]);
     }
 }
