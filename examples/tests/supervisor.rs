@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyloop::KindSet;
 use anyloop_examples::loops::{LoopChoice, LoopRunner};
 use anyloop_examples::supervisor::{
-    ChildId, Close, ExitDetection, ExitReason, Killing, LogLine, Progress, ProgressSource,
+    ChildId, Close, ExitDetection, ExitReason, LogLine, Progress, ProgressSource, SignalSent,
     SpawnOptions, Stream, SubprocessQuit, Supervisor, SupervisorError, SupervisorEvent,
 };
 
@@ -130,11 +130,11 @@ fn quit_of(events: &[SupervisorEvent], child: ChildId) -> SubprocessQuit {
     quits[0]
 }
 
-fn killings(events: &[SupervisorEvent], child: ChildId) -> Vec<Killing> {
+fn signals_sent(events: &[SupervisorEvent], child: ChildId) -> Vec<SignalSent> {
     events
         .iter()
         .filter_map(|event| match event {
-            SupervisorEvent::Killing(kill) if kill.child == child => Some(*kill),
+            SupervisorEvent::SignalSent(kill) if kill.child == child => Some(*kill),
             _ => None,
         })
         .collect()
@@ -200,7 +200,7 @@ fn exit_status_and_death_by_signal() {
         assert_eq!(quit.reason, ExitReason::Signaled(11), "{choice}");
         assert_eq!(quit.reason.shell_status(), 139);
         assert!(!quit.killed, "{choice}: nobody called kill");
-        assert!(killings(&events, signalled).is_empty());
+        assert!(signals_sent(&events, signalled).is_empty());
     });
 }
 
@@ -218,7 +218,7 @@ fn a_child_that_ignores_sigterm_is_killed_when_the_grace_period_ends() {
         let quit = quit_of(&events, child);
         assert_eq!(quit.reason, ExitReason::Signaled(9), "{choice}");
         assert!(quit.killed);
-        let sent: Vec<_> = killings(&events, child)
+        let sent: Vec<_> = signals_sent(&events, child)
             .iter()
             .map(|k| (k.signal, k.escalated))
             .collect();
@@ -243,7 +243,11 @@ fn a_child_that_honours_sigterm_is_not_escalated() {
         assert!(fx.supervisor.kill(child, DEADLINE).expect("kill"));
         let events = fx.run_until_quit(1);
         assert_eq!(quit_of(&events, child).reason, ExitReason::Signaled(15));
-        assert_eq!(killings(&events, child).len(), 1, "{choice}: {events:#?}");
+        assert_eq!(
+            signals_sent(&events, child).len(),
+            1,
+            "{choice}: {events:#?}"
+        );
         // The child is gone: its id is no longer valid.
         assert!(matches!(
             fx.supervisor.kill(child, Duration::ZERO),

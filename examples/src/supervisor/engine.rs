@@ -13,7 +13,7 @@ use rustix::process::Signal;
 use super::child::{Child, ExitWatch, OutputStream};
 use super::error::SupervisorError;
 use super::events::{
-    ChildId, Close, ExitReason, Killing, Launched, LogLine, Progress, ProgressSource, Stream,
+    ChildId, Close, ExitReason, Launched, LogLine, Progress, ProgressSource, SignalSent, Stream,
     SubprocessQuit, SupervisorEvent,
 };
 use super::lines::Line;
@@ -451,7 +451,7 @@ fn send(
         signal: signal.as_raw(),
         source,
     })?;
-    events.emit(Killing {
+    events.emit(SignalSent {
         child: record.id,
         signal: signal.as_raw(),
         escalated,

@@ -152,7 +152,7 @@ pub struct Progress {
 /// The supervisor sent a signal to the child's process group (a kill, or its escalation
 /// after the grace period).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Killing {
+pub struct SignalSent {
     /// The child.
     pub child: ChildId,
     /// The signal sent (`SIGTERM` = 15 first, `SIGKILL` = 9 when the grace period ran out).
@@ -196,7 +196,7 @@ anyloop::event_set! {
         /// A child's progress.
         Progress(Progress) => child,
         /// A signal was sent to a child.
-        Killing(Killing) => child,
+        SignalSent(SignalSent) => child,
         /// A child ended.
         SubprocessQuit(SubprocessQuit) => child,
         /// The supervisor is closing.

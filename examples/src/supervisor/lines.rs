@@ -117,6 +117,9 @@ mod tests {
     #[test]
     fn a_line_exactly_at_the_limit_is_not_cut() {
         assert_eq!(split(4, &[b"abcd\n"]), vec![(b"abcd".to_vec(), false)]);
-        assert_eq!(split(4, &[b"ab", b"cd", b"\n"]), vec![(b"abcd".to_vec(), false)]);
+        assert_eq!(
+            split(4, &[b"ab", b"cd", b"\n"]),
+            vec![(b"abcd".to_vec(), false)]
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! their stdout and stderr through fd watches, notices their exit through a pidfd watch, and
 //! tells applications what happens through typed events ([`SupervisorEvent`]): [`Launched`],
 //! one [`LogLine`] per line (stream and bytes), [`Progress`] (from the child's
-//! `progress: N/M` lines, or estimated by a timer), [`Killing`], [`SubprocessQuit`] (exit
+//! `progress: N/M` lines, or estimated by a timer), [`SignalSent`], [`SubprocessQuit`] (exit
 //! status or signal) and [`Close`]. It never blocks the loop and never starts a thread, so it
 //! runs unchanged on the built-in loop, a GLib context or a calloop loop, with any number of
 //! children on one loop.
@@ -60,8 +60,8 @@ use anyloop::{Loop, Registry};
 use engine::Engine;
 pub use error::SupervisorError;
 pub use events::{
-    signal_name, ChildId, Close, ExitReason, Killing, Launched, LogLine, Progress, ProgressSource,
-    Stream, SubprocessQuit, SupervisorEvent, SupervisorKind,
+    signal_name, ChildId, Close, ExitReason, Launched, LogLine, Progress, ProgressSource,
+    SignalSent, Stream, SubprocessQuit, SupervisorEvent, SupervisorKind,
 };
 
 /// How the supervisor notices that a child exited.
@@ -167,7 +167,7 @@ impl Supervisor {
     }
 
     /// Sends `SIGTERM` to the child's process group, and `SIGKILL` if it is still running
-    /// `grace` later (at once when `grace` is zero). [`Killing`] events report each signal.
+    /// `grace` later (at once when `grace` is zero). [`SignalSent`] events report each signal.
     /// Returns `false` when the child already exited (its last output is still being read).
     ///
     /// # Errors

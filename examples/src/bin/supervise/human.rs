@@ -87,8 +87,8 @@ impl Render for Terminal {
             SupervisorEvent::Progress(progress) => {
                 self.progress(progress.child, name, progress.position, progress.total)
             }
-            SupervisorEvent::Killing(killing) => {
-                let why = if killing.escalated {
+            SupervisorEvent::SignalSent(sent) => {
+                let why = if sent.escalated {
                     " (grace period over)"
                 } else {
                     ""
@@ -97,7 +97,7 @@ impl Render for Terminal {
                     name,
                     "   kill",
                     SIGNAL,
-                    &format!("sent {}{why}", signal_name(killing.signal)),
+                    &format!("sent {}{why}", signal_name(sent.signal)),
                 );
             }
             SupervisorEvent::SubprocessQuit(quit) => {

@@ -74,11 +74,11 @@ fn describe(event: &SupervisorEvent) -> Value {
                 ProgressSource::Timer => "timer",
             },
         }),
-        SupervisorEvent::Killing(killing) => json!({
+        SupervisorEvent::SignalSent(sent) => json!({
             "event": "signal_sent",
-            "child": killing.child.0,
-            "signal": signal_name(killing.signal),
-            "escalated": killing.escalated,
+            "child": sent.child.0,
+            "signal": signal_name(sent.signal),
+            "escalated": sent.escalated,
         }),
         SupervisorEvent::SubprocessQuit(quit) => {
             let (exit_status, signal) = match quit.reason {
