@@ -33,7 +33,7 @@ use clap::Parser;
 /// Relay lines from stdin to stdout with numbering and an idle timeout, inside a calloop
 /// program.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Run a self-contained demo: a calloop timer of the application feeds lines into a pipe.
     #[arg(long)]

@@ -35,7 +35,7 @@ use gtk4::prelude::*;
 
 /// The example line relay in a GTK 4 window, on the GLib backend of anyloop.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Run the window, wait for the relay's events, check what the window shows, exit 0.
     #[arg(long)]

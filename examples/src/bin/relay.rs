@@ -25,7 +25,7 @@ use clap::{Parser, ValueEnum};
 /// Relay lines from stdin to stdout with numbering and an idle timeout, on anyloop's
 /// built-in loop.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Run a self-contained demo: a timer on the same loop feeds lines into a pipe.
     #[arg(long)]

@@ -35,10 +35,10 @@ use clap::{Parser, ValueEnum};
 /// Run a command under anyloop's example child-process supervisor and print its events
 /// (launch, every output line, progress, signals, exit) as they arrive.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The loop that runs the supervisor (the same library code on each).
-    #[arg(long = "loop", value_enum, default_value_t = LoopArg::Select)]
+    #[arg(long = "loop", value_enum, default_value_t = LoopArg::Select, value_name = "LOOP")]
     event_loop: LoopArg,
     /// Print one JSON object per event instead of the terminal view.
     #[arg(long)]
