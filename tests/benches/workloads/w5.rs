@@ -7,6 +7,7 @@
 //! Only anyloop backends have a registry: for the floor and the raw substrates W5 yields
 //! nothing.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -42,12 +43,30 @@ anyloop::event_set! {
     }
 }
 
-/// Callback invocations so far (only the loop thread writes it).
-static CALLS: AtomicU64 = AtomicU64::new(0);
+/// Events delivered so far, published by the first callback (only the loop thread writes
+/// it, once per event, so the emitter's polling does not bounce a line per callback).
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
 
-fn count_call(tick: &Tick) {
+thread_local! {
+    /// Calls of the other unfiltered callbacks, counted on the loop thread without sharing.
+    static OTHER_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn first_callback(tick: &Tick) {
     std::hint::black_box(tick.seq);
-    CALLS.store(CALLS.load(Ordering::Relaxed) + 1, Ordering::Release);
+    DELIVERED.store(DELIVERED.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
+
+fn other_callback(tick: &Tick) {
+    std::hint::black_box(tick.seq);
+    OTHER_CALLS.with(|calls| calls.set(calls.get() + 1));
+}
+
+fn filtered_callback(tick: &Tick) {
+    panic!(
+        "W5: a callback filtered to another object got event {}",
+        tick.seq
+    );
 }
 
 pub fn run<C: Contender + 'static>(p: &Params) -> Vec<Measure> {
@@ -67,7 +86,8 @@ pub fn run<C: Contender + 'static>(p: &Params) -> Vec<Measure> {
 struct LoopThread {
     registry: Registry<BenchEvent>,
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
+    /// Returns how many calls the other unfiltered callbacks counted.
+    thread: std::thread::JoinHandle<u64>,
 }
 
 impl LoopThread {
@@ -90,6 +110,7 @@ impl LoopThread {
                     c.run_once();
                 }
                 drop(registry);
+                OTHER_CALLS.with(Cell::get)
             })
             .expect("spawn the W5 loop thread");
         let registry = rx.recv().expect("W5 loop thread died during setup");
@@ -100,30 +121,32 @@ impl LoopThread {
         }
     }
 
-    fn stop(self) {
+    /// Stops the loop; returns the other unfiltered callbacks' call count.
+    fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Release);
         // One more event wakes the loop, which then sees `stop`.
         self.registry.emit(Tick {
             object: OBJECT,
             seq: u64::MAX,
         });
-        self.thread.join().expect("W5 loop thread panicked");
+        self.thread.join().expect("W5 loop thread panicked")
     }
 }
 
 fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
     // Callbacks 0, 2, 4... get every event; 1, 3, 5... are filtered to another object.
     let unfiltered = callbacks.div_ceil(2) as u64;
+    let delivered_before = DELIVERED.load(Ordering::Acquire);
     let looper = LoopThread::start::<C>(&format!("w5-c{callbacks}"), move |registry| {
         for i in 0..callbacks {
-            let registered = if i % 2 == 0 {
-                registry.on::<Tick>(count_call).map_err(|r| r.error)
-            } else {
-                registry
+            let registered = match i {
+                0 => registry.on::<Tick>(first_callback).map_err(|r| r.error),
+                _ if i % 2 == 0 => registry.on::<Tick>(other_callback).map_err(|r| r.error),
+                _ => registry
                     .listen::<Tick>()
                     .object(OTHER_OBJECT)
-                    .call(count_call)
-                    .map_err(|r| r.error)
+                    .call(filtered_callback)
+                    .map_err(|r| r.error),
             };
             registered.expect("register a W5 callback");
         }
@@ -132,8 +155,8 @@ fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
     let mut per_event = Vec::with_capacity(p.w5_reps);
     let mut seq = 0u64;
     for _ in 0..p.w5_reps {
-        let base = CALLS.load(Ordering::Acquire);
-        let delivered = || (CALLS.load(Ordering::Acquire) - base) / unfiltered;
+        let base = DELIVERED.load(Ordering::Acquire);
+        let delivered = || DELIVERED.load(Ordering::Acquire) - base;
         let t0 = now_ns();
         let mut emitted = 0;
         while emitted < events {
@@ -147,21 +170,36 @@ fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
             emitted += BURST.min(events - emitted);
             // At most two bursts in flight: the queue stays bounded, the loop never starves.
             while delivered() + BURST < emitted {
-                std::hint::spin_loop();
+                pause();
             }
         }
         while delivered() < events {
-            std::hint::spin_loop();
+            pause();
         }
         per_event.push((now_ns() - t0) as f64 / events as f64);
     }
-    looper.stop();
+    let other_calls = looper.stop();
+    // Every event reached every unfiltered callback (the filtered ones panic if reached).
+    let events_seen = DELIVERED.load(Ordering::Acquire) - delivered_before;
+    assert_eq!(
+        other_calls,
+        events_seen * (unfiltered - 1),
+        "W5: lost callback calls"
+    );
     let ns = median(&per_event);
     Measure::new("W5", events, ns)
         .phase("throughput")
         .a(callbacks as u64)
         .extra("events_per_s", 1e9 / ns)
         .extra("calls_per_s", 1e9 / ns * unfiltered as f64)
+}
+
+/// A few hundred ns between polls of the delivered count: polling it back to back would
+/// steal the cache line from the loop thread at every event.
+fn pause() {
+    for _ in 0..64 {
+        std::hint::spin_loop();
+    }
 }
 
 fn latency<C: Contender + 'static>(p: &Params) -> Measure {
