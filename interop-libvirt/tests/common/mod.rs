@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each binary uses one spawn function
 
+pub mod raw_vtable;
 pub mod scenarios;
 
 use std::sync::mpsc;
@@ -124,6 +125,19 @@ macro_rules! libvirt_scenarios {
             object_filter_selects_one_domain,
             errors_are_typed,
         );
+        $crate::libvirt_scenarios!(@raw $spawn;
+            handles_through_libvirt_entry_points,
+            timeouts_through_libvirt_entry_points,
+        );
+    };
+    (@raw $spawn:path; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $spawn);
+                common::raw_vtable::$name(loop_thread);
+            }
+        )*
     };
     (@tests $spawn:path; $($name:ident),* $(,)?) => {
         $(
