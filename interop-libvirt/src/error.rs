@@ -36,8 +36,9 @@ pub enum Error {
     /// nothing to deliver events on.
     #[error("no event loop installed: call anyloop_libvirt::register first")]
     NoEventLoop,
-    /// The event registry could not be created on the loop.
-    #[error("event registry: {0}")]
+    /// The event loop refused an operation (for example it was destroyed), or the event
+    /// registry could not be created on it.
+    #[error("event loop: {0}")]
     Loop(#[source] anyloop::Error),
 }
 

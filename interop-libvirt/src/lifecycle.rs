@@ -144,3 +144,41 @@ anyloop::event_set! {
         Lifecycle(DomainLifecycle) => uuid,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_details_by_libvirt_value() {
+        assert_eq!(LifecycleEvent::from_raw(3), LifecycleEvent::Suspended);
+        assert_eq!(LifecycleEvent::from_raw(42), LifecycleEvent::Other(42));
+        assert_eq!(LifecycleEvent::Stopped.detail_name(1), Some("Destroyed"));
+        assert_eq!(LifecycleEvent::Stopped.detail_name(99), None);
+        assert_eq!(LifecycleEvent::Started.detail_name(-1), None);
+        assert_eq!(LifecycleEvent::Other(42).detail_name(0), None);
+    }
+
+    #[test]
+    fn displays_like_virsh_event() {
+        let event = DomainLifecycle {
+            name: "test".into(),
+            uuid: "6695eb01-f6a4-8304-79aa-97f2502e193f".into(),
+            event: LifecycleEvent::PmSuspended,
+            detail: 0,
+        };
+        assert_eq!(
+            event.to_string(),
+            "event 'lifecycle' for domain 'test': PMSuspended Memory"
+        );
+        let unknown = DomainLifecycle {
+            event: LifecycleEvent::Other(12),
+            detail: 3,
+            ..event
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "event 'lifecycle' for domain 'test': Unknown(12) detail 3"
+        );
+    }
+}

@@ -44,8 +44,8 @@ use crate::ffi;
 /// `tests/select.rs`, `tests/glib.rs`, `tests/calloop.rs` do).
 ///
 /// # Errors
-/// [`Error::AlreadyRegistered`] for a second, different loop;
-/// [`Error::ForeignImplementation`] when other code (for instance
+/// [`Error::AlreadyRegistered`] for a second, different loop; [`Error::Loop`] when the loop
+/// refuses a timer (it was destroyed); [`Error::ForeignImplementation`] when other code (for instance
 /// `virEventRegisterDefaultImpl`) registered with libvirt first, so libvirt would never call
 /// this loop.
 ///
@@ -65,8 +65,15 @@ pub fn register(lp: &Loop) -> Result<()> {
         match &table.target {
             Some(current) if current.same_loop(lp) => return Ok(()),
             Some(_) => return Err(Error::AlreadyRegistered),
-            None => table.target = Some(lp.clone()),
+            None => {}
         }
+        // A loop that refuses timers (destroyed already) would make every libvirt add fail;
+        // say so now rather than misreport it below as a foreign implementation.
+        drop(
+            lp.timer(None, |_id| {})
+                .map_err(|rejected| Error::Loop(rejected.error))?,
+        );
+        table.target = Some(lp.clone());
     }
     // SAFETY: the six functions match libvirt's typedefs (ffi.rs mirrors libvirt-event.h),
     // are `extern "C"`, never unwind (every body is inside `shielded`) and live for the
