@@ -24,21 +24,38 @@
 //!
 //! One event implementation per process: libvirt keeps the first one it is given.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use anyloop_libvirt::{Connection, DomainLifecycle, LifecycleEvent};
+//! use std::sync::mpsc;
+//! use std::time::Duration;
 //!
-//! # fn built_in_loop() -> anyloop::Loop { unimplemented!() }
-//! let lp: anyloop::Loop = built_in_loop(); // e.g. anyloop_select::SelectLoop::handle()
-//! anyloop_libvirt::register(&lp)?;
+//! // The application's loop (here the built-in one), installed once per process.
+//! let mut event_loop = anyloop_select::SelectLoop::new()?;
+//! anyloop_libvirt::register(&event_loop.handle())?;
 //!
-//! let conn = Connection::open("test:///default")?;
-//! conn.domain_events()?.on::<DomainLifecycle>(|event| {
+//! let conn = Connection::open("test:///default")?; // libvirt's test driver, no daemon
+//! let (sender, paused) = mpsc::channel();
+//! conn.domain_events()?.on::<DomainLifecycle>(move |event| {
 //!     if event.event == LifecycleEvent::Suspended {
-//!         println!("{} was paused", event.name);
+//!         let _ = sender.send(event.name.clone()); // runs on the loop's thread
 //!     }
 //! })?;
-//! conn.lookup_domain("test")?.suspend()?; // the loop's thread prints the event
+//! let domain = conn.lookup_domain("test")?;
+//! domain.suspend()?;
+//! let mut seen = None;
+//! for _ in 0..50 {
+//!     event_loop.run_once(Some(Duration::from_millis(100)))?; // bounded: at most 5 s
+//!     if let Ok(name) = paused.try_recv() {
+//!         seen = Some(name);
+//!         break;
+//!     }
+//! }
+//! assert_eq!(seen.as_deref(), Some("test"));
+//! domain.resume()?;
+//! drop(domain);
+//! conn.close()?; // deregisters libvirt's callback; its timer's free runs on the loop
+//! event_loop.drain()?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
