@@ -30,8 +30,8 @@ use crate::upstream;
 #[derive(Debug)]
 pub struct Connection {
     raw: NonNull<ffi::virConnect>,
-    /// Created on first use; closed before the connection (see `shut_down`).
-    events: OnceLock<Registry<DomainEvent>>,
+    /// Created on first use; closed and detached before the connection (see `shut_down`).
+    events: OnceLock<(Registry<DomainEvent>, upstream::Upstream)>,
 }
 
 // SAFETY: libvirt's public API is thread-safe; a `virConnectPtr` is reference counted and
@@ -91,16 +91,18 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub fn domain_events(&self) -> Result<&Registry<DomainEvent>> {
-        if let Some(events) = self.events.get() {
+        if let Some((events, _)) = self.events.get() {
             return Ok(events);
         }
         let lp = crate::registered_loop().ok_or(Error::NoEventLoop)?;
-        let registry = upstream::registry_for(self.raw.as_ptr(), lp)?;
+        let created = upstream::registry_for(self.raw.as_ptr(), lp)?;
         // Two threads may race here; the loser's registry has no callbacks and is closed.
-        if let Err(unused) = self.events.set(registry) {
+        if let Err((unused, upstream)) = self.events.set(created) {
             let _ = unused.close();
+            upstream.detach();
         }
-        Ok(self.events.get().expect("set just above"))
+        let (events, _) = self.events.get().expect("set just above");
+        Ok(events)
     }
 
     /// Defines (but does not start) a persistent domain from its XML description.
@@ -130,15 +132,18 @@ impl Connection {
         unsafe { Domain::from_owned(raw) }.ok_or_else(|| Error::last("virDomainLookupByName"))
     }
 
-    /// Closes the connection now and reports failure, which drop cannot.
+    /// Closes the connection now and reports what drop cannot: failure, and how many
+    /// references on the connection remain elsewhere (0: libvirt released it; more while
+    /// another thread is still inside a call on it, or other code took a reference).
     ///
     /// Closes [`domain_events`](Self::domain_events) first, which deregisters libvirt's event
-    /// callback; the loop must keep running until libvirt's free callbacks have run (libvirt
-    /// removes its event timer, and the loop frees it on its next iteration).
+    /// callback (it holds a reference on the connection until then); the loop must keep
+    /// running until libvirt's free callbacks have run (libvirt removes its event timer, and
+    /// the loop frees it on a later iteration).
     ///
     /// # Errors
     /// [`Error::Libvirt`] when `virConnectClose` fails.
-    pub fn close(mut self) -> Result<()> {
+    pub fn close(mut self) -> Result<u32> {
         let closed = self.shut_down();
         std::mem::forget(self);
         closed
@@ -146,19 +151,17 @@ impl Connection {
 
     /// Closes the event registry first: that deregisters libvirt's callback, which holds a
     /// reference on the connection (without it, `virConnectClose` would leave the connection
-    /// and its event timer alive), and the hook may use the connection only while it is
-    /// open. Then releases our reference.
-    fn shut_down(&mut self) -> Result<()> {
-        if let Some(events) = self.events.take() {
+    /// and its event timer alive). Then releases our reference.
+    fn shut_down(&mut self) -> Result<u32> {
+        if let Some((events, upstream)) = self.events.take() {
             // Never fails for a plain close (the `Result` is for `close_with`).
             let _ = events.close();
+            upstream.detach();
         }
         // SAFETY: our reference, released exactly once: `close` forgets `self` afterwards,
         // and `drop` is the only other caller.
-        if unsafe { ffi::virConnectClose(self.raw.as_ptr()) } < 0 {
-            return Err(Error::last("virConnectClose"));
-        }
-        Ok(())
+        let remaining = unsafe { ffi::virConnectClose(self.raw.as_ptr()) };
+        u32::try_from(remaining).map_err(|_| Error::last("virConnectClose"))
     }
 }
 

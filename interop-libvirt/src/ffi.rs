@@ -101,6 +101,7 @@ extern "C" {
 
     pub(crate) fn virConnectOpen(name: *const c_char) -> virConnectPtr;
     pub(crate) fn virConnectClose(conn: virConnectPtr) -> c_int;
+    pub(crate) fn virConnectRef(conn: virConnectPtr) -> c_int;
     pub(crate) fn virConnectDomainEventRegisterAny(
         conn: virConnectPtr,
         dom: virDomainPtr,

@@ -47,36 +47,101 @@ pub fn upstream_stats() -> UpstreamStats {
     }
 }
 
-/// A connection pointer the hook may use from any thread.
-#[derive(Clone, Copy)]
-struct ConnPtr(ffi::virConnectPtr);
+/// The hook's own reference on the connection, so the connection it uses is alive whatever
+/// thread runs the hook; released by [`Upstream::detach`] when the connection closes.
+struct ConnRef(ffi::virConnectPtr);
 
-// SAFETY: libvirt connections may be used from any thread (its API locks internally).
-unsafe impl Send for ConnPtr {}
+impl ConnRef {
+    /// Takes a new reference on `conn`.
+    fn new(conn: ffi::virConnectPtr) -> Result<ConnRef> {
+        // SAFETY: `conn` is an open connection owned by the caller.
+        if unsafe { ffi::virConnectRef(conn) } < 0 {
+            return Err(Error::last("virConnectRef"));
+        }
+        Ok(ConnRef(conn))
+    }
+}
+
+impl Drop for ConnRef {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference taken in `new`, once.
+        unsafe { ffi::virConnectClose(self.0) };
+    }
+}
+
+// SAFETY: libvirt connections may be used and released from any thread (its API locks
+// internally).
+unsafe impl Send for ConnRef {}
+
+/// The libvirt side of one connection's registry: the hook's reference on the connection
+/// and the id of the C callback while subscribed. Shared by the hook and the connection, which
+/// [`detach`](Self::detach)es it when it closes.
+pub(crate) struct Upstream {
+    state: Arc<Mutex<UpstreamState>>,
+}
+
+struct UpstreamState {
+    /// `None` once detached: later transitions (a registration racing with close on another
+    /// thread) do nothing.
+    conn: Option<ConnRef>,
+    /// libvirt's callback id while subscribed.
+    callback_id: Option<c_int>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Upstream")
+            .field("attached", &state.conn.is_some())
+            .field("callback_id", &state.callback_id)
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Deregisters the C callback if the registry's close left it subscribed (its last
+    /// transition can be reported late by another thread), and releases the hook's reference
+    /// on the connection, so that closing the connection leaves nothing of ours behind.
+    pub(crate) fn detach(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(conn), Some(id)) = (&state.conn, state.callback_id) {
+            match unsubscribe(conn, id) {
+                Ok(()) => state.callback_id = None,
+                Err(error) => tracing::error!(%error, "libvirt lifecycle deregistration failed"),
+            }
+        }
+        state.conn = None;
+    }
+}
 
 /// Builds the registry of one connection. The hook registers the C callback when the first
 /// lifecycle callback arrives and deregisters it when the last one leaves (or at close).
-///
-/// `conn` must stay open until the registry is closed: [`Connection`](crate::Connection)
-/// closes the registry before it closes the connection, and a closed registry takes no new
-/// callbacks, so the hook never runs afterwards.
-pub(crate) fn registry_for(conn: ffi::virConnectPtr, lp: Loop) -> Result<Registry<DomainEvent>> {
-    let conn = ConnPtr(conn);
+pub(crate) fn registry_for(
+    conn: ffi::virConnectPtr,
+    lp: Loop,
+) -> Result<(Registry<DomainEvent>, Upstream)> {
+    let state = Arc::new(Mutex::new(UpstreamState {
+        conn: Some(ConnRef::new(conn)?),
+        callback_id: None,
+    }));
     // The hook needs a weak handle to the registry it belongs to, which exists only after
     // `build`; it is filled in right after.
     let this: Arc<OnceLock<WeakRegistry<DomainEvent>>> = Arc::new(OnceLock::new());
-    let hook_this = Arc::clone(&this);
-    let callback_id: Mutex<Option<c_int>> = Mutex::new(None);
+    let (hook_this, hook_state) = (Arc::clone(&this), Arc::clone(&state));
     let registry = Registry::<DomainEvent>::builder()
         .event_loop(lp)
         .on_transition(move |kind, listened| {
             let DomainEventKind::Lifecycle = kind;
-            let mut id = callback_id.lock().unwrap_or_else(PoisonError::into_inner);
-            let outcome = match (listened, *id, hook_this.get()) {
+            let mut state = hook_state.lock().unwrap_or_else(PoisonError::into_inner);
+            let UpstreamState { conn, callback_id } = &mut *state;
+            let Some(conn) = conn else {
+                return; // detached: the connection is closing or closed
+            };
+            let outcome = match (listened, *callback_id, hook_this.get()) {
                 (true, None, Some(weak)) => {
-                    subscribe(conn, weak.clone()).map(|new| *id = Some(new))
+                    subscribe(conn, weak.clone()).map(|id| *callback_id = Some(id))
                 }
-                (false, Some(old), _) => unsubscribe(conn, old).map(|()| *id = None),
+                (false, Some(id), _) => unsubscribe(conn, id).map(|()| *callback_id = None),
                 _ => Ok(()),
             };
             if let Err(error) = outcome {
@@ -89,11 +154,11 @@ pub(crate) fn registry_for(conn: ffi::virConnectPtr, lp: Loop) -> Result<Registr
         .map_err(Error::Loop)?;
     // Cannot be set already: `this` was created above and nothing else fills it.
     let _ = this.set(registry.downgrade());
-    Ok(registry)
+    Ok((registry, Upstream { state }))
 }
 
 /// Registers the C callback; libvirt owns the boxed weak registry until its free callback.
-fn subscribe(conn: ConnPtr, registry: WeakRegistry<DomainEvent>) -> Result<c_int> {
+fn subscribe(conn: &ConnRef, registry: WeakRegistry<DomainEvent>) -> Result<c_int> {
     let opaque = Box::into_raw(Box::new(registry));
     let trampoline: ffi::virConnectDomainEventCallback = deliver;
     // SAFETY: libvirt calls the lifecycle callback with `virConnectDomainEventCallback`'s
@@ -105,7 +170,7 @@ fn subscribe(conn: ConnPtr, registry: WeakRegistry<DomainEvent>) -> Result<c_int
             unsafe extern "C" fn(ffi::virConnectPtr, ffi::virDomainPtr, *mut c_void),
         >(trampoline)
     };
-    // SAFETY: `conn` is open (see `registry_for`); a NULL domain means every domain;
+    // SAFETY: `conn` holds a reference; a NULL domain means every domain;
     // `opaque` is a valid heap pointer handed back to `deliver` and `free_opaque`.
     let id = unsafe {
         ffi::virConnectDomainEventRegisterAny(
@@ -128,8 +193,8 @@ fn subscribe(conn: ConnPtr, registry: WeakRegistry<DomainEvent>) -> Result<c_int
     Ok(id)
 }
 
-fn unsubscribe(conn: ConnPtr, id: c_int) -> Result<()> {
-    // SAFETY: `conn` is open (see `registry_for`); `id` came from a successful register.
+fn unsubscribe(conn: &ConnRef, id: c_int) -> Result<()> {
+    // SAFETY: `conn` holds a reference; `id` came from a successful register.
     if unsafe { ffi::virConnectDomainEventDeregisterAny(conn.0, id) } < 0 {
         return Err(Error::last("virConnectDomainEventDeregisterAny"));
     }

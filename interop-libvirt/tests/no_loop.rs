@@ -11,5 +11,9 @@ fn domain_events_without_a_registered_loop_is_a_typed_error() {
     let domain = conn.lookup_domain("test").expect("lookup");
     assert_eq!(domain.name().expect("name"), "test");
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
 }

@@ -144,7 +144,11 @@ pub fn lifecycle_events_arrive_on_the_loop_thread(loop_thread: &LoopThread) {
     assert!(events.try_recv().is_err(), "no extra events");
 
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_vtable_settled(&before);
 }
 
@@ -173,7 +177,11 @@ pub fn burst_of_1000_suspend_resume_pairs_arrives_in_order(_loop_thread: &LoopTh
     assert!(events.try_recv().is_err(), "no extra events");
 
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_vtable_settled(&before);
 }
 
@@ -247,7 +255,11 @@ pub fn callback_deregisters_itself(loop_thread: &LoopThread) {
     domain.resume().expect("resume again");
     remove_domain(&domain);
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_eq!(frees.load(Ordering::SeqCst), 1, "freed exactly once");
     assert_vtable_settled(&before);
 }
@@ -295,8 +307,23 @@ pub fn closing_the_connection_frees_everything_once(_loop_thread: &LoopThread) {
         "nothing freed while registered"
     );
 
+    // An application may keep a clone of the registry past the connection.
+    let kept = conn.domain_events().expect("registry").clone();
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
+    let late = kept.on::<DomainLifecycle>(|_event| {});
+    assert!(
+        matches!(
+            late.map_err(anyloop::Error::from),
+            Err(anyloop::Error::Closed)
+        ),
+        "a closed connection's registry takes no callbacks"
+    );
+    drop(kept);
     wait_until("every callback to be freed", || {
         frees.load(Ordering::SeqCst) >= CALLBACKS
     });
@@ -330,7 +357,11 @@ pub fn several_connections_and_callbacks(loop_thread: &LoopThread) {
     }
     drop((domain, looked_up));
     drop(first);
-    second.close().expect("close");
+    assert_eq!(
+        second.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_vtable_settled(&before);
 }
 
@@ -360,7 +391,11 @@ pub fn panicking_callback_is_contained(_loop_thread: &LoopThread) {
     );
 
     drop(domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_vtable_settled(&before);
 }
 
@@ -413,7 +448,11 @@ pub fn errors_are_typed(loop_thread: &LoopThread) {
     ));
     assert!(anyloop_libvirt::registered_loop().is_some_and(|lp| lp.same_loop(&loop_thread.lp)));
     drop(test_domain);
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
 }
 
 pub fn object_filter_selects_one_domain(_loop_thread: &LoopThread) {
@@ -454,6 +493,10 @@ pub fn object_filter_selects_one_domain(_loop_thread: &LoopThread) {
         remove_domain(domain);
     }
     drop((watched, other));
-    conn.close().expect("close");
+    assert_eq!(
+        conn.close().expect("close"),
+        0,
+        "no reference on the connection left behind"
+    );
     assert_vtable_settled(&before);
 }
