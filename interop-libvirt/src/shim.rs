@@ -32,8 +32,8 @@ use crate::ffi;
 
 /// Installs `lp` as libvirt's event implementation, for the whole process.
 ///
-/// libvirt keeps one event implementation per process and silently ignores later
-/// `virEventRegisterImpl` calls, so this is meant to be called once, before the first
+/// libvirt keeps one event implementation per process and ignores later
+/// `virEventRegisterImpl` calls (it only logs a warning), so this is meant to be called once, before the first
 /// connection is opened, by the application (the owner of the loop), not by a library.
 /// Calling it again with the same loop is a no-op; with another loop it is an error, because
 /// the handles and timeouts libvirt already holds live on the first loop and would be split
@@ -44,10 +44,10 @@ use crate::ffi;
 /// `tests/select.rs`, `tests/glib.rs`, `tests/calloop.rs` do).
 ///
 /// # Errors
-/// [`Error::AlreadyRegistered`] for a second, different loop; [`Error::Loop`] when the loop
-/// refuses a timer (it was destroyed); [`Error::ForeignImplementation`] when other code (for instance
-/// `virEventRegisterDefaultImpl`) registered with libvirt first, so libvirt would never call
-/// this loop.
+/// [`Error::AlreadyRegistered`] for a second, different loop; [`Error::Loop`] when the
+/// loop refuses a timer (it was destroyed); [`Error::ForeignImplementation`] when other code
+/// (for instance `virEventRegisterDefaultImpl`) registered with libvirt first, so libvirt
+/// would never call this loop.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
