@@ -133,8 +133,10 @@ impl Connection {
     }
 
     /// Closes the connection now and reports what drop cannot: failure, and how many
-    /// references on the connection remain elsewhere (0: libvirt released it; more while
-    /// another thread is still inside a call on it, or other code took a reference).
+    /// references on the connection remain elsewhere. 0: libvirt released it. More: another
+    /// thread is inside a call on it, other code took a reference, or libvirt was
+    /// dispatching an event on the loop thread when its callback was deregistered; libvirt
+    /// then drops that callback (and its reference) when the dispatch ends.
     ///
     /// Closes [`domain_events`](Self::domain_events) first, which deregisters libvirt's event
     /// callback (it holds a reference on the connection until then); the loop must keep

@@ -14,6 +14,6 @@ fn domain_events_without_a_registered_loop_is_a_typed_error() {
     assert_eq!(
         conn.close().expect("close"),
         0,
-        "no reference on the connection left behind"
+        "no events, no other reference"
     );
 }
