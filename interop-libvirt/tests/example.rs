@@ -5,8 +5,21 @@
 //! `cargo test` builds the package's examples before running its tests; run this file
 //! alone with `cargo test -p anyloop-libvirt --examples --test example`.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longer than the demo's own 10 s safety timeout: a run that takes this long hangs.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What a finished run printed, and how it ended.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
 
 /// `target/<profile>/examples/libvirt-events`, beside this test's `deps/` directory.
 fn example_binary() -> PathBuf {
@@ -24,11 +37,44 @@ fn example_binary() -> PathBuf {
     binary
 }
 
+/// Runs the example to completion, killing it (and failing) past [`PROCESS_DEADLINE`].
 fn run(args: &[&str]) -> Output {
-    Command::new(example_binary())
+    let mut child = Command::new(example_binary())
         .args(args)
-        .output()
-        .expect("run libvirt-events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start libvirt-events");
+    // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let mut stdout_pipe = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stdout = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let stderr = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for libvirt-events") {
+            break status;
+        }
+        if started.elapsed() > PROCESS_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("libvirt-events {args:?} still running after {PROCESS_DEADLINE:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 #[test]

@@ -123,6 +123,7 @@ macro_rules! libvirt_scenarios {
             several_connections_and_callbacks,
             panicking_callback_is_contained,
             object_filter_selects_one_domain,
+            operations_from_several_threads_keep_per_domain_order,
             errors_are_typed,
         );
         $crate::libvirt_scenarios!(@raw $spawn;

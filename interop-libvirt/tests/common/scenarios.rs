@@ -482,3 +482,47 @@ pub fn object_filter_selects_one_domain(_loop_thread: &LoopThread) {
     close(conn);
     assert_vtable_settled(&before);
 }
+
+pub fn operations_from_several_threads_keep_per_domain_order(loop_thread: &LoopThread) {
+    const THREADS: usize = 4;
+    const PAIRS: usize = 100;
+    let before = vtable_stats();
+    let conn = Connection::open(URI).expect("open");
+    let names: Vec<String> = (0..THREADS)
+        .map(|i| format!("anyloop-thread-{i}"))
+        .collect();
+    let domains: Vec<Domain> = names
+        .iter()
+        .map(|name| running_domain(&conn, name))
+        .collect();
+    let receivers: Vec<Receiver<Seen>> =
+        names.iter().map(|name| watch_domain(&conn, name)).collect();
+
+    // libvirt queues each thread's events and calls the vtable (arming its flush timer)
+    // from all of these threads at once.
+    thread::scope(|scope| {
+        for domain in &domains {
+            scope.spawn(move || {
+                for _ in 0..PAIRS {
+                    domain.suspend().expect("suspend");
+                    domain.resume().expect("resume");
+                }
+            });
+        }
+    });
+    for (name, events) in names.iter().zip(&receivers) {
+        for pair in 0..PAIRS {
+            for expected in [LifecycleEvent::Suspended, LifecycleEvent::Resumed] {
+                let (seen, thread) = next_event(events, &format!("{name} pair {pair}"));
+                assert_eq!(seen.event, expected, "{name} pair {pair} out of order");
+                assert_eq!(thread, loop_thread.thread);
+            }
+        }
+    }
+    for domain in &domains {
+        remove_domain(domain);
+    }
+    drop(domains);
+    close(conn);
+    assert_vtable_settled(&before);
+}
