@@ -1,0 +1,121 @@
+//! The `libvirt-events` example as a whole process, on each loop: the demo's six events
+//! arrive, every libvirt registration is removed and freed before exit, and the exit status
+//! is clean. Errors (bad URI, bad option) exit non-zero with a message.
+//!
+//! `cargo test` builds the package's examples before running its tests; run this file
+//! alone with `cargo test -p anyloop-libvirt --examples --test example`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longer than the demo's own 10 s safety timeout: a run that takes this long hangs.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What a finished run printed, and how it ended.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// `target/<profile>/examples/libvirt-events`, beside this test's `deps/` directory.
+fn example_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("examples").join("libvirt-events");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo test -p anyloop-libvirt --examples --test example`",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs the example to completion, killing it (and failing) past [`PROCESS_DEADLINE`].
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(example_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start libvirt-events");
+    // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let mut stdout_pipe = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stdout = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let stderr = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for libvirt-events") {
+            break status;
+        }
+        if started.elapsed() > PROCESS_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("libvirt-events {args:?} still running after {PROCESS_DEADLINE:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+#[test]
+fn demo_on_every_loop_exits_cleanly() {
+    for event_loop in ["select", "glib", "calloop"] {
+        let output = run(&["--demo", "--loop", event_loop]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{event_loop}: {stderr}");
+        let events: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            events,
+            [
+                "event 'lifecycle' for domain 'anyloop-demo': Defined Added",
+                "event 'lifecycle' for domain 'anyloop-demo': Started Booted",
+                "event 'lifecycle' for domain 'anyloop-demo': Suspended Paused",
+                "event 'lifecycle' for domain 'anyloop-demo': Resumed Unpaused",
+                "event 'lifecycle' for domain 'anyloop-demo': Stopped Destroyed",
+                "event 'lifecycle' for domain 'anyloop-demo': Undefined Removed",
+            ],
+            "{event_loop}"
+        );
+        assert!(
+            stderr.contains("0 still registered, 0 frees pending"),
+            "{event_loop}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_uri_and_bad_option_are_clear_errors() {
+    let bad_uri = run(&["nosuchdriver:///"]);
+    assert_eq!(bad_uri.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&bad_uri.stderr);
+    assert!(
+        message.contains("cannot open \"nosuchdriver:///\""),
+        "{message}"
+    );
+
+    let bad_option = run(&["--loop", "tokio"]);
+    assert_eq!(bad_option.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&bad_option.stderr);
+    assert!(message.contains("invalid value 'tokio'"), "{message}");
+}
