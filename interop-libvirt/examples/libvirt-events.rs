@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::Loop;
+use anyloop_examples::loops::{LoopChoice, LoopRunner};
 use anyloop_libvirt::{vtable_stats, Connection, DomainLifecycle};
 use clap::{Parser, ValueEnum};
 
 /// Print libvirt domain lifecycle events, with libvirt's event machinery on an anyloop loop.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The libvirt URI to watch.
     #[arg(default_value = "test:///default")]
@@ -53,6 +53,16 @@ enum LoopKind {
     Calloop,
 }
 
+impl From<LoopKind> for LoopChoice {
+    fn from(kind: LoopKind) -> LoopChoice {
+        match kind {
+            LoopKind::Select => LoopChoice::Select,
+            LoopKind::Glib => LoopChoice::Glib,
+            LoopKind::Calloop => LoopChoice::Calloop,
+        }
+    }
+}
+
 /// Name of the domain the demo creates and removes again.
 const DEMO_DOMAIN: &str = "anyloop-demo";
 /// The demo's operations, each producing one lifecycle event.
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut main_loop = MainLoop::new(args.event_loop)?;
+    let mut main_loop = LoopRunner::new(args.event_loop.into())?;
     let lp = main_loop.handle();
     anyloop_libvirt::silence_libvirt_stderr(); // errors are reported below, once
     anyloop_libvirt::register(&lp)?;
@@ -81,12 +91,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let seen = Arc::new(AtomicUsize::new(0));
     let demo = args.demo;
     let counter = Arc::clone(&seen);
-    let quit_when_done = Arc::clone(&quit);
+    let quit_when_done = quit.clone();
     conn.domain_events()?.on::<DomainLifecycle>(move |event| {
         println!("{event}");
         let mine = !demo || event.name == DEMO_DOMAIN;
         if mine && counter.fetch_add(1, Ordering::SeqCst) + 1 == DEMO_EVENTS && demo {
-            quit_when_done();
+            quit_when_done.quit();
         }
     })?;
 
@@ -94,10 +104,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let timeout = args.timeout.or(demo.then_some(10));
     let _deadline = match timeout {
         Some(secs) => {
-            let (flag, quit) = (Arc::clone(&timed_out), Arc::clone(&quit));
+            let (flag, quit) = (Arc::clone(&timed_out), quit.clone());
             Some(lp.timer(Some(Duration::from_secs(secs)), move |_id| {
                 flag.store(true, Ordering::SeqCst);
-                quit();
+                quit.quit();
             })?)
         }
         None => None,
@@ -105,11 +115,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let worker_failed = std::thread::scope(|scope| -> Result<bool, Box<dyn std::error::Error>> {
         let worker = demo.then(|| {
-            let (conn, quit) = (&conn, Arc::clone(&quit));
+            let (conn, quit) = (&conn, quit.clone());
             scope.spawn(move || {
                 let outcome = drive_demo_domain(conn);
                 if outcome.is_err() {
-                    quit();
+                    quit.quit();
                 }
                 outcome
             })
@@ -129,7 +139,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // free runs on the loop: let the loop run it before the program ends.
     conn.close()?;
     drop(_deadline);
-    main_loop.drain()?;
+    main_loop.turn(Some(Duration::ZERO))?;
     let stats = vtable_stats();
     eprintln!(
         "vtable: {} handles and {} timeouts added by libvirt, {} still registered, {} frees pending",
@@ -168,101 +178,4 @@ fn drive_demo_domain(conn: &Connection) -> anyloop_libvirt::Result<()> {
     domain.resume()?;
     domain.destroy()?;
     domain.undefine()
-}
-
-/// Stops the running loop; callable from any thread and from callbacks.
-type Quit = Arc<dyn Fn() + Send + Sync>;
-
-/// The chosen loop, run on the main thread.
-enum MainLoop {
-    Select(anyloop_select::SelectLoop),
-    Glib {
-        context: glib::MainContext,
-        glib_loop: anyloop_glib::GlibLoop,
-    },
-    Calloop {
-        // Declared first so it is dropped before the calloop loop it is inserted in.
-        backend: anyloop_calloop::CalloopBackend<'static>,
-        event_loop: calloop::EventLoop<'static, ()>,
-    },
-}
-
-impl MainLoop {
-    fn new(kind: LoopKind) -> Result<MainLoop, Box<dyn std::error::Error>> {
-        Ok(match kind {
-            LoopKind::Select => MainLoop::Select(anyloop_select::SelectLoop::new()?),
-            LoopKind::Glib => {
-                let context = glib::MainContext::new();
-                let glib_loop = anyloop_glib::GlibLoop::new(&context)?;
-                MainLoop::Glib { context, glib_loop }
-            }
-            LoopKind::Calloop => {
-                let event_loop = calloop::EventLoop::try_new()?;
-                let backend = anyloop_calloop::CalloopBackend::new(&event_loop.handle())?;
-                MainLoop::Calloop {
-                    backend,
-                    event_loop,
-                }
-            }
-        })
-    }
-
-    fn handle(&self) -> Loop {
-        match self {
-            MainLoop::Select(select) => select.handle(),
-            MainLoop::Glib { glib_loop, .. } => glib_loop.handle(),
-            MainLoop::Calloop { backend, .. } => backend.handle(),
-        }
-    }
-
-    fn quitter(&self) -> Quit {
-        match self {
-            MainLoop::Select(select) => {
-                let quitter = select.quitter();
-                Arc::new(move || quitter.quit())
-            }
-            MainLoop::Glib { glib_loop, .. } => {
-                let quitter = glib_loop.quitter();
-                Arc::new(move || quitter.quit())
-            }
-            MainLoop::Calloop { backend, .. } => {
-                let quitter = backend.quitter();
-                Arc::new(move || quitter.quit())
-            }
-        }
-    }
-
-    fn run(&mut self) -> anyloop::Result<()> {
-        match self {
-            MainLoop::Select(select) => select.run(),
-            MainLoop::Glib { context, glib_loop } => context
-                .with_thread_default(|| glib_loop.run())
-                .map_err(|_| anyloop::Error::AlreadyRegistered {
-                    what: "the GLib context is owned by another thread",
-                })?,
-            MainLoop::Calloop {
-                backend,
-                event_loop,
-            } => backend.run(event_loop, &mut ()),
-        }
-    }
-
-    /// Runs what is pending (deferred frees) without blocking.
-    fn drain(&mut self) -> anyloop::Result<()> {
-        match self {
-            MainLoop::Select(select) => select.drain().map(drop),
-            MainLoop::Glib { context, glib_loop } => context
-                .with_thread_default(|| glib_loop.drain())
-                .map_err(|_| anyloop::Error::AlreadyRegistered {
-                    what: "the GLib context is owned by another thread",
-                })?
-                .map(drop),
-            MainLoop::Calloop {
-                backend,
-                event_loop,
-            } => backend
-                .dispatch(event_loop, Some(Duration::ZERO), &mut ())
-                .map(drop),
-        }
-    }
 }
