@@ -212,6 +212,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_reused_fd_number_watch_enabled_by_update_r19);
         $crate::__scenario_item!([$($mode)*] bad_input s56_invalid_fd_and_unknown_bits_r02_r51_r59);
         $crate::__scenario_item!([$($mode)*] bad_input s57_panicking_callback_r54);
         $crate::__scenario_item!([$($mode)*] bad_input r54_panicking_timer_and_free_r23);
