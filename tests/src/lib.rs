@@ -177,6 +177,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] mutation r20_heavy_mutation_from_callbacks);
         $crate::__scenario_item!([$($mode)*] mutation r20_mutation_from_frees);
         $crate::__scenario_item!([$($mode)*] timers s32_zero_interval_every_iteration_no_starvation_r27_r35);
+        $crate::__scenario_item!([$($mode)*] timers r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30);
         $crate::__scenario_item!([$($mode)*] timers s33_one_shot_by_self_disable_r34);
         $crate::__scenario_item!([$($mode)*] timers s34_disabled_never_fires_r27);
         $crate::__scenario_item!([$($mode)*] timers s35_cross_thread_arm_wakes_r28_r40);
