@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod frees;
 pub mod libvirt;
 pub mod lifecycle;
+pub mod model;
 pub mod mutation;
 pub mod registry;
 pub mod threads;

@@ -83,13 +83,21 @@ pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
     let start = d.iterations();
     d.on_loop(|ctx| {
         for n in 0..40 {
-            let timeout = if n % 2 == 0 { Some(Duration::ZERO) } else { None };
+            let timeout = if n % 2 == 0 {
+                Some(Duration::ZERO)
+            } else {
+                None
+            };
             ctx.run_once(timeout).expect("run_once");
         }
     });
     let want: Vec<u64> = (start..start + 40).collect();
     assert_eq!(ticks.snapshot(), want, "R27/R30: not once per iteration");
-    assert_eq!(writes.snapshot(), want, "R8/R12: the watch not once per iteration");
+    assert_eq!(
+        writes.snapshot(),
+        want,
+        "R8/R12: the watch not once per iteration"
+    );
 }
 
 /// S33: a 0-interval timer that disables itself fires exactly once (one-shot).
