@@ -410,10 +410,9 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-/// R55: signals interrupting the loop's poll (EINTR: a handler installed without SA_RESTART)
-/// never surface as errors, and the pending timer still fires on time. (An interrupted
-/// iteration may return having dispatched nothing.)
-pub fn r55_eintr_is_retried(env: &Env) {
+/// Installs (once per process) a SIGUSR2 handler that does nothing, without `SA_RESTART`, so
+/// that a blocking call of the thread it is sent to fails with EINTR (R55).
+pub(crate) fn install_noop_sigusr2() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // SAFETY: installs a handler that does nothing (async-signal-safe) for
@@ -427,6 +426,13 @@ pub fn r55_eintr_is_retried(env: &Env) {
             libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
         }
     });
+}
+
+/// R55: signals interrupting the loop's poll (EINTR: a handler installed without SA_RESTART)
+/// never surface as errors, and the pending timer still fires on time. (An interrupted
+/// iteration may return having dispatched nothing.)
+pub fn r55_eintr_is_retried(env: &Env) {
+    install_noop_sigusr2();
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();

@@ -12,5 +12,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod mutation;
 pub mod registry;
+pub mod stress;
 pub mod threads;
 pub mod timers;
