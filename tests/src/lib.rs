@@ -223,6 +223,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input r01_ids_unique_across_churn_and_loops);
         $crate::__scenario_item!([$($mode)*] bad_input r60_bad_input_never_panics);
         $crate::__scenario_item!([$($mode)*] stress t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55);
+        $crate::__scenario_item!([$($mode)*] stress t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44);
         $crate::__scenario_item!([$($mode)*] model m01_random_op_sequences_match_the_model_r03_r08_r15_r21_r25_r27_r52);
         $crate::__scenario_prelude!([$($mode)*]);
         $crate::__scenario_group!([$($mode)*] registry [

@@ -422,3 +422,113 @@ pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: 
         start.elapsed()
     );
 }
+
+/// Fault: a callback blocks for a long while (until the test thread lets it go). Meanwhile
+/// another thread makes 300 operations on the loop, which all return without waiting for it
+/// (R43, R44); a 5 ms periodic timer due many times over fires once afterwards, not once per
+/// missed period (R30); a 0-interval timer added during the block fires in a later
+/// iteration; the blocked watch's own registration, removed meanwhile, is freed only after
+/// the callback returns and never started again (R15, R22).
+pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &Env) {
+    let d = env.start_pumped();
+    let pipe = Pipe::new();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (runs, token) = (Arc::new(AtomicUsize::new(0)), env.token("blocked"));
+    let (r, probe) = (runs.clone(), env.probe().clone());
+    let freed_inside = Arc::new(AtomicBool::new(false));
+    let fi = freed_inside.clone();
+    let blocked = d
+        .lp()
+        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+            let _ = &token;
+            if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(TIMEOUT * 2);
+                fi.store(probe.count("blocked") > 0, Ordering::SeqCst);
+            }
+        })
+        .expect("add");
+    let (ticks, token) = (Arc::new(Log::new()), env.token("ticker"));
+    let (t, iterations) = (ticks.clone(), d.iteration_counter());
+    let ticker = d
+        .lp()
+        .add_timeout(Some(Duration::from_millis(5)), move |_| {
+            let _ = &token;
+            t.push(iterations.load(Ordering::SeqCst));
+        })
+        .expect("add ticker");
+    pipe.write(1); // never read: a second start would show
+    entered_rx
+        .recv_timeout(TIMEOUT)
+        .expect("the callback never started");
+    let ticks_before = ticks.len();
+    // 300 operations from another thread while the loop thread is stuck in the callback.
+    let (lp, tokens): (Loop, Vec<_>) = (
+        d.lp().clone(),
+        (0..100).map(|i| env.token(format!("op{i}"))).collect(),
+    );
+    let (ops_tx, ops_rx) = mpsc::channel();
+    let zero_fired = Arc::new(AtomicBool::new(false));
+    let zf = zero_fired.clone();
+    thread::spawn(move || {
+        for token in tokens {
+            let id = lp
+                .add_timeout(Some(Duration::from_secs(3600)), move |_| {
+                    let _ = &token;
+                })
+                .expect("add");
+            lp.update_timeout(id, None).expect("update");
+            lp.remove_timeout(id).expect("remove");
+        }
+        let zero = lp
+            .add_timeout(Some(Duration::ZERO), move |_| {
+                zf.store(true, Ordering::SeqCst)
+            })
+            .expect("add zero timer");
+        let removed = lp.remove_handle(blocked).map_err(|e| e.to_string());
+        let _ = ops_tx.send((zero, removed));
+    });
+    let (zero, removed) = ops_rx
+        .recv_timeout(TIMEOUT)
+        .expect("R43/R44: operations waited for the blocked callback");
+    assert_eq!(removed, Ok(()), "removing the blocked watch");
+    // Let several ticker periods pass while still blocked, then release.
+    thread::sleep(Duration::from_millis(60));
+    let _ = release_tx.send(());
+    assert!(env.probe().wait_freed("blocked", TIMEOUT), "never freed");
+    let deadline = Instant::now() + TIMEOUT;
+    while !zero_fired.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the 0-interval timer added meanwhile never fired"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+    d.lp().remove_timeout(zero).expect("remove zero timer");
+    // After the stall the ticker fires again, once per iteration at most: no burst making
+    // up the periods lost (R30).
+    assert!(
+        ticks.wait_len(ticks_before + 3, TIMEOUT),
+        "the ticker stopped"
+    );
+    d.lp().remove_timeout(ticker).expect("remove ticker");
+    let fired_in = ticks.snapshot();
+    let mut per_iteration = fired_in.clone();
+    per_iteration.dedup();
+    assert_eq!(
+        per_iteration.len(),
+        fired_in.len(),
+        "R30: the ticker fired several times in one iteration: {fired_in:?}"
+    );
+    d.settle();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "R15: started again after remove"
+    );
+    assert!(
+        !freed_inside.load(Ordering::SeqCst),
+        "R22: freed while its callback was running"
+    );
+}
