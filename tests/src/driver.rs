@@ -167,12 +167,18 @@ pub fn thread_cpu_time() -> Duration {
 #[derive(Debug)]
 pub struct Pending<R> {
     rx: Receiver<JobResult<R>>,
+    /// A result taken off the channel by [`is_done`](Self::is_done), kept for `wait`.
+    early: std::cell::RefCell<Option<JobResult<R>>>,
 }
 
 impl<R> Pending<R> {
     /// Waits up to `timeout`; `None` if the job has not finished by then.
     pub fn wait_for(&self, timeout: Duration) -> Option<R> {
-        match self.rx.recv_timeout(timeout) {
+        let received = match self.early.borrow_mut().take() {
+            Some(result) => Ok(result),
+            None => self.rx.recv_timeout(timeout),
+        };
+        match received {
             Ok(Ok(value)) => Some(value),
             Ok(Err(payload)) => panic::resume_unwind(payload),
             Err(RecvTimeoutError::Timeout) => None,
@@ -188,7 +194,18 @@ impl<R> Pending<R> {
 
     /// True if the job finished (its result is then kept for `wait`).
     pub fn is_done(&self) -> bool {
-        !matches!(self.rx.try_recv(), Err(mpsc::TryRecvError::Empty))
+        if self.early.borrow().is_some() {
+            return true;
+        }
+        match self.rx.try_recv() {
+            Ok(result) => {
+                *self.early.borrow_mut() = Some(result);
+                true
+            }
+            Err(mpsc::TryRecvError::Empty) => false,
+            // The job's sender is gone without a result: `wait` reports it.
+            Err(mpsc::TryRecvError::Disconnected) => true,
+        }
     }
 }
 
@@ -343,7 +360,10 @@ impl Driver {
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(job);
         }
-        Pending { rx }
+        Pending {
+            rx,
+            early: std::cell::RefCell::new(None),
+        }
     }
 
     /// Starts iterating the loop continuously (`run_once(Some(TICK))`).
