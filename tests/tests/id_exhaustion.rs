@@ -5,17 +5,31 @@
 //!
 //! Checked on each backend: an add is refused with `Exhausted`, hands its callback back
 //! without running its free (R2), nothing panics (R60), and everything registered before
-//! keeps working: dispatch, update, remove, frees exactly once (R23).
+//! keeps working: dispatch, update, remove, frees exactly once (R23). Same for the event
+//! registry: a registration is refused with `Exhausted` and its callback handed back (E3),
+//! and the callbacks registered before still get the events.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, Rejected, TimeoutId};
+use anyloop::{Error, HandleId, IoEvents, Registry, Rejected, TimeoutId};
 use anyloop_conformance::fds::{read_one, Pipe};
 use anyloop_conformance::probe::Log;
 use anyloop_conformance::{Driver, Env, TIMEOUT};
+
+/// A one-kind event set for the registry part.
+#[derive(Debug)]
+pub struct Tick(pub u64);
+
+anyloop::event_set! {
+    /// The events of this test.
+    pub enum TestEvent {
+        kind: TestKind,
+        Tick(Tick),
+    }
+}
 
 struct Setup {
     env: Env,
@@ -24,6 +38,8 @@ struct Setup {
     watch: HandleId,
     timer: TimeoutId,
     calls: Arc<Log<&'static str>>,
+    registry: Registry<TestEvent>,
+    ticks: Arc<Log<u64>>,
 }
 
 fn setup(env: Env) -> Setup {
@@ -47,6 +63,15 @@ fn setup(env: Env) -> Setup {
             c.push("timer");
         })
         .expect("add timer");
+    let registry = Registry::with_loop(d.lp().clone()).expect("registry");
+    let ticks = Arc::new(Log::new());
+    let (t, token) = (ticks.clone(), env.token("listener"));
+    registry
+        .on(move |tick: &Tick| {
+            let _ = &token;
+            t.push(tick.0);
+        })
+        .expect("register");
     Setup {
         env,
         d,
@@ -54,6 +79,8 @@ fn setup(env: Env) -> Setup {
         watch,
         timer,
         calls,
+        registry,
+        ticks,
     }
 }
 
@@ -124,14 +151,34 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
             s.calls.wait_until(TIMEOUT, |c| c.contains(&"timer")),
             "{name}: the timer did not fire"
         );
+        // The registry: a new registration is refused, the earlier one still gets events.
+        let token = s.env.token("refused listener");
+        let got = s.registry.on(move |_: &Tick| {
+            let _ = &token;
+        });
+        let callback = assert_exhausted(&name, "Registry::on", got);
+        assert_eq!(
+            s.env.probe().count("refused listener"),
+            0,
+            "{name}: E3: freed"
+        );
+        drop(callback);
+        s.registry.emit(Tick(7));
+        assert!(
+            s.ticks.wait_until(TIMEOUT, |t| t == [7]),
+            "{name}: the registry stopped delivering"
+        );
+        s.registry.close().expect("close the registry");
         s.d.lp().remove_timeout(s.timer).expect("remove timer");
         s.d.lp().remove_handle(s.watch).expect("remove watch");
         assert!(
-            s.env.probe().wait_total(4, TIMEOUT),
+            s.env.probe().wait_total(6, TIMEOUT),
             "{name}: frees did not run: {:?}",
             s.env.probe().records()
         );
-        eprintln!("{name}: Exhausted for add_handle and add_timeout; loop still works");
+        eprintln!(
+            "{name}: Exhausted for add_handle, add_timeout and Registry::on; all still works"
+        );
     }
     for s in setups {
         let Setup { env, d, .. } = s;
