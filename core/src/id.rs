@@ -27,6 +27,17 @@ fn next_raw_id(tag: u64) -> Option<NonZeroU64> {
     NonZeroU64::new((serial << TAG_BITS) | (tag & TAG_MASK))
 }
 
+/// Test hook: moves the process-wide id counter forward so that only `remaining` more ids can
+/// be allocated, as if nearly 2^40 had been handed out already. It pins the
+/// [`Error::Exhausted`](crate::Error::Exhausted) paths without allocating a trillion ids.
+/// Ids stay unique (the counter only ever moves forward), but the effect is process-wide and
+/// permanent: call it only in a test process of its own (the conformance kit's
+/// `id_exhaustion` test binary).
+#[doc(hidden)]
+pub fn __exhaust_ids_leaving(remaining: u64) {
+    NEXT_SERIAL.fetch_max(SERIAL_LIMIT.saturating_sub(remaining), Ordering::Relaxed);
+}
+
 macro_rules! registration_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
         $(#[$doc])*

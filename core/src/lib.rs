@@ -62,6 +62,8 @@ pub use error::{Error, Rejected, Result};
 pub use events::IoEvents;
 pub use guard::{Timer, Watch};
 pub use handle::Loop;
+#[doc(hidden)]
+pub use id::__exhaust_ids_leaving;
 pub use id::{CallbackId, HandleId, RegistrationId, TimeoutId};
 pub use registry::{Event, EventKind, EventSet, KindSet, Registry};
 pub use vtable::{EventLoop, Interval, LoopStats};

@@ -100,6 +100,10 @@ pub(crate) struct Status {
     pub(crate) signal: RefCell<Option<LoopSignal>>,
     /// The deadline the source's calloop timer is registered for in calloop's wheel, if any.
     pub(crate) armed: Cell<Option<Instant>>,
+    /// An engine iteration already ran in the current calloop dispatch. calloop may report
+    /// both the epoll fd and the timer from one poll; a second iteration would run every
+    /// ready callback (and a 0-interval timer) twice in one dispatch (R27, R30).
+    pub(crate) iterated: Cell<bool>,
 }
 
 /// A second, fd-less calloop source that only takes calloop's lifecycle hooks around its
@@ -173,6 +177,7 @@ impl EventSource for SleepHook {
     /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
     fn before_handle_events(&mut self, _events: EventIterator<'_>) {
         self.shared.host_awake();
+        self.status.iterated.set(false);
     }
 }
 
@@ -316,7 +321,11 @@ impl EventSource for AnyloopSource {
             // Spent: `arm` has nothing to cancel.
             self.status.armed.set(None);
         }
-        self.iterate();
+        // One engine iteration per calloop dispatch; what the second report stood for is
+        // still there at the next poll (the epoll fd is level-triggered, the timer re-armed).
+        if !self.status.iterated.replace(true) {
+            self.iterate();
+        }
         self.compute_wanted();
         if self.reset_pending() || self.needs_rearm() {
             Ok(PostAction::Reregister)

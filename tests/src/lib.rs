@@ -177,6 +177,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] mutation r20_heavy_mutation_from_callbacks);
         $crate::__scenario_item!([$($mode)*] mutation r20_mutation_from_frees);
         $crate::__scenario_item!([$($mode)*] timers s32_zero_interval_every_iteration_no_starvation_r27_r35);
+        $crate::__scenario_item!([$($mode)*] timers r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30);
         $crate::__scenario_item!([$($mode)*] timers s33_one_shot_by_self_disable_r34);
         $crate::__scenario_item!([$($mode)*] timers s34_disabled_never_fires_r27);
         $crate::__scenario_item!([$($mode)*] timers s35_cross_thread_arm_wakes_r28_r40);
@@ -212,6 +213,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_reused_fd_number_watch_enabled_by_update_r19);
         $crate::__scenario_item!([$($mode)*] bad_input s56_invalid_fd_and_unknown_bits_r02_r51_r59);
         $crate::__scenario_item!([$($mode)*] bad_input s57_panicking_callback_r54);
         $crate::__scenario_item!([$($mode)*] bad_input r54_panicking_timer_and_free_r23);
@@ -220,6 +222,9 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input r04_update_after_remove_never_rearms);
         $crate::__scenario_item!([$($mode)*] bad_input r01_ids_unique_across_churn_and_loops);
         $crate::__scenario_item!([$($mode)*] bad_input r60_bad_input_never_panics);
+        $crate::__scenario_item!([$($mode)*] stress t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55);
+        $crate::__scenario_item!([$($mode)*] stress t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44);
+        $crate::__scenario_item!([$($mode)*] model m01_random_op_sequences_match_the_model_r03_r08_r15_r21_r25_r27_r52);
         $crate::__scenario_prelude!([$($mode)*]);
         $crate::__scenario_group!([$($mode)*] registry [
             s59_filter_by_object_e06_e08_e29,

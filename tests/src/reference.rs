@@ -149,7 +149,10 @@ impl EventLoop for PollHandle {
         if let Some(error) = refused {
             return Err(Rejected::new(error, callback));
         }
-        let id = HandleId::allocate();
+        let Some(id) = HandleId::try_allocate() else {
+            let error = Error::Exhausted { what: "handle ids" };
+            return Err(Rejected::new(error, callback));
+        };
         st.handles.insert(
             id,
             HandleEntry {
@@ -203,7 +206,12 @@ impl EventLoop for PollHandle {
         if st.gone {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
-        let id = TimeoutId::allocate();
+        let Some(id) = TimeoutId::try_allocate() else {
+            let error = Error::Exhausted {
+                what: "timeout ids",
+            };
+            return Err(Rejected::new(error, callback));
+        };
         let entry = TimerEntry {
             interval,
             deadline: arm(interval, Instant::now()),

@@ -640,7 +640,11 @@ impl<R: Registrar> EventLoop for Shared<R> {
             let old = std::mem::replace(&mut handle.interest, events);
             let key = handle.fd_key;
             let fd = handle.fd;
-            if let Err(err) = st.sync_kernel(registrar, key, false) {
+            // Enabling a watch checks the kernel registration as an add does: the number may
+            // have been closed and reused under another watch of this slot, and the kernel
+            // forgot the closed file, so an unchanged combined interest proves nothing (R19).
+            let verify = old.is_empty() && !events.is_empty();
+            if let Err(err) = st.sync_kernel(registrar, key, verify) {
                 st.handles[slot].interest = old;
                 return Err(err);
             }

@@ -90,6 +90,60 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     assert_eq!(env.probe().count("w"), 1);
 }
 
+/// R19/R52/B40: as above, but the new watch on the reused number is added disabled and
+/// enabled later by an update, while the stale watch keeps the same interest: the enable
+/// must reach the kernel (the old registration vanished with the closed file), so the new
+/// watch fires. (Found by the model-based tests: the update was skipped as a no-op.)
+pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
+    let d = env.start();
+    let old = Pipe::new();
+    let rd = high_fd(old.rd.try_clone().expect("dup"), 210);
+    let number = rd.as_raw_fd();
+    let token = env.token("old");
+    let old_id = d
+        .lp()
+        .add_handle(number, IoEvents::READABLE, move |_, _, _| {
+            let _ = &token;
+        })
+        .expect("add old");
+    d.on_loop(|ctx| ctx.turns(1));
+    // Closed under its watch (a library bug, R53), with no iteration in between.
+    drop(rd);
+    drop(old);
+    let fresh = Pipe::new();
+    // SAFETY: dup3 onto a number we just closed and own by construction.
+    let reused = unsafe { libc::dup3(fresh.fd(), number, libc::O_CLOEXEC) };
+    assert_eq!(reused, number, "dup3 failed");
+    // SAFETY: `number` now refers to our duplicate.
+    let reused = unsafe { OwnedFd::from_raw_fd(reused) };
+    let (calls, token) = (Arc::new(Log::new()), env.token("new"));
+    let c = calls.clone();
+    let new_id = d
+        .lp()
+        .add_handle(number, IoEvents::empty(), move |id, fd, _| {
+            let _ = &token;
+            c.push((id, fd));
+            read_one(fd);
+        })
+        .expect("add on the reused number");
+    d.lp()
+        .update_handle(new_id, IoEvents::READABLE)
+        .expect("enable the new watch");
+    fresh.write(1);
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        calls.take(),
+        vec![(new_id, number)],
+        "R19: the new watch, enabled by update on the reused number, never fired"
+    );
+    d.lp()
+        .remove_handle(old_id)
+        .expect("R52: remove the old watch");
+    d.lp().remove_handle(new_id).expect("remove new");
+    d.on_loop(|ctx| ctx.turns(2));
+    drop(reused);
+}
+
 /// R19/R52/B40: a watched fd is closed and its number reused by a new pipe with a new watch;
 /// removing the old watch never tears down the new one.
 pub fn r52_closed_fd_number_reused_r19(env: &Env) {
@@ -356,10 +410,9 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-/// R55: signals interrupting the loop's poll (EINTR: a handler installed without SA_RESTART)
-/// never surface as errors, and the pending timer still fires on time. (An interrupted
-/// iteration may return having dispatched nothing.)
-pub fn r55_eintr_is_retried(env: &Env) {
+/// Installs (once per process) a SIGUSR2 handler that does nothing, without `SA_RESTART`, so
+/// that a blocking call of the thread it is sent to fails with EINTR (R55).
+pub(crate) fn install_noop_sigusr2() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // SAFETY: installs a handler that does nothing (async-signal-safe) for
@@ -373,6 +426,13 @@ pub fn r55_eintr_is_retried(env: &Env) {
             libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
         }
     });
+}
+
+/// R55: signals interrupting the loop's poll (EINTR: a handler installed without SA_RESTART)
+/// never surface as errors, and the pending timer still fires on time. (An interrupted
+/// iteration may return having dispatched nothing.)
+pub fn r55_eintr_is_retried(env: &Env) {
+    install_noop_sigusr2();
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();

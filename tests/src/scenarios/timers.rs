@@ -53,6 +53,53 @@ pub fn s32_zero_interval_every_iteration_no_starvation_r27_r35(env: &Env) {
     assert_eq!(reads.snapshot(), want, "R35: the fd starved");
 }
 
+/// R27/R30: as S32, with an fd the kernel reports ready (a socket's free buffer space) rather
+/// than an always-ready file, and non-blocking iterations too: one iteration still runs the
+/// 0-interval timer and the watch once each, never twice (a host whose poll reports both the
+/// fd and the timer must not run two engine iterations for them). (Found by the model-based
+/// tests on calloop.)
+pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
+    let d = env.start();
+    let pair = crate::fds::SocketPair::new();
+    let (ticks, writes, iters) = (
+        Arc::new(Log::new()),
+        Arc::new(Log::new()),
+        d.iteration_counter(),
+    );
+    let (t, i, token) = (ticks.clone(), iters.clone(), env.token("t"));
+    d.lp()
+        .add_timeout(Some(Duration::ZERO), move |_| {
+            let _ = &token;
+            t.push(i.load(Ordering::SeqCst));
+        })
+        .expect("add timer");
+    let (w, i, token) = (writes.clone(), iters.clone(), env.token("w"));
+    d.lp()
+        .add_handle(pair.fd(), IoEvents::WRITABLE, move |_, _, _| {
+            let _ = &token;
+            w.push(i.load(Ordering::SeqCst));
+        })
+        .expect("add watch");
+    let start = d.iterations();
+    d.on_loop(|ctx| {
+        for n in 0..40 {
+            let timeout = if n % 2 == 0 {
+                Some(Duration::ZERO)
+            } else {
+                None
+            };
+            ctx.run_once(timeout).expect("run_once");
+        }
+    });
+    let want: Vec<u64> = (start..start + 40).collect();
+    assert_eq!(ticks.snapshot(), want, "R27/R30: not once per iteration");
+    assert_eq!(
+        writes.snapshot(),
+        want,
+        "R8/R12: the watch not once per iteration"
+    );
+}
+
 /// S33: a 0-interval timer that disables itself fires exactly once (one-shot).
 pub fn s33_one_shot_by_self_disable_r34(env: &Env) {
     let d = env.start_pumped();

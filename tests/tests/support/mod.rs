@@ -1,0 +1,163 @@
+//! The backends of the process-wide fault binaries (`emfile`, `id_exhaustion`): the same
+//! adapters as `select.rs`, `glib.rs`, `calloop.rs` and `reference.rs`, gathered here because
+//! those faults change the whole process and so run in binaries of their own, one backend
+//! after the other. (The GLib default-context adapter is left out: it is the GLib backend on
+//! another context, and needs `glib_default.rs`'s turn-taking.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyloop::{Loop, LoopStats, Result};
+use anyloop_calloop::CalloopBackend;
+use anyloop_conformance::reference::ReferenceBackend;
+use anyloop_conformance::{Backend, LoopUnderTest, Quitter};
+use anyloop_glib::GlibLoop;
+use anyloop_select::{Poller, SelectLoop};
+use glib::MainContext;
+
+/// Every backend, each as the kit's factory.
+pub fn backends() -> Vec<Arc<dyn Backend>> {
+    vec![
+        Arc::new(Select(Poller::Epoll)),
+        Arc::new(Select(Poller::Mio)),
+        Arc::new(ReferenceBackend),
+        Arc::new(GlibPrivate),
+        Arc::new(Calloop),
+    ]
+}
+
+struct Select(Poller);
+
+impl Backend for Select {
+    fn name(&self) -> String {
+        format!("select-{:?}", self.0).to_lowercase()
+    }
+
+    fn create(&self) -> Result<Box<dyn LoopUnderTest>> {
+        Ok(Box::new(SelectDriven(SelectLoop::with_poller(self.0)?)))
+    }
+}
+
+struct SelectDriven(SelectLoop);
+
+impl LoopUnderTest for SelectDriven {
+    fn handle(&self) -> Loop {
+        self.0.handle()
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        self.0.run_once(timeout)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.0.run()
+    }
+
+    fn quitter(&self) -> Quitter {
+        let quitter = self.0.quitter();
+        Arc::new(move || quitter.quit())
+    }
+
+    fn stats(&self) -> LoopStats {
+        self.0.stats()
+    }
+}
+
+struct GlibPrivate;
+
+impl Backend for GlibPrivate {
+    fn name(&self) -> String {
+        "glib-private".into()
+    }
+
+    fn create(&self) -> Result<Box<dyn LoopUnderTest>> {
+        let context = MainContext::new();
+        let lp = GlibLoop::new(&context)?;
+        Ok(Box::new(GlibDriven { context, lp }))
+    }
+}
+
+struct GlibDriven {
+    context: MainContext,
+    lp: GlibLoop,
+}
+
+impl LoopUnderTest for GlibDriven {
+    fn handle(&self) -> Loop {
+        self.lp.handle()
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        let GlibDriven { context, lp } = self;
+        context
+            .with_thread_default(|| lp.iterate(timeout))
+            .expect("the loop thread owns its context")
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let GlibDriven { context, lp } = self;
+        context
+            .with_thread_default(|| lp.run())
+            .expect("the loop thread owns its context")
+    }
+
+    fn quitter(&self) -> Quitter {
+        let quitter = self.lp.quitter();
+        Arc::new(move || quitter.quit())
+    }
+
+    fn stats(&self) -> LoopStats {
+        self.lp.stats()
+    }
+}
+
+struct Calloop;
+
+impl Backend for Calloop {
+    fn name(&self) -> String {
+        "calloop".into()
+    }
+
+    fn create(&self) -> Result<Box<dyn LoopUnderTest>> {
+        let event_loop = calloop::EventLoop::try_new().map_err(|err| anyloop::Error::Os {
+            op: "creating the calloop loop",
+            fd: None,
+            source: std::io::Error::other(err),
+        })?;
+        let backend = CalloopBackend::new(&event_loop.handle())?;
+        Ok(Box::new(CalloopDriven {
+            backend,
+            event_loop,
+        }))
+    }
+}
+
+struct CalloopDriven {
+    // Dropped first: removes the source, which frees every remaining callback (R48).
+    backend: CalloopBackend<'static>,
+    event_loop: calloop::EventLoop<'static, ()>,
+}
+
+impl LoopUnderTest for CalloopDriven {
+    fn handle(&self) -> Loop {
+        self.backend.handle()
+    }
+
+    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        self.backend
+            .dispatch(&mut self.event_loop, timeout, &mut ())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.backend.run(&mut self.event_loop, &mut ())
+    }
+
+    fn quitter(&self) -> Quitter {
+        let quitter = self.backend.quitter();
+        Arc::new(move || quitter.quit())
+    }
+
+    fn stats(&self) -> LoopStats {
+        self.backend.stats()
+    }
+}
