@@ -193,6 +193,16 @@ impl LoopRunner {
         }
     }
 
+    /// Live watches and timers, pending frees and iterations so far.
+    pub fn stats(&self) -> anyloop::LoopStats {
+        match &self.backend {
+            Backend::Select(lp) => lp.stats(),
+            #[cfg(feature = "glib")]
+            Backend::Glib { lp, .. } => lp.stats(),
+            Backend::Calloop { backend, .. } => backend.stats(),
+        }
+    }
+
     /// A handle that stops [`run`](Self::run).
     pub fn quitter(&self) -> LoopQuitter {
         let quit: std::sync::Arc<dyn Fn() + Send + Sync> = match &self.backend {

@@ -44,6 +44,7 @@ fn the_demo_ends_as_scripted_on_every_loop() {
         assert_eq!(by_name("build")["exit_status"], 0);
         assert_eq!(by_name("flaky")["exit_status"], 3);
         assert_eq!(by_name("stuck")["signal"], "SIGKILL");
+        assert_eq!(by_name("stuck")["signal_number"], 9);
         let progress = of_kind(&events, "progress");
         assert_eq!(progress.len(), 8, "{choice}");
         assert_eq!(progress.last().unwrap()["position"], 8);
@@ -123,14 +124,23 @@ fn clear_errors_for_a_missing_program_and_bad_options() {
         "{err}"
     );
 
-    for args in [
-        &["--loop", "qt", "--", "true"][..],
-        &["--grace", "-1", "--", "true"],
-        &["--frobnicate"],
+    for (args, says) in [
+        (&["--loop", "qt", "--", "true"][..], "invalid value 'qt'"),
+        (&["--grace=-1", "--", "true"], "is not a number of seconds"),
+        (
+            &["--timeout=nan", "--", "true"],
+            "is not a number of seconds",
+        ),
+        (&["--demo", "--timeout", "1"], "cannot be used with"),
+        (&["--frobnicate"], "unexpected argument"),
     ] {
         let output = supervise(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
-        assert!(String::from_utf8(output.stderr).unwrap().contains("error:"));
+        let err = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            err.contains("error:") && err.contains(says),
+            "{args:?}: {err}"
+        );
     }
 
     let output = supervise(&[]);
@@ -160,9 +170,19 @@ fn ctrl_c_kills_the_children_with_the_grace_period() {
         }
         let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        // A hang guard: if the interrupt is not handled, kill supervise (and fail below)
+        // rather than wait for the child's `sleep 30`.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(20)).is_err() {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        });
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         let status = child.wait().unwrap();
+        let _ = done.send(());
+        watchdog.join().unwrap();
         assert_eq!(status.code(), Some(128 + 15), "{choice}: {seen}{rest}");
         assert!(rest.contains("\"signal_sent\""), "{choice}: {rest}");
     }

@@ -20,8 +20,9 @@ const DEADLINE: Duration = Duration::from_secs(20);
 type Log = Arc<Mutex<Vec<(SupervisorEvent, ThreadId)>>>;
 
 struct Fixture {
-    runner: LoopRunner,
+    // Dropped first, while its loop still exists: the usual order in an application.
     supervisor: Supervisor,
+    runner: LoopRunner,
     log: Log,
 }
 
@@ -161,6 +162,8 @@ fn both_streams_line_by_line_then_quit_on_the_loop_thread() {
         let mut fx = Fixture::new(choice);
         let child = fx
             .spawn(r#"echo out1; echo err1 >&2; printf 'a\000b\n'; echo err2 >&2; printf 'tail'"#);
+        // Two pipes and the pidfd, no helper thread.
+        assert_eq!(fx.runner.stats().handles, 3, "{choice}");
         let events = fx.run_until_quit(1);
         assert!(matches!(&events[0], SupervisorEvent::Launched(l) if l.child == child));
         assert_eq!(
@@ -303,8 +306,13 @@ fn several_children_on_one_loop_with_object_filters() {
             assert_eq!(lines(&events, *child, Stream::Stdout), expected, "{choice}");
             assert_eq!(quit_of(&events, *child).reason, ExitReason::Exited(0));
         }
-        let filtered = filtered.lock().unwrap();
-        assert!(!filtered.is_empty() && filtered.iter().all(|l| l.child == second));
+        let filtered: Vec<Vec<u8>> = filtered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.bytes.clone())
+            .collect();
+        assert_eq!(filtered, lines(&events, second, Stream::Stdout), "{choice}");
     });
 }
 
@@ -412,6 +420,19 @@ fn a_descendant_holding_the_pipes_does_not_hold_up_the_quit() {
         );
         assert_eq!(quit_of(&events, child).reason, ExitReason::Exited(0));
         assert_eq!(lines(&events, child, Stream::Stdout), vec![b"bye".to_vec()]);
+
+        // Without any grace for the pipes, what the child wrote before exiting still
+        // arrives: the abandoned streams are read one last time.
+        let mut fx = Fixture::new(choice);
+        let options = SpawnOptions {
+            drain_after_exit: Duration::ZERO,
+            ..SpawnOptions::default()
+        };
+        let child = fx.spawn_with("sleep 3 & seq 1 2000; printf tail", &options);
+        let events = fx.run_until_quit(1);
+        let mut expected: Vec<Vec<u8>> = (1..=2000).map(|i| i.to_string().into_bytes()).collect();
+        expected.push(b"tail".to_vec());
+        assert_eq!(lines(&events, child, Stream::Stdout), expected, "{choice}");
     });
 }
 
@@ -424,6 +445,8 @@ fn exit_detection_by_polling() {
             ..SpawnOptions::default()
         };
         let child = fx.spawn_with("echo polled; exit 3", &options);
+        // The two pipes only: the exit is found by the timer, not by a pidfd watch.
+        assert_eq!(fx.runner.stats().handles, 2, "{choice}");
         let events = fx.run_until_quit(1);
         assert_eq!(
             quit_of(&events, child).reason,
@@ -520,11 +543,20 @@ fn spawn_and_kill_from_another_thread_while_the_loop_runs() {
     each_backend(|choice| {
         let mut fx = Fixture::new(choice);
         let handle = fx.supervisor.handle();
+        let (line_seen, seen) = std::sync::mpsc::channel();
+        fx.supervisor
+            .events()
+            .on::<LogLine>(move |_| {
+                let _ = line_seen.send(());
+            })
+            .expect("register");
         let worker = thread::spawn(move || {
             let mut command = Command::new("sh");
             command.args(["-c", "echo from-thread; exec sleep 30"]);
             let child = handle.spawn(command, &SpawnOptions::default()).unwrap();
-            thread::sleep(Duration::from_millis(100));
+            // Kill only once the line was delivered (on the loop thread), however slow the
+            // machine: the kill must not race the child's output.
+            seen.recv_timeout(DEADLINE).expect("the line arrives");
             handle.kill(child, Duration::ZERO).unwrap();
             child
         });

@@ -25,6 +25,8 @@ pub(crate) struct ReadOutcome {
     pub(crate) lines: Vec<Line>,
     /// The stream reached end of file or failed: it is finished.
     pub(crate) ended: bool,
+    /// Bytes were read (the pipe may hold more).
+    pub(crate) got_data: bool,
 }
 
 impl OutputStream {
@@ -40,25 +42,43 @@ impl OutputStream {
     /// loop stays fair between children.
     pub(crate) fn read(&mut self, buffer: &mut [u8]) -> ReadOutcome {
         let mut lines = Vec::new();
-        let ended = match rustix::io::read(&self.fd, &mut *buffer) {
-            Ok(0) => true,
+        let (ended, got_data) = match rustix::io::read(&self.fd, &mut *buffer) {
+            Ok(0) => (true, false),
             Ok(n) => {
                 self.splitter.push(&buffer[..n], &mut lines);
-                false
+                (false, true)
             }
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => false,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => (false, false),
             // EIO and friends: nothing more will come from this pipe.
-            Err(_) => true,
+            Err(_) => (true, false),
         };
         if ended {
             lines.extend(self.splitter.finish());
         }
-        ReadOutcome { lines, ended }
+        ReadOutcome {
+            lines,
+            ended,
+            got_data,
+        }
     }
 
-    /// Gives up on the stream (its writer outlived the child): the unterminated last line.
-    pub(crate) fn abandon(mut self) -> Option<Line> {
-        self.splitter.finish()
+    /// Gives up on the stream (its writer outlived the child): what is already in the pipe
+    /// is still read (a bounded amount), then the unterminated last line is handed out.
+    pub(crate) fn abandon(mut self, buffer: &mut [u8]) -> Vec<Line> {
+        const LAST_READS: usize = 16;
+        let mut lines = Vec::new();
+        for _ in 0..LAST_READS {
+            let outcome = self.read(buffer);
+            lines.extend(outcome.lines);
+            if outcome.ended {
+                return lines; // `read` already handed out the last line
+            }
+            if !outcome.got_data {
+                break;
+            }
+        }
+        lines.extend(self.splitter.finish());
+        lines
     }
 }
 
@@ -81,6 +101,8 @@ pub(crate) struct Child {
     pub(crate) exit_watch: Option<ExitWatch>,
     /// Set when the child has been reaped.
     pub(crate) reason: Option<ExitReason>,
+    /// When it was reaped (the end of its `runtime`).
+    pub(crate) reaped_at: Option<Instant>,
     /// [`Supervisor::kill`](super::Supervisor::kill) was called.
     pub(crate) kill_requested: bool,
     /// Starts a kill when the run time limit is reached.

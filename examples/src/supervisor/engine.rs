@@ -24,6 +24,10 @@ use super::{ExitDetection, SpawnOptions};
 /// Bytes read per readiness callback.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The shortest period of the supervisor's repeating timers: a 0-interval timer would fire
+/// on every loop iteration and keep the loop spinning.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
 /// Shared by the [`Supervisor`](super::Supervisor), its handles and its callbacks (which hold
 /// it weakly, so dropping the supervisor ends everything).
 pub(crate) struct Engine {
@@ -81,10 +85,18 @@ impl Engine {
             return Err(SupervisorError::Closed);
         }
         let display = display_command(&command);
-        let started = process::start(command).map_err(|source| SupervisorError::Spawn {
-            program: display.clone(),
-            source,
+        let started = process::start(command).map_err(|error| match error {
+            process::StartError::Spawn(source) => SupervisorError::Spawn {
+                program: display.clone(),
+                source,
+            },
+            process::StartError::Setup(source) => SupervisorError::Setup {
+                program: display.clone(),
+                what: "non-blocking output pipes",
+                source,
+            },
         })?;
+        let spawned_at = Instant::now();
         let mut state = self.lock();
         let id = ChildId(state.next_child);
         state.next_child += 1;
@@ -105,7 +117,7 @@ impl Engine {
             let exit_watch = self.watch_exit(id, &process, options.exit_detection)?;
             let progress_timer = match options.expected_duration {
                 Some(expected) if !expected.is_zero() => {
-                    Some(self.progress_timer(id, options.progress_interval)?)
+                    Some(self.progress_timer(id, options.progress_interval.max(MIN_PERIOD))?)
                 }
                 _ => None,
             };
@@ -123,13 +135,14 @@ impl Engine {
             Child {
                 id,
                 process,
-                started: Instant::now(),
+                started: spawned_at,
                 streams: [
                     Some(OutputStream::new(stdout_watch, stdout, options.max_line)),
                     Some(OutputStream::new(stderr_watch, stderr, options.max_line)),
                 ],
                 exit_watch: Some(exit_watch),
                 reason: None,
+                reaped_at: None,
                 kill_requested: false,
                 limit_timer: None,
                 kill_timer: None,
@@ -184,7 +197,7 @@ impl Engine {
                 }
                 None => ExitDetection::DEFAULT_POLL,
             },
-            ExitDetection::Poll(every) => every,
+            ExitDetection::Poll(every) => every.max(MIN_PERIOD),
         };
         let engine = Arc::downgrade(self);
         let timer = self.lp.timer(Some(poll_every), move |_| {
@@ -258,6 +271,7 @@ impl Engine {
             Err(_) => ExitReason::Unknown,
         };
         record.reason = Some(reason);
+        record.reaped_at = Some(Instant::now());
         record.exit_watch = None;
         record.limit_timer = None;
         record.kill_timer = None;
@@ -272,7 +286,7 @@ impl Engine {
             }) {
                 Ok(timer) => record.drain_timer = Some(timer),
                 // Without a timer the streams cannot be waited for: give up on them now.
-                Err(_) => self.abandon_streams(record),
+                Err(_) => self.abandon_streams(record, &mut state.read_buffer),
             }
         }
         self.finish_if_done(state, child);
@@ -285,14 +299,14 @@ impl Engine {
         let Some(record) = state.children.get_mut(&child) else {
             return;
         };
-        self.abandon_streams(record);
+        self.abandon_streams(record, &mut state.read_buffer);
         self.finish_if_done(state, child);
     }
 
-    fn abandon_streams(&self, record: &mut Child) {
+    fn abandon_streams(&self, record: &mut Child, buffer: &mut [u8]) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             if let Some(output) = record.stream_mut(stream).take() {
-                let lines = output.abandon().into_iter().collect();
+                let lines = output.abandon(buffer);
                 self.emit_lines(record, stream, lines);
             }
         }
@@ -328,7 +342,10 @@ impl Engine {
         self.events.emit(SubprocessQuit {
             child,
             reason: record.reason.unwrap_or(ExitReason::Unknown),
-            runtime: record.started.elapsed(),
+            runtime: record
+                .reaped_at
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(record.started),
             killed: record.kill_requested,
         });
         // Dropping the record removes its remaining timers (their frees run later, on the

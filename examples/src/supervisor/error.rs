@@ -17,12 +17,13 @@ pub enum SupervisorError {
         #[source]
         source: io::Error,
     },
-    /// The child started but the supervisor could not set up its pipes or exit watch; the
-    /// child was killed and reaped.
-    #[error("cannot set up {what} for {child}: {source}")]
+    /// The child started but its output pipes could not be made non-blocking; it was killed
+    /// and reaped. (A loop that refuses the watches or timers gives [`Loop`](Self::Loop),
+    /// also after killing and reaping the child.)
+    #[error("cannot set up {what} for `{program}`: {source}")]
     Setup {
-        /// The child (never reported to applications).
-        child: ChildId,
+        /// The program as given.
+        program: String,
         /// Which part failed.
         what: &'static str,
         /// What the OS said.

@@ -162,14 +162,16 @@ pub struct SignalSent {
 }
 
 /// The child is gone: it was reaped and its output streams have been read to the end (every
-/// `LogLine` of the child comes before this event).
+/// `LogLine` of the child comes before this event). If a descendant kept the pipes open
+/// [`SpawnOptions::drain_after_exit`](super::SpawnOptions::drain_after_exit) after the exit,
+/// what was in them then is still reported, and later output of the descendant is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubprocessQuit {
     /// The child.
     pub child: ChildId,
     /// How it ended.
     pub reason: ExitReason,
-    /// From spawn to reaping.
+    /// From the start of the process to its reaping.
     pub runtime: Duration,
     /// `true` when it ended after [`Supervisor::kill`](super::Supervisor::kill) was called.
     pub killed: bool,

@@ -16,6 +16,14 @@
 //!   grace period ends (a timer).
 //! - Events are delivered on the loop's thread, asynchronously; the API may be called from
 //!   any thread, and from inside event callbacks (through a [`SupervisorHandle`]).
+//! - Each child runs in a process group of its own, so a terminal's Ctrl-C or hang-up
+//!   reaches only the application, which decides (the `supervise` program kills its
+//!   children with a grace period). An application that dies from a signal's default action
+//!   never runs the supervisor's `Drop`, so its children keep running: handle the signals
+//!   that should end it (an fd watch on a signal pipe does, see `supervise`).
+//! - [`Supervisor::close`] (and `Drop`) kill the children still running with `SIGKILL` and
+//!   reap them with a blocking `wait`: prompt, unless a child is stuck in the kernel
+//!   (uninterruptible sleep). Nothing else the supervisor does blocks.
 //!
 //! ```no_run
 //! use std::process::Command;
@@ -70,7 +78,7 @@ pub enum ExitDetection {
     /// A watch on the child's pidfd (Linux 5.3+): no signal handler, no thread, no delay.
     /// Falls back to polling every [`ExitDetection::DEFAULT_POLL`] where pidfds are missing.
     Pidfd,
-    /// A timer that tries to reap the child this often.
+    /// A timer that tries to reap the child this often (at most every millisecond).
     Poll(Duration),
 }
 
@@ -91,7 +99,7 @@ pub struct SpawnOptions {
     /// (libguestfs-style progress for programs that print none), until the child prints a
     /// progress line of its own.
     pub expected_duration: Option<Duration>,
-    /// How often the time-based progress is reported.
+    /// How often the time-based progress is reported (at least every millisecond).
     pub progress_interval: Duration,
     /// After the child exits, how long to wait for its pipes to reach end of file: a
     /// descendant that inherited them may keep them open. After that, the streams are
@@ -156,8 +164,9 @@ impl Supervisor {
     ///
     /// # Errors
     /// [`SupervisorError::Spawn`] when the program cannot be started (not found, ...);
-    /// [`SupervisorError::Setup`] or [`SupervisorError::Loop`] when its watches cannot be
-    /// set up (the child is then killed and reaped); [`SupervisorError::Closed`].
+    /// [`SupervisorError::Setup`] when its pipes cannot be made non-blocking and
+    /// [`SupervisorError::Loop`] when the loop refuses its watches or timers (the child is
+    /// then killed and reaped); [`SupervisorError::Closed`].
     pub fn spawn(
         &self,
         command: Command,
@@ -179,9 +188,10 @@ impl Supervisor {
     }
 
     /// Kills the child with `grace` if it still runs after `limit` (a timeout for the whole
-    /// run). The timer goes with the supervisor.
+    /// run; calling it again restarts the countdown). The timer goes with the child.
     ///
     /// # Errors
+    /// [`SupervisorError::UnknownChild`] when it already ended or never existed;
     /// [`SupervisorError::Loop`] when the timer cannot be added.
     pub fn kill_after(
         &self,
@@ -251,6 +261,19 @@ impl SupervisorHandle {
     /// As [`Supervisor::kill`].
     pub fn kill(&self, child: ChildId, grace: Duration) -> Result<bool, SupervisorError> {
         self.engine()?.kill(child, grace)
+    }
+
+    /// As [`Supervisor::kill_after`].
+    ///
+    /// # Errors
+    /// As [`Supervisor::kill_after`].
+    pub fn kill_after(
+        &self,
+        child: ChildId,
+        limit: Duration,
+        grace: Duration,
+    ) -> Result<(), SupervisorError> {
+        self.engine()?.kill_after(child, limit, grace)
     }
 
     /// As [`Supervisor::running`]; 0 once the supervisor is gone.

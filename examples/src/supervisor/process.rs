@@ -18,16 +18,24 @@ pub(crate) struct Started {
     pub(crate) stderr: OwnedFd,
 }
 
+/// Why [`start`] failed.
+pub(crate) enum StartError {
+    /// The program could not be started.
+    Spawn(io::Error),
+    /// It started, but its pipes could not be made non-blocking (it was killed and reaped).
+    Setup(io::Error),
+}
+
 /// Starts `command` with stdin from `/dev/null`, stdout and stderr piped, in a process group
 /// of its own (so signals reach whatever it starts, and a terminal's Ctrl-C reaches only the
 /// supervisor, which decides).
-pub(crate) fn start(mut command: Command) -> io::Result<Started> {
+pub(crate) fn start(mut command: Command) -> Result<Started, StartError> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut process = command.spawn()?;
+    let mut process = command.spawn().map_err(StartError::Spawn)?;
     let pipes = (process.stdout.take(), process.stderr.take());
     let (Some(stdout), Some(stderr)) = pipes else {
         unreachable!("both streams were configured as pipes");
@@ -41,7 +49,7 @@ pub(crate) fn start(mut command: Command) -> io::Result<Started> {
         if let Err(err) = set_nonblocking(fd) {
             let mut process = started.process;
             kill_and_reap(&mut process);
-            return Err(err);
+            return Err(StartError::Setup(err));
         }
     }
     Ok(started)

@@ -121,6 +121,19 @@ impl LoopThread {
         }
     }
 
+    /// Waits a few hundred ns between polls of the delivered count (polling it back to back
+    /// would steal the cache line from the loop thread at every event); fails instead of
+    /// spinning forever when the loop thread died (a filtered callback was reached, say).
+    fn pause(&self) {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+        assert!(
+            !self.thread.is_finished(),
+            "W5: the loop thread stopped while events were outstanding (see its panic above)"
+        );
+    }
+
     /// Stops the loop; returns the other unfiltered callbacks' call count.
     fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Release);
@@ -170,11 +183,11 @@ fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
             emitted += BURST.min(events - emitted);
             // At most two bursts in flight: the queue stays bounded, the loop never starves.
             while delivered() + BURST < emitted {
-                pause();
+                looper.pause();
             }
         }
         while delivered() < events {
-            pause();
+            looper.pause();
         }
         per_event.push((now_ns() - t0) as f64 / events as f64);
     }
@@ -192,14 +205,6 @@ fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
         .a(callbacks as u64)
         .extra("events_per_s", 1e9 / ns)
         .extra("calls_per_s", 1e9 / ns * unfiltered as f64)
-}
-
-/// A few hundred ns between polls of the delivered count: polling it back to back would
-/// steal the cache line from the loop thread at every event.
-fn pause() {
-    for _ in 0..64 {
-        std::hint::spin_loop();
-    }
 }
 
 fn latency<C: Contender + 'static>(p: &Params) -> Measure {
@@ -233,6 +238,7 @@ fn latency<C: Contender + 'static>(p: &Params) -> Measure {
     }
     looper.stop();
     lat.sort_by(f64::total_cmp);
+    assert!(!lat.is_empty(), "W5: no latency samples (w3_samples is 0)");
     let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     Measure::new("W5", p.w3_samples as u64, at(0.5) * 1000.0)
         .phase("latency")

@@ -15,10 +15,12 @@ pub(crate) fn children(progress_prefix: &str) -> Vec<Planned> {
         progress_prefix: Some(progress_prefix.to_owned()),
         ..SpawnOptions::default()
     };
+    // The prefix goes into the script as one single-quoted word, whatever it contains.
+    let prefix = format!("'{}'", progress_prefix.replace('\'', r"'\''"));
     let build = format!(
         "for i in 1 2 3 4 5 6 7 8; do \
             echo \"compiling unit $i of 8\"; \
-            echo \"{progress_prefix} $i/8\"; \
+            echo {prefix} \"$i/8\"; \
             sleep 0.15; \
          done; \
          echo 'warning: unit 5 is slow' >&2; \

@@ -78,19 +78,21 @@ fn describe(event: &SupervisorEvent) -> Value {
             "event": "signal_sent",
             "child": sent.child.0,
             "signal": signal_name(sent.signal),
+            "signal_number": sent.signal,
             "escalated": sent.escalated,
         }),
         SupervisorEvent::SubprocessQuit(quit) => {
             let (exit_status, signal) = match quit.reason {
                 ExitReason::Exited(code) => (Some(code), None),
-                ExitReason::Signaled(signal) => (None, Some(signal_name(signal))),
+                ExitReason::Signaled(signal) => (None, Some(signal)),
                 ExitReason::Unknown => (None, None),
             };
             json!({
                 "event": "quit",
                 "child": quit.child.0,
                 "exit_status": exit_status,
-                "signal": signal,
+                "signal": signal.map(signal_name),
+                "signal_number": signal,
                 "shell_status": quit.reason.shell_status(),
                 "killed": quit.killed,
                 "runtime_ms": u64::try_from(quit.runtime.as_millis()).unwrap_or(u64::MAX),

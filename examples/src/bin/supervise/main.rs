@@ -45,7 +45,7 @@ struct Args {
     json: bool,
     /// Run three demo children at once instead of COMMAND: one with progress, one that
     /// fails, one that ignores SIGTERM and is killed when its grace period ends.
-    #[arg(long, conflicts_with = "command")]
+    #[arg(long, conflicts_with_all = ["command", "timeout", "expect"])]
     demo: bool,
     /// Seconds between SIGTERM and SIGKILL when a child is killed (by --timeout or Ctrl-C).
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS", value_parser = seconds)]
@@ -184,6 +184,9 @@ fn run(args: &Args) -> Result<ExitCode, RunError> {
         })
         .map_err(anyloop::Error::from)?;
 
+    // Before any child exists: a signal that came earlier would kill this process and leave
+    // the children (in process groups of their own) running.
+    let interrupt = watch_interrupts(&runner, supervisor.handle(), Arc::clone(&children), grace)?;
     let plan = if args.demo {
         demo::children(&args.progress_prefix)
     } else {
@@ -202,10 +205,9 @@ fn run(args: &Args) -> Result<ExitCode, RunError> {
         }
     }
 
-    let _interrupt = watch_interrupts(&runner, supervisor.handle(), Arc::clone(&children), grace)?;
     let started = Instant::now();
     runner.run()?;
-    drop(_interrupt);
+    drop(interrupt);
     supervisor.close()?;
     // The frees of everything the supervisor removed run on the loop; let them.
     runner.turn(Some(Duration::ZERO))?;
@@ -256,8 +258,9 @@ fn single_command(args: &Args) -> Planned {
     }
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM: the first kills every child with the grace period, the next
-/// kills at once. The signal handler only writes to a pipe; an fd watch on the loop does the
+/// Ctrl-C (SIGINT), Ctrl-\\ (SIGQUIT), a hang-up (SIGHUP) or SIGTERM: the first kills every
+/// child with the grace period, the next kills at once; `supervise` itself ends when the
+/// children have. The signal handler only writes to a pipe; an fd watch on the loop does the
 /// rest, so no code runs in signal context and no thread is needed.
 fn watch_interrupts(
     runner: &LoopRunner,
@@ -269,7 +272,8 @@ fn watch_interrupts(
         rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
     )
     .map_err(|e| RunError::Interrupt(e.into()))?;
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for signal in [SIGINT, SIGQUIT, SIGHUP, SIGTERM] {
         let write_end = write_end.try_clone().map_err(RunError::Interrupt)?;
         signal_hook::low_level::pipe::register(signal, write_end).map_err(RunError::Interrupt)?;
     }
