@@ -25,7 +25,7 @@
 //!   reap them with a blocking `wait`: prompt, unless a child is stuck in the kernel
 //!   (uninterruptible sleep). Nothing else the supervisor does blocks.
 //!
-//! ```no_run
+//! ```
 //! use std::process::Command;
 //! use std::time::Duration;
 //! use anyloop_examples::supervisor::{LogLine, SpawnOptions, SubprocessQuit, Supervisor};
