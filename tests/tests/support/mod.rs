@@ -1,8 +1,14 @@
-//! The backends of the process-wide fault binaries (`emfile`, `id_exhaustion`): the same
-//! adapters as `select.rs`, `glib.rs`, `calloop.rs` and `reference.rs`, gathered here because
-//! those faults change the whole process and so run in binaries of their own, one backend
-//! after the other. (The GLib default-context adapter is left out: it is the GLib backend on
-//! another context, and needs `glib_default.rs`'s turn-taking.)
+//! The kit's adapters for anyloop's own backends, written once: the battery binaries
+//! (`select.rs`, `glib.rs`, `calloop.rs`) expand the battery on one of them each, and the
+//! process-wide fault binaries (`emfile`, `id_exhaustion`, `soak`) run on all of them one after
+//! the other, because those faults change the whole process. This is all a backend author
+//! writes: a factory ([`Backend`]) and a thin [`LoopUnderTest`] adapter, then
+//! `anyloop_conformance::conformance_tests!(TheFactory)`. (The GLib default-context adapter
+//! lives in `glib_default.rs`: it is the GLib backend on another context, and needs
+//! turn-taking of its own.)
+
+// Each test binary uses some of the adapters.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +32,8 @@ pub fn backends() -> Vec<Arc<dyn Backend>> {
     ]
 }
 
-struct Select(Poller);
+/// Makes a `SelectLoop` with the given poller (on the kit's loop thread).
+pub struct Select(pub Poller);
 
 impl Backend for Select {
     fn name(&self) -> String {
@@ -38,6 +45,7 @@ impl Backend for Select {
     }
 }
 
+/// The adapter: forwards to `SelectLoop`'s own methods.
 struct SelectDriven(SelectLoop);
 
 impl LoopUnderTest for SelectDriven {
@@ -63,7 +71,10 @@ impl LoopUnderTest for SelectDriven {
     }
 }
 
-struct GlibPrivate;
+/// Makes a `GlibLoop` on a fresh private context (on the kit's loop thread), iterated with
+/// that context pushed as the thread default, as a worker thread of a GLib application runs
+/// its own context.
+pub struct GlibPrivate;
 
 impl Backend for GlibPrivate {
     fn name(&self) -> String {
@@ -77,6 +88,7 @@ impl Backend for GlibPrivate {
     }
 }
 
+/// The adapter: one `run_once` is one `MainContext::iteration`, bounded by the timeout.
 struct GlibDriven {
     context: MainContext,
     lp: GlibLoop,
@@ -111,7 +123,9 @@ impl LoopUnderTest for GlibDriven {
     }
 }
 
-struct Calloop;
+/// Makes a calloop loop (shared data `()`) and the backend on it, on the kit's loop thread:
+/// calloop's loop cannot move between threads.
+pub struct Calloop;
 
 impl Backend for Calloop {
     fn name(&self) -> String {
@@ -132,6 +146,7 @@ impl Backend for Calloop {
     }
 }
 
+/// The adapter: one `run_once` is one calloop `dispatch`.
 struct CalloopDriven {
     // Dropped first: removes the source, which frees every remaining callback (R48).
     backend: CalloopBackend<'static>,
