@@ -9,36 +9,36 @@ use std::fmt;
 use std::os::fd::RawFd;
 
 use crate::events::IoEvents;
-use crate::id::{HandleId, TimeoutId};
+use crate::id::{TimerId, WatchId};
 
-type HandleFn = dyn FnMut(HandleId, RawFd, IoEvents) + Send;
-type TimeoutFn = dyn FnMut(TimeoutId) + Send;
+type HandleFn = dyn FnMut(WatchId, RawFd, IoEvents) + Send;
+type TimeoutFn = dyn FnMut(TimerId) + Send;
 
 /// The callback of an fd watch: called with its own id, its fd and the events (R13).
 ///
-/// Any `FnMut(HandleId, RawFd, IoEvents) + Send` closure converts into it; use
+/// Any `FnMut(WatchId, RawFd, IoEvents) + Send` closure converts into it; use
 /// [`named`](Self::named) to give it a debug name that shows up in traces and errors (R56).
 ///
 /// ```
-/// use anyloop::{HandleCallback, IoEvents};
-/// let callback = HandleCallback::new(|id, fd, events| {
+/// use anyloop::{WatchCallback, IoEvents};
+/// let callback = WatchCallback::new(|id, fd, events| {
 ///     if events.contains(IoEvents::READABLE) { /* read from fd */ }
 ///     let _ = (id, fd);
 /// })
 /// .named("control-socket");
 /// assert_eq!(callback.name(), Some("control-socket"));
 /// ```
-pub struct HandleCallback {
+pub struct WatchCallback {
     /// Boxed: most callbacks have no name, and a thin pointer keeps every registration slot
     /// of a backend's table small (100 000 timers are cache-bound).
     name: Option<Box<Cow<'static, str>>>,
     func: Box<HandleFn>,
 }
 
-impl HandleCallback {
+impl WatchCallback {
     /// Wraps a closure.
-    pub fn new(func: impl FnMut(HandleId, RawFd, IoEvents) + Send + 'static) -> Self {
-        HandleCallback {
+    pub fn new(func: impl FnMut(WatchId, RawFd, IoEvents) + Send + 'static) -> Self {
+        WatchCallback {
             name: None,
             func: Box::new(func),
         }
@@ -57,23 +57,23 @@ impl HandleCallback {
 
     /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
     /// lock held.
-    pub fn call(&mut self, id: HandleId, fd: RawFd, events: IoEvents) {
+    pub fn call(&mut self, id: WatchId, fd: RawFd, events: IoEvents) {
         (self.func)(id, fd, events)
     }
 }
 
-impl<F> From<F> for HandleCallback
+impl<F> From<F> for WatchCallback
 where
-    F: FnMut(HandleId, RawFd, IoEvents) + Send + 'static,
+    F: FnMut(WatchId, RawFd, IoEvents) + Send + 'static,
 {
     fn from(func: F) -> Self {
-        HandleCallback::new(func)
+        WatchCallback::new(func)
     }
 }
 
-impl fmt::Debug for HandleCallback {
+impl fmt::Debug for WatchCallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandleCallback")
+        f.debug_struct("WatchCallback")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -82,27 +82,27 @@ impl fmt::Debug for HandleCallback {
 /// The callback of a timer: called with its own id each time the timer fires.
 ///
 /// ```
-/// use anyloop::TimeoutCallback;
+/// use anyloop::TimerCallback;
 /// let mut fired = 0;
-/// let mut callback = TimeoutCallback::new(move |id| {
+/// let mut callback = TimerCallback::new(move |id| {
 ///     fired += 1;
 ///     println!("{id} fired {fired} times");
 /// })
 /// .named("keepalive");
-/// callback.call(anyloop::TimeoutId::allocate());
+/// callback.call(anyloop::TimerId::allocate());
 /// assert_eq!(callback.name(), Some("keepalive"));
 /// ```
-pub struct TimeoutCallback {
+pub struct TimerCallback {
     /// Boxed: most callbacks have no name, and a thin pointer keeps every registration slot
     /// of a backend's table small (100 000 timers are cache-bound).
     name: Option<Box<Cow<'static, str>>>,
     func: Box<TimeoutFn>,
 }
 
-impl TimeoutCallback {
+impl TimerCallback {
     /// Wraps a closure.
-    pub fn new(func: impl FnMut(TimeoutId) + Send + 'static) -> Self {
-        TimeoutCallback {
+    pub fn new(func: impl FnMut(TimerId) + Send + 'static) -> Self {
+        TimerCallback {
             name: None,
             func: Box::new(func),
         }
@@ -121,23 +121,23 @@ impl TimeoutCallback {
 
     /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
     /// lock held.
-    pub fn call(&mut self, id: TimeoutId) {
+    pub fn call(&mut self, id: TimerId) {
         (self.func)(id)
     }
 }
 
-impl<F> From<F> for TimeoutCallback
+impl<F> From<F> for TimerCallback
 where
-    F: FnMut(TimeoutId) + Send + 'static,
+    F: FnMut(TimerId) + Send + 'static,
 {
     fn from(func: F) -> Self {
-        TimeoutCallback::new(func)
+        TimerCallback::new(func)
     }
 }
 
-impl fmt::Debug for TimeoutCallback {
+impl fmt::Debug for TimerCallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimeoutCallback")
+        f.debug_struct("TimerCallback")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use crate::error::Result;
 use crate::events::IoEvents;
 use crate::handle::Loop;
-use crate::id::{HandleId, TimeoutId};
+use crate::id::{TimerId, WatchId};
 use crate::vtable::Interval;
 
 /// An fd watch that is removed when this guard is dropped. Made by [`Loop::watch`].
@@ -16,14 +16,14 @@ use crate::vtable::Interval;
 #[must_use = "dropping the guard removes the watch at once"]
 pub struct Watch {
     lp: Loop,
-    id: HandleId,
+    id: WatchId,
     fd: RawFd,
     /// False once `remove` or `into_id` took over, so `Drop` leaves the id alone.
     armed: bool,
 }
 
 impl Watch {
-    pub(crate) fn from_parts(lp: Loop, id: HandleId, fd: RawFd) -> Self {
+    pub(crate) fn from_parts(lp: Loop, id: WatchId, fd: RawFd) -> Self {
         Watch {
             lp,
             id,
@@ -33,7 +33,7 @@ impl Watch {
     }
 
     /// The watch's id.
-    pub fn id(&self) -> HandleId {
+    pub fn id(&self) -> WatchId {
         self.id
     }
 
@@ -50,22 +50,22 @@ impl Watch {
     /// Changes the interest; an empty set pauses the watch (R6).
     ///
     /// # Errors
-    /// As [`EventLoop::update_handle`](crate::EventLoop::update_handle).
-    pub fn set_interest(&self, events: IoEvents) -> Result<()> {
-        self.lp.update_handle(self.id, events)
+    /// As [`Backend::update_watch`](crate::Backend::update_watch).
+    pub fn update(&self, events: IoEvents) -> Result<()> {
+        self.lp.update_watch(self.id, events)
     }
 
     /// Removes the watch now and reports the outcome (dropping the guard ignores it).
     ///
     /// # Errors
-    /// As [`EventLoop::remove_handle`](crate::EventLoop::remove_handle).
+    /// As [`Backend::remove_watch`](crate::Backend::remove_watch).
     pub fn remove(mut self) -> Result<()> {
         self.armed = false;
-        self.lp.remove_handle(self.id)
+        self.lp.remove_watch(self.id)
     }
 
     /// Gives up the guard and returns the id; the watch then stays until removed by id.
-    pub fn into_id(mut self) -> HandleId {
+    pub fn into_id(mut self) -> WatchId {
         self.armed = false;
         self.id
     }
@@ -75,7 +75,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         if self.armed {
             // Already removed by id, or the loop is gone: nothing left to undo.
-            let _ = self.lp.remove_handle(self.id);
+            let _ = self.lp.remove_watch(self.id);
         }
     }
 }
@@ -93,13 +93,13 @@ impl fmt::Debug for Watch {
 #[must_use = "dropping the guard removes the timer at once"]
 pub struct Timer {
     lp: Loop,
-    id: TimeoutId,
+    id: TimerId,
     /// False once `remove` or `into_id` took over, so `Drop` leaves the id alone.
     armed: bool,
 }
 
 impl Timer {
-    pub(crate) fn from_parts(lp: Loop, id: TimeoutId) -> Self {
+    pub(crate) fn from_parts(lp: Loop, id: TimerId) -> Self {
         Timer {
             lp,
             id,
@@ -108,7 +108,7 @@ impl Timer {
     }
 
     /// The timer's id.
-    pub fn id(&self) -> TimeoutId {
+    pub fn id(&self) -> TimerId {
         self.id
     }
 
@@ -120,22 +120,22 @@ impl Timer {
     /// Sets a new interval and restarts the countdown (R29); `None` disables the timer.
     ///
     /// # Errors
-    /// As [`EventLoop::update_timeout`](crate::EventLoop::update_timeout).
-    pub fn set_interval(&self, interval: Interval) -> Result<()> {
-        self.lp.update_timeout(self.id, interval)
+    /// As [`Backend::update_timer`](crate::Backend::update_timer).
+    pub fn update(&self, interval: Interval) -> Result<()> {
+        self.lp.update_timer(self.id, interval)
     }
 
     /// Removes the timer now and reports the outcome (dropping the guard ignores it).
     ///
     /// # Errors
-    /// As [`EventLoop::remove_timeout`](crate::EventLoop::remove_timeout).
+    /// As [`Backend::remove_timer`](crate::Backend::remove_timer).
     pub fn remove(mut self) -> Result<()> {
         self.armed = false;
-        self.lp.remove_timeout(self.id)
+        self.lp.remove_timer(self.id)
     }
 
     /// Gives up the guard and returns the id; the timer then stays until removed by id.
-    pub fn into_id(mut self) -> TimeoutId {
+    pub fn into_id(mut self) -> TimerId {
         self.armed = false;
         self.id
     }
@@ -144,7 +144,7 @@ impl Timer {
 impl Drop for Timer {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.lp.remove_timeout(self.id);
+            let _ = self.lp.remove_timer(self.id);
         }
     }
 }

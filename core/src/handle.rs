@@ -4,15 +4,15 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use crate::callback::{HandleCallback, TimeoutCallback};
+use crate::callback::{TimerCallback, WatchCallback};
 use crate::current;
 use crate::error::{Rejected, Result};
 use crate::events::IoEvents;
 use crate::guard::{Timer, Watch};
-use crate::id::{HandleId, TimeoutId};
-use crate::vtable::{EventLoop, Interval};
+use crate::id::{TimerId, WatchId};
+use crate::vtable::{Backend, Interval};
 
-/// A shared handle to an event loop backend: an `Arc<dyn EventLoop>`.
+/// A shared handle to an event loop backend: an `Arc<dyn Backend>`.
 ///
 /// Libraries keep one (usually from [`Loop::current`] when their object is created, so the
 /// object binds to the loop of the thread that created it, R50) and call the six vtable
@@ -42,19 +42,19 @@ use crate::vtable::{EventLoop, Interval};
 /// ```
 #[derive(Clone)]
 pub struct Loop {
-    backend: Arc<dyn EventLoop>,
+    backend: Arc<dyn Backend>,
 }
 
 impl Loop {
     /// Wraps a backend.
-    pub fn new(backend: impl EventLoop + 'static) -> Self {
+    pub fn new(backend: impl Backend + 'static) -> Self {
         Loop {
             backend: Arc::new(backend),
         }
     }
 
     /// Wraps a backend already behind an `Arc`.
-    pub fn from_arc(backend: Arc<dyn EventLoop>) -> Self {
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
         Loop { backend }
     }
 
@@ -65,7 +65,7 @@ impl Loop {
     }
 
     /// The backend behind this handle.
-    pub fn backend(&self) -> &dyn EventLoop {
+    pub fn backend(&self) -> &dyn Backend {
         &*self.backend
     }
 
@@ -74,74 +74,74 @@ impl Loop {
         std::ptr::addr_eq(Arc::as_ptr(&self.backend), Arc::as_ptr(&other.backend))
     }
 
-    /// [`EventLoop::add_handle`] taking any suitable closure.
-    pub fn add_handle(
+    /// [`Backend::add_watch`] taking any suitable closure.
+    pub fn add_watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: impl Into<HandleCallback>,
-    ) -> Result<HandleId, Rejected<HandleCallback>> {
-        self.backend.add_handle(fd, events, callback.into())
+        callback: impl Into<WatchCallback>,
+    ) -> Result<WatchId, Rejected<WatchCallback>> {
+        self.backend.add_watch(fd, events, callback.into())
     }
 
-    /// [`EventLoop::update_handle`].
-    pub fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
-        self.backend.update_handle(id, events)
+    /// [`Backend::update_watch`].
+    pub fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()> {
+        self.backend.update_watch(id, events)
     }
 
-    /// [`EventLoop::remove_handle`].
-    pub fn remove_handle(&self, id: HandleId) -> Result<()> {
-        self.backend.remove_handle(id)
+    /// [`Backend::remove_watch`].
+    pub fn remove_watch(&self, id: WatchId) -> Result<()> {
+        self.backend.remove_watch(id)
     }
 
-    /// [`EventLoop::add_timeout`] taking any suitable closure.
-    pub fn add_timeout(
+    /// [`Backend::add_timer`] taking any suitable closure.
+    pub fn add_timer(
         &self,
         interval: Interval,
-        callback: impl Into<TimeoutCallback>,
-    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
-        self.backend.add_timeout(interval, callback.into())
+        callback: impl Into<TimerCallback>,
+    ) -> Result<TimerId, Rejected<TimerCallback>> {
+        self.backend.add_timer(interval, callback.into())
     }
 
-    /// [`EventLoop::update_timeout`].
-    pub fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
-        self.backend.update_timeout(id, interval)
+    /// [`Backend::update_timer`].
+    pub fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
+        self.backend.update_timer(id, interval)
     }
 
-    /// [`EventLoop::remove_timeout`].
-    pub fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
-        self.backend.remove_timeout(id)
+    /// [`Backend::remove_timer`].
+    pub fn remove_timer(&self, id: TimerId) -> Result<()> {
+        self.backend.remove_timer(id)
     }
 
     /// Adds a watch that removes itself when the returned guard is dropped.
     ///
     /// # Errors
-    /// As [`EventLoop::add_handle`].
+    /// As [`Backend::add_watch`].
     pub fn watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: impl Into<HandleCallback>,
-    ) -> Result<Watch, Rejected<HandleCallback>> {
-        let id = self.add_handle(fd, events, callback)?;
+        callback: impl Into<WatchCallback>,
+    ) -> Result<Watch, Rejected<WatchCallback>> {
+        let id = self.add_watch(fd, events, callback)?;
         Ok(Watch::from_parts(self.clone(), id, fd))
     }
 
     /// Adds a timer that removes itself when the returned guard is dropped.
     ///
     /// # Errors
-    /// As [`EventLoop::add_timeout`].
+    /// As [`Backend::add_timer`].
     pub fn timer(
         &self,
         interval: Interval,
-        callback: impl Into<TimeoutCallback>,
-    ) -> Result<Timer, Rejected<TimeoutCallback>> {
-        let id = self.add_timeout(interval, callback)?;
+        callback: impl Into<TimerCallback>,
+    ) -> Result<Timer, Rejected<TimerCallback>> {
+        let id = self.add_timer(interval, callback)?;
         Ok(Timer::from_parts(self.clone(), id))
     }
 }
 
-impl<L: EventLoop + 'static> From<Arc<L>> for Loop {
+impl<L: Backend + 'static> From<Arc<L>> for Loop {
     fn from(backend: Arc<L>) -> Self {
         Loop { backend }
     }

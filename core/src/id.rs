@@ -110,22 +110,22 @@ registration_id!(
     /// Identifies one fd watch ("handle" in libvirt's words) on one loop.
     ///
     /// ```
-    /// use anyloop::HandleId;
-    /// let (a, b) = (HandleId::allocate(), HandleId::allocate());
+    /// use anyloop::WatchId;
+    /// let (a, b) = (WatchId::allocate(), WatchId::allocate());
     /// assert_ne!(a, b);
     /// assert!(a.get() > 0);
     /// ```
-    HandleId,
-    "handle"
+    WatchId,
+    "watch"
 );
 
 registration_id!(
     /// Identifies one timer ("timeout" in libvirt's words) on one loop.
     ///
-    /// A distinct type from [`HandleId`]: passing a timer id to a handle operation does not
+    /// A distinct type from [`WatchId`]: passing a timer id to a handle operation does not
     /// compile.
-    TimeoutId,
-    "timeout"
+    TimerId,
+    "timer"
 );
 
 registration_id!(
@@ -148,9 +148,9 @@ registration_id!(
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum RegistrationId {
     /// An fd watch.
-    Handle(HandleId),
+    Watch(WatchId),
     /// A timer.
-    Timeout(TimeoutId),
+    Timer(TimerId),
     /// A callback of an event registry.
     Callback(CallbackId),
 }
@@ -158,22 +158,22 @@ pub enum RegistrationId {
 impl fmt::Display for RegistrationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegistrationId::Handle(id) => id.fmt(f),
-            RegistrationId::Timeout(id) => id.fmt(f),
+            RegistrationId::Watch(id) => id.fmt(f),
+            RegistrationId::Timer(id) => id.fmt(f),
             RegistrationId::Callback(id) => id.fmt(f),
         }
     }
 }
 
-impl From<HandleId> for RegistrationId {
-    fn from(id: HandleId) -> Self {
-        RegistrationId::Handle(id)
+impl From<WatchId> for RegistrationId {
+    fn from(id: WatchId) -> Self {
+        RegistrationId::Watch(id)
     }
 }
 
-impl From<TimeoutId> for RegistrationId {
-    fn from(id: TimeoutId) -> Self {
-        RegistrationId::Timeout(id)
+impl From<TimerId> for RegistrationId {
+    fn from(id: TimerId) -> Self {
+        RegistrationId::Timer(id)
     }
 }
 

@@ -1,6 +1,6 @@
 //! # anyloop: asynchronous I/O and timers without choosing the main loop
 //!
-//! A library does its fd watching and timing through the small vtable [`EventLoop`] (the six
+//! A library does its fd watching and timing through the small vtable [`Backend`] (the six
 //! operations of libvirt's `virEventRegisterImpl`: add, update and remove a *handle*, i.e. an
 //! fd watch, and add, update and remove a *timeout*). The application decides which loop
 //! implements it: the built-in one (`anyloop-select`), its GLib main context, its calloop
@@ -37,7 +37,7 @@
 //!         })?;
 //!         Ok(Counter { watch })
 //!     }
-//!     pub fn pause(&self) -> anyloop::Result<()> { self.watch.set_interest(IoEvents::empty()) }
+//!     pub fn pause(&self) -> anyloop::Result<()> { self.watch.update(IoEvents::empty()) }
 //! }
 //! ```
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -54,7 +54,7 @@ mod id;
 pub mod registry;
 mod vtable;
 
-pub use callback::{HandleCallback, TimeoutCallback};
+pub use callback::{TimerCallback, WatchCallback};
 pub use current::{
     bind_thread_loop, default_loop, set_default_loop, thread_loop, ThreadLoopBinding,
 };
@@ -64,6 +64,6 @@ pub use guard::{Timer, Watch};
 pub use handle::Loop;
 #[doc(hidden)]
 pub use id::__exhaust_ids_leaving;
-pub use id::{CallbackId, HandleId, RegistrationId, TimeoutId};
+pub use id::{CallbackId, RegistrationId, TimerId, WatchId};
 pub use registry::{Event, EventKind, EventSet, KindSet, Registry};
-pub use vtable::{EventLoop, Interval, LoopStats};
+pub use vtable::{Backend, Interval, LoopStats};

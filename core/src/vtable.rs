@@ -3,10 +3,10 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::callback::{HandleCallback, TimeoutCallback};
+use crate::callback::{TimerCallback, WatchCallback};
 use crate::error::{Rejected, Result};
 use crate::events::IoEvents;
-use crate::id::{HandleId, TimeoutId};
+use crate::id::{TimerId, WatchId};
 
 /// A timer interval (contract R27):
 ///
@@ -38,7 +38,7 @@ pub type Interval = Option<Duration>;
 /// - A removed registration is never started again once remove returned (R15); remove never
 ///   waits for a running callback (R44).
 /// - A failed add hands the callback back inside [`Rejected`] and runs no free (R2).
-pub trait EventLoop: Send + Sync {
+pub trait Backend: Send + Sync {
     /// Watches `fd` for `events` and calls `callback` while any of them (or ERROR/HANGUP) holds.
     ///
     /// An empty `events` registers a disabled watch (R6, R10). Several watches may share one
@@ -49,58 +49,58 @@ pub trait EventLoop: Send + Sync {
     /// [`UnknownEvents`](crate::Error::UnknownEvents) for undefined bits,
     /// [`LoopGone`](crate::Error::LoopGone), [`Os`](crate::Error::Os); the callback comes back
     /// in the [`Rejected`].
-    fn add_handle(
+    fn add_watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: HandleCallback,
-    ) -> Result<HandleId, Rejected<HandleCallback>>;
+        callback: WatchCallback,
+    ) -> Result<WatchId, Rejected<WatchCallback>>;
 
     /// Replaces the interest of a watch; the same set again is a no-op (R5).
     ///
     /// # Errors
     /// [`NotFound`](crate::Error::NotFound) for an unknown or removed id (never re-arms, R4),
     /// [`UnknownEvents`](crate::Error::UnknownEvents), [`LoopGone`](crate::Error::LoopGone).
-    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()>;
+    fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()>;
 
     /// Removes a watch: its callback is never started again and its free runs later, on the
     /// loop thread (R15, R21).
     ///
     /// # Errors
     /// [`NotFound`](crate::Error::NotFound) for an unknown id or a second remove (R3).
-    fn remove_handle(&self, id: HandleId) -> Result<()>;
+    fn remove_watch(&self, id: WatchId) -> Result<()>;
 
     /// Adds a timer with the given [`Interval`]; the countdown starts now.
     ///
     /// # Errors
     /// [`LoopGone`](crate::Error::LoopGone); the callback comes back in the [`Rejected`].
-    fn add_timeout(
+    fn add_timer(
         &self,
         interval: Interval,
-        callback: TimeoutCallback,
-    ) -> Result<TimeoutId, Rejected<TimeoutCallback>>;
+        callback: TimerCallback,
+    ) -> Result<TimerId, Rejected<TimerCallback>>;
 
     /// Changes a timer's interval and restarts its countdown from now, even when the interval
     /// is unchanged (R5, R29).
     ///
     /// # Errors
     /// [`NotFound`](crate::Error::NotFound) for an unknown or removed id (R4).
-    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()>;
+    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()>;
 
     /// Removes a timer; it never fires again and its free runs later on the loop thread.
     ///
     /// # Errors
     /// [`NotFound`](crate::Error::NotFound) for an unknown id or a second remove (R3).
-    fn remove_timeout(&self, id: TimeoutId) -> Result<()>;
+    fn remove_timer(&self, id: TimerId) -> Result<()>;
 }
 
 /// Counts a loop reports for diagnosis and tests (contract R25, R57).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoopStats {
     /// Watches currently registered (enabled or not).
-    pub handles: usize,
+    pub watches: usize,
     /// Timers currently registered (enabled or not).
-    pub timeouts: usize,
+    pub timers: usize,
     /// Callbacks removed whose free (drop) has not run yet.
     pub pending_frees: usize,
     /// Loop iterations completed so far.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyloop::Loop;
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 use anyloop_select::SelectLoop;
 
 /// Which backend runs the loop.
@@ -108,7 +108,7 @@ enum Backend {
     },
     Calloop {
         // Dropped first: removing its source frees every remaining callback.
-        backend: CalloopBackend<'static>,
+        backend: CalloopSource<'static>,
         event_loop: calloop::EventLoop<'static, ()>,
     },
 }
@@ -163,7 +163,7 @@ impl LoopRunner {
                         source: std::io::Error::other(err),
                     })
                 })?;
-                let backend = CalloopBackend::new(&event_loop.handle()).map_err(create)?;
+                let backend = CalloopSource::new(&event_loop.handle()).map_err(create)?;
                 Backend::Calloop {
                     backend,
                     event_loop,

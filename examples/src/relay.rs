@@ -10,7 +10,7 @@
 //!   and the input watch is paused (empty interest) while too much output is queued
 //!   (backpressure), then resumed.
 //! - **Timer restart**: every chunk of input restarts the idle countdown with
-//!   `update_timeout` (contract R29); the timer disables itself after firing (one-shot, R34).
+//!   `update_timer` (contract R29); the timer disables itself after firing (one-shot, R34).
 //! - **Clean teardown**: watches are removed before their fds are closed (R53): stopping
 //!   removes every registration first, then closes both fds at once, so the peers see end of
 //!   file or a broken pipe without waiting for the relay object to be dropped.
@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyloop::{HandleId, IoEvents, Loop, TimeoutId};
+use anyloop::{IoEvents, Loop, TimerId, WatchId};
 use rustix::fs::OFlags;
 
 /// Bytes read from the input per readiness callback; level-triggered delivery calls again if
@@ -163,9 +163,9 @@ struct Shared {
     config: RelayConfig,
     /// `None` once stopped: closed right after the watches were removed (R53).
     fds: Option<Fds>,
-    input_watch: Option<HandleId>,
-    output_watch: Option<HandleId>,
-    idle_timer: Option<TimeoutId>,
+    input_watch: Option<WatchId>,
+    output_watch: Option<WatchId>,
+    idle_timer: Option<TimerId>,
     partial_line: Vec<u8>,
     pending: VecDeque<u8>,
     input_paused: bool,
@@ -239,46 +239,46 @@ impl LineRelay {
 
         let callback = {
             let (shared, sink) = (Arc::clone(&shared), Arc::clone(&sink));
-            move |_id: HandleId, _fd, events: IoEvents| {
+            move |_id: WatchId, _fd, events: IoEvents| {
                 let reports = on_input_ready(&shared, events);
                 deliver(&sink, reports);
             }
         };
-        let input_watch = lp.add_handle(
+        let input_watch = lp.add_watch(
             input_fd,
             IoEvents::READABLE,
-            anyloop::HandleCallback::new(callback).named("relay-input"),
+            anyloop::WatchCallback::new(callback).named("relay-input"),
         )?;
         lock(&shared).input_watch = Some(input_watch);
 
         let callback = {
             let (shared, sink) = (Arc::clone(&shared), Arc::clone(&sink));
-            move |_id: HandleId, _fd, events: IoEvents| {
+            move |_id: WatchId, _fd, events: IoEvents| {
                 let reports = on_output_ready(&shared, events);
                 deliver(&sink, reports);
             }
         };
         // Added disabled: it is switched on only while output is pending.
-        let output_watch = lp.add_handle(
+        let output_watch = lp.add_watch(
             output_fd,
             IoEvents::empty(),
-            anyloop::HandleCallback::new(callback).named("relay-output"),
+            anyloop::WatchCallback::new(callback).named("relay-output"),
         )?;
         lock(&shared).output_watch = Some(output_watch);
 
         if let Some(after) = idle {
             let callback = {
                 let (shared, sink) = (Arc::clone(&shared), sink);
-                move |id: TimeoutId| {
+                move |id: TimerId| {
                     // One report per quiet spell: disable until input restarts the countdown.
                     let lp = lock(&shared).lp.clone();
-                    let _ = lp.update_timeout(id, None);
+                    let _ = lp.update_timer(id, None);
                     deliver(&sink, vec![RelayEvent::Idle { after }]);
                 }
             };
-            let timer = lp.add_timeout(
+            let timer = lp.add_timer(
                 Some(after),
-                anyloop::TimeoutCallback::new(callback).named("relay-idle"),
+                anyloop::TimerCallback::new(callback).named("relay-idle"),
             )?;
             lock(&shared).idle_timer = Some(timer);
         }
@@ -344,13 +344,13 @@ fn set_nonblocking(fd: &OwnedFd) -> Option<OFlags> {
 /// contract R53).
 fn stop(state: &mut Shared) {
     if let Some(id) = state.input_watch.take() {
-        let _ = state.lp.remove_handle(id);
+        let _ = state.lp.remove_watch(id);
     }
     if let Some(id) = state.output_watch.take() {
-        let _ = state.lp.remove_handle(id);
+        let _ = state.lp.remove_watch(id);
     }
     if let Some(id) = state.idle_timer.take() {
-        let _ = state.lp.remove_timeout(id);
+        let _ = state.lp.remove_timer(id);
     }
     state.fds = None;
 }
@@ -371,7 +371,7 @@ fn on_input_ready(shared: &Mutex<Shared>, events: IoEvents) -> Vec<RelayEvent> {
         Ok(n) => {
             state.stats.bytes_in += n as u64;
             if let (Some(timer), Some(after)) = (state.idle_timer, state.config.idle_timeout) {
-                let _ = state.lp.update_timeout(timer, Some(after));
+                let _ = state.lp.update_timer(timer, Some(after));
             }
             split_lines(&mut state, &buf[..n], &mut reports);
             after_queueing(&mut state, &mut reports);
@@ -441,10 +441,10 @@ fn end_of_input(state: &mut Shared, reports: &mut Vec<RelayEvent>) {
     }
     // The input watch has nothing more to say; the idle timer neither.
     if let Some(id) = state.input_watch.take() {
-        let _ = state.lp.remove_handle(id);
+        let _ = state.lp.remove_watch(id);
     }
     if let Some(id) = state.idle_timer.take() {
-        let _ = state.lp.remove_timeout(id);
+        let _ = state.lp.remove_timer(id);
     }
     after_queueing(state, reports);
 }
@@ -458,17 +458,17 @@ fn after_queueing(state: &mut Shared, reports: &mut Vec<RelayEvent>) {
         } else {
             IoEvents::WRITABLE
         };
-        let _ = state.lp.update_handle(id, interest);
+        let _ = state.lp.update_watch(id, interest);
     }
     if let Some(id) = state.input_watch {
         let limit = state.config.max_pending_output;
         if !state.input_paused && state.pending.len() > limit {
             state.input_paused = true;
-            let _ = state.lp.update_handle(id, IoEvents::empty());
+            let _ = state.lp.update_watch(id, IoEvents::empty());
             reports.push(RelayEvent::Backpressure { paused: true });
         } else if state.input_paused && state.pending.len() <= limit / 2 {
             state.input_paused = false;
-            let _ = state.lp.update_handle(id, IoEvents::READABLE);
+            let _ = state.lp.update_watch(id, IoEvents::READABLE);
             reports.push(RelayEvent::Backpressure { paused: false });
         }
     }

@@ -84,7 +84,7 @@ fn relays_numbered_lines_until_end_of_input() {
         "     1  alpha\n     2  beta\n     3  gamma without newline\n"
     );
     assert_eq!(
-        lp.stats().handles + lp.stats().timeouts,
+        lp.stats().watches + lp.stats().timers,
         0,
         "relay removed all it registered"
     );
@@ -130,7 +130,7 @@ fn idle_is_reported_once_per_quiet_spell_and_input_restarts_it() {
         started.elapsed() >= Duration::from_millis(100),
         "idle never fires early"
     );
-    // Quiet for three more timeouts: still one report (the timer disabled itself).
+    // Quiet for three more timers: still one report (the timer disabled itself).
     let until = Instant::now() + Duration::from_millis(300);
     while Instant::now() < until {
         lp.run_once(Some(Duration::from_millis(20))).unwrap();
@@ -244,10 +244,10 @@ fn stop_removes_everything_and_frees_close_the_fds() {
     let (input, feed) = std::io::pipe().unwrap();
     let (out_read, out_write) = std::io::pipe().unwrap();
     let (relay, _events) = start(&lp, input.into(), out_write.into(), RelayConfig::default());
-    assert_eq!((lp.stats().handles, lp.stats().timeouts), (2, 1));
+    assert_eq!((lp.stats().watches, lp.stats().timers), (2, 1));
     relay.stop();
     assert!(relay.is_stopped());
-    assert_eq!((lp.stats().handles, lp.stats().timeouts), (0, 0));
+    assert_eq!((lp.stats().watches, lp.stats().timers), (0, 0));
     drop(relay);
     lp.run_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(lp.stats().pending_frees, 0);

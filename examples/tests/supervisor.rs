@@ -163,7 +163,7 @@ fn both_streams_line_by_line_then_quit_on_the_loop_thread() {
         let child = fx
             .spawn(r#"echo out1; echo err1 >&2; printf 'a\000b\n'; echo err2 >&2; printf 'tail'"#);
         // Two pipes and the pidfd, no helper thread.
-        assert_eq!(fx.runner.stats().handles, 3, "{choice}");
+        assert_eq!(fx.runner.stats().watches, 3, "{choice}");
         let events = fx.run_until_quit(1);
         assert!(matches!(&events[0], SupervisorEvent::Launched(l) if l.child == child));
         assert_eq!(
@@ -446,7 +446,7 @@ fn exit_detection_by_polling() {
         };
         let child = fx.spawn_with("echo polled; exit 3", &options);
         // The two pipes only: the exit is found by the timer, not by a pidfd watch.
-        assert_eq!(fx.runner.stats().handles, 2, "{choice}");
+        assert_eq!(fx.runner.stats().watches, 2, "{choice}");
         let events = fx.run_until_quit(1);
         assert_eq!(
             quit_of(&events, child).reason,

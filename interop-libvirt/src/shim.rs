@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use anyloop::{HandleCallback, HandleId, Loop, TimeoutCallback, TimeoutId};
+use anyloop::{Loop, TimerCallback, TimerId, WatchCallback, WatchId};
 
 use crate::bits::{events_to_libvirt, interest_from_libvirt, interval_from_libvirt};
 use crate::error::{Error, Result};
@@ -204,8 +204,8 @@ struct Table {
     target: Option<Loop>,
     /// The last libvirt id handed out; handles and timeouts share the counter.
     last_id: c_int,
-    handles: HashMap<c_int, Entry<HandleId>>,
-    timeouts: HashMap<c_int, Entry<TimeoutId>>,
+    handles: HashMap<c_int, Entry<WatchId>>,
+    timeouts: HashMap<c_int, Entry<TimerId>>,
 }
 
 struct Entry<Id> {
@@ -322,13 +322,13 @@ unsafe extern "C" fn add_handle(
             return -1;
         };
         let owner = FreeOnDrop(Arc::clone(&free));
-        let callback = HandleCallback::new(move |_id, fd, events| {
+        let callback = WatchCallback::new(move |_id, fd, events| {
             // SAFETY: `cb` and `opaque` were registered together by libvirt for `watch`;
             // `owner` keeps the registration (and so `opaque`) alive while the closure runs.
             unsafe { cb(watch, fd, events_to_libvirt(events), owner.opaque()) }
         })
         .named(format!("libvirt handle {watch}"));
-        match lp.add_handle(fd, interest_from_libvirt(event), callback) {
+        match lp.add_watch(fd, interest_from_libvirt(event), callback) {
             Ok(id) => {
                 table.handles.insert(watch, Entry { id, free });
                 count_add(true, ff);
@@ -350,7 +350,7 @@ unsafe extern "C" fn update_handle(watch: c_int, event: c_int) {
             bump(&COUNTERS.stale_ops);
             return;
         };
-        if let Err(error) = lp.update_handle(entry.id, interest_from_libvirt(event)) {
+        if let Err(error) = lp.update_watch(entry.id, interest_from_libvirt(event)) {
             tracing::debug!(watch, %error, "libvirt handle update refused");
         }
     })
@@ -364,7 +364,7 @@ unsafe extern "C" fn remove_handle(watch: c_int) -> c_int {
             return -1;
         };
         entry.free.removed.store(true, Ordering::Release);
-        let removed = table.target.as_ref().map(|lp| lp.remove_handle(entry.id));
+        let removed = table.target.as_ref().map(|lp| lp.remove_watch(entry.id));
         finish_remove(watch, removed)
     })
 }
@@ -386,13 +386,13 @@ unsafe extern "C" fn add_timeout(
             return -1;
         };
         let owner = FreeOnDrop(Arc::clone(&free));
-        let callback = TimeoutCallback::new(move |_id| {
+        let callback = TimerCallback::new(move |_id| {
             // SAFETY: as for handles: `cb` and `opaque` belong to `timer`, kept alive by
             // `owner`.
             unsafe { cb(timer, owner.opaque()) }
         })
         .named(format!("libvirt timeout {timer}"));
-        match lp.add_timeout(interval_from_libvirt(timeout), callback) {
+        match lp.add_timer(interval_from_libvirt(timeout), callback) {
             Ok(id) => {
                 table.timeouts.insert(timer, Entry { id, free });
                 count_add(false, ff);
@@ -416,7 +416,7 @@ unsafe extern "C" fn update_timeout(timer: c_int, timeout: c_int) {
         };
         // An unchanged interval still restarts the countdown (R29): libvirt's keep-alive
         // re-arms its timer this way on every message.
-        if let Err(error) = lp.update_timeout(entry.id, interval_from_libvirt(timeout)) {
+        if let Err(error) = lp.update_timer(entry.id, interval_from_libvirt(timeout)) {
             tracing::debug!(timer, %error, "libvirt timeout update refused");
         }
     })
@@ -430,7 +430,7 @@ unsafe extern "C" fn remove_timeout(timer: c_int) -> c_int {
             return -1;
         };
         entry.free.removed.store(true, Ordering::Release);
-        let removed = table.target.as_ref().map(|lp| lp.remove_timeout(entry.id));
+        let removed = table.target.as_ref().map(|lp| lp.remove_timer(entry.id));
         finish_remove(timer, removed)
     })
 }

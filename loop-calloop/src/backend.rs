@@ -1,4 +1,4 @@
-//! [`CalloopBackend`], its [`Quitter`], and the calloop errors they map.
+//! [`CalloopSource`], its [`Quitter`], and the calloop errors they map.
 
 use std::fmt;
 use std::io;
@@ -28,12 +28,12 @@ use crate::sys::{HostedPoller, HostedRegistrar};
 /// dropping thread (R48); [`Loop`] handles that outlive it answer [`Error::LoopGone`].
 ///
 /// ```
-/// use anyloop_calloop::CalloopBackend;
+/// use anyloop_calloop::CalloopSource;
 /// use std::time::Duration;
 ///
 /// // Any shared data type: here a counter the application owns.
 /// let mut event_loop = calloop::EventLoop::<u32>::try_new().expect("calloop");
-/// let backend = CalloopBackend::new(&event_loop.handle())?;
+/// let backend = CalloopSource::new(&event_loop.handle())?;
 /// let lp = backend.handle();
 /// let timer = lp.timer(Some(Duration::from_millis(1)), |_id| println!("tick"))?;
 /// let mut data = 0u32;
@@ -44,7 +44,7 @@ use crate::sys::{HostedPoller, HostedRegistrar};
 /// drop(timer);
 /// # Ok::<(), anyloop::Error>(())
 /// ```
-pub struct CalloopBackend<'l> {
+pub struct CalloopSource<'l> {
     token: RegistrationToken,
     hook_token: RegistrationToken,
     host: Box<dyn Host + 'l>,
@@ -54,14 +54,14 @@ pub struct CalloopBackend<'l> {
     status: Rc<Status>,
 }
 
-impl<'l> CalloopBackend<'l> {
+impl<'l> CalloopSource<'l> {
     /// Creates the engine (its own epoll instance and wake-up eventfd) and inserts its one
     /// source into the calloop loop behind `handle`.
     ///
     /// # Errors
     /// [`Error::Os`] if the epoll instance or the eventfd cannot be created, or if calloop
     /// refuses the source.
-    pub fn new<Data: 'l>(handle: &LoopHandle<'l, Data>) -> Result<CalloopBackend<'l>> {
+    pub fn new<Data: 'l>(handle: &LoopHandle<'l, Data>) -> Result<CalloopSource<'l>> {
         let (poller, registrar) = new_epoll().map_err(|source| Error::Os {
             op: "creating the epoll instance",
             fd: None,
@@ -99,7 +99,7 @@ impl<'l> CalloopBackend<'l> {
             }
         };
         tracing::debug!(epoll = raw, "anyloop source inserted into calloop");
-        Ok(CalloopBackend {
+        Ok(CalloopSource {
             token,
             hook_token,
             host: Box::new(WeakHost(weak_upgrader(handle))),
@@ -201,7 +201,7 @@ impl<'l> CalloopBackend<'l> {
     }
 }
 
-impl Drop for CalloopBackend<'_> {
+impl Drop for CalloopSource<'_> {
     fn drop(&mut self) {
         // Drops the source, hence the engine: every remaining free runs now, on this thread.
         self.host.remove(self.hook_token);
@@ -209,21 +209,21 @@ impl Drop for CalloopBackend<'_> {
     }
 }
 
-impl fmt::Debug for CalloopBackend<'_> {
+impl fmt::Debug for CalloopSource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CalloopBackend")
+        f.debug_struct("CalloopSource")
             .field("token", &self.token)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-/// Stops a [`CalloopBackend`]'s [`run`](CalloopBackend::run) from any thread or callback.
+/// Stops a [`CalloopSource`]'s [`run`](CalloopSource::run) from any thread or callback.
 ///
 /// ```
-/// use anyloop_calloop::CalloopBackend;
+/// use anyloop_calloop::CalloopSource;
 /// let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-/// let backend = CalloopBackend::new(&event_loop.handle())?;
+/// let backend = CalloopSource::new(&event_loop.handle())?;
 /// let quitter = backend.quitter();
 /// std::thread::spawn(move || quitter.quit());
 /// backend.run(&mut event_loop, &mut ())?; // returns once the other thread quit

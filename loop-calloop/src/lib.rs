@@ -1,13 +1,13 @@
 //! # anyloop-calloop: the anyloop vtable on a calloop event loop
 //!
 //! calloop is the event loop of Rust's Wayland stack (Smithay compositors, many winit-based
-//! applications). [`CalloopBackend`] plugs a library written against anyloop into such a
+//! applications). [`CalloopSource`] plugs a library written against anyloop into such a
 //! loop, whatever the loop's shared data type: create it from the loop's `LoopHandle`, give
 //! its [`Loop`](anyloop::Loop) handle to the library, and keep dispatching calloop as usual.
 //!
 //! ```
 //! use anyloop::IoEvents;
-//! use anyloop_calloop::CalloopBackend;
+//! use anyloop_calloop::CalloopSource;
 //! use std::io::{Read, Write};
 //! use std::os::fd::AsRawFd;
 //! use std::os::unix::net::UnixStream;
@@ -20,7 +20,7 @@
 //!
 //! fn main() -> anyloop::Result<()> {
 //!     let mut event_loop = calloop::EventLoop::<App>::try_new().expect("calloop");
-//!     let backend = CalloopBackend::new(&event_loop.handle())?;
+//!     let backend = CalloopSource::new(&event_loop.handle())?;
 //!     let lp = backend.handle(); // what a library stores: `anyloop::Loop`
 //!
 //!     // A library watches one end of a socket pair...
@@ -53,8 +53,8 @@
 //! ```
 //!
 //! With calloop's own `EventLoop::run` instead, call
-//! [`CalloopBackend::stop_calloop_on_quit`] with the loop's `LoopSignal` so that anyloop quit
-//! requests stop it, and read panics caught in callbacks with [`CalloopBackend::take_error`].
+//! [`CalloopSource::stop_calloop_on_quit`] with the loop's `LoopSignal` so that anyloop quit
+//! requests stop it, and read panics caught in callbacks with [`CalloopSource::take_error`].
 //!
 //! ## How it works, and what it costs
 //!
@@ -95,4 +95,4 @@ mod backend;
 mod source;
 mod sys;
 
-pub use backend::{CalloopBackend, Quitter};
+pub use backend::{CalloopSource, Quitter};

@@ -355,7 +355,7 @@ impl EventSource for AnyloopSource {
         } else {
             self.compute_wanted();
             if !self.needs_rearm() {
-                return Ok(()); // Nothing moved (e.g. `CalloopBackend::dispatch`'s check).
+                return Ok(()); // Nothing moved (e.g. `CalloopSource::dispatch`'s check).
             }
             // Keep the fd's registration (no epoll_ctl); its token is the first one.
             let _ = tokens.token();

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyloop::IoEvents;
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Interest, Mode, PostAction};
@@ -24,7 +24,7 @@ struct App {
 #[test]
 fn shared_data_and_other_sources_side_by_side() {
     let mut event_loop = calloop::EventLoop::<App>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
 
     // The application's own Generic source, next to the anyloop one.
@@ -72,7 +72,7 @@ fn shared_data_and_other_sources_side_by_side() {
 #[test]
 fn ops_from_calloop_callbacks_and_calloop_run_with_quit() {
     let mut event_loop = calloop::EventLoop::<App>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     backend.stop_calloop_on_quit(event_loop.get_signal());
     let lp = backend.handle();
     let quitter = backend.quitter();
@@ -95,13 +95,13 @@ fn ops_from_calloop_callbacks_and_calloop_run_with_quit() {
                 *a.borrow_mut() = Some(Instant::now());
                 let quitter = quitter.clone();
                 let f = f.clone();
-                lp2.add_timeout(Some(Duration::from_millis(10)), move |id| {
+                lp2.add_timer(Some(Duration::from_millis(10)), move |id| {
                     let _ = id;
                     f.lock().expect("lock").get_or_insert_with(Instant::now);
                     quitter.quit();
                 })
                 .map_err(|r| r.error)
-                .expect("add_timeout from a calloop callback");
+                .expect("add_timer from a calloop callback");
                 TimeoutAction::Drop
             },
         )
@@ -132,10 +132,10 @@ fn ops_from_calloop_callbacks_and_calloop_run_with_quit() {
 #[test]
 fn panics_are_reported_through_take_error_with_calloop_dispatch() {
     let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let id = lp
-        .add_timeout(Some(Duration::ZERO), |_| panic!("boom"))
+        .add_timer(Some(Duration::ZERO), |_| panic!("boom"))
         .map_err(|r| r.error)
         .expect("add");
     event_loop
@@ -145,7 +145,7 @@ fn panics_are_reported_through_take_error_with_calloop_dispatch() {
         Some(anyloop::Error::CallbackPanicked { id: got, .. }) => assert_eq!(got, id.into()),
         other => panic!("expected CallbackPanicked, got {other:?}"),
     }
-    lp.remove_timeout(id).expect("remove");
+    lp.remove_timer(id).expect("remove");
     // The loop stays usable.
     assert_eq!(
         backend

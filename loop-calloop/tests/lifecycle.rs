@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyloop::{Error, IoEvents, Loop};
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 
 /// Counts its own drops.
 struct DropCount(Arc<AtomicUsize>);
@@ -21,7 +21,7 @@ impl Drop for DropCount {
 fn register(lp: &Loop, drops: &Arc<AtomicUsize>) -> std::os::unix::net::UnixStream {
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
     let state = DropCount(drops.clone());
-    lp.add_handle(
+    lp.add_watch(
         std::os::fd::AsRawFd::as_raw_fd(&b),
         IoEvents::READABLE,
         move |_, _, _| {
@@ -29,13 +29,13 @@ fn register(lp: &Loop, drops: &Arc<AtomicUsize>) -> std::os::unix::net::UnixStre
         },
     )
     .map_err(|r| r.error)
-    .expect("add_handle");
+    .expect("add_watch");
     let state = DropCount(drops.clone());
-    lp.add_timeout(Some(Duration::from_secs(60)), move |_| {
+    lp.add_timer(Some(Duration::from_secs(60)), move |_| {
         let _ = &state;
     })
     .map_err(|r| r.error)
-    .expect("add_timeout");
+    .expect("add_timer");
     drop(a);
     b
 }
@@ -43,7 +43,7 @@ fn register(lp: &Loop, drops: &Arc<AtomicUsize>) -> std::os::unix::net::UnixStre
 #[test]
 fn dropping_the_backend_frees_everything_once() {
     let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let drops = Arc::new(AtomicUsize::new(0));
     let _fd = register(&lp, &drops);
@@ -54,7 +54,7 @@ fn dropping_the_backend_frees_everything_once() {
     drop(backend);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "R48: freed at destruction");
     assert!(matches!(
-        lp.add_timeout(None, |_| {}).map_err(|r| r.error),
+        lp.add_timer(None, |_| {}).map_err(|r| r.error),
         Err(Error::LoopGone)
     ));
     // The calloop loop carries on without the source.
@@ -68,7 +68,7 @@ fn dropping_the_backend_frees_everything_once() {
 #[test]
 fn dropping_the_calloop_loop_frees_everything_once() {
     let event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let drops = Arc::new(AtomicUsize::new(0));
     let _fd = register(&lp, &drops);
@@ -79,10 +79,10 @@ fn dropping_the_calloop_loop_frees_everything_once() {
         "R48: freed with the calloop loop"
     );
     assert!(matches!(
-        lp.add_timeout(None, |_| {}).map_err(|r| r.error),
+        lp.add_timer(None, |_| {}).map_err(|r| r.error),
         Err(Error::LoopGone)
     ));
-    assert_eq!(backend.stats().handles, 0);
+    assert_eq!(backend.stats().watches, 0);
     drop(backend);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "freed exactly once");
 }
@@ -90,7 +90,7 @@ fn dropping_the_calloop_loop_frees_everything_once() {
 #[test]
 fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
     let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let drops = Arc::new(AtomicUsize::new(0));
     let state = DropCount(drops.clone());
@@ -105,7 +105,7 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
     }
     let place = Where(on);
     let id = lp
-        .add_timeout(Some(Duration::from_secs(60)), move |_| {
+        .add_timer(Some(Duration::from_secs(60)), move |_| {
             let _ = (&state, &place);
         })
         .map_err(|r| r.error)
@@ -114,7 +114,7 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
         .dispatch(Some(Duration::ZERO), &mut ())
         .expect("dispatch");
     // Removed from another thread while nobody dispatches: the free waits for the loop.
-    std::thread::spawn(move || lp.remove_timeout(id).expect("remove"))
+    std::thread::spawn(move || lp.remove_timer(id).expect("remove"))
         .join()
         .expect("thread");
     assert_eq!(drops.load(Ordering::SeqCst), 0, "R21: never inside remove");

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyloop::IoEvents;
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 
 #[test]
 fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
     let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let tick = Some(Duration::from_millis(20));
 
@@ -24,7 +24,7 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
     let (mut writer, kept) = UnixStream::pair().expect("pair");
     let dup = kept.try_clone().expect("dup");
     let old = lp
-        .add_handle(dup.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
+        .add_watch(dup.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
         .map_err(|r| r.error)
         .expect("add");
     backend
@@ -37,7 +37,7 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
         .expect("dispatch");
     // The kernel registration cannot be removed by number any more (EBADF): it is reported
     // again and again until the engine resets its epoll instance.
-    lp.remove_handle(old).expect("remove");
+    lp.remove_watch(old).expect("remove");
     for _ in 0..5 {
         backend
             .dispatch(&mut event_loop, tick, &mut ())

@@ -4,19 +4,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 
 #[test]
 fn cross_thread_add_wakes_blocked_dispatch() {
     let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-    let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+    let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let fired = Arc::new(AtomicUsize::new(0));
     let f = fired.clone();
     let start = Instant::now();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
-        lp.add_timeout(Some(Duration::ZERO), move |_| {
+        lp.add_timer(Some(Duration::ZERO), move |_| {
             f.fetch_add(1, Ordering::SeqCst);
         })
         .map_err(|r| r.error)
@@ -43,14 +43,14 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
     let loop_stop = stop.clone();
     let looper = std::thread::spawn(move || {
         let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-        let backend = CalloopBackend::new(&event_loop.handle()).expect("backend");
+        let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
         let lp = backend.handle();
         let lp2 = lp.clone();
         let id = lp
-            .add_timeout(None, move |id| {
+            .add_timer(None, move |id| {
                 // Disable first, then report: a post that follows the report can never be
                 // undone by this disable (W3 reports first, which races under load).
-                lp2.update_timeout(id, None).expect("disable");
+                lp2.update_timer(id, None).expect("disable");
                 let _ = fired_tx.send(());
             })
             .map_err(|r| r.error)
@@ -69,7 +69,7 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         if i == ROUNDS - 1 {
             stop.store(true, Ordering::SeqCst);
         }
-        lp.update_timeout(id, Some(Duration::ZERO)).expect("arm");
+        lp.update_timer(id, Some(Duration::ZERO)).expect("arm");
         if fired_rx.recv_timeout(Duration::from_secs(2)).is_err() {
             lost += 1;
             eprintln!("lost wake-up at round {i}");
@@ -79,7 +79,7 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = lp.update_timeout(id, Some(Duration::ZERO));
+    let _ = lp.update_timer(id, Some(Duration::ZERO));
     looper.join().expect("loop thread");
     assert_eq!(lost, 0, "wake-ups were lost");
 }

@@ -42,14 +42,14 @@ use crate::source::{new_source, set_priority, Core};
 /// let mut lp = GlibLoop::new(&context)?;
 /// let fired = Arc::new(AtomicUsize::new(0));
 /// let counter = fired.clone();
-/// let id = lp.handle().add_timeout(Some(Duration::ZERO), move |_id| {
+/// let id = lp.handle().add_timer(Some(Duration::ZERO), move |_id| {
 ///     counter.fetch_add(1, Ordering::SeqCst);
 /// })?;
 /// // Anything that iterates the context runs anyloop callbacks: here GLib's own call.
 /// context.iteration(false);
 /// // Or one bounded iteration that reports how many anyloop callbacks ran.
 /// assert_eq!(lp.iterate(Some(Duration::from_millis(10)))?, 1);
-/// lp.handle().remove_timeout(id)?;
+/// lp.handle().remove_timer(id)?;
 /// assert_eq!(fired.load(Ordering::SeqCst), 2);
 /// # Ok::<(), anyloop::Error>(())
 /// ```

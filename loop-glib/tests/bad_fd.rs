@@ -23,7 +23,7 @@ fn closed_fd_open_elsewhere_then_new_watch_delivered() {
     let e = events.clone();
     let id = lp
         .handle()
-        .add_handle(dup.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
+        .add_watch(dup.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
             e.lock().unwrap().push(ev)
         })
         .expect("add");
@@ -35,7 +35,7 @@ fn closed_fd_open_elsewhere_then_new_watch_delivered() {
     for _ in 0..3 {
         let _ = lp.iterate(Some(Duration::from_millis(5)));
     }
-    lp.handle().remove_handle(id).expect("remove after close");
+    lp.handle().remove_watch(id).expect("remove after close");
 
     // No spin: iterating for 200 ms in 20 ms steps stays quiet.
     let (cpu0, iter0, start) = (thread_cpu_time(), lp.stats().iterations, Instant::now());

@@ -24,7 +24,7 @@ fn drop_frees_everything_once() {
         let token = drops.token();
         watches.push(
             lp.handle()
-                .add_handle(pair.rx.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
+                .add_watch(pair.rx.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
                     let _ = &token;
                 })
                 .expect("add"),
@@ -34,14 +34,14 @@ fn drop_frees_everything_once() {
         let token = drops.token();
         let interval = (k % 2 == 0).then(|| Duration::from_secs(60));
         lp.handle()
-            .add_timeout(interval, move |_| {
+            .add_timer(interval, move |_| {
                 let _ = &token;
             })
             .expect("add timer");
     }
     // Five removed before the drop: freed on the next iteration, not at the drop again.
     for id in watches.drain(..5) {
-        lp.handle().remove_handle(id).expect("remove");
+        lp.handle().remove_watch(id).expect("remove");
     }
     assert_eq!(drops.count(), 0, "R21: a free ran inside remove");
     context.iteration(false);
@@ -55,11 +55,11 @@ fn drop_frees_everything_once() {
         "R24: frees on this thread"
     );
     assert!(matches!(
-        handle.add_timeout(None, |_| {}).map_err(|r| r.error),
+        handle.add_timer(None, |_| {}).map_err(|r| r.error),
         Err(Error::LoopGone)
     ));
     assert!(matches!(
-        handle.remove_handle(watches[0]),
+        handle.remove_watch(watches[0]),
         Err(Error::LoopGone) | Err(Error::NotFound { .. })
     ));
     // Nothing of ours is left on the context: iterating it is quiet.
@@ -79,7 +79,7 @@ fn drop_from_inside_a_callback() {
     let handle = slot.lock().unwrap().as_ref().unwrap().handle();
     let other = drops.token();
     handle
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &other;
         })
         .expect("survivor");
@@ -87,7 +87,7 @@ fn drop_from_inside_a_callback() {
     let o = observed.clone();
     let d = drops.clone();
     handle
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             let lp = s.lock().unwrap().take();
             drop(lp);
@@ -113,12 +113,12 @@ fn foreign_remove_frees_on_the_iterating_thread() {
     let token = drops.token();
     let id = lp
         .handle()
-        .add_timeout(Some(Duration::from_secs(60)), move |_| {
+        .add_timer(Some(Duration::from_secs(60)), move |_| {
             let _ = &token;
         })
         .expect("add");
     let handle = lp.handle();
-    std::thread::spawn(move || handle.remove_timeout(id).expect("remove"))
+    std::thread::spawn(move || handle.remove_timer(id).expect("remove"))
         .join()
         .expect("remover");
     assert_eq!(drops.count(), 0, "R21: freed inside remove");

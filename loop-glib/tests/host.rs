@@ -140,7 +140,7 @@ fn nested_main_loop_inside_a_callback() {
     let _nester = lp
         .handle()
         .timer(Some(Duration::ZERO), move |id| {
-            handle.update_timeout(id, None).expect("one-shot");
+            handle.update_timer(id, None).expect("one-shot");
             push(&l, "nest-begin");
             std::io::Write::write_all(&mut &tx, b"x").expect("write");
             let nested = glib::MainLoop::new(Some(&ctx), false);

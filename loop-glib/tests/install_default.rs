@@ -22,7 +22,7 @@ fn install_default_plugs_the_default_context() {
     let _timer = found
         .timer(Some(Duration::from_millis(1)), move |id| {
             f.fetch_add(1, Ordering::SeqCst);
-            let _ = Loop::current().expect("current").update_timeout(id, None);
+            let _ = Loop::current().expect("current").update_timer(id, None);
         })
         .expect("timer");
     // Driven by GLib's default context, as `gtk::Application::run` would.

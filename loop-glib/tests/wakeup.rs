@@ -42,9 +42,9 @@ fn foreign_thread_ops_wake_a_context_blocked_in_iteration() {
         // add a 0 ms timeout that removes itself...
         let (fired_tx, fired_rx) = mpsc::channel();
         let l = lp.clone();
-        lp.add_timeout(Some(Duration::ZERO), move |id| {
+        lp.add_timer(Some(Duration::ZERO), move |id| {
             let _ = fired_tx.send(thread::current().id());
-            l.remove_timeout(id).expect("self-remove");
+            l.remove_timer(id).expect("self-remove");
         })
         .expect("add from another thread");
         let on = fired_rx
@@ -55,20 +55,20 @@ fn foreign_thread_ops_wake_a_context_blocked_in_iteration() {
         let (fired_tx, fired_rx) = mpsc::channel();
         let l = lp.clone();
         let id = lp
-            .add_timeout(None, move |id| {
+            .add_timer(None, move |id| {
                 let _ = fired_tx.send(());
-                l.update_timeout(id, None).expect("disable");
+                l.update_timer(id, None).expect("disable");
             })
             .expect("add disabled");
         thread::sleep(Duration::from_millis(5));
-        lp.update_timeout(id, Some(Duration::ZERO)).expect("arm");
+        lp.update_timer(id, Some(Duration::ZERO)).expect("arm");
         fired_rx
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|_| panic!("round {round}: arming did not wake the context"));
-        lp.remove_timeout(id).expect("remove");
+        lp.remove_timer(id).expect("remove");
     }
     stop.store(true, Ordering::SeqCst);
-    lp.add_timeout(Some(Duration::ZERO), |_| {})
+    lp.add_timer(Some(Duration::ZERO), |_| {})
         .expect("last wake");
     owner.join().expect("owner thread");
 }

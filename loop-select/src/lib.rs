@@ -1,6 +1,6 @@
 //! # anyloop-select: the built-in event loop of anyloop
 //!
-//! [`SelectLoop`] implements the anyloop vtable ([`anyloop::EventLoop`]) on Linux epoll, for
+//! [`SelectLoop`] implements the anyloop vtable ([`anyloop::Backend`]) on Linux epoll, for
 //! command-line programs, tests and anything that has no main loop of its own. Run it on one
 //! thread; hand its [`Loop`](anyloop::Loop) handle (from [`SelectLoop::handle`]) to libraries, on any thread.
 //!
@@ -31,7 +31,7 @@
 //!     let timers = handle.clone();
 //!     let _timer = handle.timer(Some(Duration::from_millis(10)), move |id| {
 //!         ours.write_all(b"hello").expect("write");
-//!         let _ = timers.update_timeout(id, None); // one-shot
+//!         let _ = timers.update_timer(id, None); // one-shot
 //!     })?;
 //!
 //!     lp.run()?; // returns once the watch called quit()
@@ -51,7 +51,7 @@
 //!
 //! The registration table and the dispatch cycle are anyloop's substrate-neutral
 //! [`anyloop::backend::Engine`]; to follow an event from the kernel to a callback, read
-//! `core/src/backend/dispatch.rs`. This crate adds the OS layer (`sys/`): see [`Poller`].
+//! `core/src/backend/dispatch.rs`. This crate adds the OS layer (`sys/`): see [`PollerKind`].
 //!
 //! **Dispatch order** within one iteration (R58): expired timers first, by deadline then
 //! creation order; then fd watches, in the order the kernel reported the fds, several
@@ -65,4 +65,4 @@ compile_error!("anyloop-select supports 64-bit Linux only (epoll)");
 mod select;
 mod sys;
 
-pub use select::{Poller, Quitter, SelectLoop};
+pub use select::{PollerKind, Quitter, SelectLoop};

@@ -1,4 +1,4 @@
-//! [`SelectLoop`], its [`Quitter`], and the choice of [`Poller`].
+//! [`SelectLoop`], its [`Quitter`], and the choice of [`PollerKind`].
 
 use std::fmt;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::sys;
 /// Both give the same behaviour (the conformance kit runs against both); they differ in
 /// cost per iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Poller {
+pub enum PollerKind {
     /// Linux level-triggered epoll (via `rustix`): one `epoll_wait` per iteration and no
     /// syscall per dispatched event. The default.
     #[default]
@@ -61,54 +61,54 @@ macro_rules! with_engine {
 /// let mut lp = SelectLoop::new()?;
 /// let fired = Arc::new(AtomicUsize::new(0));
 /// let counter = fired.clone();
-/// let id = lp.handle().add_timeout(Some(Duration::ZERO), move |_id| {
+/// let id = lp.handle().add_timer(Some(Duration::ZERO), move |_id| {
 ///     counter.fetch_add(1, Ordering::SeqCst);
 /// })?;
 /// // A zero-interval timer fires on every iteration and keeps the loop from blocking.
 /// assert_eq!(lp.run_once(None)?, 1);
 /// assert_eq!(lp.run_once(None)?, 1);
-/// lp.handle().remove_timeout(id)?;
+/// lp.handle().remove_timer(id)?;
 /// assert_eq!(lp.run_once(Some(Duration::from_millis(1)))?, 0);
 /// assert_eq!(fired.load(Ordering::SeqCst), 2);
 /// # Ok::<(), anyloop::Error>(())
 /// ```
 pub struct SelectLoop {
     inner: Inner,
-    poller: Poller,
+    poller: PollerKind,
 }
 
 impl SelectLoop {
-    /// A loop on the default [`Poller`] (level-triggered epoll).
+    /// A loop on the default [`PollerKind`] (level-triggered epoll).
     ///
     /// # Errors
     /// [`Error::Os`] if the epoll instance or the wake-up eventfd cannot be created.
     pub fn new() -> Result<SelectLoop> {
-        SelectLoop::with_poller(Poller::default())
+        SelectLoop::with_poller(PollerKind::default())
     }
 
-    /// A loop on the given [`Poller`].
+    /// A loop on the given [`PollerKind`].
     ///
     /// # Errors
     /// [`Error::Os`] if the OS resources cannot be created.
     ///
     /// ```
-    /// use anyloop_select::{Poller, SelectLoop};
-    /// let lp = SelectLoop::with_poller(Poller::Mio)?;
-    /// assert_eq!(lp.poller(), Poller::Mio);
+    /// use anyloop_select::{PollerKind, SelectLoop};
+    /// let lp = SelectLoop::with_poller(PollerKind::Mio)?;
+    /// assert_eq!(lp.poller(), PollerKind::Mio);
     /// # Ok::<(), anyloop::Error>(())
     /// ```
-    pub fn with_poller(poller: Poller) -> Result<SelectLoop> {
+    pub fn with_poller(poller: PollerKind) -> Result<SelectLoop> {
         let os = |source| Error::Os {
             op: "creating the poller",
             fd: None,
             source,
         };
         let inner = match poller {
-            Poller::Epoll => {
+            PollerKind::Epoll => {
                 let (poller, registrar) = new_epoll().map_err(os)?;
                 Inner::Epoll(Engine::new(poller, registrar))
             }
-            Poller::Mio => {
+            PollerKind::Mio => {
                 let (poller, registrar) = sys::mio::new().map_err(os)?;
                 Inner::Mio(Engine::new(poller, registrar))
             }
@@ -116,8 +116,8 @@ impl SelectLoop {
         Ok(SelectLoop { inner, poller })
     }
 
-    /// Which [`Poller`] this loop uses.
-    pub fn poller(&self) -> Poller {
+    /// Which [`PollerKind`] this loop uses.
+    pub fn poller(&self) -> PollerKind {
         self.poller
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, RegistrationId, TimeoutId};
+use anyloop::{Error, IoEvents, RegistrationId, TimerId, WatchId};
 use util::*;
 
 #[test]
@@ -17,7 +17,7 @@ fn rejected_adds_hand_the_callback_back_without_freeing() {
         let h = lp.handle();
         let probe = frees.probe("cb");
         let rejected = h
-            .add_handle(-1, IoEvents::READABLE, move |_, _, _| {
+            .add_watch(-1, IoEvents::READABLE, move |_, _, _| {
                 let _keep = &probe;
             })
             .unwrap_err();
@@ -26,7 +26,7 @@ fn rejected_adds_hand_the_callback_back_without_freeing() {
         // Closed fd.
         let closed = Pipe::new().rfd();
         let rejected = h
-            .add_handle(closed, IoEvents::READABLE, rejected.callback)
+            .add_watch(closed, IoEvents::READABLE, rejected.callback)
             .unwrap_err();
         assert!(
             matches!(rejected.error, Error::InvalidFd { .. }),
@@ -36,14 +36,14 @@ fn rejected_adds_hand_the_callback_back_without_freeing() {
         // Unknown bits.
         let p = Pipe::new();
         let rejected = h
-            .add_handle(p.rfd(), IoEvents::from_bits_retain(0x40), rejected.callback)
+            .add_watch(p.rfd(), IoEvents::from_bits_retain(0x40), rejected.callback)
             .unwrap_err();
         assert!(matches!(
             rejected.error,
             Error::UnknownEvents { bits: 0x40, .. }
         ));
         assert!(frees.freed().is_empty(), "{poller:?}: a failed add freed");
-        assert_eq!(lp.stats().handles, 0);
+        assert_eq!(lp.stats().watches, 0);
         drop(rejected); // the caller's to drop
         assert_eq!(frees.count("cb"), 1);
     }
@@ -54,40 +54,38 @@ fn unknown_ids_double_remove_and_no_resurrection() {
     for poller in POLLERS {
         let mut lp = new_loop(poller);
         let h = lp.handle();
-        let fake = HandleId::allocate();
-        assert!(matches!(h.remove_handle(fake), Err(Error::NotFound { .. })));
+        let fake = WatchId::allocate();
+        assert!(matches!(h.remove_watch(fake), Err(Error::NotFound { .. })));
         assert!(matches!(
-            h.update_handle(fake, IoEvents::READABLE),
+            h.update_watch(fake, IoEvents::READABLE),
             Err(Error::NotFound { .. })
         ));
         let dev_null = File::open("/dev/null").unwrap();
         let hits = Counter::default();
         let c = hits.clone();
         let id = h
-            .add_handle(
+            .add_watch(
                 dev_null.as_raw_fd(),
                 IoEvents::READABLE | IoEvents::WRITABLE,
                 move |_, _, _| c.hit(),
             )
             .unwrap();
-        h.update_handle(id, IoEvents::empty()).unwrap();
-        h.remove_handle(id).unwrap();
+        h.update_watch(id, IoEvents::empty()).unwrap();
+        h.remove_watch(id).unwrap();
         assert!(
-            matches!(h.update_handle(id, IoEvents::READABLE), Err(Error::NotFound { id: RegistrationId::Handle(x) }) if x == id)
+            matches!(h.update_watch(id, IoEvents::READABLE), Err(Error::NotFound { id: RegistrationId::Watch(x) }) if x == id)
         );
-        assert!(matches!(h.remove_handle(id), Err(Error::NotFound { .. })));
-        let t = h
-            .add_timeout(Some(Duration::from_secs(10)), |_| {})
-            .unwrap();
-        h.update_timeout(t, None).unwrap();
-        h.remove_timeout(t).unwrap();
+        assert!(matches!(h.remove_watch(id), Err(Error::NotFound { .. })));
+        let t = h.add_timer(Some(Duration::from_secs(10)), |_| {}).unwrap();
+        h.update_timer(t, None).unwrap();
+        h.remove_timer(t).unwrap();
         assert!(matches!(
-            h.update_timeout(t, Some(Duration::ZERO)),
+            h.update_timer(t, Some(Duration::ZERO)),
             Err(Error::NotFound { .. })
         ));
-        assert!(matches!(h.remove_timeout(t), Err(Error::NotFound { .. })));
+        assert!(matches!(h.remove_timer(t), Err(Error::NotFound { .. })));
         assert!(matches!(
-            h.remove_timeout(TimeoutId::allocate()),
+            h.remove_timer(TimerId::allocate()),
             Err(Error::NotFound { .. })
         ));
         run_for(&mut lp, Duration::from_millis(50));
@@ -108,12 +106,12 @@ fn regular_files_and_dev_null_are_always_ready() {
         let (g1, g2) = (got.clone(), got.clone());
         let h = lp.handle();
         let a = h
-            .add_handle(file.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
+            .add_watch(file.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
                 g1.lock().unwrap().push(ev)
             })
             .unwrap();
         let b = h
-            .add_handle(null.as_raw_fd(), IoEvents::WRITABLE, move |_, _, ev| {
+            .add_watch(null.as_raw_fd(), IoEvents::WRITABLE, move |_, _, ev| {
                 g2.lock().unwrap().push(ev)
             })
             .unwrap();
@@ -126,8 +124,8 @@ fn regular_files_and_dev_null_are_always_ready() {
             "{got:?}"
         );
         // Disabled: silent, and the loop may block again.
-        h.update_handle(a, IoEvents::empty()).unwrap();
-        h.remove_handle(b).unwrap();
+        h.update_watch(a, IoEvents::empty()).unwrap();
+        h.remove_watch(b).unwrap();
         assert_eq!(lp.run_once(Some(Duration::from_millis(20))).unwrap(), 0);
     }
 }
@@ -144,7 +142,7 @@ fn fd_closed_while_watched_never_spins_and_remove_still_frees() {
             let c = hits.clone();
             let h = lp.handle();
             let id = h
-                .add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+                .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
                     let _keep = &probe;
                     c.hit();
                 })
@@ -165,7 +163,7 @@ fn fd_closed_while_watched_never_spins_and_remove_still_frees() {
                 hits.get() - before <= 1,
                 "{poller:?}/{label}: ERROR delivered more than once"
             );
-            h.remove_handle(id).unwrap();
+            h.remove_watch(id).unwrap();
             lp.drain().unwrap();
             assert_eq!(frees.count("w"), 1);
             drop(write);
@@ -181,7 +179,7 @@ fn closed_fd_number_reused_by_a_new_pipe_is_watched_afresh() {
         let number = old.rfd();
         let h = lp.handle();
         let stale = h
-            .add_handle(number, IoEvents::READABLE, |_, _, _| {})
+            .add_watch(number, IoEvents::READABLE, |_, _, _| {})
             .unwrap();
         // Library bug (R53): closed without removing. Then the number comes back.
         let Pipe { read, write } = old;
@@ -212,17 +210,17 @@ fn closed_fd_number_reused_by_a_new_pipe_is_watched_afresh() {
         let hits = Counter::default();
         let c = hits.clone();
         let new = h
-            .add_handle(number, IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(number, IoEvents::READABLE, move |_, fd, _| {
                 take_one(fd);
                 c.hit()
             })
             .unwrap();
         fresh.put(1);
         run_until(&mut lp, || hits.get() == 1);
-        h.remove_handle(stale).unwrap();
+        h.remove_watch(stale).unwrap();
         fresh.put(1);
         run_until(&mut lp, || hits.get() == 2);
-        h.remove_handle(new).unwrap();
+        h.remove_watch(new).unwrap();
         let _ = poller;
     }
 }
@@ -237,17 +235,16 @@ fn panicking_callback_is_reported_and_the_loop_stays_usable() {
         let c = others.clone();
         let probe = frees.probe("bad");
         let bad = h
-            .add_timeout(Some(Duration::ZERO), move |_| {
+            .add_timer(Some(Duration::ZERO), move |_| {
                 let _keep = &probe;
                 panic!("boom")
             })
             .unwrap();
-        h.add_timeout(Some(Duration::ZERO), move |_| c.hit())
-            .unwrap();
+        h.add_timer(Some(Duration::ZERO), move |_| c.hit()).unwrap();
         let err = lp.run_once(Some(PATIENCE)).unwrap_err();
         match err {
             Error::CallbackPanicked { id, message } => {
-                assert_eq!(id, RegistrationId::Timeout(bad));
+                assert_eq!(id, RegistrationId::Timer(bad));
                 assert_eq!(message, "boom");
             }
             other => panic!("unexpected {other:?}"),
@@ -257,7 +254,7 @@ fn panicking_callback_is_reported_and_the_loop_stays_usable() {
             1,
             "{poller:?}: the rest of the batch did not run"
         );
-        h.remove_timeout(bad).unwrap();
+        h.remove_timer(bad).unwrap();
         assert_eq!(lp.run_once(Some(PATIENCE)).unwrap(), 1);
         assert_eq!(frees.count("bad"), 1);
         // A panicking free is reported too.
@@ -269,11 +266,11 @@ fn panicking_callback_is_reported_and_the_loop_stays_usable() {
         }
         let bomb = Bomb;
         let t = h
-            .add_timeout(None, move |_| {
+            .add_timer(None, move |_| {
                 let _keep = &bomb;
             })
             .unwrap();
-        h.remove_timeout(t).unwrap();
+        h.remove_timer(t).unwrap();
         assert!(matches!(lp.drain(), Err(Error::CallbackPanicked { .. })));
         assert_eq!(lp.stats().pending_frees, 0);
     }
@@ -289,12 +286,12 @@ fn closed_fd_whose_file_lives_on_elsewhere_does_not_spin_after_removal() {
         let watched = p.read.try_clone().unwrap();
         let h = lp.handle();
         let id = h
-            .add_handle(watched.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
+            .add_watch(watched.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
             .unwrap();
         let hits = Counter::default();
         let c = hits.clone();
         let live = h
-            .add_handle(other.rfd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(other.rfd(), IoEvents::READABLE, move |_, fd, _| {
                 take_one(fd);
                 c.hit()
             })
@@ -302,7 +299,7 @@ fn closed_fd_whose_file_lives_on_elsewhere_does_not_spin_after_removal() {
         lp.run_once(Some(Duration::from_millis(5))).unwrap();
         drop(watched); // library bug (R53): closed before removal
         p.put(1); // readable through `dup`: epoll still reports the old registration
-        h.remove_handle(id).unwrap(); // EPOLL_CTL_DEL can no longer reach it
+        h.remove_watch(id).unwrap(); // EPOLL_CTL_DEL can no longer reach it
         let iterations = run_for(&mut lp, Duration::from_millis(200));
         assert!(
             iterations < 40,
@@ -311,7 +308,7 @@ fn closed_fd_whose_file_lives_on_elsewhere_does_not_spin_after_removal() {
         // Other registrations survive the clean-up.
         other.put(1);
         run_until(&mut lp, || hits.get() == 1);
-        h.remove_handle(live).unwrap();
+        h.remove_watch(live).unwrap();
         drop(dup);
     }
 }
@@ -322,20 +319,20 @@ fn a_panic_report_names_the_callback() {
         let mut lp = new_loop(poller);
         let h = lp.handle();
         let id = h
-            .add_timeout(
+            .add_timer(
                 Some(Duration::ZERO),
-                anyloop::TimeoutCallback::new(|_| panic!("boom")).named("keepalive"),
+                anyloop::TimerCallback::new(|_| panic!("boom")).named("keepalive"),
             )
             .unwrap();
         match lp.run_once(Some(Duration::ZERO)) {
             Err(Error::CallbackPanicked { id: got, message }) => {
-                assert_eq!(got, RegistrationId::Timeout(id));
+                assert_eq!(got, RegistrationId::Timer(id));
                 assert!(message.contains("boom"), "{message}");
                 assert!(message.contains("keepalive"), "R56: {message}");
             }
             other => panic!("{other:?}"),
         }
-        h.remove_timeout(id).unwrap();
+        h.remove_timer(id).unwrap();
         lp.run_once(Some(Duration::ZERO)).unwrap();
     }
 }

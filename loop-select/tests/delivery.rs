@@ -17,7 +17,7 @@ fn level_triggered_partial_reads_are_called_again() {
         let calls = Counter::default();
         let c = calls.clone();
         lp.handle()
-            .add_handle(
+            .add_watch(
                 pipe.rfd(),
                 IoEvents::READABLE,
                 move |_id, fd, ev: IoEvents| {
@@ -51,7 +51,7 @@ fn one_call_with_both_bits_and_own_bits_per_watch() {
             ("off", IoEvents::empty()),
         ] {
             let seen = seen.clone();
-            h.add_handle(a.as_raw_fd(), interest, move |_id, _fd, ev| {
+            h.add_watch(a.as_raw_fd(), interest, move |_id, _fd, ev| {
                 seen.lock().unwrap().push((name, ev))
             })
             .unwrap();
@@ -79,9 +79,9 @@ fn hangup_reported_without_asking_and_no_spin_after_removal() {
         let g = got.clone();
         let h = lp.handle();
         let h2 = h.clone();
-        h.add_handle(pipe.rfd(), IoEvents::READABLE, move |id, _fd, ev| {
+        h.add_watch(pipe.rfd(), IoEvents::READABLE, move |id, _fd, ev| {
             *g.lock().unwrap() |= ev;
-            h2.remove_handle(id).unwrap();
+            h2.remove_watch(id).unwrap();
         })
         .unwrap();
         let Pipe { read, write } = pipe;
@@ -105,9 +105,9 @@ fn disabled_watch_is_silent_even_on_hangup() {
         let c = calls.clone();
         let id = lp
             .handle()
-            .add_handle(pipe.rfd(), IoEvents::READABLE, move |_, _, _| c.hit())
+            .add_watch(pipe.rfd(), IoEvents::READABLE, move |_, _, _| c.hit())
             .unwrap();
-        lp.handle().update_handle(id, IoEvents::empty()).unwrap();
+        lp.handle().update_watch(id, IoEvents::empty()).unwrap();
         let Pipe { read, write } = pipe;
         drop(write);
         assert!(
@@ -116,9 +116,9 @@ fn disabled_watch_is_silent_even_on_hangup() {
         );
         assert_eq!(calls.get(), 0);
         // Re-enabled: the hang-up is reported.
-        lp.handle().update_handle(id, IoEvents::READABLE).unwrap();
+        lp.handle().update_watch(id, IoEvents::READABLE).unwrap();
         run_until(&mut lp, || calls.get() > 0);
-        lp.handle().remove_handle(id).unwrap();
+        lp.handle().remove_watch(id).unwrap();
         drop(read);
     }
 }
@@ -132,14 +132,14 @@ fn update_to_same_interest_is_a_no_op() {
         let c = calls.clone();
         let id = lp
             .handle()
-            .add_handle(pipe.rfd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(pipe.rfd(), IoEvents::READABLE, move |_, fd, _| {
                 take_one(fd);
                 c.hit()
             })
             .unwrap();
         pipe.put(1);
         run_until(&mut lp, || calls.get() == 1);
-        lp.handle().update_handle(id, IoEvents::READABLE).unwrap();
+        lp.handle().update_watch(id, IoEvents::READABLE).unwrap();
         run_for(&mut lp, Duration::from_millis(50));
         assert_eq!(calls.get(), 1, "{poller:?}");
     }
@@ -154,7 +154,7 @@ fn many_ready_fds_beyond_one_wait_buffer_are_all_delivered() {
         for p in &pipes {
             let c = calls.clone();
             lp.handle()
-                .add_handle(p.rfd(), IoEvents::READABLE, move |_, fd, _| {
+                .add_watch(p.rfd(), IoEvents::READABLE, move |_, fd, _| {
                     assert!(take_one(fd));
                     c.hit()
                 })

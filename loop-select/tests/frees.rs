@@ -17,14 +17,14 @@ fn frees_never_run_inside_remove_and_run_in_removal_order() {
         for name in ["t1", "t2", "t3"] {
             let probe = frees.probe(name);
             ids.push(
-                h.add_timeout(None, move |_| {
+                h.add_timer(None, move |_| {
                     let _keep = &probe;
                 })
                 .unwrap(),
             );
         }
         for &i in [2, 0, 1].iter() {
-            h.remove_timeout(ids[i]).unwrap();
+            h.remove_timer(ids[i]).unwrap();
             assert!(frees.freed().is_empty(), "free ran inside remove");
         }
         assert_eq!(lp.stats().pending_frees, 3);
@@ -43,21 +43,21 @@ fn self_removal_keeps_its_place_in_removal_order() {
         let h = lp.handle();
         let (pa, pb) = (frees.probe("other-before"), frees.probe("other-after"));
         let before = h
-            .add_timeout(None, move |_| {
+            .add_timer(None, move |_| {
                 let _keep = &pa;
             })
             .unwrap();
         let after = h
-            .add_timeout(None, move |_| {
+            .add_timer(None, move |_| {
                 let _keep = &pb;
             })
             .unwrap();
         let (h2, me) = (h.clone(), frees.probe("self"));
-        h.add_timeout(Some(Duration::ZERO), move |id| {
+        h.add_timer(Some(Duration::ZERO), move |id| {
             let _keep = &me;
-            h2.remove_timeout(before).unwrap();
-            h2.remove_timeout(id).unwrap();
-            h2.remove_timeout(after).unwrap();
+            h2.remove_timer(before).unwrap();
+            h2.remove_timer(id).unwrap();
+            h2.remove_timer(after).unwrap();
         })
         .unwrap();
         lp.run_once(Some(PATIENCE)).unwrap();
@@ -81,7 +81,7 @@ fn foreign_remove_while_running_frees_after_the_callback() {
         let c = calls.clone();
         let id = lp
             .handle()
-            .add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+            .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
                 c.hit();
                 g.wait(); // the other thread removes us now
                 g.wait(); // ...and has returned from remove
@@ -92,7 +92,7 @@ fn foreign_remove_while_running_frees_after_the_callback() {
         let h = lp.handle();
         let remover = std::thread::spawn(move || {
             gate.wait();
-            h.remove_handle(id).unwrap(); // must not wait for the callback
+            h.remove_watch(id).unwrap(); // must not wait for the callback
             gate.wait();
         });
         p.put(1);
@@ -113,7 +113,7 @@ fn frees_may_call_the_vtable() {
         let other_freed = FreeLog::default();
         let probe = other_freed.probe("other");
         let other = h
-            .add_timeout(None, move |_| {
+            .add_timer(None, move |_| {
                 let _keep = &probe;
             })
             .unwrap();
@@ -127,16 +127,16 @@ fn frees_may_call_the_vtable() {
         let (h2, f2) = (h.clone(), fired.clone());
         let guard = OnDrop(move || {
             let f3 = f2.clone();
-            h2.add_timeout(Some(Duration::ZERO), move |_| f3.hit())
+            h2.add_timer(Some(Duration::ZERO), move |_| f3.hit())
                 .unwrap();
-            h2.remove_timeout(other).unwrap();
+            h2.remove_timer(other).unwrap();
         });
         let id = h
-            .add_timeout(None, move |_| {
+            .add_timer(None, move |_| {
                 let _keep = &guard;
             })
             .unwrap();
-        h.remove_timeout(id).unwrap();
+        h.remove_timer(id).unwrap();
         run_until(&mut lp, || {
             fired.get() > 0 && other_freed.count("other") == 1
         });
@@ -155,7 +155,7 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
         for name in ["h1", "h2", "h3"] {
             let probe = frees.probe(name);
             hids.push(
-                h.add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+                h.add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
                     let _keep = &probe;
                 })
                 .unwrap(),
@@ -164,13 +164,13 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
         for name in ["t1", "t2", "t3"] {
             let probe = frees.probe(name);
             tids.push(
-                h.add_timeout(Some(Duration::from_secs(60)), move |_| {
+                h.add_timer(Some(Duration::from_secs(60)), move |_| {
                     let _keep = &probe;
                 })
                 .unwrap(),
             );
         }
-        h.remove_handle(hids[1]).unwrap(); // pending free: freed at destruction too
+        h.remove_watch(hids[1]).unwrap(); // pending free: freed at destruction too
         drop(lp);
         let mut freed = frees.freed();
         freed.sort();
@@ -179,12 +179,12 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
             vec!["h1", "h2", "h3", "t1", "t2", "t3"],
             "{poller:?}"
         );
-        assert!(matches!(h.remove_handle(hids[0]), Err(Error::LoopGone)));
+        assert!(matches!(h.remove_watch(hids[0]), Err(Error::LoopGone)));
         assert!(matches!(
-            h.update_timeout(tids[0], None),
+            h.update_timer(tids[0], None),
             Err(Error::LoopGone)
         ));
-        let rejected = h.add_timeout(None, |_| {}).unwrap_err();
+        let rejected = h.add_timer(None, |_| {}).unwrap_err();
         assert!(matches!(rejected.error, Error::LoopGone));
     }
 }

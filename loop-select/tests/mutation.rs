@@ -5,7 +5,7 @@ mod util;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyloop::{HandleId, IoEvents};
+use anyloop::{IoEvents, WatchId};
 use util::*;
 
 #[test]
@@ -14,23 +14,23 @@ fn removed_by_an_earlier_callback_is_not_called_even_if_collected() {
         let mut lp = new_loop(poller);
         let (p1, p2) = (Pipe::new(), Pipe::new());
         let frees = FreeLog::default();
-        let victim: Arc<Mutex<Option<HandleId>>> = Arc::default();
+        let victim: Arc<Mutex<Option<WatchId>>> = Arc::default();
         let (a_calls, b_calls) = (Counter::default(), Counter::default());
         let h = lp.handle();
         let (hv, ac, bc) = (victim.clone(), a_calls.clone(), b_calls.clone());
         let h2 = h.clone();
         let first = h
-            .add_handle(p1.rfd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(p1.rfd(), IoEvents::READABLE, move |_, fd, _| {
                 take_one(fd);
                 ac.hit();
                 if let Some(id) = hv.lock().unwrap().take() {
-                    h2.remove_handle(id).unwrap();
+                    h2.remove_watch(id).unwrap();
                 }
             })
             .unwrap();
         let probe = frees.probe("b");
         let second = h
-            .add_handle(p2.rfd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(p2.rfd(), IoEvents::READABLE, move |_, fd, _| {
                 let _keep = &probe;
                 take_one(fd);
                 bc.hit();
@@ -58,19 +58,19 @@ fn removed_during_dispatch_never_runs_when_ordered_after() {
         let p = Pipe::new();
         let calls: Arc<Mutex<Vec<&str>>> = Arc::default();
         let h = lp.handle();
-        let later: Arc<Mutex<Option<HandleId>>> = Arc::default();
+        let later: Arc<Mutex<Option<WatchId>>> = Arc::default();
         let (h2, l2, c1) = (h.clone(), later.clone(), calls.clone());
         // Two watches on one fd are dispatched in registration order: A then B.
-        h.add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+        h.add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
             c1.lock().unwrap().push("a");
             if let Some(id) = l2.lock().unwrap().take() {
-                h2.remove_handle(id).unwrap();
+                h2.remove_watch(id).unwrap();
             }
         })
         .unwrap();
         let c2 = calls.clone();
         let b = h
-            .add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+            .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
                 c2.lock().unwrap().push("b")
             })
             .unwrap();
@@ -93,9 +93,9 @@ fn self_removal_frees_after_return() {
         let h = lp.handle();
         let h2 = h.clone();
         let f2 = frees.clone();
-        h.add_handle(p.rfd(), IoEvents::READABLE, move |id, _, _| {
-            h2.remove_handle(id).unwrap();
-            assert!(h2.remove_handle(id).is_err(), "second remove must fail");
+        h.add_watch(p.rfd(), IoEvents::READABLE, move |id, _, _| {
+            h2.remove_watch(id).unwrap();
+            assert!(h2.remove_watch(id).is_err(), "second remove must fail");
             // Still usable after removing itself; not freed yet.
             let _still_here = &probe;
             assert_eq!(f2.count("self"), 0);
@@ -120,17 +120,17 @@ fn added_during_dispatch_waits_for_next_iteration() {
         let h = lp.handle();
         let (h2, l) = (h.clone(), log.clone());
         let p2fd = p2.rfd();
-        h.add_handle(p1.rfd(), IoEvents::READABLE, move |id, fd, _| {
+        h.add_watch(p1.rfd(), IoEvents::READABLE, move |id, fd, _| {
             take_one(fd);
-            h2.remove_handle(id).unwrap();
+            h2.remove_watch(id).unwrap();
             let (l1, l2) = (l.clone(), l.clone());
-            h2.add_handle(p2fd, IoEvents::READABLE, move |id, fd, _| {
+            h2.add_watch(p2fd, IoEvents::READABLE, move |id, fd, _| {
                 take_one(fd);
                 l1.lock().unwrap().push((0, "c"));
                 let _ = id;
             })
             .unwrap();
-            h2.add_timeout(Some(Duration::ZERO), move |id| {
+            h2.add_timer(Some(Duration::ZERO), move |id| {
                 l2.lock().unwrap().push((0, "t"));
                 let _ = id;
             })
@@ -151,17 +151,17 @@ fn interest_change_mid_iteration_filters_the_rest_of_it() {
         let p = Pipe::new();
         let h = lp.handle();
         let b_calls = Counter::default();
-        let slot: Arc<Mutex<Option<HandleId>>> = Arc::default();
+        let slot: Arc<Mutex<Option<WatchId>>> = Arc::default();
         let (h2, s2) = (h.clone(), slot.clone());
-        h.add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+        h.add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
             if let Some(b) = *s2.lock().unwrap() {
-                h2.update_handle(b, IoEvents::empty()).unwrap();
+                h2.update_watch(b, IoEvents::empty()).unwrap();
             }
         })
         .unwrap();
         let bc = b_calls.clone();
         let b = h
-            .add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| bc.hit())
+            .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| bc.hit())
             .unwrap();
         *slot.lock().unwrap() = Some(b);
         p.put(1);
@@ -176,16 +176,16 @@ fn remove_and_readd_same_fd_in_callback_gives_an_independent_watch() {
         let mut lp = new_loop(poller);
         let p = Pipe::new();
         let frees = FreeLog::default();
-        let ids: Arc<Mutex<Vec<HandleId>>> = Arc::default();
+        let ids: Arc<Mutex<Vec<WatchId>>> = Arc::default();
         let h = lp.handle();
         let (h2, ids2, probe) = (h.clone(), ids.clone(), frees.probe("old"));
         let first = h
-            .add_handle(p.rfd(), IoEvents::READABLE, move |id, fd, _| {
+            .add_watch(p.rfd(), IoEvents::READABLE, move |id, fd, _| {
                 let _keep = &probe;
-                h2.remove_handle(id).unwrap();
+                h2.remove_watch(id).unwrap();
                 let ids3 = ids2.clone();
                 let new = h2
-                    .add_handle(fd, IoEvents::READABLE, move |id, fd, _| {
+                    .add_watch(fd, IoEvents::READABLE, move |id, fd, _| {
                         take_one(fd);
                         ids3.lock().unwrap().push(id);
                     })

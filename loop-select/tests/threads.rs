@@ -31,7 +31,7 @@ fn foreign_ops_wake_a_blocked_loop() {
         thread::sleep(Duration::from_millis(30));
         let hits = Counter::default();
         let c = hits.clone();
-        h.add_handle(p.rfd(), IoEvents::READABLE, move |_, fd, _| {
+        h.add_watch(p.rfd(), IoEvents::READABLE, move |_, fd, _| {
             take_one(fd);
             c.hit()
         })
@@ -44,10 +44,10 @@ fn foreign_ops_wake_a_blocked_loop() {
         // Update of a disabled timer to zero (libvirt's flush pattern).
         let fired = Counter::default();
         let c = fired.clone();
-        let t = h.add_timeout(None, move |_| c.hit()).unwrap();
+        let t = h.add_timer(None, move |_| c.hit()).unwrap();
         let rx = blocked_run_once(lp);
         thread::sleep(Duration::from_millis(30));
-        h.update_timeout(t, Some(Duration::ZERO)).unwrap();
+        h.update_timer(t, Some(Duration::ZERO)).unwrap();
         let (lp, _) = rx
             .recv_timeout(PATIENCE)
             .expect("update did not wake the loop");
@@ -55,7 +55,7 @@ fn foreign_ops_wake_a_blocked_loop() {
         // Remove ends the wait with nothing dispatched.
         let rx = blocked_run_once(lp);
         thread::sleep(Duration::from_millis(30));
-        h.remove_timeout(t).unwrap();
+        h.remove_timer(t).unwrap();
         let (_lp, _n) = rx
             .recv_timeout(PATIENCE)
             .expect("remove did not wake the loop");
@@ -75,9 +75,9 @@ fn wakeups_are_never_lost_under_a_storm_of_foreign_ops() {
             for i in 0..total {
                 let c = c.clone();
                 let h2 = h.clone();
-                h.add_timeout(Some(Duration::ZERO), move |id| {
+                h.add_timer(Some(Duration::ZERO), move |id| {
                     c.hit();
-                    h2.remove_timeout(id).unwrap();
+                    h2.remove_timer(id).unwrap();
                 })
                 .unwrap();
                 if i % 100 == 0 {
@@ -129,7 +129,7 @@ fn quit_from_a_callback_finishes_the_batch() {
         let h = lp.handle();
         for _ in 0..3 {
             let (c, q) = (hits.clone(), q.clone());
-            h.add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| {
+            h.add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| {
                 c.hit();
                 q.quit();
             })
@@ -151,7 +151,7 @@ fn loop_moves_between_threads_and_callbacks_run_on_the_running_thread() {
         let lp = new_loop(poller);
         let h = lp.handle();
         let (tx, rx) = mpsc::channel();
-        h.add_timeout(Some(Duration::ZERO), move |_| {
+        h.add_timer(Some(Duration::ZERO), move |_| {
             let _ = tx.send(thread::current().id());
         })
         .unwrap();

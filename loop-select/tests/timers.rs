@@ -4,7 +4,7 @@ mod util;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, TimeoutId};
+use anyloop::{IoEvents, TimerId};
 use util::*;
 
 #[test]
@@ -16,9 +16,9 @@ fn deadline_order_with_ties_in_creation_order() {
         for ms in [30u64, 10, 20, 40, 40] {
             let o = order.clone();
             let h2 = h.clone();
-            h.add_timeout(Some(Duration::from_millis(ms)), move |id: TimeoutId| {
+            h.add_timer(Some(Duration::from_millis(ms)), move |id: TimerId| {
                 o.lock().unwrap().push((ms, id.get()));
-                h2.update_timeout(id, None).unwrap();
+                h2.update_timer(id, None).unwrap();
             })
             .unwrap();
         }
@@ -41,10 +41,10 @@ fn zero_interval_fires_every_iteration_without_starving_fds() {
         let (t, f) = (Counter::default(), Counter::default());
         let (tc, fc) = (t.clone(), f.clone());
         lp.handle()
-            .add_timeout(Some(Duration::ZERO), move |_| tc.hit())
+            .add_timer(Some(Duration::ZERO), move |_| tc.hit())
             .unwrap();
         lp.handle()
-            .add_handle(p.rfd(), IoEvents::READABLE, move |_, _, _| fc.hit())
+            .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| fc.hit())
             .unwrap();
         for _ in 0..20 {
             // Never blocks although no limit is given.
@@ -62,12 +62,12 @@ fn one_shot_by_self_disable_and_disabled_never_fires() {
         let (oc, nc) = (once.clone(), never.clone());
         let h = lp.handle();
         let h2 = h.clone();
-        h.add_timeout(Some(Duration::ZERO), move |id| {
+        h.add_timer(Some(Duration::ZERO), move |id| {
             oc.hit();
-            h2.update_timeout(id, None).unwrap();
+            h2.update_timer(id, None).unwrap();
         })
         .unwrap();
-        h.add_timeout(None, move |_| nc.hit()).unwrap();
+        h.add_timer(None, move |_| nc.hit()).unwrap();
         run_for(&mut lp, Duration::from_millis(100));
         assert_eq!((once.get(), never.get()), (1, 0), "{poller:?}");
     }
@@ -83,21 +83,20 @@ fn never_early_and_update_restarts() {
         for ms in [1u64, 10, 50] {
             let f = fired.clone();
             let h2 = h.clone();
-            h.add_timeout(Some(Duration::from_millis(ms)), move |id| {
+            h.add_timer(Some(Duration::from_millis(ms)), move |id| {
                 f.lock().unwrap().push((ms, Instant::now()));
-                h2.remove_timeout(id).unwrap();
+                h2.remove_timer(id).unwrap();
             })
             .unwrap();
         }
         let restarted = Counter::default();
         let rc = restarted.clone();
         let r = h
-            .add_timeout(Some(Duration::from_millis(60)), move |_| rc.hit())
+            .add_timer(Some(Duration::from_millis(60)), move |_| rc.hit())
             .unwrap();
         std::thread::sleep(Duration::from_millis(40));
         let updated_at = Instant::now();
-        h.update_timeout(r, Some(Duration::from_millis(60)))
-            .unwrap();
+        h.update_timer(r, Some(Duration::from_millis(60))).unwrap();
         run_until(&mut lp, || restarted.get() > 0);
         assert!(
             updated_at.elapsed() >= Duration::from_millis(60),
@@ -118,22 +117,22 @@ fn earlier_timer_disables_or_removes_a_later_one_in_the_same_batch() {
     for poller in POLLERS {
         let mut lp = new_loop(poller);
         let h = lp.handle();
-        let later: Arc<Mutex<Vec<TimeoutId>>> = Arc::default();
+        let later: Arc<Mutex<Vec<TimerId>>> = Arc::default();
         let hits = Counter::default();
         let (h2, l2) = (h.clone(), later.clone());
-        h.add_timeout(Some(Duration::from_millis(5)), move |id| {
+        h.add_timer(Some(Duration::from_millis(5)), move |id| {
             let ids = l2.lock().unwrap().clone();
-            h2.update_timeout(ids[0], None).unwrap();
-            h2.remove_timeout(ids[1]).unwrap();
-            h2.update_timeout(ids[2], Some(Duration::from_secs(60)))
+            h2.update_timer(ids[0], None).unwrap();
+            h2.remove_timer(ids[1]).unwrap();
+            h2.update_timer(ids[2], Some(Duration::from_secs(60)))
                 .unwrap();
-            h2.remove_timeout(id).unwrap();
+            h2.remove_timer(id).unwrap();
         })
         .unwrap();
         for _ in 0..3 {
             let c = hits.clone();
             later.lock().unwrap().push(
-                h.add_timeout(Some(Duration::from_millis(5)), move |_| c.hit())
+                h.add_timer(Some(Duration::from_millis(5)), move |_| c.hit())
                     .unwrap(),
             );
         }
@@ -156,7 +155,7 @@ fn huge_intervals_neither_overflow_nor_fire() {
         ] {
             let c = hits.clone();
             lp.handle()
-                .add_timeout(Some(interval), move |_| c.hit())
+                .add_timer(Some(interval), move |_| c.hit())
                 .unwrap();
         }
         let start = Instant::now();
@@ -173,7 +172,7 @@ fn periodic_timer_has_no_catch_up_after_a_stall() {
         let hits = Counter::default();
         let c = hits.clone();
         lp.handle()
-            .add_timeout(Some(Duration::from_millis(5)), move |_| c.hit())
+            .add_timer(Some(Duration::from_millis(5)), move |_| c.hit())
             .unwrap();
         std::thread::sleep(Duration::from_millis(60)); // twelve periods missed
         lp.run_once(Some(PATIENCE)).unwrap();

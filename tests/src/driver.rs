@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyloop::{Error, Loop, LoopStats, Result};
 
-use crate::harness::{Backend, LoopUnderTest, Quitter};
+use crate::harness::{LoopFactory, LoopUnderTest, Quitter};
 use crate::probe::lock;
 use crate::track::{Monitor, Tracked};
 
@@ -239,7 +239,7 @@ impl std::fmt::Debug for Driver {
 
 impl Driver {
     /// Creates a loop of `backend` on a new thread (the loop is made there).
-    pub fn start(backend: &Arc<dyn Backend>) -> Driver {
+    pub fn start(backend: &Arc<dyn LoopFactory>) -> Driver {
         let name = backend.name();
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -426,7 +426,7 @@ impl Driver {
         if self.exited.recv_timeout(TIMEOUT).is_err() {
             // Stuck (a lost wake-up or a deadlock, already reported): try to unblock it.
             (self.quitter)();
-            let _ = self.raw.add_timeout(Some(Duration::ZERO), |_| {});
+            let _ = self.raw.add_timer(Some(Duration::ZERO), |_| {});
             if self.exited.recv_timeout(TIMEOUT).is_err() {
                 self.monitor
                     .violation(format!("{}: the loop thread never exited", self.name));

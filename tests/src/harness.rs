@@ -1,4 +1,4 @@
-//! What a backend author implements to run the battery: [`Backend`] and [`LoopUnderTest`].
+//! What a backend author implements to run the battery: [`LoopFactory`] and [`LoopUnderTest`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,18 +14,18 @@ pub type Quitter = Arc<dyn Fn() + Send + Sync>;
 /// for its whole life, so backends whose loop cannot move between threads (calloop's) work.
 ///
 /// ```
-/// use anyloop_conformance::{Backend, LoopUnderTest, reference::PollLoop};
+/// use anyloop_conformance::{LoopFactory, LoopUnderTest, reference::PollLoop};
 ///
 /// struct MyBackend;
 ///
-/// impl Backend for MyBackend {
+/// impl LoopFactory for MyBackend {
 ///     fn name(&self) -> String { "my-loop".into() }
 ///     fn create(&self) -> anyloop::Result<Box<dyn LoopUnderTest>> {
 ///         Ok(Box::new(PollLoop::new()?))
 ///     }
 /// }
 /// ```
-pub trait Backend: Send + Sync + 'static {
+pub trait LoopFactory: Send + Sync + 'static {
     /// A short name for reports (`"select-epoll"`).
     fn name(&self) -> String;
 

@@ -2,7 +2,7 @@
 //!
 //! The kit runs the scenarios of the anyloop contract (`shared/design/contract.md`, §4) and
 //! tests for its rules (§2) against any backend through a small harness: implement
-//! [`Backend`] (a factory, called on the loop's own thread) and [`LoopUnderTest`] (run once,
+//! [`LoopFactory`] (a factory, called on the loop's own thread) and [`LoopUnderTest`] (run once,
 //! run, quit, stats), then either
 //!
 //! - expand [`conformance_tests!`] in a test file: one `#[test]` per scenario, named after it
@@ -11,11 +11,11 @@
 //!
 //! ```no_run
 //! // tests/conformance.rs of a third-party backend crate
-//! use anyloop_conformance::{Backend, LoopUnderTest};
+//! use anyloop_conformance::{LoopFactory, LoopUnderTest};
 //!
 //! struct MyBackend;
 //!
-//! impl Backend for MyBackend {
+//! impl LoopFactory for MyBackend {
 //!     fn name(&self) -> String { "my-loop".into() }
 //!     fn create(&self) -> anyloop::Result<Box<dyn LoopUnderTest>> {
 //!         // Construct your loop here (this runs on the loop's own thread) and return it;
@@ -47,7 +47,7 @@ pub mod scenarios;
 pub mod track;
 
 pub use driver::{Driver, LoopCtx, Pending, TIMEOUT};
-pub use harness::{Backend, LoopUnderTest, Quitter};
+pub use harness::{LoopFactory, LoopUnderTest, Quitter};
 pub use runner::{run_battery, run_scenario, Env, Outcome, Report, Scenario};
 
 /// Every scenario of the battery, in order.
@@ -61,7 +61,7 @@ pub fn scenarios() -> Vec<Scenario> {
 
 /// Expands to one `#[test]` per scenario of the battery, run on the given backend.
 ///
-/// The argument is an expression building a [`Backend`] (evaluated once per test). Put
+/// The argument is an expression building a [`LoopFactory`] (evaluated once per test). Put
 /// several backends in one file by expanding the macro in one module each.
 ///
 /// ```no_run
@@ -103,7 +103,7 @@ macro_rules! __scenario_item {
 #[macro_export]
 macro_rules! __scenario_prelude {
     ([tests $backend:expr]) => {
-        fn __kit_backend() -> ::std::sync::Arc<dyn $crate::Backend> {
+        fn __kit_backend() -> ::std::sync::Arc<dyn $crate::LoopFactory> {
             ::std::sync::Arc::new($backend)
         }
     };

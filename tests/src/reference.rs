@@ -25,17 +25,17 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use anyloop::{
-    Error, EventLoop, HandleCallback, HandleId, Interval, IoEvents, Loop, LoopStats,
-    RegistrationId, Rejected, Result, TimeoutCallback, TimeoutId,
+    Backend, Error, Interval, IoEvents, Loop, LoopStats, RegistrationId, Rejected, Result,
+    TimerCallback, TimerId, WatchCallback, WatchId,
 };
 
-use crate::harness::{Backend, LoopUnderTest, Quitter};
+use crate::harness::{LoopFactory, LoopUnderTest, Quitter};
 
 /// The reference backend's factory, for [`conformance_tests!`](crate::conformance_tests).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceBackend;
 
-impl Backend for ReferenceBackend {
+impl LoopFactory for ReferenceBackend {
     fn name(&self) -> String {
         "reference-poll".to_owned()
     }
@@ -49,20 +49,20 @@ struct HandleEntry {
     fd: RawFd,
     events: IoEvents,
     /// `None` while the callback runs (taken out of the entry).
-    callback: Option<HandleCallback>,
+    callback: Option<WatchCallback>,
 }
 
 struct TimerEntry {
     interval: Interval,
     /// `None` when disabled or too far away to represent ("never").
     deadline: Option<Instant>,
-    callback: Option<TimeoutCallback>,
+    callback: Option<TimerCallback>,
 }
 
 /// A pending free; the callback is `None` while it is still running (R22).
 enum Free {
-    Handle(HandleId, Option<HandleCallback>),
-    Timeout(TimeoutId, Option<TimeoutCallback>),
+    Handle(WatchId, Option<WatchCallback>),
+    Timeout(TimerId, Option<TimerCallback>),
 }
 
 #[derive(Default)]
@@ -70,8 +70,8 @@ struct State {
     gone: bool,
     quit: bool,
     iterations: u64,
-    handles: BTreeMap<HandleId, HandleEntry>,
-    timers: BTreeMap<TimeoutId, TimerEntry>,
+    watches: BTreeMap<WatchId, HandleEntry>,
+    timers: BTreeMap<TimerId, TimerEntry>,
     frees: Vec<Free>,
 }
 
@@ -120,13 +120,13 @@ fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-impl EventLoop for PollHandle {
-    fn add_handle(
+impl Backend for PollHandle {
+    fn add_watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: HandleCallback,
-    ) -> Result<HandleId, Rejected<HandleCallback>> {
+        callback: WatchCallback,
+    ) -> Result<WatchId, Rejected<WatchCallback>> {
         let mut st = self.shared.lock();
         let refused = if st.gone {
             Some(Error::LoopGone)
@@ -149,11 +149,11 @@ impl EventLoop for PollHandle {
         if let Some(error) = refused {
             return Err(Rejected::new(error, callback));
         }
-        let Some(id) = HandleId::try_allocate() else {
+        let Some(id) = WatchId::try_allocate() else {
             let error = Error::Exhausted { what: "handle ids" };
             return Err(Rejected::new(error, callback));
         };
-        st.handles.insert(
+        st.watches.insert(
             id,
             HandleEntry {
                 fd,
@@ -166,12 +166,12 @@ impl EventLoop for PollHandle {
         Ok(id)
     }
 
-    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
+    fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let entry = st.handles.get_mut(&id).ok_or(Error::not_found(id))?;
+        let entry = st.watches.get_mut(&id).ok_or(Error::not_found(id))?;
         if events.unknown_bits() != 0 {
             let (fd, bits) = (entry.fd, events.unknown_bits());
             return Err(Error::UnknownEvents { fd, bits });
@@ -185,28 +185,28 @@ impl EventLoop for PollHandle {
         Ok(())
     }
 
-    fn remove_handle(&self, id: HandleId) -> Result<()> {
+    fn remove_watch(&self, id: WatchId) -> Result<()> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Error::LoopGone);
         }
-        let entry = st.handles.remove(&id).ok_or(Error::not_found(id))?;
+        let entry = st.watches.remove(&id).ok_or(Error::not_found(id))?;
         st.frees.push(Free::Handle(id, entry.callback));
         drop(st);
         self.shared.wake();
         Ok(())
     }
 
-    fn add_timeout(
+    fn add_timer(
         &self,
         interval: Interval,
-        callback: TimeoutCallback,
-    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
+        callback: TimerCallback,
+    ) -> Result<TimerId, Rejected<TimerCallback>> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
-        let Some(id) = TimeoutId::try_allocate() else {
+        let Some(id) = TimerId::try_allocate() else {
             let error = Error::Exhausted {
                 what: "timeout ids",
             };
@@ -223,7 +223,7 @@ impl EventLoop for PollHandle {
         Ok(id)
     }
 
-    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Error::LoopGone);
@@ -236,7 +236,7 @@ impl EventLoop for PollHandle {
         Ok(())
     }
 
-    fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
+    fn remove_timer(&self, id: TimerId) -> Result<()> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Error::LoopGone);
@@ -369,8 +369,8 @@ impl PollLoop {
     }
 
     /// Puts a handle callback back after it ran, or hands it to its pending free (R16, R22).
-    fn put_back_handle(st: &mut State, id: HandleId, cb: HandleCallback) {
-        if let Some(entry) = st.handles.get_mut(&id) {
+    fn put_back_handle(st: &mut State, id: WatchId, cb: WatchCallback) {
+        if let Some(entry) = st.watches.get_mut(&id) {
             entry.callback = Some(cb);
             return;
         }
@@ -384,7 +384,7 @@ impl PollLoop {
         }
     }
 
-    fn put_back_timeout(st: &mut State, id: TimeoutId, cb: TimeoutCallback) {
+    fn put_back_timeout(st: &mut State, id: TimerId, cb: TimerCallback) {
         if let Some(entry) = st.timers.get_mut(&id) {
             entry.callback = Some(cb);
             return;
@@ -412,7 +412,7 @@ impl PollLoop {
             revents: 0,
         }];
         let mut ids = Vec::new();
-        for (id, entry) in &st.handles {
+        for (id, entry) in &st.watches {
             if !entry.events.is_empty() {
                 // R10: a disabled watch is not polled at all.
                 fds.push(libc::pollfd {
@@ -440,7 +440,7 @@ impl PollLoop {
         let now = Instant::now();
         let mut ran = 0;
         let mut st = self.shared.lock();
-        let mut due: Vec<(Instant, TimeoutId)> = st
+        let mut due: Vec<(Instant, TimerId)> = st
             .timers
             .iter()
             .filter(|(_, t)| t.interval.is_some())
@@ -476,7 +476,7 @@ impl PollLoop {
                 continue;
             }
             // Removed by an earlier callback: never started again (R15).
-            let Some(entry) = st.handles.get_mut(id) else {
+            let Some(entry) = st.watches.get_mut(id) else {
                 continue;
             };
             // R11/R18: only bits of the *current* interest, plus ERROR/HANGUP.
@@ -548,8 +548,8 @@ impl LoopUnderTest for PollLoop {
     fn stats(&self) -> LoopStats {
         let st = self.shared.lock();
         LoopStats {
-            handles: st.handles.len(),
-            timeouts: st.timers.len(),
+            watches: st.watches.len(),
+            timers: st.timers.len(),
             pending_frees: st.frees.len(),
             iterations: st.iterations,
         }
@@ -563,7 +563,7 @@ impl Drop for PollLoop {
             let mut st = self.shared.lock();
             st.gone = true;
             (
-                std::mem::take(&mut st.handles),
+                std::mem::take(&mut st.watches),
                 std::mem::take(&mut st.timers),
                 std::mem::take(&mut st.frees),
             )

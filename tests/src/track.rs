@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
 use anyloop::{
-    EventLoop, HandleCallback, HandleId, Interval, IoEvents, Loop, Rejected, Result,
-    TimeoutCallback, TimeoutId,
+    Backend, Interval, IoEvents, Loop, Rejected, Result, TimerCallback, TimerId, WatchCallback,
+    WatchId,
 };
 
 use crate::probe::lock;
@@ -91,7 +91,7 @@ impl Monitor {
     }
 }
 
-/// The interposed [`EventLoop`]: forwards to the backend and checks calls and callbacks.
+/// The interposed [`Backend`]: forwards to the backend and checks calls and callbacks.
 pub struct Tracked {
     inner: Loop,
     monitor: Arc<Monitor>,
@@ -157,10 +157,10 @@ impl<C> Drop for Checked<C> {
 }
 
 fn wrap_handle(
-    cb: HandleCallback,
+    cb: WatchCallback,
     monitor: &Arc<Monitor>,
     rejected: &Arc<AtomicBool>,
-) -> HandleCallback {
+) -> WatchCallback {
     let name = cb.name().map(str::to_owned);
     let mut checked = Checked {
         inner: Some(cb),
@@ -169,8 +169,8 @@ fn wrap_handle(
         what: "a handle callback",
         rejected: rejected.clone(),
     };
-    let wrapped = HandleCallback::new(move |id, fd, ev| {
-        checked.call(|cb: &mut HandleCallback| cb.call(id, fd, ev))
+    let wrapped = WatchCallback::new(move |id, fd, ev| {
+        checked.call(|cb: &mut WatchCallback| cb.call(id, fd, ev))
     });
     match name {
         Some(name) => wrapped.named(name),
@@ -179,10 +179,10 @@ fn wrap_handle(
 }
 
 fn wrap_timeout(
-    cb: TimeoutCallback,
+    cb: TimerCallback,
     monitor: &Arc<Monitor>,
     rejected: &Arc<AtomicBool>,
-) -> TimeoutCallback {
+) -> TimerCallback {
     let name = cb.name().map(str::to_owned);
     let mut checked = Checked {
         inner: Some(cb),
@@ -191,59 +191,58 @@ fn wrap_timeout(
         what: "a timeout callback",
         rejected: rejected.clone(),
     };
-    let wrapped =
-        TimeoutCallback::new(move |id| checked.call(|cb: &mut TimeoutCallback| cb.call(id)));
+    let wrapped = TimerCallback::new(move |id| checked.call(|cb: &mut TimerCallback| cb.call(id)));
     match name {
         Some(name) => wrapped.named(name),
         None => wrapped,
     }
 }
 
-impl EventLoop for Tracked {
-    fn add_handle(
+impl Backend for Tracked {
+    fn add_watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: HandleCallback,
-    ) -> Result<HandleId, Rejected<HandleCallback>> {
+        callback: WatchCallback,
+    ) -> Result<WatchId, Rejected<WatchCallback>> {
         let rejected = Arc::new(AtomicBool::new(false));
         let callback = wrap_handle(callback, &self.monitor, &rejected);
         let _scope = OpScope::enter();
-        let result = self.inner.backend().add_handle(fd, events, callback);
+        let result = self.inner.backend().add_watch(fd, events, callback);
         rejected.store(result.is_err(), Ordering::SeqCst);
         result
     }
 
-    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
+    fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()> {
         let _scope = OpScope::enter();
-        self.inner.update_handle(id, events)
+        self.inner.update_watch(id, events)
     }
 
-    fn remove_handle(&self, id: HandleId) -> Result<()> {
+    fn remove_watch(&self, id: WatchId) -> Result<()> {
         let _scope = OpScope::enter();
-        self.inner.remove_handle(id)
+        self.inner.remove_watch(id)
     }
 
-    fn add_timeout(
+    fn add_timer(
         &self,
         interval: Interval,
-        callback: TimeoutCallback,
-    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
+        callback: TimerCallback,
+    ) -> Result<TimerId, Rejected<TimerCallback>> {
         let rejected = Arc::new(AtomicBool::new(false));
         let callback = wrap_timeout(callback, &self.monitor, &rejected);
         let _scope = OpScope::enter();
-        let result = self.inner.backend().add_timeout(interval, callback);
+        let result = self.inner.backend().add_timer(interval, callback);
         rejected.store(result.is_err(), Ordering::SeqCst);
         result
     }
 
-    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
         let _scope = OpScope::enter();
-        self.inner.update_timeout(id, interval)
+        self.inner.update_timer(id, interval)
     }
 
-    fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
+    fn remove_timer(&self, id: TimerId) -> Result<()> {
         let _scope = OpScope::enter();
-        self.inner.remove_timeout(id)
+        self.inner.remove_timer(id)
     }
 }

@@ -22,7 +22,7 @@ use anyloop_conformance::probe::Log;
 use anyloop_conformance::reference::PollLoop;
 use anyloop_conformance::{Env, TIMEOUT};
 use anyloop_glib::GlibLoop;
-use anyloop_select::{Poller, SelectLoop};
+use anyloop_select::{PollerKind, SelectLoop};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 /// Lowers the soft descriptor limit to a little above the highest open descriptor and opens
@@ -56,8 +56,8 @@ fn fill_descriptor_table() -> (Vec<OwnedFd>, Rlimit) {
 /// own error is not anyloop's; what is checked is the anyloop constructor.
 fn try_create(name: &str) -> anyloop::Result<()> {
     match name {
-        "select-epoll" => SelectLoop::with_poller(Poller::Epoll).map(drop),
-        "select-mio" => SelectLoop::with_poller(Poller::Mio).map(drop),
+        "select-epoll" => SelectLoop::with_poller(PollerKind::Epoll).map(drop),
+        "select-mio" => SelectLoop::with_poller(PollerKind::Mio).map(drop),
         "reference-poll" => PollLoop::new().map(drop),
         other => panic!("no constructor for {other}"),
     }
@@ -84,7 +84,7 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         let (c, token) = (calls.clone(), env.token("watch"));
         let watch = d
             .lp()
-            .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
                 let _ = &token;
                 read_one(fd);
                 c.push("watch");
@@ -101,7 +101,7 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         let (fillers, old_limit) = fill_descriptor_table();
         let made = match name.as_str() {
             "glib-private" => GlibLoop::new(&glib_context).map(drop),
-            "calloop" => anyloop_calloop::CalloopBackend::new(&calloop_loop.handle()).map(drop),
+            "calloop" => anyloop_calloop::CalloopSource::new(&calloop_loop.handle()).map(drop),
             other => {
                 let other = other.to_owned();
                 thread::spawn(move || try_create(&other))
@@ -120,10 +120,10 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         let (lp, c, token) = (d.lp().clone(), calls.clone(), env.token("timer"));
         thread::spawn(move || {
             let lp2 = lp.clone();
-            lp.add_timeout(Some(Duration::ZERO), move |id| {
+            lp.add_timer(Some(Duration::ZERO), move |id| {
                 let _ = &token;
                 c.push("timer");
-                let _ = lp2.remove_timeout(id);
+                let _ = lp2.remove_timer(id);
             })
             .expect("add timer under EMFILE")
         })
@@ -136,22 +136,22 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         let (c, token) = (calls.clone(), env.token("spare"));
         let second = d
             .lp()
-            .add_handle(spare.fd(), IoEvents::empty(), move |_, fd, _| {
+            .add_watch(spare.fd(), IoEvents::empty(), move |_, fd, _| {
                 let _ = &token;
                 read_one(fd);
                 c.push("spare");
             })
             .expect("add a watch under EMFILE");
         d.lp()
-            .update_handle(second, IoEvents::READABLE)
+            .update_watch(second, IoEvents::READABLE)
             .expect("update under EMFILE");
         spare.write(1);
         assert!(
             calls.wait_until(TIMEOUT, |c| c.contains(&"spare")),
             "{name}: a watch added under EMFILE did not fire"
         );
-        d.lp().remove_handle(second).expect("remove under EMFILE");
-        d.lp().remove_handle(watch).expect("remove under EMFILE");
+        d.lp().remove_watch(second).expect("remove under EMFILE");
+        d.lp().remove_watch(watch).expect("remove under EMFILE");
         assert!(
             env.probe().wait_total(3, TIMEOUT),
             "{name}: frees did not run under EMFILE"
@@ -161,7 +161,7 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         setrlimit(Resource::Nofile, old_limit).expect("restoring RLIMIT_NOFILE");
         let made = match name.as_str() {
             "glib-private" => GlibLoop::new(&glib_context).map(drop),
-            "calloop" => anyloop_calloop::CalloopBackend::new(&calloop_loop.handle()).map(drop),
+            "calloop" => anyloop_calloop::CalloopSource::new(&calloop_loop.handle()).map(drop),
             other => {
                 let other = other.to_owned();
                 thread::spawn(move || try_create(&other))

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyloop::{Error, Loop, LoopStats, Result};
-use anyloop_conformance::{Backend, LoopUnderTest, Quitter};
+use anyloop_conformance::{LoopFactory, LoopUnderTest, Quitter};
 use anyloop_glib::GlibLoop;
 use glib::translate::ToGlibPtr;
 use glib::MainContext;
@@ -58,7 +58,7 @@ impl DefaultContext {
     }
 }
 
-impl Backend for DefaultContext {
+impl LoopFactory for DefaultContext {
     fn name(&self) -> String {
         "glib-default".into()
     }

@@ -14,7 +14,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, Registry, Rejected, TimeoutId};
+use anyloop::{Error, IoEvents, Registry, Rejected, TimerId, WatchId};
 use anyloop_conformance::fds::{read_one, Pipe};
 use anyloop_conformance::probe::Log;
 use anyloop_conformance::{Driver, Env, TIMEOUT};
@@ -35,8 +35,8 @@ struct Setup {
     env: Env,
     d: Driver,
     pipe: Pipe,
-    watch: HandleId,
-    timer: TimeoutId,
+    watch: WatchId,
+    timer: TimerId,
     calls: Arc<Log<&'static str>>,
     registry: Registry<TestEvent>,
     ticks: Arc<Log<u64>>,
@@ -49,7 +49,7 @@ fn setup(env: Env) -> Setup {
     let (c, token) = (calls.clone(), env.token("watch"));
     let watch = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             c.push("watch");
@@ -58,7 +58,7 @@ fn setup(env: Env) -> Setup {
     let (c, token) = (calls.clone(), env.token("timer"));
     let timer = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &token;
             c.push("timer");
         })
@@ -117,10 +117,10 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
         let token = s.env.token("refused watch");
         let got =
             s.d.raw()
-                .add_handle(s.pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+                .add_watch(s.pipe.fd(), IoEvents::READABLE, move |_, _, _| {
                     let _ = &token;
                 });
-        let callback = assert_exhausted(&name, "add_handle", got);
+        let callback = assert_exhausted(&name, "add_watch", got);
         assert_eq!(
             s.env.probe().count("refused watch"),
             0,
@@ -128,10 +128,10 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
         );
         drop(callback);
         let token = s.env.token("refused timer");
-        let got = s.d.raw().add_timeout(Some(Duration::ZERO), move |_| {
+        let got = s.d.raw().add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
         });
-        let callback = assert_exhausted(&name, "add_timeout", got);
+        let callback = assert_exhausted(&name, "add_timer", got);
         assert_eq!(
             s.env.probe().count("refused timer"),
             0,
@@ -145,7 +145,7 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
             "{name}: the watch stopped firing"
         );
         s.d.lp()
-            .update_timeout(s.timer, Some(Duration::ZERO))
+            .update_timer(s.timer, Some(Duration::ZERO))
             .expect("update timer");
         assert!(
             s.calls.wait_until(TIMEOUT, |c| c.contains(&"timer")),
@@ -169,16 +169,14 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
             "{name}: the registry stopped delivering"
         );
         s.registry.close().expect("close the registry");
-        s.d.lp().remove_timeout(s.timer).expect("remove timer");
-        s.d.lp().remove_handle(s.watch).expect("remove watch");
+        s.d.lp().remove_timer(s.timer).expect("remove timer");
+        s.d.lp().remove_watch(s.watch).expect("remove watch");
         assert!(
             s.env.probe().wait_total(6, TIMEOUT),
             "{name}: frees did not run: {:?}",
             s.env.probe().records()
         );
-        eprintln!(
-            "{name}: Exhausted for add_handle, add_timeout and Registry::on; all still works"
-        );
+        eprintln!("{name}: Exhausted for add_watch, add_timer and Registry::on; all still works");
     }
     for s in setups {
         let Setup { env, d, .. } = s;

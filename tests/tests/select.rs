@@ -3,9 +3,13 @@
 mod support;
 
 mod epoll {
-    anyloop_conformance::conformance_tests!(super::support::Select(anyloop_select::Poller::Epoll));
+    anyloop_conformance::conformance_tests!(super::support::Select(
+        anyloop_select::PollerKind::Epoll
+    ));
 }
 
 mod mio {
-    anyloop_conformance::conformance_tests!(super::support::Select(anyloop_select::Poller::Mio));
+    anyloop_conformance::conformance_tests!(super::support::Select(
+        anyloop_select::PollerKind::Mio
+    ));
 }

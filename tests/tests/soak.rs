@@ -52,29 +52,29 @@ fn churn(
         n += 1;
         let counted = Counted(frees.clone());
         let watch = lp
-            .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
                 let _ = &counted;
                 drain(fd);
             })
-            .expect("add_handle");
+            .expect("add_watch");
         let counted = Counted(frees.clone());
         let lp2 = lp.clone();
         let timer = lp
-            .add_timeout(Some(Duration::ZERO), move |id| {
+            .add_timer(Some(Duration::ZERO), move |id| {
                 let _ = &counted;
-                let _ = lp2.update_timeout(id, None);
+                let _ = lp2.update_timer(id, None);
             })
-            .expect("add_timeout");
+            .expect("add_timer");
         adds.fetch_add(2, Ordering::Relaxed);
         if n.is_multiple_of(4) {
             pipe.write(1);
         }
-        let _ = lp.update_handle(watch, IoEvents::READABLE | IoEvents::WRITABLE);
+        let _ = lp.update_watch(watch, IoEvents::READABLE | IoEvents::WRITABLE);
         live.push((watch, timer));
         if live.len() > 32 {
             let (w, t) = live.remove(0);
-            lp.remove_handle(w).expect("remove_handle");
-            lp.remove_timeout(t).expect("remove_timeout");
+            lp.remove_watch(w).expect("remove_watch");
+            lp.remove_timer(t).expect("remove_timer");
         }
         ops.fetch_add(6, Ordering::Relaxed);
         if n.is_multiple_of(64) {
@@ -83,8 +83,8 @@ fn churn(
             // loop and RSS measures the backlog of pending frees, not leaks.
             let (tx, rx) = std::sync::mpsc::channel();
             let lp2 = lp.clone();
-            lp.add_timeout(Some(Duration::ZERO), move |id| {
-                let _ = lp2.remove_timeout(id);
+            lp.add_timer(Some(Duration::ZERO), move |id| {
+                let _ = lp2.remove_timer(id);
                 let _ = tx.send(());
             })
             .expect("add ping");
@@ -94,8 +94,8 @@ fn churn(
         }
     }
     for (w, t) in live {
-        lp.remove_handle(w).expect("remove_handle");
-        lp.remove_timeout(t).expect("remove_timeout");
+        lp.remove_watch(w).expect("remove_watch");
+        lp.remove_timer(t).expect("remove_timer");
     }
 }
 
@@ -159,7 +159,7 @@ fn soak_churn_on_every_backend_memory_stays_flat() {
         d.on_loop(|ctx| ctx.turns(2));
         let stats = d.stats();
         assert_eq!(
-            (stats.handles, stats.timeouts, stats.pending_frees),
+            (stats.watches, stats.timers, stats.pending_frees),
             (0, 0, 0),
             "{}: {stats:?}",
             d.name()

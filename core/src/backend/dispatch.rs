@@ -41,7 +41,7 @@ use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
 use crate::error::{Error, Result};
 use crate::events::IoEvents;
 use crate::handle::Loop;
-use crate::id::{HandleId, TimeoutId};
+use crate::id::{TimerId, WatchId};
 use crate::vtable::LoopStats;
 
 /// One callback to run in this iteration, as collected.
@@ -49,12 +49,12 @@ use crate::vtable::LoopStats;
 enum Item {
     Timer {
         slot: usize,
-        id: TimeoutId,
+        id: TimerId,
         epoch: u64,
     },
     Handle {
         slot: usize,
-        id: HandleId,
+        id: WatchId,
         fd: std::os::fd::RawFd,
         /// Fd-level readiness; each watch gets its own intersection at dispatch time.
         ready: IoEvents,
@@ -162,7 +162,7 @@ impl<P: Poller> Engine<P> {
         Loop::from_arc(self.shared.clone())
     }
 
-    /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
+    /// The table shared with the [`Loop`] watches: for a hosted backend whose host owns the
     /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
     /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
     /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
@@ -425,7 +425,7 @@ impl Work {
         for &key in &self.touched {
             let State {
                 fds,
-                handles,
+                watches,
                 always_ready,
                 ..
             } = &mut *st;
@@ -436,7 +436,7 @@ impl Work {
             let invalid = std::mem::take(&mut slot.invalid);
             let mut dispatched = false;
             for &w in &slot.watches {
-                let Some(handle) = handles.get_mut(w) else {
+                let Some(handle) = watches.get_mut(w) else {
                     continue;
                 };
                 if invalid {
@@ -571,7 +571,7 @@ impl Work {
                     ready,
                     forced,
                 } => {
-                    let Some(handle) = st.handles.get_mut(slot) else {
+                    let Some(handle) = st.watches.get_mut(slot) else {
                         continue;
                     };
                     if handle.id != id {
@@ -600,7 +600,7 @@ impl Work {
                     count += 1;
                     st = shared.lock();
                     let running = st.running.take();
-                    match (running.and_then(|r| r.removed), st.handles.get_mut(slot)) {
+                    match (running.and_then(|r| r.removed), st.watches.get_mut(slot)) {
                         (Some(ticket), _) => st.frees.fill(ticket, Freed::Handle(id, callback)),
                         (None, Some(handle)) if handle.id == id => handle.callback = Some(callback),
                         (None, _) => st.frees.push(Freed::Handle(id, callback)),

@@ -15,8 +15,8 @@ use crate::id::RegistrationId;
 ///
 /// ```
 /// use anyloop::backend::catch_user_panic;
-/// use anyloop::{Error, TimeoutId};
-/// let id = TimeoutId::allocate();
+/// use anyloop::{Error, TimerId};
+/// let id = TimerId::allocate();
 /// let err = catch_user_panic(id.into(), || panic!("boom")).unwrap_err();
 /// assert!(matches!(err, Error::CallbackPanicked { message, .. } if message == "boom"));
 /// assert_eq!(catch_user_panic(id.into(), || 5).unwrap(), 5);

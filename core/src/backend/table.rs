@@ -26,17 +26,17 @@ use super::clock::{deadline_after, poll_timeout};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{Registered, Registrar, Token};
-use crate::callback::{HandleCallback, TimeoutCallback};
+use crate::callback::{TimerCallback, WatchCallback};
 use crate::error::{Error, Rejected, Result};
 use crate::events::IoEvents;
-use crate::id::{HandleId, RegistrationId, TimeoutId};
-use crate::vtable::{EventLoop, Interval, LoopStats};
+use crate::id::{RegistrationId, TimerId, WatchId};
+use crate::vtable::{Backend, Interval, LoopStats};
 
 /// A removed callback waiting to be dropped, with the id it was registered under (for traces
 /// and for [`Error::CallbackPanicked`] if its drop panics).
 pub(crate) enum Freed {
-    Handle(HandleId, HandleCallback),
-    Timeout(TimeoutId, TimeoutCallback),
+    Handle(WatchId, WatchCallback),
+    Timeout(TimerId, TimerCallback),
 }
 
 impl Freed {
@@ -90,22 +90,22 @@ impl FdSlot {
 }
 
 pub(crate) struct HandleSlot {
-    pub(crate) id: HandleId,
+    pub(crate) id: WatchId,
     pub(crate) fd: RawFd,
     pub(crate) fd_key: usize,
     pub(crate) interest: IoEvents,
     /// `None` while the callback runs (the loop holds it, R20, R43).
-    pub(crate) callback: Option<HandleCallback>,
+    pub(crate) callback: Option<WatchCallback>,
 }
 
 pub(crate) struct TimerSlot {
-    pub(crate) id: TimeoutId,
+    pub(crate) id: TimerId,
     pub(crate) interval: Interval,
     /// Bumped by every update, so a firing collected before an update is dropped (R29, R34).
     pub(crate) epoch: u64,
     /// Creation sequence: ties between equal deadlines fire in creation order (R33).
     pub(crate) seq: u64,
-    pub(crate) callback: Option<TimeoutCallback>,
+    pub(crate) callback: Option<TimerCallback>,
 }
 
 /// The callback the loop is running right now, if any.
@@ -130,7 +130,7 @@ pub(crate) struct State {
     /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
-    pub(crate) handles: Slab<HandleSlot>,
+    pub(crate) watches: Slab<HandleSlot>,
     pub(crate) fds: Slab<FdSlot>,
     pub(crate) fd_index: FxHashMap<RawFd, usize>,
     /// Fd slots in state `AlwaysReady` with a non-empty interest.
@@ -180,7 +180,7 @@ impl State {
             host_waiting: None,
             wake_pending: false,
             iterations: 0,
-            handles: Slab::new(),
+            watches: Slab::new(),
             fds: Slab::new(),
             fd_index: FxHashMap::default(),
             always_ready: Vec::new(),
@@ -194,16 +194,16 @@ impl State {
     }
 
     /// The slot of a live watch, from the tag its id carries (no hash lookup).
-    fn handle_slot(&self, id: HandleId) -> Result<usize> {
+    fn handle_slot(&self, id: WatchId) -> Result<usize> {
         let slot = (id.tag() as usize).wrapping_sub(1);
-        match self.handles.get(slot) {
+        match self.watches.get(slot) {
             Some(handle) if handle.id == id => Ok(slot),
             _ => Err(Error::not_found(id)),
         }
     }
 
     /// The slot of a live timer, from the tag its id carries (no hash lookup).
-    fn timer_slot(&self, id: TimeoutId) -> Result<usize> {
+    fn timer_slot(&self, id: TimerId) -> Result<usize> {
         let slot = (id.tag() as usize).wrapping_sub(1);
         match self.timers.get(slot) {
             Some(timer) if timer.id == id => Ok(slot),
@@ -227,8 +227,8 @@ impl State {
 
     pub(crate) fn stats(&self) -> LoopStats {
         LoopStats {
-            handles: self.handles.len(),
-            timeouts: self.timers.len(),
+            watches: self.watches.len(),
+            timers: self.timers.len(),
             pending_frees: self.frees.len(),
             iterations: self.iterations,
         }
@@ -264,7 +264,7 @@ impl State {
     ) -> Result<()> {
         let State {
             fds,
-            handles,
+            watches,
             always_ready,
             ..
         } = self;
@@ -274,7 +274,7 @@ impl State {
         let want = slot
             .watches
             .iter()
-            .filter_map(|&w| handles.get(w))
+            .filter_map(|&w| watches.get(w))
             .fold(IoEvents::empty(), |acc, h| acc | h.interest);
         let token = slot.token(key);
         let fd = slot.fd;
@@ -330,7 +330,7 @@ impl State {
 
     /// Takes a handle out of the table (the id is already unmapped) and tidies its fd slot.
     fn unlink_handle<R: Registrar>(&mut self, registrar: &R, slot: usize) -> HandleSlot {
-        let handle = self.handles.remove(slot);
+        let handle = self.watches.remove(slot);
         let key = handle.fd_key;
         let now_empty = match self.fds.get_mut(key) {
             Some(fd_slot) => {
@@ -381,7 +381,7 @@ impl State {
         self.fd_index.clear();
         self.always_ready.clear();
         self.heap.clear();
-        let mut handles: Vec<_> = std::mem::take(&mut self.handles)
+        let mut watches: Vec<_> = std::mem::take(&mut self.watches)
             .into_iter()
             .filter_map(|(_, h)| h.callback.map(|cb| Freed::Handle(h.id, cb)))
             .collect();
@@ -390,7 +390,7 @@ impl State {
             .filter_map(|(_, t)| t.callback.map(|cb| Freed::Timeout(t.id, cb)))
             .collect();
         // Oldest registration first: ids are allocated in increasing order.
-        handles.sort_by_key(|f| match f {
+        watches.sort_by_key(|f| match f {
             Freed::Handle(id, _) => id.get(),
             Freed::Timeout(id, _) => id.get(),
         });
@@ -398,7 +398,7 @@ impl State {
             Freed::Handle(id, _) => id.get(),
             Freed::Timeout(id, _) => id.get(),
         });
-        out.append(&mut handles);
+        out.append(&mut watches);
         out.append(&mut timers);
     }
 }
@@ -543,13 +543,13 @@ impl<R: Registrar> Shared<R> {
     }
 }
 
-impl<R: Registrar> EventLoop for Shared<R> {
-    fn add_handle(
+impl<R: Registrar> Backend for Shared<R> {
+    fn add_watch(
         &self,
         fd: RawFd,
         events: IoEvents,
-        callback: HandleCallback,
-    ) -> Result<HandleId, Rejected<HandleCallback>> {
+        callback: WatchCallback,
+    ) -> Result<WatchId, Rejected<WatchCallback>> {
         if fd < 0 {
             let error = Error::InvalidFd {
                 fd,
@@ -569,7 +569,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
         // The id is taken first: nothing to undo if none can be had.
-        let Some(id) = slot_tag(st.handles.vacant_key()).and_then(HandleId::try_allocate_tagged)
+        let Some(id) = slot_tag(st.watches.vacant_key()).and_then(WatchId::try_allocate_tagged)
         else {
             return Err(Rejected::new(
                 Error::Exhausted { what: "handle ids" },
@@ -594,7 +594,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
                 (key, false)
             }
         };
-        let slot = st.handles.insert(HandleSlot {
+        let slot = st.watches.insert(HandleSlot {
             id,
             fd,
             fd_key: key,
@@ -618,15 +618,15 @@ impl<R: Registrar> EventLoop for Shared<R> {
             return Err(Rejected::new(error, callback));
         }
         tracing::trace!(%id, fd, ?events, name = callback.name(), "add handle");
-        st.handles[slot].callback = Some(callback);
+        st.watches[slot].callback = Some(callback);
         self.finish(st);
         Ok(id)
     }
 
-    fn update_handle(&self, id: HandleId, events: IoEvents) -> Result<()> {
+    fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()> {
         self.change(|st, registrar| {
             let slot = st.handle_slot(id)?;
-            let handle = &mut st.handles[slot];
+            let handle = &mut st.watches[slot];
             let bits = events.unknown_bits();
             if bits != 0 {
                 return Err(Error::UnknownEvents {
@@ -645,7 +645,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
             // forgot the closed file, so an unchanged combined interest proves nothing (R19).
             let verify = old.is_empty() && !events.is_empty();
             if let Err(err) = st.sync_kernel(registrar, key, verify) {
-                st.handles[slot].interest = old;
+                st.watches[slot].interest = old;
                 return Err(err);
             }
             tracing::trace!(%id, fd, ?events, "update handle");
@@ -653,7 +653,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         })
     }
 
-    fn remove_handle(&self, id: HandleId) -> Result<()> {
+    fn remove_watch(&self, id: WatchId) -> Result<()> {
         self.change(|st, registrar| {
             let slot = st.handle_slot(id)?;
             let handle = st.unlink_handle(registrar, slot);
@@ -664,17 +664,17 @@ impl<R: Registrar> EventLoop for Shared<R> {
         })
     }
 
-    fn add_timeout(
+    fn add_timer(
         &self,
         interval: Interval,
-        callback: TimeoutCallback,
-    ) -> Result<TimeoutId, Rejected<TimeoutCallback>> {
+        callback: TimerCallback,
+    ) -> Result<TimerId, Rejected<TimerCallback>> {
         let mut st = self.lock();
         if st.gone {
             return Err(Rejected::new(Error::LoopGone, callback));
         }
         let slot = st.timers.vacant_key();
-        let Some(id) = slot_tag(slot).and_then(TimeoutId::try_allocate_tagged) else {
+        let Some(id) = slot_tag(slot).and_then(TimerId::try_allocate_tagged) else {
             return Err(Rejected::new(
                 Error::Exhausted {
                     what: "timeout ids",
@@ -700,7 +700,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         Ok(id)
     }
 
-    fn update_timeout(&self, id: TimeoutId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
         self.change(|st, _| {
             let slot = st.timer_slot(id)?;
             let timer = &mut st.timers[slot];
@@ -722,7 +722,7 @@ impl<R: Registrar> EventLoop for Shared<R> {
         })
     }
 
-    fn remove_timeout(&self, id: TimeoutId) -> Result<()> {
+    fn remove_timer(&self, id: TimerId) -> Result<()> {
         self.change(|st, _| {
             let slot = st.timer_slot(id)?;
             st.heap.cancel(slot);

@@ -25,7 +25,7 @@ pub type TypedCallback<E> = Box<dyn FnMut(&E) + Send>;
 ///
 /// Delivery is asynchronous: `emit` only queues; the loop the registry belongs to delivers
 /// the queue from a 0-interval timer, on its thread, in emit order, to matching callbacks in
-/// registration order (E5–E7). The registry uses nothing but the [`EventLoop`] vtable, so it
+/// registration order (E5–E7). The registry uses nothing but the [`Backend`] vtable, so it
 /// works on every backend.
 ///
 /// Cloning is cheap and every clone is the same registry. It closes when
@@ -34,7 +34,7 @@ pub type TypedCallback<E> = Box<dyn FnMut(&E) + Send>;
 /// hold a [`WeakRegistry`] ([`downgrade`](Self::downgrade)), and a library should close its
 /// registry in its own `Drop`.
 ///
-/// [`EventLoop`]: crate::EventLoop
+/// [`Backend`]: crate::Backend
 pub struct Registry<S: EventSet> {
     owner: Arc<Owner<S>>,
 }

@@ -17,7 +17,7 @@ use super::event::EventSet;
 use super::kind::bit;
 use super::slot::{Caller, FreeBatch, Handler, Panic};
 use super::state::State;
-use crate::callback::TimeoutCallback;
+use crate::callback::TimerCallback;
 use crate::error::{Error, Rejected, Result};
 use crate::handle::Loop;
 use crate::id::CallbackId;
@@ -86,8 +86,8 @@ impl<S: EventSet> Shared<S> {
             return Ok(());
         }
         let shared = Arc::clone(self);
-        let flush = TimeoutCallback::new(move |_| shared.flush()).named("anyloop registry flush");
-        st.timer = Some(self.lp.add_timeout(None, flush)?);
+        let flush = TimerCallback::new(move |_| shared.flush()).named("anyloop registry flush");
+        st.timer = Some(self.lp.add_timer(None, flush)?);
         st.armed = false;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl<S: EventSet> Shared<S> {
                 // The last callback is gone: drop the queue and the timer (E14).
                 discarded = Some(st.discard_queue());
                 if let Some(timer) = st.timer.take() {
-                    let _ = self.lp.remove_timeout(timer);
+                    let _ = self.lp.remove_timer(timer);
                 }
                 st.armed = false;
             }
@@ -202,7 +202,7 @@ impl<S: EventSet> Shared<S> {
         st.armed = true;
         drop(st);
         if let Some(timer) = arm {
-            if self.lp.update_timeout(timer, Some(Duration::ZERO)).is_err() {
+            if self.lp.update_timer(timer, Some(Duration::ZERO)).is_err() {
                 // The timer went with the last callback or with close (and the queue with
                 // it, E14, E16) — or the loop is gone and will never flush: then drop the
                 // queue and every later event instead of piling them up for nobody.
@@ -225,7 +225,7 @@ impl<S: EventSet> Shared<S> {
     fn disarm_if_idle(&self, st: &mut State<S>) {
         if st.queued() == 0 {
             if let Some(timer) = st.timer {
-                let _ = self.lp.update_timeout(timer, None);
+                let _ = self.lp.update_timer(timer, None);
             }
             st.armed = false;
         }
@@ -367,7 +367,7 @@ impl<S: EventSet> Shared<S> {
             }
         }
         if let Some(timer) = timer {
-            let _ = self.lp.remove_timeout(timer);
+            let _ = self.lp.remove_timer(timer);
         }
         self.report_transitions();
         let mut extras: Vec<Box<dyn Send>> = Vec::new();
@@ -400,13 +400,13 @@ impl<S: EventSet> Shared<S> {
         if batch.slots.is_empty() && batch.extras.is_empty() {
             return;
         }
-        let carrier = TimeoutCallback::new(move |_| {
+        let carrier = TimerCallback::new(move |_| {
             let _ = &batch;
         })
         .named("anyloop registry frees");
-        match self.lp.add_timeout(None, carrier) {
+        match self.lp.add_timer(None, carrier) {
             Ok(id) => {
-                let _ = self.lp.remove_timeout(id);
+                let _ = self.lp.remove_timer(id);
             }
             // The loop is gone: keep them for close, which drops them on its thread (E16).
             Err(rejected) => self.lock().orphans.push(rejected.callback),

@@ -11,8 +11,8 @@ use std::thread::ThreadId;
 use super::event::EventSet;
 use super::kind::EventKind;
 use super::slot::{Handler, Slot};
-use crate::callback::TimeoutCallback;
-use crate::id::{CallbackId, TimeoutId};
+use crate::callback::TimerCallback;
+use crate::id::{CallbackId, TimerId};
 
 /// The callbacks of each kind, in registration order, as they were when a flush started.
 pub(crate) struct Snapshot<S: EventSet> {
@@ -44,7 +44,7 @@ pub(crate) struct State<S: EventSet> {
     /// Kinds the fallback sink covers (E30): they count as listened to.
     fallback_bits: u64,
     /// The flush timer, while it exists.
-    pub(crate) timer: Option<TimeoutId>,
+    pub(crate) timer: Option<TimerId>,
     /// True while the flush timer is set to fire.
     pub(crate) armed: bool,
     pub(crate) closed: bool,
@@ -58,7 +58,7 @@ pub(crate) struct State<S: EventSet> {
     /// True while some thread reports transitions (they are reported one at a time, in order).
     pub(crate) hooks_running: bool,
     /// Free batches the loop refused (it was gone): dropped at close, on the closing thread.
-    pub(crate) orphans: Vec<TimeoutCallback>,
+    pub(crate) orphans: Vec<TimerCallback>,
 }
 
 impl<S: EventSet> State<S> {

@@ -9,7 +9,7 @@
 //! The program owns a calloop `EventLoop<Compositor>`: its own state struct is passed to every
 //! dispatch, a frame clock (a calloop `Timer`) ticks in it, and calloop's own `run` drives
 //! everything. The relay, a library written against anyloop only, is given the
-//! [`Loop`](anyloop::Loop) of an [`anyloop_calloop::CalloopBackend`] inserted into that loop;
+//! [`Loop`](anyloop::Loop) of an [`anyloop_calloop::CalloopSource`] inserted into that loop;
 //! its events come back into the compositor's state through a calloop channel. In `--demo`
 //! mode another calloop timer of the application feeds lines into a pipe the relay reads.
 //!
@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 use anyloop_examples::relay::{
     idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
 };
@@ -119,7 +119,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .map_err(|err| err.error)?;
 
     // anyloop inside the same loop: one more source.
-    let backend = CalloopBackend::new(&handle)?;
+    let backend = CalloopSource::new(&handle)?;
     let lp = backend.handle();
 
     let idle_timeout = if args.demo {

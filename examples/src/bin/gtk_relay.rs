@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, TimeoutId, Timer, Watch};
+use anyloop::{IoEvents, Loop, Timer, TimerId, Watch};
 use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT};
 use clap::Parser;
 use gtk4 as gtk;
@@ -283,7 +283,7 @@ fn on_relay_event(event: RelayEvent) {
 fn start_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Timer> {
     let mut next = 0;
     let timers = lp.clone();
-    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimeoutId| {
+    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimerId| {
         match LINES.get(next) {
             Some(line) => {
                 // A pipe holds far more than six short lines: this write never blocks.
@@ -291,7 +291,7 @@ fn start_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Timer> {
                 next += 1;
             }
             None => {
-                let _ = timers.update_timeout(id, None);
+                let _ = timers.update_timer(id, None);
             }
         }
     })?;

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Loop, TimeoutId};
+use anyloop::{Loop, TimerId};
 use anyloop_examples::relay::{
     idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
 };
-use anyloop_select::{Poller, SelectLoop};
+use anyloop_select::{PollerKind, SelectLoop};
 use clap::{Parser, ValueEnum};
 
 /// Relay lines from stdin to stdout with numbering and an idle timeout, on anyloop's
@@ -66,8 +66,8 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let idle = idle_timeout_from_secs(args.idle)?;
     let poller = match args.poller {
-        PollerArg::Epoll => Poller::Epoll,
-        PollerArg::Mio => Poller::Mio,
+        PollerArg::Epoll => PollerKind::Epoll,
+        PollerArg::Mio => PollerKind::Mio,
     };
     let mut event_loop = SelectLoop::with_poller(poller)?;
     let lp = event_loop.handle();
@@ -174,14 +174,14 @@ fn start_demo_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<anyloop::Timer
     ];
     let mut next = 0;
     let lp_for_timer = lp.clone();
-    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimeoutId| {
+    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimerId| {
         if let Some(line) = LINES.get(next) {
             let text = format!("{line}\n");
             // A pipe has room for far more than six short lines: this write never blocks.
             let _ = rustix::io::write(&pipe, text.as_bytes());
             next += 1;
         } else {
-            let _ = lp_for_timer.update_timeout(id, None);
+            let _ = lp_for_timer.update_timer(id, None);
         }
     })?;
     Ok(timer)

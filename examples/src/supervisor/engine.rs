@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, Loop, Registry, TimeoutId, Timer, Watch};
+use anyloop::{IoEvents, Loop, Registry, Timer, TimerId, Watch};
 use rustix::process::Signal;
 
 use super::child::{Child, ExitWatch, OutputStream};
@@ -421,7 +421,7 @@ impl Engine {
         let _ = self.kill(child, grace);
     }
 
-    fn on_grace_expired(&self, child: ChildId, _timer: TimeoutId) {
+    fn on_grace_expired(&self, child: ChildId, _timer: TimerId) {
         let mut state = self.lock();
         let Some(record) = state.children.get_mut(&child) else {
             return;

@@ -102,7 +102,7 @@ pub fn spawn_calloop() -> LoopThread {
     spawn_loop_thread("calloop-loop", || {
         let mut event_loop: calloop::EventLoop<'static, ()> =
             calloop::EventLoop::try_new().expect("create the calloop loop");
-        let backend = anyloop_calloop::CalloopBackend::new(&event_loop.handle())
+        let backend = anyloop_calloop::CalloopSource::new(&event_loop.handle())
             .expect("insert the anyloop source");
         let lp = backend.handle();
         (lp, Box::new(move || backend.run(&mut event_loop, &mut ())))

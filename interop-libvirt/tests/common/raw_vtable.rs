@@ -18,15 +18,15 @@ use anyloop_libvirt::vtable_stats;
 use super::LoopThread;
 
 type FreeCallback = Option<unsafe extern "C" fn(opaque: *mut c_void)>;
-type HandleCallback = Option<unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void)>;
-type TimeoutCallback = Option<unsafe extern "C" fn(c_int, *mut c_void)>;
+type WatchCallback = Option<unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void)>;
+type TimerCallback = Option<unsafe extern "C" fn(c_int, *mut c_void)>;
 
 #[link(name = "virt")]
 extern "C" {
     fn virEventAddHandle(
         fd: c_int,
         events: c_int,
-        cb: HandleCallback,
+        cb: WatchCallback,
         opaque: *mut c_void,
         ff: FreeCallback,
     ) -> c_int;
@@ -34,7 +34,7 @@ extern "C" {
     fn virEventRemoveHandle(watch: c_int) -> c_int;
     fn virEventAddTimeout(
         timeout: c_int,
-        cb: TimeoutCallback,
+        cb: TimerCallback,
         opaque: *mut c_void,
         ff: FreeCallback,
     ) -> c_int;

@@ -1,6 +1,6 @@
 //! The OS layer: everything that makes a system call lives under this module.
 //!
-//! Two implementations of anyloop's [`Poller`](anyloop::backend::Poller) /
+//! Two implementations of anyloop's [`PollerKind`](anyloop::backend::Poller) /
 //! [`Registrar`](anyloop::backend::Registrar) pair:
 //!
 //! - `anyloop::backend::linux::EpollPoller`: Linux level-triggered epoll through `rustix`,

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyloop_select::{Poller, SelectLoop};
+use anyloop_select::{PollerKind, SelectLoop};
 
-pub const POLLERS: [Poller; 2] = [Poller::Epoll, Poller::Mio];
+pub const POLLERS: [PollerKind; 2] = [PollerKind::Epoll, PollerKind::Mio];
 
 /// Generous bound for anything that should happen "promptly"; only ever fails a test.
 pub const PATIENCE: Duration = Duration::from_secs(5);
@@ -93,7 +93,7 @@ impl Counter {
     }
 }
 
-pub fn new_loop(poller: Poller) -> SelectLoop {
+pub fn new_loop(poller: PollerKind) -> SelectLoop {
     SelectLoop::with_poller(poller).expect("loop")
 }
 

@@ -1,12 +1,12 @@
 //! One adapter for every anyloop backend: the contender operations go through the vtable
-//! (`anyloop::Loop`, an `Arc<dyn EventLoop>`), exactly as a library would call them. A backend
+//! (`anyloop::Loop`, an `Arc<dyn Backend>`), exactly as a library would call them. A backend
 //! only supplies a [`Driver`]: how to make it, run one iteration, and count pending frees.
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, TimeoutId};
+use anyloop::{IoEvents, Loop, TimerId};
 
 use crate::contender::{oneshot_fired, xt_fired, Contender};
 
@@ -52,7 +52,7 @@ impl<D: Driver> Drop for Anyloop<D> {
 }
 
 impl<D: Driver> Contender for Anyloop<D> {
-    type Timer = TimeoutId;
+    type Timer = TimerId;
 
     const HAS_REGISTRY: bool = true;
 
@@ -69,31 +69,31 @@ impl<D: Driver> Contender for Anyloop<D> {
 
     fn watch_add(&mut self, fd: RawFd, mut cb: impl FnMut(RawFd) + Send + 'static) {
         self.lp
-            .add_handle(fd, IoEvents::READABLE, move |_id, fd, _events| cb(fd))
+            .add_watch(fd, IoEvents::READABLE, move |_id, fd, _events| cb(fd))
             .map_err(|rejected| rejected.error)
-            .expect("add_handle");
+            .expect("add_watch");
     }
 
     fn run_once(&mut self) {
         self.driver.run_once(None);
     }
 
-    fn timer_add(&mut self, after: Duration, cb: fn()) -> TimeoutId {
+    fn timer_add(&mut self, after: Duration, cb: fn()) -> TimerId {
         // The closure captures one pointer, like libvirt's opaque: its box is a real allocation.
         self.lp
-            .add_timeout(Some(after), move |_id| cb())
+            .add_timer(Some(after), move |_id| cb())
             .map_err(|rejected| rejected.error)
-            .expect("add_timeout")
+            .expect("add_timer")
     }
 
-    fn timer_update(&mut self, timer: TimeoutId, after: Duration) {
+    fn timer_update(&mut self, timer: TimerId, after: Duration) {
         self.lp
-            .update_timeout(timer, Some(after))
-            .expect("update_timeout");
+            .update_timer(timer, Some(after))
+            .expect("update_timer");
     }
 
-    fn timer_remove(&mut self, timer: TimeoutId) {
-        self.lp.remove_timeout(timer).expect("remove_timeout");
+    fn timer_remove(&mut self, timer: TimerId) {
+        self.lp.remove_timer(timer).expect("remove_timer");
     }
 
     fn timer_drain(&mut self) {
@@ -108,12 +108,12 @@ impl<D: Driver> Contender for Anyloop<D> {
         // Zero-interval timers fire on every iteration (R27): a one-shot removes itself.
         let cb = oneshot_fired as fn();
         self.lp
-            .add_timeout(Some(Duration::ZERO), move |id| {
+            .add_timer(Some(Duration::ZERO), move |id| {
                 cb();
-                with_current(|lp| lp.remove_timeout(id).expect("one-shot removes itself"));
+                with_current(|lp| lp.remove_timer(id).expect("one-shot removes itself"));
             })
             .map_err(|rejected| rejected.error)
-            .expect("add_timeout(0)");
+            .expect("add_timer(0)");
     }
 
     fn xt_variants() -> &'static [&'static str] {
@@ -126,28 +126,28 @@ impl<D: Driver> Contender for Anyloop<D> {
             // libvirt's pattern from a foreign thread: a fresh 0 ms timeout that removes
             // itself once it ran.
             "add_timeout0" => Box::new(move || {
-                lp.add_timeout(Some(Duration::ZERO), |id| {
+                lp.add_timer(Some(Duration::ZERO), |id| {
                     xt_fired();
-                    with_current(|lp| lp.remove_timeout(id).expect("remove"));
+                    with_current(|lp| lp.remove_timer(id).expect("remove"));
                 })
                 .map_err(|rejected| rejected.error)
-                .expect("add_timeout(0) from the other thread");
+                .expect("add_timer(0) from the other thread");
             }),
             // libvirt's event-queue pattern: a disabled timer set to 0 ms by the other
             // thread, disabled again by its own callback.
             "update_timeout0" => {
                 let id = lp
-                    .add_timeout(None, |id| {
+                    .add_timer(None, |id| {
                         // Disable first, then report: reporting first lets the sender's next
                         // arm land before the disable, which would then undo it.
-                        with_current(|lp| lp.update_timeout(id, None).expect("disable"));
+                        with_current(|lp| lp.update_timer(id, None).expect("disable"));
                         xt_fired();
                     })
                     .map_err(|rejected| rejected.error)
-                    .expect("add_timeout(disabled)");
+                    .expect("add_timer(disabled)");
                 Box::new(move || {
-                    lp.update_timeout(id, Some(Duration::ZERO))
-                        .expect("update_timeout(0) from the other thread")
+                    lp.update_timer(id, Some(Duration::ZERO))
+                        .expect("update_timer(0) from the other thread")
                 })
             }
             other => unreachable!("unknown W3 variant {other}"),

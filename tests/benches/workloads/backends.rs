@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use anyloop::Loop;
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 use anyloop_glib::GlibLoop;
-use anyloop_select::{Poller, SelectLoop};
+use anyloop_select::{PollerKind, SelectLoop};
 
 use crate::anyloop_adapter::Driver;
 
@@ -15,7 +15,11 @@ pub struct Select<const MIO: bool>(SelectLoop);
 
 impl<const MIO: bool> Driver for Select<MIO> {
     fn make() -> Self {
-        let poller = if MIO { Poller::Mio } else { Poller::Epoll };
+        let poller = if MIO {
+            PollerKind::Mio
+        } else {
+            PollerKind::Epoll
+        };
         Select(SelectLoop::with_poller(poller).expect("SelectLoop::with_poller"))
     }
 
@@ -55,17 +59,17 @@ impl Driver for Glib {
 }
 
 /// `anyloop-calloop`: the engine as one source of a calloop loop (shared data `()`), one
-/// iteration being one calloop `dispatch` through [`CalloopBackend::dispatch`].
+/// iteration being one calloop `dispatch` through [`CalloopSource::dispatch`].
 pub struct Calloop {
     // Dropped first: removes the source (and frees every callback) before the loop goes.
-    backend: CalloopBackend<'static>,
+    backend: CalloopSource<'static>,
     event_loop: calloop::EventLoop<'static, ()>,
 }
 
 impl Driver for Calloop {
     fn make() -> Self {
         let event_loop = calloop::EventLoop::try_new().expect("calloop::EventLoop::try_new");
-        let backend = CalloopBackend::new(&event_loop.handle()).expect("CalloopBackend::new");
+        let backend = CalloopSource::new(&event_loop.handle()).expect("CalloopSource::new");
         Calloop {
             backend,
             event_loop,
@@ -79,7 +83,7 @@ impl Driver for Calloop {
     fn run_once(&mut self, timeout: Option<Duration>) {
         self.backend
             .dispatch(&mut self.event_loop, timeout, &mut ())
-            .expect("CalloopBackend::dispatch");
+            .expect("CalloopSource::dispatch");
     }
 
     fn pending_frees(&self) -> usize {

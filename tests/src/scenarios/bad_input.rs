@@ -8,7 +8,7 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, RegistrationId, TimeoutId};
+use anyloop::{Error, IoEvents, RegistrationId, TimerId, WatchId};
 
 use crate::fds::{closed_fd, read_one, Pipe};
 use crate::probe::Log;
@@ -40,7 +40,7 @@ pub fn s54_fd_closed_while_watched_no_spin_r52(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(fd, IoEvents::READABLE, move |_, _, ev| {
+        .add_watch(fd, IoEvents::READABLE, move |_, _, ev| {
             let _ = &token;
             c.push(ev);
         })
@@ -58,7 +58,7 @@ pub fn s54_fd_closed_while_watched_no_spin_r52(env: &Env) {
         );
     }
     d.lp()
-        .remove_handle(id)
+        .remove_watch(id)
         .expect("R52: remove after close must work");
     d.on_loop(|ctx| ctx.turns(2));
     assert_eq!(env.probe().count("w"), 1, "R52: free after remove");
@@ -75,7 +75,7 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(rd.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
+        .add_watch(rd.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
             let _ = &token;
             c.push(ev);
         })
@@ -84,7 +84,7 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     drop(rd);
     pipe.write(1); // readable through the surviving description
     d.on_loop(|ctx| ctx.turns(3));
-    d.lp().remove_handle(id).expect("R52: remove after close");
+    d.lp().remove_watch(id).expect("R52: remove after close");
     d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
         .assert_quiet("after removing a watch whose fd was closed but still open elsewhere");
     assert_eq!(env.probe().count("w"), 1);
@@ -102,7 +102,7 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     let token = env.token("old");
     let old_id = d
         .lp()
-        .add_handle(number, IoEvents::READABLE, move |_, _, _| {
+        .add_watch(number, IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         })
         .expect("add old");
@@ -120,14 +120,14 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     let c = calls.clone();
     let new_id = d
         .lp()
-        .add_handle(number, IoEvents::empty(), move |id, fd, _| {
+        .add_watch(number, IoEvents::empty(), move |id, fd, _| {
             let _ = &token;
             c.push((id, fd));
             read_one(fd);
         })
         .expect("add on the reused number");
     d.lp()
-        .update_handle(new_id, IoEvents::READABLE)
+        .update_watch(new_id, IoEvents::READABLE)
         .expect("enable the new watch");
     fresh.write(1);
     d.on_loop(|ctx| ctx.turns(2));
@@ -137,9 +137,9 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
         "R19: the new watch, enabled by update on the reused number, never fired"
     );
     d.lp()
-        .remove_handle(old_id)
+        .remove_watch(old_id)
         .expect("R52: remove the old watch");
-    d.lp().remove_handle(new_id).expect("remove new");
+    d.lp().remove_watch(new_id).expect("remove new");
     d.on_loop(|ctx| ctx.turns(2));
     drop(reused);
 }
@@ -154,7 +154,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     let token = env.token("old");
     let old_id = d
         .lp()
-        .add_handle(number, IoEvents::READABLE, move |_, _, _| {
+        .add_watch(number, IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         })
         .expect("add old");
@@ -172,7 +172,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     let c = calls.clone();
     let new_id = d
         .lp()
-        .add_handle(number, IoEvents::READABLE, move |id, fd, _| {
+        .add_watch(number, IoEvents::READABLE, move |id, fd, _| {
             let _ = &token;
             c.push((id, fd));
             read_one(fd);
@@ -187,7 +187,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
         "the new watch on the reused number"
     );
     d.lp()
-        .remove_handle(old_id)
+        .remove_watch(old_id)
         .expect("R52: remove the old watch");
     d.on_loop(|ctx| ctx.turns(2));
     fresh.write(1);
@@ -197,7 +197,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
         vec![(new_id, number)],
         "R19: the old removal broke the new watch"
     );
-    d.lp().remove_handle(new_id).expect("remove new");
+    d.lp().remove_watch(new_id).expect("remove new");
     d.on_loop(|ctx| ctx.turns(2));
     drop(reused);
 }
@@ -210,7 +210,7 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
     let bad_fds = [-1, -1000, i32::MIN, closed_fd(), i32::MAX];
     for fd in bad_fds {
         let token = env.token(format!("fd{fd}"));
-        let r = d.raw().add_handle(fd, IoEvents::READABLE, move |_, _, _| {
+        let r = d.raw().add_watch(fd, IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         });
         let rejected = r.expect_err("a bad fd was accepted");
@@ -228,7 +228,7 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
     for bits in [0x10u32, 0x8000_0000, 0xFFFF_FFF0] {
         let token = env.token(format!("bits{bits:x}"));
         let events = IoEvents::from_bits_retain(bits | IoEvents::READABLE.bits());
-        let r = d.raw().add_handle(pipe.fd(), events, move |_, _, _| {
+        let r = d.raw().add_watch(pipe.fd(), events, move |_, _, _| {
             let _ = &token;
         });
         let rejected = r.expect_err("unknown bits accepted");
@@ -245,20 +245,20 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             c.push(());
             read_one(fd);
         })
         .expect("add");
-    let r = d.lp().update_handle(id, IoEvents::from_bits_retain(0x40));
+    let r = d.lp().update_watch(id, IoEvents::from_bits_retain(0x40));
     assert!(
         matches!(r, Err(Error::UnknownEvents { bits: 0x40, .. })),
         "{r:?}"
     );
     let stats = d.stats();
     assert_eq!(
-        stats.handles, 1,
+        stats.watches, 1,
         "R2: a failed add left a registration: {stats:?}"
     );
     pipe.write(1);
@@ -275,7 +275,7 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     let c = calls.clone();
     let bad = d
         .lp()
-        .add_handle(p1.fd(), IoEvents::READABLE, move |_, fd, _| {
+        .add_watch(p1.fd(), IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             c.push("panicky");
@@ -284,7 +284,7 @@ pub fn s57_panicking_callback_r54(env: &Env) {
         .expect("add");
     let (c, token) = (calls.clone(), env.token("good"));
     d.lp()
-        .add_handle(p2.fd(), IoEvents::READABLE, move |_, fd, _| {
+        .add_watch(p2.fd(), IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             c.push("good");
@@ -293,11 +293,11 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     let pending_token = env.token("pending");
     let doomed = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &pending_token;
         })
         .expect("add");
-    d.lp().remove_timeout(doomed).expect("remove");
+    d.lp().remove_timer(doomed).expect("remove");
     p1.write(1);
     p2.write(1);
     let results = d.on_loop(|ctx| {
@@ -309,7 +309,7 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     assert_eq!(panicked.len(), 1, "R54: {results:?}");
     match panicked[0] {
         Err(Error::CallbackPanicked { id, .. }) => {
-            assert_eq!(*id, RegistrationId::Handle(bad), "R54/R59: wrong id named")
+            assert_eq!(*id, RegistrationId::Watch(bad), "R54/R59: wrong id named")
         }
         other => panic!("R54: {other:?}"),
     }
@@ -328,9 +328,7 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     p1.write(1);
     d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)))
         .expect_err("panics again");
-    d.lp()
-        .remove_handle(bad)
-        .expect("R54: remove after a panic");
+    d.lp().remove_watch(bad).expect("R54: remove after a panic");
     p1.write(1);
     p2.write(1);
     let ran = d
@@ -352,17 +350,17 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let token = env.token("timer");
     let timer = d
         .lp()
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             panic!("deliberate panic in a timer");
         })
         .expect("add");
     let r = d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)));
     match r {
-        Err(Error::CallbackPanicked { id, .. }) => assert_eq!(id, RegistrationId::Timeout(timer)),
+        Err(Error::CallbackPanicked { id, .. }) => assert_eq!(id, RegistrationId::Timer(timer)),
         other => panic!("R54: {other:?}"),
     }
-    d.lp().remove_timeout(timer).expect("remove");
+    d.lp().remove_timer(timer).expect("remove");
     struct PanicOnDrop;
     impl Drop for PanicOnDrop {
         fn drop(&mut self) {
@@ -374,11 +372,11 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let (guard, token) = (PanicOnDrop, env.token("panicking-free"));
     let victim = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = (&guard, &token);
         })
         .expect("add");
-    d.lp().remove_timeout(victim).expect("remove");
+    d.lp().remove_timer(victim).expect("remove");
     let results = d.on_loop(|ctx| {
         (0..3)
             .map(|_| ctx.run_once(Some(Duration::ZERO)))
@@ -391,7 +389,7 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
         "R54: a panicking free must be reported once: {results:?}"
     );
     assert!(
-        matches!(errors[0], Error::CallbackPanicked { id, .. } if *id == RegistrationId::Timeout(victim)),
+        matches!(errors[0], Error::CallbackPanicked { id, .. } if *id == RegistrationId::Timer(victim)),
         "R54: {:?}",
         errors[0]
     );
@@ -399,7 +397,7 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let (calls, token) = (Arc::new(Log::new()), env.token("after"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             c.push(());
         })
@@ -437,7 +435,7 @@ pub fn r55_eintr_is_retried(env: &Env) {
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::from_millis(300)), move |id| {
+        .add_timer(Some(Duration::from_millis(300)), move |id| {
             let _ = &token;
             c.push(id);
         })
@@ -503,41 +501,41 @@ pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
     let (th, tt) = (env.token("h"), env.token("t"));
     let h = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &th;
         })
         .expect("add");
     let t = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &tt;
         })
         .expect("add");
     let foreign = other
         .lp()
-        .add_timeout(None, |_| {})
+        .add_timer(None, |_| {})
         .expect("add on the other loop");
     let not_found = |r: anyloop::Result<()>, want: RegistrationId| match r {
         Err(Error::NotFound { id }) => assert_eq!(id, want, "R59: wrong id named"),
         other => panic!("R3: expected NotFound for {want}: {other:?}"),
     };
-    let fresh_h = HandleId::allocate();
-    let fresh_t = TimeoutId::allocate();
-    not_found(d.lp().remove_handle(fresh_h), fresh_h.into());
-    not_found(d.lp().remove_timeout(fresh_t), fresh_t.into());
-    not_found(d.lp().remove_timeout(foreign), foreign.into());
-    not_found(d.lp().update_timeout(foreign, None), foreign.into());
-    d.lp().remove_handle(h).expect("first remove");
-    d.lp().remove_timeout(t).expect("first remove");
-    not_found(d.lp().remove_handle(h), h.into());
-    not_found(d.lp().remove_timeout(t), t.into());
-    not_found(d.lp().update_handle(h, IoEvents::READABLE), h.into());
-    not_found(d.lp().update_timeout(t, None), t.into());
+    let fresh_h = WatchId::allocate();
+    let fresh_t = TimerId::allocate();
+    not_found(d.lp().remove_watch(fresh_h), fresh_h.into());
+    not_found(d.lp().remove_timer(fresh_t), fresh_t.into());
+    not_found(d.lp().remove_timer(foreign), foreign.into());
+    not_found(d.lp().update_timer(foreign, None), foreign.into());
+    d.lp().remove_watch(h).expect("first remove");
+    d.lp().remove_timer(t).expect("first remove");
+    not_found(d.lp().remove_watch(h), h.into());
+    not_found(d.lp().remove_timer(t), t.into());
+    not_found(d.lp().update_watch(h, IoEvents::READABLE), h.into());
+    not_found(d.lp().update_timer(t, None), t.into());
     d.on_loop(|ctx| ctx.turns(2));
     assert_eq!((env.probe().count("h"), env.probe().count("t")), (1, 1));
     other
         .lp()
-        .remove_timeout(foreign)
+        .remove_timer(foreign)
         .expect("the other loop's id is untouched");
     let msg = Error::not_found(h).to_string();
     assert!(
@@ -556,11 +554,11 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
     // 1. From its own callback: remove, then try to re-enable.
     let (c, lp, token) = (calls.clone(), d.lp().clone(), env.token("self"));
     d.lp()
-        .add_handle(fd, IoEvents::READABLE, move |id, _, _| {
+        .add_watch(fd, IoEvents::READABLE, move |id, _, _| {
             let _ = &token;
             c.push("self");
-            lp.remove_handle(id).expect("remove");
-            let r = lp.update_handle(id, IoEvents::READABLE);
+            lp.remove_watch(id).expect("remove");
+            let r = lp.update_watch(id, IoEvents::READABLE);
             assert!(matches!(r, Err(Error::NotFound { .. })), "R4: {r:?}");
         })
         .expect("add");
@@ -568,7 +566,7 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
     let (c, token) = (calls.clone(), env.token("foreign"));
     let h = d
         .lp()
-        .add_handle(fd, IoEvents::empty(), move |_, _, _| {
+        .add_watch(fd, IoEvents::empty(), move |_, _, _| {
             let _ = &token;
             c.push("foreign");
         })
@@ -576,17 +574,17 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
     let (c, token) = (calls.clone(), env.token("timer"));
     let t = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &token;
             c.push("timer");
         })
         .expect("add");
     let lp = d.lp().clone();
     thread::spawn(move || {
-        lp.remove_handle(h).expect("remove");
-        lp.remove_timeout(t).expect("remove");
-        assert!(lp.update_handle(h, IoEvents::READABLE).is_err());
-        assert!(lp.update_timeout(t, Some(Duration::ZERO)).is_err());
+        lp.remove_watch(h).expect("remove");
+        lp.remove_timer(t).expect("remove");
+        assert!(lp.update_watch(h, IoEvents::READABLE).is_err());
+        assert!(lp.update_timer(t, Some(Duration::ZERO)).is_err());
     })
     .join()
     .expect("R4: an update after remove succeeded");
@@ -619,13 +617,13 @@ pub fn r01_ids_unique_across_churn_and_loops(env: &Env) {
         let lp = if i % 5 == 0 { b.lp() } else { a.lp() };
         let raw = if i % 2 == 0 {
             let id = lp
-                .add_handle(pipe.fd(), IoEvents::empty(), |_, _, _| {})
+                .add_watch(pipe.fd(), IoEvents::empty(), |_, _, _| {})
                 .expect("add");
-            lp.remove_handle(id).expect("remove");
+            lp.remove_watch(id).expect("remove");
             id.get()
         } else {
-            let id = lp.add_timeout(None, |_| {}).expect("add");
-            lp.remove_timeout(id).expect("remove");
+            let id = lp.add_timer(None, |_| {}).expect("add");
+            lp.remove_timer(id).expect("remove");
             id.get()
         };
         assert!(raw > 0, "R1: id {raw} not positive");
@@ -652,45 +650,42 @@ pub fn r60_bad_input_never_panics(env: &Env) {
         let mut ids = Vec::new();
         for &fd in &fds {
             for &b in &bits {
-                if let Ok(id) = lp.add_handle(fd, IoEvents::from_bits_retain(b), |_, _, _| {}) {
+                if let Ok(id) = lp.add_watch(fd, IoEvents::from_bits_retain(b), |_, _, _| {}) {
                     ids.push(id);
                 }
             }
         }
         let stale = [
-            HandleId::allocate(),
-            HandleId::from_raw(u64::MAX).expect("nonzero"),
+            WatchId::allocate(),
+            WatchId::from_raw(u64::MAX).expect("nonzero"),
         ];
         for id in ids.iter().chain(&stale) {
             for &b in &bits {
-                let _ = lp.update_handle(*id, IoEvents::from_bits_retain(b));
+                let _ = lp.update_watch(*id, IoEvents::from_bits_retain(b));
             }
         }
         for id in ids.iter().chain(&stale) {
-            let _ = lp.remove_handle(*id);
-            let _ = lp.remove_handle(*id);
+            let _ = lp.remove_watch(*id);
+            let _ = lp.remove_watch(*id);
         }
         let mut timers = Vec::new();
         for &i in &intervals {
-            timers.push(lp.add_timeout(i, |_| {}).expect("add_timeout"));
+            timers.push(lp.add_timer(i, |_| {}).expect("add_timer"));
         }
-        let stale_t = [
-            TimeoutId::allocate(),
-            TimeoutId::from_raw(1).expect("nonzero"),
-        ];
+        let stale_t = [TimerId::allocate(), TimerId::from_raw(1).expect("nonzero")];
         for id in timers.iter().chain(&stale_t) {
             for &i in &intervals {
-                let _ = lp.update_timeout(*id, i);
+                let _ = lp.update_timer(*id, i);
             }
         }
         for id in timers.iter().chain(&stale_t) {
-            let _ = lp.remove_timeout(*id);
-            let _ = lp.remove_timeout(*id);
+            let _ = lp.remove_timer(*id);
+            let _ = lp.remove_timer(*id);
         }
     }));
     assert!(outcome.is_ok(), "R60: an operation panicked on bad input");
     d.settle();
     d.stop_pump();
     let stats = d.stats();
-    assert_eq!((stats.handles, stats.timeouts), (0, 0), "{stats:?}");
+    assert_eq!((stats.watches, stats.timers), (0, 0), "{stats:?}");
 }

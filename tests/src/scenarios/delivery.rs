@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{HandleId, IoEvents};
+use anyloop::{IoEvents, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::{drain, read_one, Pipe, SocketPair};
@@ -30,7 +30,7 @@ pub fn s21_level_triggered_partial_read_r08(env: &Env) {
     let (calls, iters, token) = (Arc::new(Log::new()), d.iteration_counter(), env.token("w"));
     let c = calls.clone();
     d.lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, ev| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, ev| {
             let _ = &token;
             c.push((iters.load(Ordering::SeqCst), ev));
             read_one(fd);
@@ -58,11 +58,11 @@ pub fn r08_writable_is_level_triggered(env: &Env) {
     let (calls, token, lp) = (Arc::new(Log::new()), env.token("w"), d.lp().clone());
     let c = calls.clone();
     d.lp()
-        .add_handle(sp.fd(), IoEvents::WRITABLE, move |id, _, ev| {
+        .add_watch(sp.fd(), IoEvents::WRITABLE, move |id, _, ev| {
             let _ = &token;
             c.push(ev);
             if c.len() == 5 {
-                lp.update_handle(id, IoEvents::empty()).expect("disable");
+                lp.update_watch(id, IoEvents::empty()).expect("disable");
             }
         })
         .expect("add");
@@ -85,10 +85,10 @@ pub fn s22_hangup_without_asking_r09(env: &Env) {
     let (calls, token, lp) = (Arc::new(Log::new()), env.token("w"), d.lp().clone());
     let c = calls.clone();
     d.lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |id, _, ev| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |id, _, ev| {
             let _ = &token;
             c.push(ev);
-            lp.remove_handle(id).expect("remove self");
+            lp.remove_watch(id).expect("remove self");
         })
         .expect("add");
     pipe.close_writer();
@@ -117,7 +117,7 @@ pub fn s23_disabled_watch_silent_on_hangup_r10(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, ev| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, ev| {
             let _ = &token;
             c.push(ev);
         })
@@ -127,14 +127,12 @@ pub fn s23_disabled_watch_silent_on_hangup_r10(env: &Env) {
         .assert_quiet("disabled watch on a hung-up pipe");
     assert_eq!(calls.len(), 0, "R10: a disabled watch was called");
     // And it can still be re-enabled (R6): then it sees the data and the hang-up.
-    d.lp()
-        .update_handle(id, IoEvents::READABLE)
-        .expect("enable");
+    d.lp().update_watch(id, IoEvents::READABLE).expect("enable");
     d.on_loop(|ctx| ctx.turns(2));
     let got = calls.snapshot();
     assert!(!got.is_empty(), "R6: re-enabled watch not called");
     assert_bits(got[0], IoEvents::READABLE);
-    d.lp().remove_handle(id).expect("remove");
+    d.lp().remove_watch(id).expect("remove");
 }
 
 /// S24: readable and writable at once arrive in one call with both bits (R12).
@@ -145,11 +143,11 @@ pub fn s24_read_write_in_one_call_r12(env: &Env) {
     let (calls, token, lp) = (Arc::new(Log::new()), env.token("w"), d.lp().clone());
     let c = calls.clone();
     d.lp()
-        .add_handle(sp.fd(), RW, move |id, fd, ev| {
+        .add_watch(sp.fd(), RW, move |id, fd, ev| {
             let _ = &token;
             c.push(ev);
             drain(fd);
-            lp.update_handle(id, IoEvents::empty()).expect("disable");
+            lp.update_watch(id, IoEvents::empty()).expect("disable");
         })
         .expect("add");
     d.on_loop(|ctx| ctx.turns(3));
@@ -179,11 +177,11 @@ pub fn s25_overlapping_watches_own_bits_r09_r11(env: &Env) {
         let c = calls.clone();
         ids.push(
             d.lp()
-                .add_handle(sp.fd(), interest, move |id, fd, ev| {
+                .add_watch(sp.fd(), interest, move |id, fd, ev| {
                     let _ = &token;
                     c.push(ev);
                     drain(fd);
-                    lp.update_handle(id, IoEvents::empty()).expect("disable");
+                    lp.update_watch(id, IoEvents::empty()).expect("disable");
                 })
                 .expect("add"),
         );
@@ -206,7 +204,7 @@ pub fn s25_overlapping_watches_own_bits_r09_r11(env: &Env) {
         .into_iter()
         .enumerate()
     {
-        d.lp().update_handle(ids[k], interest).expect("re-enable");
+        d.lp().update_watch(ids[k], interest).expect("re-enable");
     }
     d.on_loop(|ctx| ctx.turns(3));
     for (k, interest) in [IoEvents::READABLE, IoEvents::WRITABLE]
@@ -238,10 +236,10 @@ pub fn r11_three_overlapping_watches_one_fd(env: &Env) {
         );
         let c = calls.clone();
         d.lp()
-            .add_handle(sp.fd(), interest, move |id, _, ev| {
+            .add_watch(sp.fd(), interest, move |id, _, ev| {
                 let _ = &token;
                 c.push(ev);
-                lp.update_handle(id, IoEvents::empty()).expect("disable");
+                lp.update_watch(id, IoEvents::empty()).expect("disable");
             })
             .expect("add");
         logs.push(calls);
@@ -258,7 +256,7 @@ pub fn s26_interest_change_mid_iteration_r18(env: &Env) {
     let d = env.start();
     let pipes = [Pipe::new(), Pipe::new()];
     let calls = Arc::new(Log::new());
-    let ids: Arc<std::sync::Mutex<Vec<HandleId>>> = Arc::default();
+    let ids: Arc<std::sync::Mutex<Vec<WatchId>>> = Arc::default();
     for (k, pipe) in pipes.iter().enumerate() {
         let (c, token, lp, ids2) = (
             calls.clone(),
@@ -268,12 +266,12 @@ pub fn s26_interest_change_mid_iteration_r18(env: &Env) {
         );
         let id = d
             .lp()
-            .add_handle(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
+            .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
                 let _ = &token;
                 c.push(k);
                 read_one(fd);
                 let other = crate::probe::lock(&ids2)[1 - k];
-                let _ = lp.update_handle(other, IoEvents::empty());
+                let _ = lp.update_watch(other, IoEvents::empty());
             })
             .expect("add");
         crate::probe::lock(&ids).push(id);
@@ -291,7 +289,7 @@ pub fn s26_interest_change_mid_iteration_r18(env: &Env) {
     let silenced = 1 - got[0];
     let silenced_id = crate::probe::lock(&ids)[silenced];
     d.lp()
-        .update_handle(silenced_id, IoEvents::READABLE)
+        .update_watch(silenced_id, IoEvents::READABLE)
         .expect("re-enable");
     d.on_loop(|ctx| ctx.turns(1));
     assert!(
@@ -308,7 +306,7 @@ pub fn s27_update_same_interest_noop_r05(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
             let _ = &token;
             c.push(id);
             read_one(fd);
@@ -316,7 +314,7 @@ pub fn s27_update_same_interest_noop_r05(env: &Env) {
         .expect("add");
     for _ in 0..50 {
         d.lp()
-            .update_handle(id, IoEvents::READABLE)
+            .update_watch(id, IoEvents::READABLE)
             .expect("same interest");
     }
     d.on_loop(|ctx| ctx.turns(3));
@@ -349,14 +347,14 @@ pub fn r09_reported_bits_subset_of_interest(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_handle(sp.fd(), RW, move |_, _, ev| {
+        .add_watch(sp.fd(), RW, move |_, _, ev| {
             let _ = &token;
             c.push(ev);
         })
         .expect("add");
     for round in 0..12 {
         let interest = interests[round % interests.len()];
-        d.lp().update_handle(id, interest).expect("update");
+        d.lp().update_watch(id, interest).expect("update");
         if round % 3 == 0 {
             sp.peer_write(1);
         } else {
@@ -399,11 +397,11 @@ pub fn r51_regular_file_and_dev_null_always_ready_d4(env: &Env) {
         );
         let c = calls.clone();
         d.lp()
-            .add_handle(fd, interest, move |id, _, ev| {
+            .add_watch(fd, interest, move |id, _, ev| {
                 let _ = &token;
                 c.push(ev);
                 if c.len() == 3 {
-                    lp.remove_handle(id).expect("remove");
+                    lp.remove_watch(id).expect("remove");
                 }
             })
             .unwrap_or_else(|r| panic!("R51/D4: fd {fd} refused: {}", r.error));
@@ -429,7 +427,7 @@ pub fn r13_arguments_are_own_id_and_fd(env: &Env) {
         let (c, token) = (calls.clone(), env.token(format!("w{k}")));
         let id = d
             .lp()
-            .add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, ev| {
+            .add_watch(pipe.fd(), IoEvents::READABLE, move |id, fd, ev| {
                 let _ = &token;
                 c.push((k, id, fd, ev));
                 read_one(fd);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, HandleId, IoEvents, TimeoutId};
+use anyloop::{Error, IoEvents, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
@@ -33,7 +33,7 @@ pub fn s13_remove_disabled_watch_frees_once_r04_r06(env: &Env) {
     let probe = env.probe().clone();
     d.on_loop(move |ctx| {
         let id = lp
-            .add_handle(
+            .add_watch(
                 fd,
                 IoEvents::READABLE | IoEvents::WRITABLE,
                 move |_, _, _| {
@@ -42,16 +42,16 @@ pub fn s13_remove_disabled_watch_frees_once_r04_r06(env: &Env) {
                 },
             )
             .expect("add");
-        lp.update_handle(id, IoEvents::empty()).expect("disable");
-        lp.remove_handle(id)
+        lp.update_watch(id, IoEvents::empty()).expect("disable");
+        lp.remove_watch(id)
             .expect("R6: removing a disabled watch works");
         assert_eq!(probe.count("w"), 0, "R21: freed inside remove");
-        let again = lp.update_handle(id, IoEvents::READABLE);
+        let again = lp.update_watch(id, IoEvents::READABLE);
         assert!(
             matches!(again, Err(Error::NotFound { .. })),
             "R4: {again:?}"
         );
-        let again = lp.remove_handle(id);
+        let again = lp.remove_watch(id);
         assert!(
             matches!(again, Err(Error::NotFound { .. })),
             "R3: {again:?}"
@@ -80,24 +80,24 @@ pub fn s14_remove_disabled_timer_frees_once_r04_r06(env: &Env) {
     let c = calls.clone();
     let lp = d.lp();
     let id = lp
-        .add_timeout(Some(Duration::from_secs(10)), move |_| {
+        .add_timer(Some(Duration::from_secs(10)), move |_| {
             let _ = &token;
             c.push(());
         })
         .expect("add");
-    lp.update_timeout(id, None).expect("disable");
-    lp.remove_timeout(id).expect("R6: remove a disabled timer");
-    let again = lp.update_timeout(id, Some(Duration::from_secs(20)));
+    lp.update_timer(id, None).expect("disable");
+    lp.remove_timer(id).expect("R6: remove a disabled timer");
+    let again = lp.update_timer(id, Some(Duration::from_secs(20)));
     assert!(
         matches!(again, Err(Error::NotFound { .. })),
         "R4: {again:?}"
     );
-    let again = lp.update_timeout(id, Some(Duration::ZERO));
+    let again = lp.update_timer(id, Some(Duration::ZERO));
     assert!(
         matches!(again, Err(Error::NotFound { .. })),
         "R4: {again:?}"
     );
-    let again = lp.remove_timeout(id);
+    let again = lp.remove_timer(id);
     assert!(
         matches!(again, Err(Error::NotFound { .. })),
         "R3: {again:?}"
@@ -117,7 +117,7 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     for label in ["by-callback", "by-foreign"] {
         let token = env.token(label);
         let id = lp
-            .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+            .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
                 let _ = &token;
             })
             .expect("add");
@@ -127,10 +127,10 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     let (victim, probe, seen) = (ids[0], env.probe().clone(), Arc::new(Log::new()));
     let (lp2, seen2) = (lp.clone(), seen.clone());
     let remover = lp
-        .add_timeout(Some(Duration::ZERO), move |me| {
-            let result = lp2.remove_handle(victim);
+        .add_timer(Some(Duration::ZERO), move |me| {
+            let result = lp2.remove_watch(victim);
             seen2.push((result.is_ok(), probe.count("by-callback")));
-            let _ = lp2.remove_timeout(me);
+            let _ = lp2.remove_timer(me);
         })
         .expect("add timer");
     assert!(seen.wait_len(1, TIMEOUT), "remover timer never fired");
@@ -142,7 +142,7 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     // Removal from a foreign thread.
     let lp3 = lp.clone();
     let other = ids[1];
-    thread::spawn(move || lp3.remove_handle(other).expect("remove"))
+    thread::spawn(move || lp3.remove_watch(other).expect("remove"))
         .join()
         .expect("remover thread");
     for label in ["by-callback", "by-foreign"] {
@@ -180,7 +180,7 @@ pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
     let probe = env.probe().clone();
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
             let _ = entered_tx.send(());
             let released = release_rx.recv_timeout(TIMEOUT).is_ok();
@@ -195,7 +195,7 @@ pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
     let lp = d.lp().clone();
     let (done_tx, done_rx) = mpsc::channel();
     thread::spawn(move || {
-        let _ = done_tx.send(lp.remove_handle(id).map_err(|e| e.to_string()));
+        let _ = done_tx.send(lp.remove_watch(id).map_err(|e| e.to_string()));
     });
     let removed = done_rx.recv_timeout(TIMEOUT);
     let _ = release_tx.send(());
@@ -228,13 +228,13 @@ pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
     let fired = Arc::new(Log::new());
     let other_token = env.token("other-watch");
     let other = lp
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
             let _ = &other_token;
         })
         .expect("add other");
     let doomed_token = env.token("doomed-timer");
     let doomed = lp
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &doomed_token;
         })
         .expect("add doomed");
@@ -253,33 +253,32 @@ pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
         };
         let f3 = f2.clone();
         let t = lp2
-            .add_timeout(None, move |id| {
+            .add_timer(None, move |id| {
                 let _ = &tt;
                 f3.push(id);
             })
-            .expect("add_timeout in a free");
-        lp2.update_timeout(t, Some(Duration::from_millis(10)))
-            .expect("update_timeout in a free");
+            .expect("add_timer in a free");
+        lp2.update_timer(t, Some(Duration::from_millis(10)))
+            .expect("update_timer in a free");
         let w = lp2
-            .add_handle(fd, IoEvents::empty(), move |_, _, _| {
+            .add_watch(fd, IoEvents::empty(), move |_, _, _| {
                 let _ = &wt;
             })
-            .expect("add_handle in a free");
-        lp2.update_handle(w, IoEvents::READABLE)
-            .expect("update_handle in a free");
-        lp2.remove_handle(w).expect("remove_handle in a free");
-        lp2.remove_handle(other)
-            .expect("remove_handle(other) in a free");
-        lp2.remove_timeout(doomed)
-            .expect("remove_timeout in a free");
+            .expect("add_watch in a free");
+        lp2.update_watch(w, IoEvents::READABLE)
+            .expect("update_watch in a free");
+        lp2.remove_watch(w).expect("remove_watch in a free");
+        lp2.remove_watch(other)
+            .expect("remove_watch(other) in a free");
+        lp2.remove_timer(doomed).expect("remove_timer in a free");
     }));
     let token = env.token("freeing");
     let id = lp
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
             let _ = (&on_free, &token);
         })
         .expect("add");
-    lp.remove_handle(id).expect("remove");
+    lp.remove_watch(id).expect("remove");
     assert!(
         fired.wait_len(1, TIMEOUT),
         "the timer added by the free never fired"
@@ -298,12 +297,12 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
     let d = env.start_pumped();
     let pipes: Vec<Pipe> = (0..3).map(|_| Pipe::new()).collect();
     let lp = d.lp().clone();
-    let mut handles: Vec<HandleId> = Vec::new();
-    let mut timers: Vec<TimeoutId> = Vec::new();
+    let mut watches: Vec<WatchId> = Vec::new();
+    let mut timers: Vec<TimerId> = Vec::new();
     for (i, pipe) in pipes.iter().enumerate() {
         let token = env.token(format!("h{i}"));
-        handles.push(
-            lp.add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        watches.push(
+            lp.add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
                 let _ = &token;
             })
             .expect("add"),
@@ -315,7 +314,7 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
             Some(Duration::from_millis(5)),
         ][i];
         timers.push(
-            lp.add_timeout(interval, move |_| {
+            lp.add_timer(interval, move |_| {
                 let _ = &token;
             })
             .expect("add"),
@@ -339,20 +338,20 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
     }
     let gone =
         |r: anyloop::Result<()>| matches!(r, Err(Error::LoopGone) | Err(Error::NotFound { .. }));
-    for (&h, &t) in handles.iter().zip(&timers) {
+    for (&h, &t) in watches.iter().zip(&timers) {
         assert!(
-            gone(lp.update_handle(h, IoEvents::READABLE)),
-            "R48 update_handle"
+            gone(lp.update_watch(h, IoEvents::READABLE)),
+            "R48 update_watch"
         );
-        assert!(gone(lp.remove_handle(h)), "R48 remove_handle");
+        assert!(gone(lp.remove_watch(h)), "R48 remove_watch");
         assert!(
-            gone(lp.update_timeout(t, Some(Duration::ZERO))),
-            "R48 update_timeout"
+            gone(lp.update_timer(t, Some(Duration::ZERO))),
+            "R48 update_timer"
         );
-        assert!(gone(lp.remove_timeout(t)), "R48 remove_timeout");
+        assert!(gone(lp.remove_timer(t)), "R48 remove_timer");
     }
     let token = env.token("late-add");
-    let late = d.raw().add_timeout(Some(Duration::ZERO), move |_| {
+    let late = d.raw().add_timer(Some(Duration::ZERO), move |_| {
         let _ = &token;
     });
     let rejected = late.expect_err("R48: add on a destroyed loop succeeded");
@@ -370,7 +369,7 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
     let token = env.token("late-watch");
     let late = d
         .raw()
-        .add_handle(pipes[0].fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipes[0].fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         });
     assert!(matches!(late, Err(ref r) if matches!(r.error, Error::LoopGone)));
@@ -387,7 +386,7 @@ pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
     let d = env.start_pumped();
     let (token, calls) = (env.token("rejected"), Arc::new(Log::new()));
     let c = calls.clone();
-    let result = d.raw().add_handle(-1, IoEvents::READABLE, move |_, fd, _| {
+    let result = d.raw().add_watch(-1, IoEvents::READABLE, move |_, fd, _| {
         let _ = &token;
         c.push(fd);
     });
@@ -401,7 +400,7 @@ pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
     assert_eq!(env.probe().count("rejected"), 0, "R2: the backend freed it");
     rejected
         .callback
-        .call(HandleId::allocate(), 7, IoEvents::READABLE);
+        .call(WatchId::allocate(), 7, IoEvents::READABLE);
     assert_eq!(
         calls.snapshot(),
         vec![7],
@@ -409,7 +408,7 @@ pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
     );
     drop(rejected);
     assert_eq!(env.probe().count("rejected"), 1);
-    assert_eq!(d.stats().handles, 0, "a failed add left a registration");
+    assert_eq!(d.stats().watches, 0, "a failed add left a registration");
 }
 
 /// S20: 100 removals from a foreign thread while the loop is stopped stay pending
@@ -418,34 +417,30 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
     let lp = d.lp().clone();
-    let mut handles = Vec::new();
+    let mut watches = Vec::new();
     let mut timers = Vec::new();
     for i in 0..50 {
         let token = env.token(format!("h{i}"));
-        handles.push(
-            lp.add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+        watches.push(
+            lp.add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
                 let _ = &token;
             })
             .expect("add"),
         );
         let token = env.token(format!("t{i}"));
         timers.push(
-            lp.add_timeout(None, move |_| {
+            lp.add_timer(None, move |_| {
                 let _ = &token;
             })
             .expect("add"),
         );
     }
     let before = d.stats();
-    assert_eq!(
-        (before.handles, before.timeouts),
-        (50, 50),
-        "R57: {before:?}"
-    );
+    assert_eq!((before.watches, before.timers), (50, 50), "R57: {before:?}");
     thread::spawn(move || {
-        for (h, t) in handles.into_iter().zip(timers) {
-            lp.remove_handle(h).expect("remove");
-            lp.remove_timeout(t).expect("remove");
+        for (h, t) in watches.into_iter().zip(timers) {
+            lp.remove_watch(h).expect("remove");
+            lp.remove_timer(t).expect("remove");
         }
     })
     .join()
@@ -456,7 +451,7 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
         0,
         "R21: frees ran inside remove or off-loop"
     );
-    assert_eq!((stats.handles, stats.timeouts), (0, 0), "R57: {stats:?}");
+    assert_eq!((stats.watches, stats.timers), (0, 0), "R57: {stats:?}");
     assert_eq!(
         stats.pending_frees, 100,
         "R25: pending frees not reported: {stats:?}"
@@ -481,13 +476,13 @@ pub fn r26_frees_run_in_removal_order(env: &Env) {
         let token = env.token(format!("r{i}"));
         if i % 2 == 0 {
             ids.push(Ok(lp
-                .add_timeout(None, move |_| {
+                .add_timer(None, move |_| {
                     let _ = &token;
                 })
                 .expect("add")));
         } else {
             ids.push(Err(lp
-                .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+                .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
                     let _ = &token;
                 })
                 .expect("add")));
@@ -498,22 +493,22 @@ pub fn r26_frees_run_in_removal_order(env: &Env) {
     // All removed inside one callback on the loop thread, then from the test thread.
     let first: Vec<_> = order[..3].iter().map(|&i| ids[i]).collect();
     let token = env.token("remover");
-    lp.add_timeout(Some(Duration::ZERO), move |me| {
+    lp.add_timer(Some(Duration::ZERO), move |me| {
         let _ = &token;
         for id in &first {
             match id {
-                Ok(t) => lp2.remove_timeout(*t).expect("remove"),
-                Err(h) => lp2.remove_handle(*h).expect("remove"),
+                Ok(t) => lp2.remove_timer(*t).expect("remove"),
+                Err(h) => lp2.remove_watch(*h).expect("remove"),
             }
         }
-        lp2.remove_timeout(me).expect("remove self");
+        lp2.remove_timer(me).expect("remove self");
     })
     .expect("add remover");
     d.on_loop(|ctx| ctx.turns(3));
     for &i in &order[3..] {
         match ids[i] {
-            Ok(t) => lp.remove_timeout(t).expect("remove"),
-            Err(h) => lp.remove_handle(h).expect("remove"),
+            Ok(t) => lp.remove_timer(t).expect("remove"),
+            Err(h) => lp.remove_watch(h).expect("remove"),
         }
     }
     d.on_loop(|ctx| ctx.turns(3));
@@ -536,18 +531,18 @@ pub fn r25_free_by_end_of_next_iteration(env: &Env) {
     let lp = d.lp().clone();
     let token = env.token("victim");
     let victim = lp
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
             let _ = &token;
         })
         .expect("add");
     let (lp2, probe, seen) = (lp.clone(), env.probe().clone(), Arc::new(Log::new()));
     let s2 = seen.clone();
     let token = env.token("remover");
-    lp.add_timeout(Some(Duration::ZERO), move |me| {
+    lp.add_timer(Some(Duration::ZERO), move |me| {
         let _ = &token;
-        lp2.remove_handle(victim).expect("remove");
+        lp2.remove_watch(victim).expect("remove");
         s2.push(probe.count("victim"));
-        lp2.remove_timeout(me).expect("remove self");
+        lp2.remove_timer(me).expect("remove self");
     })
     .expect("add");
     let probe = env.probe().clone();

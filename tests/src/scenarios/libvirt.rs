@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, TimeoutId};
+use anyloop::{Error, IoEvents, TimerId, WatchId};
 
 use crate::driver::{Driver, TIMEOUT};
 use crate::fds::{read_one, Pipe};
@@ -28,8 +28,8 @@ enum Who {
 #[derive(Debug, Clone)]
 struct Hit {
     who: Who,
-    handle: Option<HandleId>,
-    timer: Option<TimeoutId>,
+    handle: Option<WatchId>,
+    timer: Option<TimerId>,
     fd: i32,
     events: IoEvents,
 }
@@ -39,8 +39,8 @@ type Hook = Box<dyn FnMut() + Send>;
 struct Eventtest {
     d: Driver,
     pipes: Vec<Pipe>,
-    handles: Vec<HandleId>,
-    timers: Vec<TimeoutId>,
+    watches: Vec<WatchId>,
+    timers: Vec<TimerId>,
     hits: Arc<Log<Hit>>,
     hooks: Arc<Mutex<HashMap<Who, Hook>>>,
 }
@@ -59,12 +59,12 @@ impl Eventtest {
         let hits: Arc<Log<Hit>> = Arc::new(Log::new());
         let hooks: Arc<Mutex<HashMap<Who, Hook>>> = Arc::default();
         let pipes: Vec<Pipe> = (0..N).map(|_| Pipe::new()).collect();
-        let mut handles = Vec::new();
+        let mut watches = Vec::new();
         for (i, pipe) in pipes.iter().enumerate() {
             let (hits, hooks, token) = (hits.clone(), hooks.clone(), env.token(format!("h{i}")));
             let id = d
                 .lp()
-                .add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, events| {
+                .add_watch(pipe.fd(), IoEvents::READABLE, move |id, fd, events| {
                     let _ = &token;
                     hits.push(Hit {
                         who: Who::Handle(i),
@@ -76,15 +76,15 @@ impl Eventtest {
                     read_one(fd);
                     run_hook(&hooks, Who::Handle(i));
                 })
-                .expect("add_handle");
-            handles.push(id);
+                .expect("add_watch");
+            watches.push(id);
         }
         let mut timers = Vec::new();
         for i in 0..N {
             let (hits, hooks, token) = (hits.clone(), hooks.clone(), env.token(format!("t{i}")));
             let id = d
                 .lp()
-                .add_timeout(None, move |id| {
+                .add_timer(None, move |id| {
                     let _ = &token;
                     hits.push(Hit {
                         who: Who::Timer(i),
@@ -95,13 +95,13 @@ impl Eventtest {
                     });
                     run_hook(&hooks, Who::Timer(i));
                 })
-                .expect("add_timeout");
+                .expect("add_timer");
             timers.push(id);
         }
         Eventtest {
             d,
             pipes,
-            handles,
+            watches,
             timers,
             hits,
             hooks,
@@ -128,7 +128,7 @@ impl Eventtest {
         self.hits.snapshot().iter().map(|h| h.who).collect()
     }
 
-    /// After a settle: exactly `expected` fired (handles exactly once), with the right
+    /// After a settle: exactly `expected` fired (watches exactly once), with the right
     /// arguments (R13); then forgets the hits.
     fn check_only(&self, expected: &[Who]) {
         self.d.settle();
@@ -139,7 +139,7 @@ impl Eventtest {
         for hit in &hits {
             match hit.who {
                 Who::Handle(i) => {
-                    assert_eq!(hit.handle, Some(self.handles[i]), "R13: own id");
+                    assert_eq!(hit.handle, Some(self.watches[i]), "R13: own id");
                     assert_eq!(hit.fd, self.pipes[i].fd(), "R13: own fd");
                     assert_eq!(hit.events, IoEvents::READABLE, "R9/R13: events");
                     let n = hits.iter().filter(|h| h.who == hit.who).count();
@@ -181,9 +181,7 @@ pub fn s01_simple_write_r13(env: &Env) {
 /// S2: a watch removed before the poll never fires, even with data on its pipe.
 pub fn s02_deleted_before_poll_r15(env: &Env) {
     let t = Eventtest::setup(env);
-    t.d.lp()
-        .remove_handle(t.handles[0])
-        .expect("remove watch 0");
+    t.d.lp().remove_watch(t.watches[0]).expect("remove watch 0");
     t.pipes[0].write(1);
     t.pipes[1].write(1);
     t.wait_fired(&[Who::Handle(1)]);
@@ -196,7 +194,7 @@ pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
     t.stop_pump_quietly();
     let pending = t.d.spawn(|ctx| ctx.run_once(None));
     t.assert_blocked(&pending);
-    t.d.lp().remove_handle(t.handles[1]).expect("remove");
+    t.d.lp().remove_watch(t.watches[1]).expect("remove");
     let ran = pending.wait().expect("run_once");
     assert_eq!(ran, 0, "nothing was ready, yet callbacks ran");
     t.d.pump();
@@ -206,16 +204,16 @@ pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
 /// S4: of two ready watches that remove each other, exactly one fires, once (R15).
 pub fn s04_removed_during_dispatch_not_called_r15(env: &Env) {
     let t = Eventtest::setup(env);
-    let (h2, h3) = (t.handles[2], t.handles[3]);
+    let (h2, h3) = (t.watches[2], t.watches[3]);
     let lp = t.d.lp().clone();
     let removed = Arc::new(Log::<Result<(), String>>::new());
     let (lp2, r2) = (lp.clone(), removed.clone());
     t.hook(Who::Handle(2), move || {
-        r2.push(lp2.remove_handle(h3).map_err(|e| e.to_string()))
+        r2.push(lp2.remove_watch(h3).map_err(|e| e.to_string()))
     });
     let r3 = removed.clone();
     t.hook(Who::Handle(3), move || {
-        r3.push(lp.remove_handle(h2).map_err(|e| e.to_string()))
+        r3.push(lp.remove_watch(h2).map_err(|e| e.to_string()))
     });
     // Both bytes land before one iteration: both fds are in the same poll batch.
     t.d.stop_pump();
@@ -242,11 +240,11 @@ pub fn s04_removed_during_dispatch_not_called_r15(env: &Env) {
 /// S5: a watch removing itself fires once, its state lives until it returns, never again.
 pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
     let t = Eventtest::setup(env);
-    let (lp, h2) = (t.d.lp().clone(), t.handles[2]);
+    let (lp, h2) = (t.d.lp().clone(), t.watches[2]);
     let result = Arc::new(Log::new());
     let r = result.clone();
     t.hook(Who::Handle(2), move || {
-        r.push(lp.remove_handle(h2).map_err(|e| e.to_string()))
+        r.push(lp.remove_watch(h2).map_err(|e| e.to_string()))
     });
     t.pipes[2].write(1);
     t.wait_fired(&[Who::Handle(2)]);
@@ -264,10 +262,10 @@ pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
 pub fn s06_firing_a_timer_r27(env: &Env) {
     let t = Eventtest::setup(env);
     t.d.lp()
-        .update_timeout(t.timers[1], Some(Duration::from_millis(100)))
+        .update_timer(t.timers[1], Some(Duration::from_millis(100)))
         .expect("update");
     t.wait_fired(&[Who::Timer(1)]);
-    t.d.lp().update_timeout(t.timers[1], None).expect("disable");
+    t.d.lp().update_timer(t.timers[1], None).expect("disable");
     t.check_only(&[Who::Timer(1)]);
 }
 
@@ -275,13 +273,13 @@ pub fn s06_firing_a_timer_r27(env: &Env) {
 pub fn s07_timer_deleted_before_poll_r15(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();
-    lp.update_timeout(t.timers[0], Some(Duration::from_millis(100)))
+    lp.update_timer(t.timers[0], Some(Duration::from_millis(100)))
         .expect("update 0");
-    lp.update_timeout(t.timers[1], Some(Duration::from_millis(100)))
+    lp.update_timer(t.timers[1], Some(Duration::from_millis(100)))
         .expect("update 1");
-    lp.remove_timeout(t.timers[0]).expect("remove 0");
+    lp.remove_timer(t.timers[0]).expect("remove 0");
     t.wait_fired(&[Who::Timer(1)]);
-    lp.update_timeout(t.timers[1], None).expect("disable");
+    lp.update_timer(t.timers[1], None).expect("disable");
     std::thread::sleep(Duration::from_millis(100));
     t.check_only(&[Who::Timer(1)]);
 }
@@ -291,11 +289,11 @@ pub fn s08_timer_removal_interrupts_poll_r40_r46(env: &Env) {
     let t = Eventtest::setup(env);
     t.stop_pump_quietly();
     t.d.lp()
-        .update_timeout(t.timers[1], Some(Duration::from_secs(30)))
+        .update_timer(t.timers[1], Some(Duration::from_secs(30)))
         .expect("update");
     let pending = t.d.spawn(|ctx| ctx.run_once(None));
     t.assert_blocked(&pending);
-    t.d.lp().remove_timeout(t.timers[1]).expect("remove");
+    t.d.lp().remove_timer(t.timers[1]).expect("remove");
     assert_eq!(pending.wait().expect("run_once"), 0);
     t.d.pump();
     t.check_only(&[]);
@@ -308,14 +306,14 @@ pub fn s09_timer_deleted_during_dispatch_r33_r34(env: &Env) {
     let result = Arc::new(Log::new());
     let r = result.clone();
     t.hook(Who::Timer(2), move || {
-        r.push(lp.remove_timeout(t3).map_err(|e| e.to_string()));
+        r.push(lp.remove_timer(t3).map_err(|e| e.to_string()));
     });
     let hundred = Some(Duration::from_millis(100));
-    t.d.lp().update_timeout(t.timers[2], hundred).expect("t2");
-    t.d.lp().update_timeout(t.timers[3], hundred).expect("t3");
+    t.d.lp().update_timer(t.timers[2], hundred).expect("t2");
+    t.d.lp().update_timer(t.timers[3], hundred).expect("t3");
     t.wait_fired(&[Who::Timer(2)]);
     t.d.lp()
-        .update_timeout(t.timers[2], None)
+        .update_timer(t.timers[2], None)
         .expect("disable t2");
     std::thread::sleep(Duration::from_millis(150));
     t.check_only(&[Who::Timer(2)]);
@@ -327,10 +325,10 @@ pub fn s10_timer_deletes_itself_r16(env: &Env) {
     let t = Eventtest::setup(env);
     let (lp, t2) = (t.d.lp().clone(), t.timers[2]);
     t.hook(Who::Timer(2), move || {
-        lp.remove_timeout(t2).expect("self-removal");
+        lp.remove_timer(t2).expect("self-removal");
     });
     t.d.lp()
-        .update_timeout(t2, Some(Duration::from_millis(50)))
+        .update_timer(t2, Some(Duration::from_millis(50)))
         .expect("update");
     t.wait_fired(&[Who::Timer(2)]);
     std::thread::sleep(Duration::from_millis(200));
@@ -343,12 +341,12 @@ pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();
     for i in 0..15 {
-        lp.remove_handle(t.handles[i]).expect("first remove");
-        lp.remove_timeout(t.timers[i]).expect("first remove");
+        lp.remove_watch(t.watches[i]).expect("first remove");
+        lp.remove_timer(t.timers[i]).expect("first remove");
     }
     for i in 0..30 {
-        let h = lp.remove_handle(t.handles[i]);
-        let tm = lp.remove_timeout(t.timers[i]);
+        let h = lp.remove_watch(t.watches[i]);
+        let tm = lp.remove_timer(t.timers[i]);
         if i < 15 {
             assert!(matches!(h, Err(Error::NotFound { .. })), "R3: {h:?}");
             assert!(matches!(tm, Err(Error::NotFound { .. })), "R3: {tm:?}");
@@ -365,7 +363,7 @@ pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
     }
     let stats = t.d.stats();
     assert_eq!(
-        (stats.handles, stats.timeouts),
+        (stats.watches, stats.timers),
         (1, 1),
         "R57 counts: {stats:?}"
     );
@@ -375,7 +373,7 @@ pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
 pub fn s12_same_fd_twice_r10_r11(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();
-    lp.remove_handle(t.handles[1])
+    lp.remove_watch(t.watches[1])
         .expect("remove fixture watch 1");
     let fd = t.pipes[1].fd();
     let mut ids = Vec::new();
@@ -385,7 +383,7 @@ pub fn s12_same_fd_twice_r10_r11(env: &Env) {
     {
         let (hits, token) = (t.hits.clone(), env.token(format!("dup{k}")));
         let id = lp
-            .add_handle(fd, interest, move |id, fd, events| {
+            .add_watch(fd, interest, move |id, fd, events| {
                 let _ = &token;
                 hits.push(Hit {
                     who: Who::Extra(k),

@@ -43,7 +43,7 @@ pub fn s48_quit_from_callback_finishes_batch_r47(env: &Env) {
             env.token(format!("w{k}")),
         );
         d.lp()
-            .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+            .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
                 let _ = &token;
                 c.push(k); // never reads: a second poll would call it again
                 if !q.swap(true, Ordering::SeqCst) {
@@ -93,7 +93,7 @@ pub fn s49_run_once_nothing_registered_r46(env: &Env) {
         } else {
             let (lp, token) = (d.lp().clone(), env.token("t"));
             thread::spawn(move || {
-                lp.add_timeout(None, move |_| {
+                lp.add_timer(None, move |_| {
                     let _ = &token;
                 })
                 .expect("add")
@@ -117,11 +117,11 @@ pub fn r47_quit_before_run_not_lost(env: &Env) {
     let token = env.token("w");
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, _, _| {
             let _ = &token;
         })
         .expect("add");
-    d.lp().remove_handle(id).expect("remove");
+    d.lp().remove_watch(id).expect("remove");
     (d.quitter())();
     let result = d.spawn(|ctx| ctx.run()).wait_for(TIMEOUT);
     assert!(result.is_some(), "R47: a quit before run was lost");
@@ -140,7 +140,7 @@ pub fn r47_quit_from_timer_then_run_again(env: &Env) {
     let (calls, quit, token) = (Arc::new(Log::new()), d.quitter(), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::from_millis(5)), move |_| {
+        .add_timer(Some(Duration::from_millis(5)), move |_| {
             let _ = &token;
             c.push(());
             quit();
@@ -164,7 +164,7 @@ pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     d.destroy();
     let token = env.token("h");
     let rejected = lp
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         })
         .expect_err("add on a dead loop");
@@ -181,11 +181,10 @@ pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     drop(rejected);
     let ok =
         |r: anyloop::Result<()>| matches!(r, Err(Error::LoopGone) | Err(Error::NotFound { .. }));
-    assert!(ok(lp.update_handle(
-        anyloop::HandleId::allocate(),
-        IoEvents::READABLE
-    )));
-    assert!(ok(lp.remove_timeout(anyloop::TimeoutId::allocate())));
+    assert!(ok(
+        lp.update_watch(anyloop::WatchId::allocate(), IoEvents::READABLE)
+    ));
+    assert!(ok(lp.remove_timer(anyloop::TimerId::allocate())));
 }
 
 /// S52: two threads, each with its own loop bound as the thread's current loop: code on each
@@ -210,7 +209,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
                 "R50: lookup did not find the thread's loop"
             );
             let id = current
-                .add_timeout(None, move |_| {
+                .add_timer(None, move |_| {
                     let _ = &token;
                     s.push((k, thread::current().id()));
                 })
@@ -225,7 +224,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
         let (other_lp, other_id) = (drivers[1 - k].lp().clone(), timers[1 - k]);
         drivers[k].on_loop(move |_| {
             other_lp
-                .update_timeout(other_id, Some(Duration::ZERO))
+                .update_timer(other_id, Some(Duration::ZERO))
                 .expect("forwarded op");
         });
     }
@@ -238,7 +237,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
         );
     }
     for (d, id) in drivers.iter().zip(timers) {
-        d.lp().update_timeout(id, None).expect("disable");
+        d.lp().update_timer(id, None).expect("disable");
     }
     // A thread with no bound loop gets the process default, else NoLoop.
     let lookup = thread::spawn(Loop::current).join().expect("lookup thread");
@@ -311,11 +310,11 @@ pub fn r49_owner_outlives_its_timer(env: &Env) {
     let (lp, token) = (d.lp().clone(), env.token("owner-timer"));
     let id = d
         .lp()
-        .add_timeout(Some(Duration::ZERO), move |id| {
+        .add_timer(Some(Duration::ZERO), move |id| {
             let _ = &token;
             owner.ticks.fetch_add(1, Ordering::SeqCst);
             // One-shot: the timer disables itself but keeps owning its state.
-            lp.update_timeout(id, None).expect("disable");
+            lp.update_timer(id, None).expect("disable");
         })
         .expect("add");
     d.on_loop(|ctx| ctx.turns(3));
@@ -324,7 +323,7 @@ pub fn r49_owner_outlives_its_timer(env: &Env) {
         .expect("R49: owner dropped while its timer is registered");
     assert_eq!(alive.ticks.load(Ordering::SeqCst), 1, "one-shot fired once");
     drop(alive);
-    d.lp().remove_timeout(id).expect("remove");
+    d.lp().remove_timer(id).expect("remove");
     assert_eq!(
         env.probe().count("owner-timer"),
         0,
@@ -349,7 +348,7 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     let pipe = Pipe::new();
     let calls = Arc::new(Log::new());
     let (c, token) = (calls.clone(), env.token("named-watch"));
-    let named = anyloop::HandleCallback::new(move |_, fd, _| {
+    let named = anyloop::WatchCallback::new(move |_, fd, _| {
         let _ = &token;
         crate::fds::read_one(fd);
         c.push("watch");
@@ -358,14 +357,14 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     assert_eq!(named.name(), Some("control-socket"));
     let watch = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, named)
+        .add_watch(pipe.fd(), IoEvents::READABLE, named)
         .expect("a named callback is accepted");
     let token = env.token("named-timer");
     let timer = d
         .lp()
-        .add_timeout(
+        .add_timer(
             None,
-            anyloop::TimeoutCallback::new(move |_| {
+            anyloop::TimerCallback::new(move |_| {
                 let _ = &token;
                 panic!("named timer exploded");
             })
@@ -377,7 +376,7 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     assert_eq!(calls.snapshot(), vec!["watch"], "named watch dispatches");
 
     d.lp()
-        .update_timeout(timer, Some(Duration::ZERO))
+        .update_timer(timer, Some(Duration::ZERO))
         .expect("arm");
     let result = d.on_loop(|ctx| ctx.run_once(Some(Duration::from_millis(100))));
     let err = result.expect_err("R54: the panic is reported");
@@ -386,10 +385,10 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
         text.contains(&timer.to_string()),
         "R56: the panic report names the id: {text}"
     );
-    d.lp().remove_timeout(timer).expect("remove");
+    d.lp().remove_timer(timer).expect("remove");
 
-    d.lp().remove_handle(watch).expect("remove");
-    let gone = d.lp().remove_handle(watch).expect_err("double remove");
+    d.lp().remove_watch(watch).expect("remove");
+    let gone = d.lp().remove_watch(watch).expect_err("double remove");
     assert!(
         gone.to_string().contains(&watch.to_string()),
         "R59: NotFound names the id: {gone}"
@@ -397,7 +396,7 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     let bad_fd = crate::fds::closed_fd();
     let rejected = d
         .lp()
-        .add_handle(bad_fd, IoEvents::READABLE, |_, _, _| {})
+        .add_watch(bad_fd, IoEvents::READABLE, |_, _, _| {})
         .expect_err("closed fd accepted");
     assert!(
         rejected.error.to_string().contains(&bad_fd.to_string()),

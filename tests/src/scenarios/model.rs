@@ -39,13 +39,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{Error, HandleId, IoEvents, Loop, TimeoutId};
+use anyloop::{Error, IoEvents, Loop, TimerId, WatchId};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
 use crate::driver::{Driver, LoopCtx};
 use crate::fds::{drain, write_bytes, Pipe, SocketPair};
-use crate::harness::Backend;
+use crate::harness::LoopFactory;
 use crate::probe::lock;
 use crate::runner::Env;
 
@@ -352,7 +352,7 @@ pub fn regressions() -> Vec<(&'static str, Vec<Step>)> {
 
 /// Runs the named regression cases, then `PROPTEST_CASES` random cases, on `backend`;
 /// panics with the shrunk failing case.
-pub fn check_backend(backend: &Arc<dyn Backend>) {
+pub fn check_backend(backend: &Arc<dyn LoopFactory>) {
     for (name, steps) in regressions() {
         if let Err(failure) = run_case(backend, &steps) {
             panic!(
@@ -436,9 +436,9 @@ enum Reg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     /// A watch callback: index, its id and fd as received, the bits.
-    Watch(usize, HandleId, RawFd, IoEvents),
+    Watch(usize, WatchId, RawFd, IoEvents),
     /// A timer callback: index, the id received.
-    Timer(usize, TimeoutId),
+    Timer(usize, TimerId),
     /// A free (drop of the callback state).
     Free(Reg),
 }
@@ -512,7 +512,7 @@ impl Slot {
 }
 
 struct ModelWatch {
-    id: HandleId,
+    id: WatchId,
     slot: usize,
     fd: RawFd,
     generation: usize,
@@ -524,7 +524,7 @@ struct ModelWatch {
 }
 
 struct ModelTimer {
-    id: TimeoutId,
+    id: TimerId,
     period: Period,
     on_fire: OnFire,
     removed: Option<u64>,
@@ -548,7 +548,7 @@ struct Case<'a> {
 }
 
 /// Runs one case on a fresh loop of `backend`; `Err` describes the first disagreement.
-pub fn run_case(backend: &Arc<dyn Backend>, steps: &[Step]) -> Result<CaseStats, String> {
+pub fn run_case(backend: &Arc<dyn LoopFactory>, steps: &[Step]) -> Result<CaseStats, String> {
     let driver = Driver::start(backend);
     let lp = driver.lp().clone();
     let quit = driver.quitter();
@@ -620,14 +620,14 @@ impl Case<'_> {
                 };
                 let (id, live) = (self.watches[w].id, self.watches[w].removed.is_none());
                 let lp = self.lp.clone();
-                let got = perform(foreign, move || lp.update_handle(id, interest.events()));
+                let got = perform(foreign, move || lp.update_watch(id, interest.events()));
                 if live && self.closed_under(w) {
                     // R52: the substrate may refuse the dead descriptor; either way, no panic.
                     if got.is_ok() {
                         self.watches[w].interest = interest.events();
                     }
                 } else {
-                    expect_result("update_handle", got, live)?;
+                    expect_result("update_watch", got, live)?;
                     if live {
                         self.watches[w].interest = interest.events();
                     }
@@ -639,8 +639,8 @@ impl Case<'_> {
                 };
                 let (id, live) = (self.watches[w].id, self.watches[w].removed.is_none());
                 let lp = self.lp.clone();
-                let got = perform(foreign, move || lp.remove_handle(id));
-                expect_result("remove_handle", got, live)?;
+                let got = perform(foreign, move || lp.remove_watch(id));
+                expect_result("remove_watch", got, live)?;
                 if live {
                     self.watches[w].removed = Some(self.iterations);
                 }
@@ -652,8 +652,8 @@ impl Case<'_> {
                 };
                 let (id, live) = (self.timers[t].id, self.timers[t].removed.is_none());
                 let lp = self.lp.clone();
-                let got = perform(foreign, move || lp.update_timeout(id, period.interval()));
-                expect_result("update_timeout", got, live)?;
+                let got = perform(foreign, move || lp.update_timer(id, period.interval()));
+                expect_result("update_timer", got, live)?;
                 if live {
                     self.timers[t].period = period;
                 }
@@ -664,8 +664,8 @@ impl Case<'_> {
                 };
                 let (id, live) = (self.timers[t].id, self.timers[t].removed.is_none());
                 let lp = self.lp.clone();
-                let got = perform(foreign, move || lp.remove_timeout(id));
-                expect_result("remove_timeout", got, live)?;
+                let got = perform(foreign, move || lp.remove_timer(id));
+                expect_result("remove_timer", got, live)?;
                 if live {
                     self.timers[t].removed = Some(self.iterations);
                 }
@@ -749,23 +749,23 @@ impl Case<'_> {
             trace: self.trace.clone(),
         };
         let (trace, lp) = (self.trace.clone(), self.lp.clone());
-        let callback = move |id: HandleId, fd: RawFd, events: IoEvents| {
+        let callback = move |id: WatchId, fd: RawFd, events: IoEvents| {
             let _ = &mark;
             lock(&trace).push(Seen::Watch(index, id, fd, events));
             match on_fire {
                 OnFire::Nothing => {}
-                OnFire::RemoveSelf => lp.remove_handle(id).expect("self-removal failed"),
+                OnFire::RemoveSelf => lp.remove_watch(id).expect("self-removal failed"),
                 OnFire::DisableSelf => lp
-                    .update_handle(id, IoEvents::empty())
+                    .update_watch(id, IoEvents::empty())
                     .expect("self-disable failed"),
             }
         };
         let lp = self.lp.clone();
         let id = perform(foreign, move || {
-            lp.add_handle(fd, interest.events(), callback)
+            lp.add_watch(fd, interest.events(), callback)
                 .map_err(|rejected| rejected.to_string())
         })
-        .map_err(|e| format!("add_handle failed: {e}"))?;
+        .map_err(|e| format!("add_watch failed: {e}"))?;
         if self.watches.iter().any(|w| w.id == id) {
             return Err(format!("R1: id {id} handed out twice"));
         }
@@ -788,21 +788,21 @@ impl Case<'_> {
             trace: self.trace.clone(),
         };
         let (trace, lp) = (self.trace.clone(), self.lp.clone());
-        let callback = move |id: TimeoutId| {
+        let callback = move |id: TimerId| {
             let _ = &mark;
             lock(&trace).push(Seen::Timer(index, id));
             match on_fire {
                 OnFire::Nothing => {}
-                OnFire::RemoveSelf => lp.remove_timeout(id).expect("self-removal failed"),
-                OnFire::DisableSelf => lp.update_timeout(id, None).expect("self-disable failed"),
+                OnFire::RemoveSelf => lp.remove_timer(id).expect("self-removal failed"),
+                OnFire::DisableSelf => lp.update_timer(id, None).expect("self-disable failed"),
             }
         };
         let lp = self.lp.clone();
         let id = perform(foreign, move || {
-            lp.add_timeout(period.interval(), callback)
+            lp.add_timer(period.interval(), callback)
                 .map_err(|rejected| rejected.to_string())
         })
-        .map_err(|e| format!("add_timeout failed: {e}"))?;
+        .map_err(|e| format!("add_timer failed: {e}"))?;
         if self.timers.iter().any(|t| t.id == id) {
             return Err(format!("R1: id {id} handed out twice"));
         }

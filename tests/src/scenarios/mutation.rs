@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{HandleId, IoEvents, Loop, TimeoutId};
+use anyloop::{IoEvents, Loop, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::{read_one, Pipe};
@@ -25,16 +25,16 @@ pub fn s28_add_during_dispatch_waits_next_iteration_r17_r37(env: &Env) {
     let mut tokens = Some((env.token("c"), env.token("t")));
     let token = env.token("a");
     d.lp()
-        .add_handle(p1.fd(), IoEvents::READABLE, move |id, fd, _| {
+        .add_watch(p1.fd(), IoEvents::READABLE, move |id, fd, _| {
             let _ = &token;
             read_one(fd);
             c.push(("a", it.load(Ordering::SeqCst)));
-            lp.remove_handle(id).expect("remove self");
+            lp.remove_watch(id).expect("remove self");
             let Some((ct, tt)) = tokens.take() else {
                 return;
             };
             let (c2, it2) = (c.clone(), it.clone());
-            lp.add_handle(fd2, IoEvents::READABLE, move |id, fd, _| {
+            lp.add_watch(fd2, IoEvents::READABLE, move |id, fd, _| {
                 let _ = &ct;
                 c2.push(("c", it2.load(Ordering::SeqCst)));
                 read_one(fd);
@@ -42,7 +42,7 @@ pub fn s28_add_during_dispatch_waits_next_iteration_r17_r37(env: &Env) {
             })
             .expect("add C");
             let (c3, it3) = (c.clone(), it.clone());
-            lp.add_timeout(Some(Duration::ZERO), move |_| {
+            lp.add_timer(Some(Duration::ZERO), move |_| {
                 let _ = &tt;
                 c3.push(("t", it3.load(Ordering::SeqCst)));
             })
@@ -78,14 +78,14 @@ pub fn s29_remove_readd_same_fd_r19(env: &Env) {
     let token = env.token("a1");
     let first = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
             let _ = &token;
             c.push(("a1", id));
-            lp.remove_handle(id).expect("remove self");
+            lp.remove_watch(id).expect("remove self");
             let Some(t2) = next_token.take() else { return };
             let c2 = c.clone();
             let new_id = lp
-                .add_handle(fd, IoEvents::READABLE, move |id, fd, _| {
+                .add_watch(fd, IoEvents::READABLE, move |id, fd, _| {
                     let _ = &t2;
                     c2.push(("a2", id));
                     read_one(fd);
@@ -132,7 +132,7 @@ pub fn r15_foreign_remove_never_started_again(env: &Env) {
         );
         let id = d
             .lp()
-            .add_handle(null.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
+            .add_watch(null.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
                 let _ = &token;
                 if r.load(Ordering::SeqCst) {
                     a.fetch_add(1, Ordering::SeqCst);
@@ -144,7 +144,7 @@ pub fn r15_foreign_remove_never_started_again(env: &Env) {
             calls.wait_len(2, TIMEOUT),
             "the always-ready watch is not called"
         );
-        d.lp().remove_handle(id).expect("remove");
+        d.lp().remove_watch(id).expect("remove");
         removed.store(true, Ordering::SeqCst);
         d.wait_iterations(3);
         let settled = after.load(Ordering::SeqCst);
@@ -170,8 +170,8 @@ pub fn r16_self_removal_state_alive_until_return(env: &Env) {
     let token = env.token("self");
     let state = vec![1u8; 1024];
     d.lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |id, _, _| {
-            lp.remove_handle(id).expect("remove self");
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |id, _, _| {
+            lp.remove_watch(id).expect("remove self");
             thread::sleep(Duration::from_millis(20));
             s.push((probe.count("self"), state.len(), token.label().to_owned()));
         })
@@ -190,13 +190,13 @@ pub fn r18_update_from_callback_applies_next_poll(env: &Env) {
     let (calls, lp, token) = (Arc::new(Log::new()), d.lp().clone(), env.token("w"));
     let c = calls.clone();
     d.lp()
-        .add_handle(
+        .add_watch(
             sp.fd(),
             IoEvents::READABLE | IoEvents::WRITABLE,
             move |id, _, ev| {
                 let _ = &token;
                 c.push(ev);
-                lp.update_handle(id, IoEvents::READABLE).expect("narrow");
+                lp.update_watch(id, IoEvents::READABLE).expect("narrow");
             },
         )
         .expect("add");
@@ -217,8 +217,8 @@ pub fn r18_update_from_callback_applies_next_poll(env: &Env) {
 struct Churn {
     lp: Loop,
     fds: Vec<i32>,
-    handles: Mutex<Vec<HandleId>>,
-    timers: Mutex<Vec<TimeoutId>>,
+    watches: Mutex<Vec<WatchId>>,
+    timers: Mutex<Vec<TimerId>>,
     removed: Mutex<HashSet<u64>>,
     rng: AtomicU64,
     calls: AtomicU64,
@@ -251,23 +251,23 @@ impl Churn {
             let fd = self.fds[self.next(self.fds.len())];
             let interest =
                 [IoEvents::READABLE, IoEvents::empty(), IoEvents::WRITABLE][self.next(3)];
-            let id = self.lp.add_handle(fd, interest, move |id: HandleId, _, _| {
+            let id = self.lp.add_watch(fd, interest, move |id: WatchId, _, _| {
                 let _ = &token;
                 me.check_alive(id.get());
                 me.calls.fetch_add(1, Ordering::Relaxed);
                 me.mutate();
             });
-            lock(&self.handles).push(id.expect("add_handle"));
+            lock(&self.watches).push(id.expect("add_watch"));
         } else {
             let interval =
                 [Some(Duration::ZERO), None, Some(Duration::from_millis(1))][self.next(3)];
-            let id = self.lp.add_timeout(interval, move |id: TimeoutId| {
+            let id = self.lp.add_timer(interval, move |id: TimerId| {
                 let _ = &token;
                 me.check_alive(id.get());
                 me.calls.fetch_add(1, Ordering::Relaxed);
                 me.mutate();
             });
-            lock(&self.timers).push(id.expect("add_timeout"));
+            lock(&self.timers).push(id.expect("add_timer"));
         }
     }
 
@@ -275,29 +275,29 @@ impl Churn {
         match self.next(6) {
             0 | 1 => self.add_one(),
             2 => {
-                let list = lock(&self.handles).clone();
+                let list = lock(&self.watches).clone();
                 if !list.is_empty() {
                     let id = list[self.next(list.len())];
                     let ev =
                         [IoEvents::READABLE, IoEvents::empty(), IoEvents::WRITABLE][self.next(3)];
-                    let _ = self.lp.update_handle(id, ev);
+                    let _ = self.lp.update_watch(id, ev);
                 }
                 let list = lock(&self.timers).clone();
                 if !list.is_empty() {
                     let id = list[self.next(list.len())];
                     let _ = self
                         .lp
-                        .update_timeout(id, [None, Some(Duration::ZERO)][self.next(2)]);
+                        .update_timer(id, [None, Some(Duration::ZERO)][self.next(2)]);
                 }
             }
             _ => {
                 let victim = {
-                    let mut list = lock(&self.handles);
+                    let mut list = lock(&self.watches);
                     let n = list.len();
                     (n > 0).then(|| list.swap_remove(self.next(n)))
                 };
                 if let Some(id) = victim {
-                    self.lp.remove_handle(id).expect("remove_handle");
+                    self.lp.remove_watch(id).expect("remove_watch");
                     lock(&self.removed).insert(id.get());
                 }
                 let victim = {
@@ -306,7 +306,7 @@ impl Churn {
                     (n > 0).then(|| list.swap_remove(self.next(n)))
                 };
                 if let Some(id) = victim {
-                    self.lp.remove_timeout(id).expect("remove_timeout");
+                    self.lp.remove_timer(id).expect("remove_timer");
                     lock(&self.removed).insert(id.get());
                 }
             }
@@ -330,7 +330,7 @@ pub fn r20_heavy_mutation_from_callbacks(env: &Env) {
     let churn = Arc::new(Churn {
         lp: d.lp().clone(),
         fds,
-        handles: Mutex::default(),
+        watches: Mutex::default(),
         timers: Mutex::default(),
         removed: Mutex::default(),
         rng: AtomicU64::new(42),
@@ -353,16 +353,16 @@ pub fn r20_heavy_mutation_from_callbacks(env: &Env) {
     );
     assert_eq!(churn.late.snapshot(), Vec::<String>::new(), "R15/R20");
     // Whatever is left is removed now; the rest is freed at destruction.
-    for id in lock(&churn.handles).drain(..) {
-        churn.lp.remove_handle(id).expect("final remove");
+    for id in lock(&churn.watches).drain(..) {
+        churn.lp.remove_watch(id).expect("final remove");
     }
     for id in lock(&churn.timers).drain(..) {
-        churn.lp.remove_timeout(id).expect("final remove");
+        churn.lp.remove_timer(id).expect("final remove");
     }
     d.on_loop(|ctx| ctx.turns(2));
     let stats = d.stats();
     assert_eq!(
-        (stats.handles, stats.timeouts, stats.pending_frees),
+        (stats.watches, stats.timers, stats.pending_frees),
         (0, 0, 0),
         "{stats:?}"
     );
@@ -388,25 +388,25 @@ pub fn r20_mutation_from_frees(env: &Env) {
         let child_token = env.token(format!("child{i}"));
         let chain = Chain(Some(Box::new(move || {
             // Each free adds a timer that fires once and removes itself.
-            lp2.add_timeout(Some(Duration::ZERO), {
+            lp2.add_timer(Some(Duration::ZERO), {
                 let (lp3, f3) = (lp2.clone(), f2.clone());
                 move |id| {
                     let _ = &child_token;
                     f3.push(i);
-                    lp3.remove_timeout(id).expect("child removes itself");
+                    lp3.remove_timer(id).expect("child removes itself");
                 }
             })
             .expect("add from a free");
         })));
         ids.push(
-            lp.add_timeout(None, move |_| {
+            lp.add_timer(None, move |_| {
                 let _ = (&chain, &token);
             })
             .expect("add"),
         );
     }
     for id in ids {
-        lp.remove_timeout(id).expect("remove");
+        lp.remove_timer(id).expect("remove");
     }
     assert!(
         fired.wait_len(50, TIMEOUT),

@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, HandleId, IoEvents, Loop, TimeoutId};
+use anyloop::{Error, IoEvents, Loop, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::{drain, Pipe};
@@ -70,8 +70,8 @@ impl RegState {
 
 #[derive(Clone, Copy)]
 enum Id {
-    Watch(HandleId),
-    Timer(TimeoutId),
+    Watch(WatchId),
+    Timer(TimerId),
 }
 
 /// Shared by the workers, the callbacks and the scenario.
@@ -102,8 +102,8 @@ impl Ctx {
     fn ping(&self) -> bool {
         let (tx, rx) = mpsc::channel();
         let lp = self.lp.clone();
-        let added = self.lp.add_timeout(Some(Duration::ZERO), move |id| {
-            let _ = lp.remove_timeout(id);
+        let added = self.lp.add_timer(Some(Duration::ZERO), move |id| {
+            let _ = lp.remove_timer(id);
             let _ = tx.send(());
         });
         added.is_ok() && rx.recv_timeout(TIMEOUT).is_ok()
@@ -151,14 +151,14 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                 ][rng.below(3)];
                 let remove_self = rng.below(6) == 0;
                 let (c, s, lp) = (ctx.clone(), state.clone(), ctx.lp.clone());
-                let added = ctx.lp.add_handle(fd, interest, move |id, fd, _| {
+                let added = ctx.lp.add_watch(fd, interest, move |id, fd, _| {
                     let _ = &token;
                     c.check_not_removed("a watch", &s);
                     drain(fd); // EAGAIN tolerated: another watch may have drained it (R14)
                     if remove_self {
                         // Flagged first: the owner may see NotFound as soon as it returns.
                         s.self_removed.store(true, Ordering::SeqCst);
-                        if lp.remove_handle(id).is_ok() {
+                        if lp.remove_watch(id).is_ok() {
                             // Strict at once on the loop thread (R15).
                             let now = c.iterations.load(Ordering::SeqCst);
                             s.removed_at.store(now, Ordering::SeqCst);
@@ -167,7 +167,7 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                 });
                 match added {
                     Ok(id) => live.push((Id::Watch(id), state)),
-                    Err(err) => ctx.violations.push(format!("add_handle: {err}")),
+                    Err(err) => ctx.violations.push(format!("add_watch: {err}")),
                 }
             }
             // Add a timer: 0-interval, 1 ms, disabled or one hour.
@@ -182,22 +182,22 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                 ][rng.below(4)];
                 let action = rng.below(4); // 0: remove itself, 1: disable itself, else nothing
                 let (c, s, lp) = (ctx.clone(), state.clone(), ctx.lp.clone());
-                let added = ctx.lp.add_timeout(interval, move |id| {
+                let added = ctx.lp.add_timer(interval, move |id| {
                     let _ = &token;
                     c.check_not_removed("a timer", &s);
                     if action == 0 {
                         s.self_removed.store(true, Ordering::SeqCst);
-                        if lp.remove_timeout(id).is_ok() {
+                        if lp.remove_timer(id).is_ok() {
                             let now = c.iterations.load(Ordering::SeqCst);
                             s.removed_at.store(now, Ordering::SeqCst);
                         }
                     } else if action == 1 {
-                        let _ = lp.update_timeout(id, None);
+                        let _ = lp.update_timer(id, None);
                     }
                 });
                 match added {
                     Ok(id) => live.push((Id::Timer(id), state)),
-                    Err(err) => ctx.violations.push(format!("add_timeout: {err}")),
+                    Err(err) => ctx.violations.push(format!("add_timer: {err}")),
                 }
             }
             // Update one of ours.
@@ -207,11 +207,11 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                 }
                 let (id, state) = &live[rng.below(live.len())];
                 let got = match *id {
-                    Id::Watch(id) => ctx.lp.update_handle(
+                    Id::Watch(id) => ctx.lp.update_watch(
                         id,
                         [IoEvents::empty(), IoEvents::READABLE, IoEvents::WRITABLE][rng.below(3)],
                     ),
-                    Id::Timer(id) => ctx.lp.update_timeout(
+                    Id::Timer(id) => ctx.lp.update_timer(
                         id,
                         [None, Some(Duration::ZERO), Some(Duration::from_millis(2))][rng.below(3)],
                     ),
@@ -225,8 +225,8 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                 }
                 let (id, state) = live.swap_remove(rng.below(live.len()));
                 let got = match id {
-                    Id::Watch(id) => ctx.lp.remove_handle(id),
-                    Id::Timer(id) => ctx.lp.remove_timeout(id),
+                    Id::Watch(id) => ctx.lp.remove_watch(id),
+                    Id::Timer(id) => ctx.lp.remove_timer(id),
                 };
                 if got.is_ok() {
                     let now = ctx.iterations.load(Ordering::SeqCst);
@@ -254,8 +254,8 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
     }
     for (id, state) in live {
         let got = match id {
-            Id::Watch(id) => ctx.lp.remove_handle(id),
-            Id::Timer(id) => ctx.lp.remove_timeout(id),
+            Id::Watch(id) => ctx.lp.remove_watch(id),
+            Id::Timer(id) => ctx.lp.remove_timer(id),
         };
         if got.is_ok() {
             let now = ctx.iterations.load(Ordering::SeqCst);
@@ -384,8 +384,8 @@ pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: 
     done.store(true, Ordering::SeqCst);
     // Any op from this thread wakes the blocked loop, which then sees `done` (a ping would
     // not do: the job may end before the ping's timer runs).
-    let wake = ctx.lp.add_timeout(None, |_| {}).expect("add");
-    ctx.lp.remove_timeout(wake).expect("remove");
+    let wake = ctx.lp.add_timer(None, |_| {}).expect("add");
+    ctx.lp.remove_timer(wake).expect("remove");
     looping
         .wait_for(TIMEOUT)
         .unwrap_or_else(|| panic!("{}: the loop job did not end", d.name()));
@@ -406,7 +406,7 @@ pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: 
     d.on_loop(|lctx| lctx.turns(2));
     let stats = d.stats();
     assert_eq!(
-        (stats.handles, stats.timeouts, stats.pending_frees),
+        (stats.watches, stats.timers, stats.pending_frees),
         (0, 0, 0),
         "{}: the loop did not end empty: {stats:?}",
         d.name()
@@ -440,7 +440,7 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
     let fi = freed_inside.clone();
     let blocked = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
             if r.fetch_add(1, Ordering::SeqCst) == 0 {
                 let _ = entered_tx.send(());
@@ -453,7 +453,7 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
     let (t, iterations) = (ticks.clone(), d.iteration_counter());
     let ticker = d
         .lp()
-        .add_timeout(Some(Duration::from_millis(5)), move |_| {
+        .add_timer(Some(Duration::from_millis(5)), move |_| {
             let _ = &token;
             t.push(iterations.load(Ordering::SeqCst));
         })
@@ -474,19 +474,19 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
     thread::spawn(move || {
         for token in tokens {
             let id = lp
-                .add_timeout(Some(Duration::from_secs(3600)), move |_| {
+                .add_timer(Some(Duration::from_secs(3600)), move |_| {
                     let _ = &token;
                 })
                 .expect("add");
-            lp.update_timeout(id, None).expect("update");
-            lp.remove_timeout(id).expect("remove");
+            lp.update_timer(id, None).expect("update");
+            lp.remove_timer(id).expect("remove");
         }
         let zero = lp
-            .add_timeout(Some(Duration::ZERO), move |_| {
+            .add_timer(Some(Duration::ZERO), move |_| {
                 zf.store(true, Ordering::SeqCst)
             })
             .expect("add zero timer");
-        let removed = lp.remove_handle(blocked).map_err(|e| e.to_string());
+        let removed = lp.remove_watch(blocked).map_err(|e| e.to_string());
         let _ = ops_tx.send((zero, removed));
     });
     let (zero, removed) = ops_rx
@@ -505,14 +505,14 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
         );
         thread::sleep(Duration::from_millis(2));
     }
-    d.lp().remove_timeout(zero).expect("remove zero timer");
+    d.lp().remove_timer(zero).expect("remove zero timer");
     // After the stall the ticker fires again, once per iteration at most: no burst making
     // up the periods lost (R30).
     assert!(
         ticks.wait_len(ticks_before + 3, TIMEOUT),
         "the ticker stopped"
     );
-    d.lp().remove_timeout(ticker).expect("remove ticker");
+    d.lp().remove_timer(ticker).expect("remove ticker");
     let fired_in = ticks.snapshot();
     let mut per_iteration = fired_in.clone();
     per_iteration.dedup();

@@ -41,7 +41,7 @@ pub fn s44_cross_thread_add_wakes_r40(env: &Env) {
     thread::sleep(Duration::from_millis(30));
     let (lp, dn, fd, token) = (d.lp().clone(), done.clone(), pipe.fd(), env.token("w"));
     on_foreign_thread(move || {
-        lp.add_handle(fd, IoEvents::READABLE, move |_, fd, _| {
+        lp.add_watch(fd, IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             dn.store(true, Ordering::SeqCst);
@@ -65,7 +65,7 @@ pub fn s45_cross_thread_update_wakes_r40(env: &Env) {
     let (dn, token) = (done.clone(), env.token("w"));
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::empty(), move |_, fd, _| {
+        .add_watch(pipe.fd(), IoEvents::empty(), move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             dn.store(true, Ordering::SeqCst);
@@ -74,7 +74,7 @@ pub fn s45_cross_thread_update_wakes_r40(env: &Env) {
     let pending = block_until(&d, &done);
     thread::sleep(Duration::from_millis(30));
     let lp = d.lp().clone();
-    on_foreign_thread(move || lp.update_handle(id, IoEvents::READABLE).expect("update"));
+    on_foreign_thread(move || lp.update_watch(id, IoEvents::READABLE).expect("update"));
     pending.wait();
 }
 
@@ -90,18 +90,18 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
     let (f, token) = (flag.clone(), env.token("armed-timer"));
     let lp2 = lp.clone();
     let timer = lp
-        .add_timeout(None, move |id| {
+        .add_timer(None, move |id| {
             let _ = &token;
             f.store(true, Ordering::SeqCst);
-            lp2.update_timeout(id, None).expect("disable");
+            lp2.update_timer(id, None).expect("disable");
         })
         .expect("add timer");
     let (f, token, lp2) = (flag.clone(), env.token("enabled-watch"), lp.clone());
     let watch = lp
-        .add_handle(fd, IoEvents::empty(), move |id, _, _| {
+        .add_watch(fd, IoEvents::empty(), move |id, _, _| {
             let _ = &token;
             f.store(true, Ordering::SeqCst);
-            lp2.update_handle(id, IoEvents::empty()).expect("disable");
+            lp2.update_watch(id, IoEvents::empty()).expect("disable");
         })
         .expect("add watch");
     for round in 0..400 {
@@ -110,28 +110,28 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
         let (lp, f, token) = (lp.clone(), flag.clone(), env.token(format!("r{round}")));
         on_foreign_thread(move || match round % 4 {
             0 => {
-                lp.update_timeout(timer, Some(Duration::ZERO)).expect("arm");
+                lp.update_timer(timer, Some(Duration::ZERO)).expect("arm");
                 drop(token);
             }
             1 => {
-                lp.update_handle(watch, IoEvents::READABLE).expect("enable");
+                lp.update_watch(watch, IoEvents::READABLE).expect("enable");
                 drop(token);
             }
             2 => {
                 let lp2 = lp.clone();
-                lp.add_timeout(Some(Duration::ZERO), move |id| {
+                lp.add_timer(Some(Duration::ZERO), move |id| {
                     let _ = &token;
                     f.store(true, Ordering::SeqCst);
-                    lp2.remove_timeout(id).expect("remove");
+                    lp2.remove_timer(id).expect("remove");
                 })
                 .expect("add timer");
             }
             _ => {
                 let lp2 = lp.clone();
-                lp.add_handle(fd, IoEvents::READABLE, move |id, _, _| {
+                lp.add_watch(fd, IoEvents::READABLE, move |id, _, _| {
                     let _ = &token;
                     f.store(true, Ordering::SeqCst);
-                    lp2.remove_handle(id).expect("remove");
+                    lp2.remove_watch(id).expect("remove");
                 })
                 .expect("add watch");
             }
@@ -152,7 +152,7 @@ pub fn r40_cross_thread_remove_and_quit_wake(env: &Env) {
     let token = env.token("w");
     let id = d
         .lp()
-        .add_handle(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         })
         .expect("add");
@@ -161,7 +161,7 @@ pub fn r40_cross_thread_remove_and_quit_wake(env: &Env) {
         thread::sleep(Duration::from_millis(30));
         if step == 0 {
             let lp = d.lp().clone();
-            on_foreign_thread(move || lp.remove_handle(id).expect("remove"));
+            on_foreign_thread(move || lp.remove_watch(id).expect("remove"));
         } else {
             let quit = d.quitter();
             on_foreign_thread(move || quit());
@@ -192,29 +192,29 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
                 for i in 0..200 {
                     let (c1, t1) = (calls.clone(), tokens.next().expect("token"));
                     let h = lp
-                        .add_handle(fd, IoEvents::READABLE, move |_, _, _| {
+                        .add_watch(fd, IoEvents::READABLE, move |_, _, _| {
                             let _ = &t1;
                             c1.fetch_add(1, Ordering::Relaxed);
                         })
-                        .expect("add_handle");
+                        .expect("add_watch");
                     let (c2, t2) = (calls.clone(), tokens.next().expect("token"));
                     let t = lp
-                        .add_timeout(Some(Duration::ZERO), move |_| {
+                        .add_timer(Some(Duration::ZERO), move |_| {
                             let _ = &t2;
                             c2.fetch_add(1, Ordering::Relaxed);
                         })
-                        .expect("add_timeout");
+                        .expect("add_timer");
                     ids.push(h.get());
                     ids.push(t.get());
                     if i % 3 == 0 {
                         thread::yield_now();
                     }
-                    lp.update_handle(h, [IoEvents::empty(), IoEvents::WRITABLE][i % 2])
-                        .expect("update_handle");
-                    lp.update_timeout(t, [None, Some(Duration::from_millis(1))][i % 2])
-                        .expect("update_timeout");
-                    lp.remove_handle(h).expect("remove_handle");
-                    lp.remove_timeout(t).expect("remove_timeout");
+                    lp.update_watch(h, [IoEvents::empty(), IoEvents::WRITABLE][i % 2])
+                        .expect("update_watch");
+                    lp.update_timer(t, [None, Some(Duration::from_millis(1))][i % 2])
+                        .expect("update_timer");
+                    lp.remove_watch(h).expect("remove_watch");
+                    lp.remove_timer(t).expect("remove_timer");
                 }
             })
         })
@@ -225,7 +225,7 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
     d.settle();
     let stats = d.stats();
     assert_eq!(
-        (stats.handles, stats.timeouts, stats.pending_frees),
+        (stats.watches, stats.timers, stats.pending_frees),
         (0, 0, 0),
         "{stats:?}"
     );
@@ -250,20 +250,20 @@ pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
             let (th, tt) = (env.token(format!("h{k}")), env.token(format!("t{k}")));
             thread::spawn(move || {
                 let s = seen.clone();
-                lp.add_handle(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
+                lp.add_watch(pipe.fd(), IoEvents::READABLE, move |id, fd, _| {
                     let _ = &th;
                     read_one(fd);
                     s.push(thread::current().id());
                     let _ = id;
                 })
-                .expect("add_handle");
+                .expect("add_watch");
                 let (s, lp2) = (seen.clone(), lp.clone());
-                lp.add_timeout(Some(Duration::from_millis(5)), move |id| {
+                lp.add_timer(Some(Duration::from_millis(5)), move |id| {
                     let _ = &tt;
                     s.push(thread::current().id());
-                    lp2.remove_timeout(id).expect("remove");
+                    lp2.remove_timer(id).expect("remove");
                 })
-                .expect("add_timeout");
+                .expect("add_timer");
                 pipe.write(1);
             })
         })
@@ -294,14 +294,14 @@ pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let h = lp
-                .add_handle(pipe.fd(), IoEvents::empty(), |_, _, _| {})
+                .add_watch(pipe.fd(), IoEvents::empty(), |_, _, _| {})
                 .expect("add");
-            lp.update_handle(h, IoEvents::READABLE).expect("update");
-            lp.remove_handle(h).expect("remove");
-            let t = lp.add_timeout(None, |_| {}).expect("add");
-            lp.update_timeout(t, Some(Duration::from_secs(9)))
+            lp.update_watch(h, IoEvents::READABLE).expect("update");
+            lp.remove_watch(h).expect("remove");
+            let t = lp.add_timer(None, |_| {}).expect("add");
+            lp.update_timer(t, Some(Duration::from_secs(9)))
                 .expect("update");
-            lp.remove_timeout(t).expect("remove");
+            lp.remove_timer(t).expect("remove");
             let _ = tx.send(());
         });
         rx.recv_timeout(TIMEOUT).is_ok()
@@ -326,10 +326,10 @@ pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
         env.token("t"),
     );
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |id| {
+        .add_timer(Some(Duration::ZERO), move |id| {
             let _ = (&token, &on_free);
             r.push(("callback", ops_elsewhere(&lp, &p)));
-            lp.remove_timeout(id).expect("remove self");
+            lp.remove_timer(id).expect("remove self");
         })
         .expect("add");
     assert!(
@@ -353,7 +353,7 @@ pub fn r44_remove_does_not_wait_for_running_timer(env: &Env) {
     let o = outcome.clone();
     let id = d
         .lp()
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             if o.is_empty() {
                 let _ = entered_tx.send(());
@@ -366,7 +366,7 @@ pub fn r44_remove_does_not_wait_for_running_timer(env: &Env) {
     entered_rx.recv_timeout(TIMEOUT).expect("timer never fired");
     let lp = d.lp().clone();
     on_foreign_thread(move || {
-        lp.remove_timeout(id).expect("remove");
+        lp.remove_timer(id).expect("remove");
         let _ = removed_tx.send(());
     });
     assert!(env.probe().wait_freed("t", TIMEOUT), "never freed");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, TimeoutId};
+use anyloop::{IoEvents, TimerId};
 
 use crate::driver::TIMEOUT;
 use crate::probe::Log;
@@ -29,14 +29,14 @@ pub fn s32_zero_interval_every_iteration_no_starvation_r27_r35(env: &Env) {
     );
     let (t, i, token) = (ticks.clone(), iters.clone(), env.token("t"));
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             t.push(i.load(Ordering::SeqCst));
         })
         .expect("add timer");
     let (r, i, token) = (reads.clone(), iters.clone(), env.token("w"));
     d.lp()
-        .add_handle(null.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
+        .add_watch(null.as_raw_fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
             r.push(i.load(Ordering::SeqCst));
         })
@@ -68,14 +68,14 @@ pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
     );
     let (t, i, token) = (ticks.clone(), iters.clone(), env.token("t"));
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |_| {
+        .add_timer(Some(Duration::ZERO), move |_| {
             let _ = &token;
             t.push(i.load(Ordering::SeqCst));
         })
         .expect("add timer");
     let (w, i, token) = (writes.clone(), iters.clone(), env.token("w"));
     d.lp()
-        .add_handle(pair.fd(), IoEvents::WRITABLE, move |_, _, _| {
+        .add_watch(pair.fd(), IoEvents::WRITABLE, move |_, _, _| {
             let _ = &token;
             w.push(i.load(Ordering::SeqCst));
         })
@@ -106,10 +106,10 @@ pub fn s33_one_shot_by_self_disable_r34(env: &Env) {
     let (calls, lp, token) = (Arc::new(Log::new()), d.lp().clone(), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |id| {
+        .add_timer(Some(Duration::ZERO), move |id| {
             let _ = &token;
             c.push(id);
-            lp.update_timeout(id, None).expect("disable self");
+            lp.update_timer(id, None).expect("disable self");
         })
         .expect("add");
     assert!(calls.wait_len(1, TIMEOUT));
@@ -123,7 +123,7 @@ pub fn s34_disabled_never_fires_r27(env: &Env) {
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &token;
             c.push(());
         })
@@ -141,7 +141,7 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_timeout(None, move |_| {
+        .add_timer(None, move |_| {
             let _ = &token;
             c.push(());
         })
@@ -155,7 +155,7 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     });
     thread::sleep(Duration::from_millis(30));
     let lp = d.lp().clone();
-    thread::spawn(move || lp.update_timeout(id, Some(Duration::ZERO)).expect("arm"))
+    thread::spawn(move || lp.update_timer(id, Some(Duration::ZERO)).expect("arm"))
         .join()
         .expect("arming thread");
     assert_eq!(
@@ -165,7 +165,7 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     );
     d.on_loop(|ctx| ctx.turns(5));
     assert_eq!(calls.len(), 6, "R27: a 0 timer fires once per iteration");
-    d.lp().update_timeout(id, None).expect("disable");
+    d.lp().update_timer(id, None).expect("disable");
     d.on_loop(|ctx| ctx.turns(3));
     assert_eq!(calls.len(), 6, "fired after being disabled");
 }
@@ -176,7 +176,7 @@ fn first_firing(env: &Env, interval: Duration, update_after: Duration, new: Dura
     let c = calls.clone();
     let lp = d.lp().clone();
     let id = lp
-        .add_timeout(Some(interval), move |id: TimeoutId| {
+        .add_timer(Some(interval), move |id: TimerId| {
             let _ = &token;
             c.push(Instant::now());
             let _ = id;
@@ -184,14 +184,14 @@ fn first_firing(env: &Env, interval: Duration, update_after: Duration, new: Dura
         .expect("add");
     thread::sleep(update_after);
     let updated_at = Instant::now();
-    lp.update_timeout(id, Some(new)).expect("update");
+    lp.update_timer(id, Some(new)).expect("update");
     // A firing before the update (this thread was descheduled for long) does not count.
     let fired_after = |v: &[Instant]| v.iter().copied().find(|t| *t >= updated_at);
     assert!(
         calls.wait_until(TIMEOUT, |v| fired_after(v).is_some()),
         "the updated timer never fired"
     );
-    lp.remove_timeout(id).expect("remove");
+    lp.remove_timer(id).expect("remove");
     let fired = fired_after(&calls.snapshot()).expect("a firing after the update");
     fired.duration_since(updated_at)
 }
@@ -240,11 +240,11 @@ pub fn s38_never_early_r27_r31_r32(env: &Env) {
         let c = calls.clone();
         let added = Instant::now();
         d.lp()
-            .add_timeout(Some(interval), move |id| {
+            .add_timer(Some(interval), move |id| {
                 let _ = &token;
                 c.push(Instant::now());
                 if c.len() == 3 {
-                    lp.remove_timeout(id).expect("remove");
+                    lp.remove_timer(id).expect("remove");
                 }
             })
             .expect("add");
@@ -292,10 +292,10 @@ pub fn s40_deadline_order_r33(env: &Env) {
                 env.token(format!("{label}-{same_iteration}")),
             );
             d.lp()
-                .add_timeout(Some(Duration::from_millis(ms)), move |id| {
+                .add_timer(Some(Duration::from_millis(ms)), move |id| {
                     let _ = &token;
                     o.push(label);
-                    lp.update_timeout(id, None).expect("one-shot");
+                    lp.update_timer(id, None).expect("one-shot");
                 })
                 .expect("add");
         }
@@ -325,23 +325,23 @@ pub fn s41_timer_disabled_by_earlier_timer_r34(env: &Env) {
         let (c1, token1) = (calls.clone(), env.token(format!("first-{remove}")));
         let ten = Some(Duration::from_millis(10));
         // Created first, so due first; the second's id is filled in before either is due.
-        let second_id = Arc::new(std::sync::Mutex::new(None::<TimeoutId>));
+        let second_id = Arc::new(std::sync::Mutex::new(None::<TimerId>));
         let s = second_id.clone();
         let lp1 = lp.clone();
-        lp.add_timeout(ten, move |id| {
+        lp.add_timer(ten, move |id| {
             let _ = &token1;
             c1.push("first");
             let victim = crate::probe::lock(&s).expect("second id");
             if remove {
-                lp1.remove_timeout(victim).expect("remove second");
+                lp1.remove_timer(victim).expect("remove second");
             } else {
-                lp1.update_timeout(victim, None).expect("disable second");
+                lp1.update_timer(victim, None).expect("disable second");
             }
-            lp1.update_timeout(id, None).expect("one-shot");
+            lp1.update_timer(id, None).expect("one-shot");
         })
         .expect("add first");
         let id2 = lp
-            .add_timeout(ten, move |_| {
+            .add_timer(ten, move |_| {
                 let _ = &token2;
                 c2.push("second");
             })
@@ -362,13 +362,13 @@ pub fn s42_timer_added_in_timer_callback_waits_r37(env: &Env) {
     let mut child = Some(env.token("child"));
     let token = env.token("parent");
     d.lp()
-        .add_timeout(Some(Duration::ZERO), move |id| {
+        .add_timer(Some(Duration::ZERO), move |id| {
             let _ = &token;
             c.push(("parent", i.load(Ordering::SeqCst)));
-            lp.remove_timeout(id).expect("remove self");
+            lp.remove_timer(id).expect("remove self");
             if let Some(ct) = child.take() {
                 let (c2, i2) = (c.clone(), i.clone());
-                lp.add_timeout(Some(Duration::ZERO), move |_| {
+                lp.add_timer(Some(Duration::ZERO), move |_| {
                     let _ = &ct;
                     c2.push(("child", i2.load(Ordering::SeqCst)));
                 })
@@ -403,7 +403,7 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
         let (c, token) = (calls.clone(), env.token(format!("t{k}")));
         ids.push(
             d.lp()
-                .add_timeout(Some(interval), move |_| {
+                .add_timer(Some(interval), move |_| {
                     let _ = &token;
                     c.push(k);
                 })
@@ -419,13 +419,13 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
     assert!(start.elapsed() < TIMEOUT);
     for (&id, interval) in ids.iter().zip(huge) {
         d.lp()
-            .update_timeout(id, Some(interval))
+            .update_timer(id, Some(interval))
             .expect("update to huge");
     }
     // A huge loop timeout together with a short timer: the short one wins (B30).
     let (c, token) = (calls.clone(), env.token("short"));
     d.lp()
-        .add_timeout(Some(Duration::from_millis(30)), move |id| {
+        .add_timer(Some(Duration::from_millis(30)), move |id| {
             let _ = &token;
             let _ = id;
             c.push(99);
@@ -453,7 +453,7 @@ pub fn r30_no_catch_up_after_stall(env: &Env) {
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::from_millis(10)), move |_| {
+        .add_timer(Some(Duration::from_millis(10)), move |_| {
             let _ = &token;
             c.push(Instant::now());
         })
@@ -489,12 +489,12 @@ pub fn r36_rearm_from_own_callback_r36(env: &Env) {
     );
     let c = calls.clone();
     d.lp()
-        .add_timeout(Some(Duration::from_millis(5)), move |id| {
+        .add_timer(Some(Duration::from_millis(5)), move |id| {
             let _ = &token;
             let now = Instant::now();
             let first = c.is_empty();
             if first {
-                lp.update_timeout(id, Some(Duration::from_millis(150)))
+                lp.update_timer(id, Some(Duration::from_millis(150)))
                     .expect("re-arm");
             }
             c.push((now, Instant::now(), iters.load(Ordering::SeqCst)));
@@ -529,17 +529,17 @@ pub fn r06_timer_disable_enable_cycles(env: &Env) {
     let c = calls.clone();
     let id = d
         .lp()
-        .add_timeout(None, move |id| {
+        .add_timer(None, move |id| {
             let _ = &token;
             c.push(id);
         })
         .expect("add");
     for round in 0..5 {
         d.lp()
-            .update_timeout(id, Some(Duration::ZERO))
+            .update_timer(id, Some(Duration::ZERO))
             .expect("enable");
         d.on_loop(|ctx| ctx.turns(1));
-        d.lp().update_timeout(id, None).expect("disable");
+        d.lp().update_timer(id, None).expect("disable");
         d.on_loop(|ctx| ctx.turns(2));
         assert_eq!(calls.snapshot(), vec![id; round + 1], "round {round}");
     }

@@ -2,7 +2,7 @@
 //! (`select.rs`, `glib.rs`, `calloop.rs`) expand the battery on one of them each, and the
 //! process-wide fault binaries (`emfile`, `id_exhaustion`, `soak`) run on all of them one after
 //! the other, because those faults change the whole process. This is all a backend author
-//! writes: a factory ([`Backend`]) and a thin [`LoopUnderTest`] adapter, then
+//! writes: a factory ([`LoopFactory`]) and a thin [`LoopUnderTest`] adapter, then
 //! `anyloop_conformance::conformance_tests!(TheFactory)`. (The GLib default-context adapter
 //! lives in `glib_default.rs`: it is the GLib backend on another context, and needs
 //! turn-taking of its own.)
@@ -14,18 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyloop::{Loop, LoopStats, Result};
-use anyloop_calloop::CalloopBackend;
+use anyloop_calloop::CalloopSource;
 use anyloop_conformance::reference::ReferenceBackend;
-use anyloop_conformance::{Backend, LoopUnderTest, Quitter};
+use anyloop_conformance::{LoopFactory, LoopUnderTest, Quitter};
 use anyloop_glib::GlibLoop;
-use anyloop_select::{Poller, SelectLoop};
+use anyloop_select::{PollerKind, SelectLoop};
 use glib::MainContext;
 
 /// Every backend, each as the kit's factory.
-pub fn backends() -> Vec<Arc<dyn Backend>> {
+pub fn backends() -> Vec<Arc<dyn LoopFactory>> {
     vec![
-        Arc::new(Select(Poller::Epoll)),
-        Arc::new(Select(Poller::Mio)),
+        Arc::new(Select(PollerKind::Epoll)),
+        Arc::new(Select(PollerKind::Mio)),
         Arc::new(ReferenceBackend),
         Arc::new(GlibPrivate),
         Arc::new(Calloop),
@@ -33,9 +33,9 @@ pub fn backends() -> Vec<Arc<dyn Backend>> {
 }
 
 /// Makes a `SelectLoop` with the given poller (on the kit's loop thread).
-pub struct Select(pub Poller);
+pub struct Select(pub PollerKind);
 
-impl Backend for Select {
+impl LoopFactory for Select {
     fn name(&self) -> String {
         format!("select-{:?}", self.0).to_lowercase()
     }
@@ -76,7 +76,7 @@ impl LoopUnderTest for SelectDriven {
 /// its own context.
 pub struct GlibPrivate;
 
-impl Backend for GlibPrivate {
+impl LoopFactory for GlibPrivate {
     fn name(&self) -> String {
         "glib-private".into()
     }
@@ -127,7 +127,7 @@ impl LoopUnderTest for GlibDriven {
 /// calloop's loop cannot move between threads.
 pub struct Calloop;
 
-impl Backend for Calloop {
+impl LoopFactory for Calloop {
     fn name(&self) -> String {
         "calloop".into()
     }
@@ -138,7 +138,7 @@ impl Backend for Calloop {
             fd: None,
             source: std::io::Error::other(err),
         })?;
-        let backend = CalloopBackend::new(&event_loop.handle())?;
+        let backend = CalloopSource::new(&event_loop.handle())?;
         Ok(Box::new(CalloopDriven {
             backend,
             event_loop,
@@ -149,7 +149,7 @@ impl Backend for Calloop {
 /// The adapter: one `run_once` is one calloop `dispatch`.
 struct CalloopDriven {
     // Dropped first: removes the source, which frees every remaining callback (R48).
-    backend: CalloopBackend<'static>,
+    backend: CalloopSource<'static>,
     event_loop: calloop::EventLoop<'static, ()>,
 }
 

@@ -185,7 +185,7 @@ pub fn s64_close_drops_queue_and_frees_e16(env: &Env) {
     );
     let stats = d.stats();
     assert_eq!(
-        stats.timeouts, 0,
+        stats.timers, 0,
         "E16: the flush timer is still there: {stats:?}"
     );
     assert!(stats.is_idle(), "S64: frees still pending: {stats:?}");

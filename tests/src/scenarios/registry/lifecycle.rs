@@ -260,7 +260,7 @@ pub fn e14_last_deregister_discards_queue_and_timer(env: &Env) {
     assert_eq!(reg.deregister(id).expect("deregister"), 0, "E28");
     assert_eq!(reg.queued(), 0, "E14: queue kept after the last deregister");
     flush(&d);
-    assert_eq!(d.stats().timeouts, 0, "E14: flush timer kept");
+    assert_eq!(d.stats().timers, 0, "E14: flush timer kept");
     let (mut fresh, token) = (logger(&d, &log, "fresh"), env.token("fresh"));
     reg.on_kinds(KindSet::all(), move |kind, ev| {
         let _ = &token;
@@ -435,7 +435,7 @@ pub fn e18_last_handle_dropped_during_its_own_flush(env: &Env) {
     assert_eq!(env.probe().count("dropper"), 1);
     assert_eq!(env.probe().count("after"), 1);
     let stats = d.stats();
-    assert_eq!(stats.timeouts, 0, "E16: timer left: {stats:?}");
+    assert_eq!(stats.timers, 0, "E16: timer left: {stats:?}");
 }
 
 /// E23: panics in a callback and in a predicate do not stop the flush; the loop reports
@@ -761,7 +761,7 @@ pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
         1,
         "E16: not freed on close"
     );
-    assert_eq!(d.stats().timeouts, 0, "E16: flush timer left");
+    assert_eq!(d.stats().timers, 0, "E16: flush timer left");
 }
 
 /// E17: close from a foreign thread while a callback runs on the loop thread: close waits for
