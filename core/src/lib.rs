@@ -43,7 +43,6 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
-pub mod backend;
 mod callback;
 mod current;
 mod error;

@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::backend::linux::{borrow_fd, new_epoll};
-use anyloop::backend::{Engine, QuitHandle, Shared};
 use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop_engine::linux::{borrow_fd, new_epoll};
+use anyloop_engine::{Engine, QuitHandle, Shared};
 use calloop::{EventLoop, LoopHandle, LoopSignal, RegistrationToken};
 
 use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};

@@ -58,7 +58,7 @@
 //!
 //! ## How it works, and what it costs
 //!
-//! The backend is anyloop's substrate-neutral [`Engine`](anyloop::backend::Engine) with its
+//! The backend is anyloop's substrate-neutral [`Engine`](anyloop_engine::Engine) with its
 //! own level-triggered epoll instance and timer heap, inserted into calloop as **one** event
 //! source: the epoll fd as one level-triggered `Generic` entry, plus one calloop `Timer`
 //! armed for the engine's earliest deadline. So a watch costs nothing per calloop iteration

@@ -10,7 +10,7 @@
 //! 2. Or the engine's earliest timer is due: calloop's own timer wheel holds **one** calloop
 //!    `Timer` for that deadline (our timers stay in the engine's O(log n) heap).
 //! 3. calloop calls [`AnyloopSource::process_events`], which runs one engine iteration with a
-//!    zero timeout ([`Engine::run_once`]; read `core/src/backend/dispatch.rs` for the rest of
+//!    zero timeout ([`Engine::run_once`]; read `engine/src/dispatch.rs` for the rest of
 //!    the path): frees, `epoll_wait(0)` on the engine's epoll, timers then watches, each
 //!    callback with the table unlocked, frees again. ERROR/HANGUP are exact, as the engine's
 //!    own epoll reports them (calloop's `Readiness` is not used).
@@ -48,8 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyloop::backend::{Engine, Shared};
 use anyloop::Error;
+use anyloop_engine::{Engine, Shared};
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{

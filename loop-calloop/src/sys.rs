@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::backend::linux::{EpollPoller, EpollRegistrar};
-use anyloop::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
 use anyloop::{IoEvents, Result};
+use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
+use anyloop_engine::{Poller, Probe, Readiness, Registered, Registrar, Token};
 
 /// The loop-thread half: [`EpollPoller`] as is.
 #[derive(Debug)]

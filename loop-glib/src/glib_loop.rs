@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::backend::linux::new_epoll;
-use anyloop::backend::Engine;
 use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop_engine::linux::new_epoll;
+use anyloop_engine::Engine;
 use glib::{MainContext, Priority};
 
 use crate::source::{new_source, set_priority, Core};

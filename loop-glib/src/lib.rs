@@ -44,7 +44,7 @@
 //! iteration of the context costs the same with 10 or 10 000 watches (GLib's own fd sources
 //! cost about 90 ns per registered watch per iteration), and a timer add, update or remove
 //! is O(log n). The registration table and the dispatch cycle are anyloop's
-//! substrate-neutral [`anyloop::backend::Engine`]; `src/source.rs` is the GLib side, to be
+//! substrate-neutral [`anyloop_engine::Engine`]; `src/source.rs` is the GLib side, to be
 //! read top to bottom.
 //!
 //! It stays an ordinary source: its priority ([`GlibLoop::with_priority`]) orders anyloop

@@ -2,7 +2,7 @@
 //! the user's callback.
 //!
 //! GLib iterates a context in four steps, and this source takes part in each (read top to
-//! bottom, then `core/src/backend/dispatch.rs` for what [`Engine::run_once`] does):
+//! bottom, then `engine/src/dispatch.rs` for what [`Engine::run_once`] does):
 //!
 //! 1. **prepare** (on the thread iterating the context, before it polls): asks the engine how
 //!    long the context may sleep ([`Engine::prepare_host_wait`]: the earliest timer deadline;
@@ -50,9 +50,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyloop::backend::linux::EpollPoller;
-use anyloop::backend::Engine;
 use anyloop::{Error, LoopStats};
+use anyloop_engine::linux::EpollPoller;
+use anyloop_engine::Engine;
 use glib::ffi;
 use glib::translate::{from_glib_full, ToGlibPtr};
 

@@ -50,8 +50,8 @@
 //! spins.
 //!
 //! The registration table and the dispatch cycle are anyloop's substrate-neutral
-//! [`anyloop::backend::Engine`]; to follow an event from the kernel to a callback, read
-//! `core/src/backend/dispatch.rs`. This crate adds the OS layer (`sys/`): see [`PollerKind`].
+//! [`anyloop_engine::Engine`]; to follow an event from the kernel to a callback, read
+//! `engine/src/dispatch.rs`. This crate adds the OS layer (`sys/`): see [`PollerKind`].
 //!
 //! **Dispatch order** within one iteration (R58): expired timers first, by deadline then
 //! creation order; then fd watches, in the order the kernel reported the fds, several

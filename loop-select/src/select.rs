@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use anyloop::backend::linux::{new_epoll, EpollPoller};
-use anyloop::backend::{Engine, QuitHandle};
 use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop_engine::linux::{new_epoll, EpollPoller};
+use anyloop_engine::{Engine, QuitHandle};
 
 use crate::sys;
 

@@ -13,13 +13,13 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use anyloop::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
 use anyloop::{Error, IoEvents, Result};
+use anyloop_engine::{Poller, Probe, Readiness, Registered, Registrar, Token};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Waker};
 use rustix::io::Errno;
 
-use anyloop::backend::linux::{check_open, Prober};
+use anyloop_engine::linux::{check_open, Prober};
 
 const EVENT_CAPACITY: usize = 1024;
 

@@ -1,4 +1,8 @@
-//! Building blocks for backend authors.
+//! # anyloop-engine: building blocks for anyloop backends
+//!
+//! A library author needs only the `anyloop` crate (the vtable, `Loop`, guards, ids, errors
+//! and the registry). This crate is for **backend authors**: the machinery the built-in loop
+//! (`anyloop-select`) and the hosted backends (`anyloop-glib`, `anyloop-calloop`) share.
 //!
 //! Everything a backend needs that does not depend on its substrate, written once: an
 //! index-tracked [`TimerHeap`], the [`DeferredFrees`] list, panic catching at the dispatch
@@ -11,8 +15,11 @@
 //! that several backends share (level-triggered epoll with an eventfd wake-up, and a batched
 //! `poll(2)` probe) lives in [`linux`], the only module of this crate that makes system calls.
 //!
-//! To follow one event from the kernel to the user's callback, read `core/src/backend/dispatch.rs`
+//! To follow one event from the kernel to the user's callback, read `engine/src/dispatch.rs`
 //! top to bottom: it holds the whole cycle of [`Engine::run_once`] in order.
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![doc(test(attr(deny(warnings))))]
 
 mod clock;
 mod dispatch;

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use crate::backend::{Probe, Readiness};
-use crate::error::{Error, Result};
-use crate::events::IoEvents;
+use crate::{Probe, Readiness};
+use anyloop::IoEvents;
+use anyloop::{Error, Result};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 

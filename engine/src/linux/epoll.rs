@@ -19,9 +19,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Poller, Probe, Readiness, Registered, Registrar, Token};
-use crate::error::{Error, Result};
-use crate::events::IoEvents;
+use crate::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop::IoEvents;
+use anyloop::{Error, Result};
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 use rustix::io::{DupFlags, Errno};

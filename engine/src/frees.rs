@@ -15,7 +15,7 @@ pub struct FreeTicket(u64);
 /// A FIFO of values to drop later, with reservable places.
 ///
 /// ```
-/// use anyloop::backend::DeferredFrees;
+/// use anyloop_engine::DeferredFrees;
 /// let mut frees = DeferredFrees::new();
 /// frees.push("a");
 /// let ticket = frees.reserve();

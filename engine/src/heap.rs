@@ -46,7 +46,7 @@ impl Entry {
 /// deadlines are all "due" and keep their sequence order.
 ///
 /// ```
-/// use anyloop::backend::TimerHeap;
+/// use anyloop_engine::TimerHeap;
 /// use std::time::{Duration, Instant};
 /// let now = Instant::now();
 /// let mut heap = TimerHeap::new();

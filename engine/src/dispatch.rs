@@ -38,11 +38,11 @@ use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
 use super::panic::catch_user_panic;
 use super::poller::{Poller, Probe, Readiness, Registered, Registrar, Token};
 use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
-use crate::error::{Error, Result};
-use crate::events::IoEvents;
-use crate::handle::Loop;
-use crate::id::{TimerId, WatchId};
-use crate::vtable::LoopStats;
+use anyloop::IoEvents;
+use anyloop::Loop;
+use anyloop::LoopStats;
+use anyloop::{Error, Result};
+use anyloop::{TimerId, WatchId};
 
 /// One callback to run in this iteration, as collected.
 #[derive(Debug, Clone, Copy)]

@@ -11,8 +11,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::error::Result;
-use crate::events::IoEvents;
+use anyloop::IoEvents;
+use anyloop::Result;
 
 /// Identifies one kernel registration (one fd) in the events a [`Poller`] reports.
 ///
@@ -87,7 +87,7 @@ pub enum Registered {
 /// other), never while user code runs.
 pub trait Registrar: Send + Sync + 'static {
     /// Checks that `fd` (non-negative) is open; returns
-    /// [`Error::InvalidFd`](crate::Error::InvalidFd) if not.
+    /// [`Error::InvalidFd`](anyloop::Error::InvalidFd) if not.
     fn check_fd(&self, fd: RawFd) -> Result<()>;
 
     /// Registers `fd` with a non-empty interest.
@@ -151,7 +151,7 @@ pub trait Poller: Send + 'static {
     /// An interrupted wait (`EINTR`) returns normally with whatever it has (R55).
     ///
     /// # Errors
-    /// [`Error::Os`](crate::Error::Os) for unexpected failures.
+    /// [`Error::Os`](anyloop::Error::Os) for unexpected failures.
     fn wait(
         &mut self,
         probes: &[Probe],

@@ -1,4 +1,4 @@
-//! The registration table shared by the loop thread and every [`Loop`](crate::Loop) handle,
+//! The registration table shared by the loop thread and every [`Loop`](anyloop::Loop) handle,
 //! and the six vtable operations on it.
 //!
 //! Everything lives behind one mutex, held only for bookkeeping and kernel registration calls,
@@ -26,11 +26,11 @@ use super::clock::{deadline_after, poll_timeout};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{Registered, Registrar, Token};
-use crate::callback::{TimerCallback, WatchCallback};
-use crate::error::{Error, Rejected, Result};
-use crate::events::IoEvents;
-use crate::id::{RegistrationId, TimerId, WatchId};
-use crate::vtable::{Backend, Interval, LoopStats};
+use anyloop::IoEvents;
+use anyloop::{Backend, Interval, LoopStats};
+use anyloop::{Error, Rejected, Result};
+use anyloop::{RegistrationId, TimerId, WatchId};
+use anyloop::{TimerCallback, WatchCallback};
 
 /// A removed callback waiting to be dropped, with the id it was registered under (for traces
 /// and for [`Error::CallbackPanicked`] if its drop panics).
@@ -144,7 +144,7 @@ pub(crate) struct State {
 }
 
 /// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
-/// flag. This is what [`Loop`](crate::Loop) handles point to.
+/// flag. This is what [`Loop`](anyloop::Loop) handles point to.
 pub struct Shared<R: Registrar> {
     pub(crate) state: Mutex<State>,
     pub(crate) registrar: R,

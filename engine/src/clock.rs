@@ -14,7 +14,7 @@ const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// `now + interval`, clamped to a far-future deadline instead of overflowing.
 ///
 /// ```
-/// use anyloop::backend::deadline_after;
+/// use anyloop_engine::deadline_after;
 /// use std::time::{Duration, Instant};
 /// let now = Instant::now();
 /// assert!(deadline_after(now, Duration::MAX) > now + Duration::from_secs(1_000_000));
@@ -34,7 +34,7 @@ pub fn deadline_after(now: Instant, interval: Duration) -> Instant {
 /// never compared as a number (D-Bus B30).
 ///
 /// ```
-/// use anyloop::backend::poll_timeout;
+/// use anyloop_engine::poll_timeout;
 /// use std::time::{Duration, Instant};
 /// let now = Instant::now();
 /// assert_eq!(poll_timeout(now, None, None), None);

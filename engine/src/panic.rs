@@ -2,8 +2,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::Error;
-use crate::id::RegistrationId;
+use anyloop::Error;
+use anyloop::RegistrationId;
 
 /// Runs user code (a callback or a free) and turns a panic into
 /// [`Error::CallbackPanicked`] naming the registration.
@@ -14,7 +14,7 @@ use crate::id::RegistrationId;
 /// put back and may run again, as any code after a caught panic would.
 ///
 /// ```
-/// use anyloop::backend::catch_user_panic;
+/// use anyloop_engine::catch_user_panic;
 /// use anyloop::{Error, TimerId};
 /// let id = TimerId::allocate();
 /// let err = catch_user_panic(id.into(), || panic!("boom")).unwrap_err();

@@ -19,7 +19,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use anyloop::{Error, Result};
 
 pub use epoll::{new_epoll, EpollPoller, EpollRegistrar};
 pub use probe::Prober;
