@@ -2,7 +2,7 @@
 //!
 //! The model of libvirt (`virEventRegisterImpl`: one process-wide implementation, installed
 //! once) combined with libguestfs's per-thread main loops: a thread that runs its own loop
-//! binds it, and objects created on that thread attach to it (contract R7, R50).
+//! binds it, and objects created on that thread attach to it (contract [R7](crate::contract#r7), [R50](crate::contract#r50)).
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -21,7 +21,7 @@ thread_local! {
 ///
 /// # Errors
 /// [`Error::AlreadyRegistered`] when a default is already installed; the first one stays
-/// active (R7).
+/// active ([R7](crate::contract#r7)).
 pub fn set_default_loop(lp: Loop) -> Result<()> {
     DEFAULT_LOOP.set(lp).map_err(|_| Error::AlreadyRegistered {
         what: "a process default loop is already installed",
@@ -35,7 +35,7 @@ pub fn default_loop() -> Option<Loop> {
 
 /// Binds `lp` as this thread's current loop until the returned binding is dropped.
 ///
-/// A thread has at most one current loop (R50).
+/// A thread has at most one current loop ([R50](crate::contract#r50)).
 ///
 /// # Errors
 /// [`Error::AlreadyRegistered`] when this thread already has a bound loop.

@@ -6,13 +6,13 @@ bitflags! {
     /// Conditions on a watched file descriptor.
     ///
     /// Used twice: as the *interest* a library registers (normally `READABLE` and/or
-    /// `WRITABLE`; an empty set disables the watch without removing it, contract R10), and as
+    /// `WRITABLE`; an empty set disables the watch without removing it, contract [R10](crate::contract#r10)), and as
     /// the *events* a callback receives (never empty, a subset of the interest plus `ERROR`
-    /// and `HANGUP`, which every enabled watch gets whether it asked or not, R9).
+    /// and `HANGUP`, which every enabled watch gets whether it asked or not, [R9](crate::contract#r9)).
     ///
     /// The bit values are libvirt's (`VIR_EVENT_HANDLE_*`). Code that bridges another C
     /// vtable must translate by name, never by value: PulseAudio swaps `ERROR` and `HANGUP`
-    /// (contract D12).
+    /// (contract [D12](crate::contract#d12)).
     ///
     /// ```
     /// use anyloop::IoEvents;
@@ -50,7 +50,7 @@ impl IoEvents {
 
     /// What a watch with interest `self` is told when the descriptor reports `ready`:
     /// the requested bits plus `ERROR`/`HANGUP`, or an empty set when the watch must not be
-    /// called (contract R9, R11, R18). A disabled watch (empty interest) is told nothing.
+    /// called (contract [R9](crate::contract#r9), [R11](crate::contract#r11), [R18](crate::contract#r18)). A disabled watch (empty interest) is told nothing.
     ///
     /// ```
     /// use anyloop::IoEvents;

@@ -7,11 +7,11 @@ use crate::error::Result;
 use crate::events::IoEvents;
 use crate::handle::Loop;
 use crate::id::{TimerId, WatchId};
-use crate::vtable::Interval;
+use crate::vtable::Schedule;
 
 /// An fd watch that is removed when this guard is dropped. Made by [`Loop::watch`].
 ///
-/// Drop the guard *before* closing the fd (contract R53). The removal follows the vtable's
+/// Drop the guard *before* closing the fd (contract [R53](crate::contract#r53)). The removal follows the vtable's
 /// rules: the callback is not started again, and its free runs later on the loop thread.
 #[must_use = "dropping the guard removes the watch at once"]
 pub struct Watch {
@@ -47,7 +47,7 @@ impl Watch {
         &self.lp
     }
 
-    /// Changes the interest; an empty set pauses the watch (R6).
+    /// Changes the interest; an empty set pauses the watch ([R6](crate::contract#r6)).
     ///
     /// # Errors
     /// As [`Backend::update_watch`](crate::Backend::update_watch).
@@ -117,12 +117,27 @@ impl Timer {
         &self.lp
     }
 
-    /// Sets a new interval and restarts the countdown (R29); `None` disables the timer.
+    /// Sets a new schedule and restarts the countdown ([R29](crate::contract#r29));
+    /// [`Schedule::Disabled`] disables the timer.
     ///
     /// # Errors
     /// As [`Backend::update_timer`](crate::Backend::update_timer).
-    pub fn update(&self, interval: Interval) -> Result<()> {
-        self.lp.update_timer(self.id, interval)
+    pub fn update(&self, schedule: Schedule) -> Result<()> {
+        self.lp.update_timer(self.id, schedule)
+    }
+
+    /// The timer's schedule now: [`Schedule::Disabled`] once a [`Schedule::Once`] timer fired.
+    ///
+    /// # Errors
+    /// As [`Backend::timer_schedule`](crate::Backend::timer_schedule).
+    pub fn schedule(&self) -> Result<Schedule> {
+        self.lp.timer_schedule(self.id)
+    }
+
+    /// Whether the timer will fire again without an update (false once a
+    /// [`Schedule::Once`] timer fired, and for a removed timer or a gone loop).
+    pub fn is_enabled(&self) -> bool {
+        self.schedule().is_ok_and(Schedule::is_enabled)
     }
 
     /// Removes the timer now and reports the outcome (dropping the guard ignores it).

@@ -1,11 +1,11 @@
-//! Registration ids: opaque, positive, unique in the process, never reused (contract R1).
+//! Registration ids: opaque, positive, unique in the process, never reused (contract [R1](crate::contract#r1)).
 
 use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One counter for the whole process, shared by every backend and both id kinds, so that a
-/// stale id can never address a newer registration on any loop (contract R1, bugs B40/B44).
+/// stale id can never address a newer registration on any loop (contract [R1](crate::contract#r1), bugs [B40](crate::contract#b40)/B44).
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// Low bits of an id that a backend may use to find its registration without a hash lookup
@@ -14,7 +14,7 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 const TAG_BITS: u32 = 24;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// Serial numbers that fit above the tag: 2^40, a trillion ids. Past that, allocation fails
-/// rather than reuse an id (R1); at a million adds a second that takes 12 days of nothing else.
+/// rather than reuse an id ([R1](crate::contract#r1)); at a million adds a second that takes 12 days of nothing else.
 const SERIAL_LIMIT: u64 = 1 << (64 - TAG_BITS);
 
 fn next_raw_id(tag: u64) -> Option<NonZeroU64> {
@@ -56,7 +56,7 @@ macro_rules! registration_id {
             }
 
             /// A fresh id, unique in the process, or `None` once 2^40 ids were allocated
-            /// (ids are never reused, R1).
+            /// (ids are never reused, [R1](crate::contract#r1)).
             pub fn try_allocate() -> Option<Self> {
                 next_raw_id(0).map(Self)
             }
@@ -129,7 +129,7 @@ registration_id!(
 );
 
 registration_id!(
-    /// Identifies one callback of an event [`Registry`](crate::Registry) (contract E2).
+    /// Identifies one callback of an event [`Registry`](crate::Registry) (contract [E2](crate::contract#e2)).
     ///
     /// Positive, unique in the process, never reused: a stale id can never deregister a newer
     /// callback, on this registry or another.

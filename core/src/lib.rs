@@ -7,7 +7,15 @@
 //! `EventLoop`, or an adapter of its own.
 //!
 //! - [`Loop`] is the cheap, cloneable handle a library stores; [`Watch`] and [`Timer`] are
-//!   RAII guards on top of the id-based operations.
+//!   RAII guards on top of the id-based operations. A timer runs on a [`Schedule`]: every
+//!   period, once, or disabled.
+//! - Callbacks are `Send` closures, or *thread-bound* ones ([`Loop::watch_local`],
+//!   [`Loop::timer_local`], [`Registry::on_local`]) that may capture an `Rc`, a GTK widget or
+//!   a raw C pointer: they are only registered on the loop's thread, and never called nor
+//!   dropped on another (checked at run time, no `unsafe` needed).
+//! - [`Runner`] is the owner side, implemented by every backend's loop type: one iteration,
+//!   run until [`Quitter::quit`], run until a condition or a deadline, stats. Code that must
+//!   drive a loop without knowing which one takes `&mut dyn Runner`.
 //! - [`set_default_loop`], [`bind_thread_loop`] and [`Loop::current`] decide which loop code
 //!   on a thread uses: the thread's own loop, else the process default.
 //! - [`Error`] is the one error type; a failed add hands the callback back in [`Rejected`].
@@ -18,7 +26,13 @@
 //!
 //! The behaviour every backend guarantees (level-triggered delivery, deferred frees, any-thread
 //! operations with prompt wake-ups, no resurrection of removed ids...) is written down in the
-//! project's contract and checked by the `anyloop-conformance` kit against every backend.
+//! [`contract`], whose rules the docs cite by tag ([R27](contract#r27), [E5](contract#e5)...),
+//! and checked by the `anyloop-conformance` kit against every backend.
+//!
+//! This crate is all a library needs: it compiles no event loop. The loops are in
+//! `anyloop-select` (the built-in one), `anyloop-glib` and `anyloop-calloop`; the building
+//! blocks they share (a registration table, a timer heap, an epoll engine) are in
+//! `anyloop-engine`, for backend authors.
 //!
 //! ```
 //! use anyloop::{IoEvents, Loop, Watch};
@@ -43,7 +57,9 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 
+mod bound;
 mod callback;
+pub mod contract;
 mod current;
 mod error;
 mod events;
@@ -51,8 +67,10 @@ mod guard;
 mod handle;
 mod id;
 pub mod registry;
+mod runner;
 mod vtable;
 
+pub use bound::ThreadBound;
 pub use callback::{TimerCallback, WatchCallback};
 pub use current::{
     bind_thread_loop, default_loop, set_default_loop, thread_loop, ThreadLoopBinding,
@@ -65,4 +83,5 @@ pub use handle::Loop;
 pub use id::__exhaust_ids_leaving;
 pub use id::{CallbackId, RegistrationId, TimerId, WatchId};
 pub use registry::{Event, EventKind, EventSet, KindSet, Registry};
-pub use vtable::{Backend, Interval, LoopStats};
+pub use runner::{Quitter, Runner, Stopped};
+pub use vtable::{Backend, LoopStats, Schedule};

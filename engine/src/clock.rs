@@ -1,10 +1,10 @@
-//! Deadline and poll-timeout arithmetic that never overflows nor underflows (contract R38).
+//! Deadline and poll-timeout arithmetic that never overflows nor underflows (contract [R38](anyloop::contract#r38)).
 
 use std::time::{Duration, Instant};
 
 /// The longest single wait a backend asks of the OS: just under `i32::MAX` milliseconds
 /// (about 24.8 days), the limit of `poll(2)`/`epoll_wait(2)`. Longer waits are split into
-/// several iterations, which is harmless: nothing fires early (R31).
+/// several iterations, which is harmless: nothing fires early ([R31](anyloop::contract#r31)).
 pub const MAX_WAIT: Duration = Duration::from_millis(i32::MAX as u64 - 1);
 
 /// How far in the future a deadline can be pushed when `now + interval` does not fit in an
@@ -30,8 +30,8 @@ pub fn deadline_after(now: Instant, interval: Duration) -> Instant {
 /// How long a poll may sleep: until `deadline` (if any), capped by the caller's own `limit`
 /// (if any) and by [`MAX_WAIT`]. `None` means "block until something happens".
 ///
-/// A deadline in the past gives zero, never an underflow (PulseAudio B24); "no deadline" is
-/// never compared as a number (D-Bus B30).
+/// A deadline in the past gives zero, never an underflow (PulseAudio [B24](anyloop::contract#b24)); "no deadline" is
+/// never compared as a number (D-Bus [B30](anyloop::contract#b30)).
 ///
 /// ```
 /// use anyloop_engine::poll_timeout;

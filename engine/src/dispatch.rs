@@ -2,33 +2,33 @@
 //!
 //! One [`Engine::run_once`] is, top to bottom:
 //!
-//! 1. **Frees.** Callbacks removed since the last iteration are dropped (R25), with no lock
-//!    held (R24), in removal order (R26).
-//! 2. **Prepare.** Under the lock: the probe list (always-ready fds, D4; for an edge-triggered
-//!    substrate also the fds dispatched last iteration, R8) and the wait timeout from the
+//! 1. **Frees.** Callbacks removed since the last iteration are dropped ([R25](anyloop::contract#r25)), with no lock
+//!    held ([R24](anyloop::contract#r24)), in removal order ([R26](anyloop::contract#r26)).
+//! 2. **Prepare.** Under the lock: the probe list (always-ready fds, [D4](anyloop::contract#d4); for an edge-triggered
+//!    substrate also the fds dispatched last iteration, [R8](anyloop::contract#r8)) and the wait timeout from the
 //!    earliest timer deadline (zero when a timer is already due, e.g. a 0-interval timer,
-//!    R27; zero when quit is pending).
+//!    [R27](anyloop::contract#r27); zero when quit is pending).
 //! 3. **Wait.** [`Poller::wait`] without the lock. It consumes the wake-up before returning,
-//!    so any op that lands after this point leaves a new wake-up behind (R40).
+//!    so any op that lands after this point leaves a new wake-up behind ([R40](anyloop::contract#r40)).
 //! 4. **Collect.** Under the lock: expired timers in deadline order, ties in creation order
-//!    (R33), each re-armed from *now* (no catch-up, R30); then each ready fd is fanned out to
+//!    ([R33](anyloop::contract#r33)), each re-armed from *now* (no catch-up, [R30](anyloop::contract#r30)); then each ready fd is fanned out to
 //!    its watches in registration order, one batch entry per watch whose *current* interest
-//!    matches (R11, R12). Duplicate reports for one fd are merged first. An fd reported
-//!    invalid (`POLLNVAL`) gets `ERROR` once per enabled watch, which is then disabled (R52).
+//!    matches ([R11](anyloop::contract#r11), [R12](anyloop::contract#r12)). Duplicate reports for one fd are merged first. An fd reported
+//!    invalid (`POLLNVAL`) gets `ERROR` once per enabled watch, which is then disabled ([R52](anyloop::contract#r52)).
 //!    Only what exists now is collected: anything added by a callback waits for the next
-//!    iteration (R17, R37).
+//!    iteration ([R17](anyloop::contract#r17), [R37](anyloop::contract#r37)).
 //! 5. **Dispatch.** For each batch entry, under the lock: is the registration still there
-//!    (same id in the slot, R15, R19), still enabled, and for a timer not updated since
-//!    collection (R34)? Then the events are re-filtered by the current interest (R18), the
-//!    closure is taken out of its slot, and the lock is released while it runs (R43), inside
-//!    a panic catcher (R54). Afterwards it goes back to its slot, or — if it was removed
-//!    while it ran — to its reserved place in the free list (R16, R22).
+//!    (same id in the slot, [R15](anyloop::contract#r15), [R19](anyloop::contract#r19)), still enabled, and for a timer not updated since
+//!    collection ([R34](anyloop::contract#r34))? Then the events are re-filtered by the current interest ([R18](anyloop::contract#r18)), the
+//!    closure is taken out of its slot, and the lock is released while it runs ([R43](anyloop::contract#r43)), inside
+//!    a panic catcher ([R54](anyloop::contract#r54)). Afterwards it goes back to its slot, or — if it was removed
+//!    while it ran — to its reserved place in the free list ([R16](anyloop::contract#r16), [R22](anyloop::contract#r22)).
 //! 6. **Frees** again, so that everything removed during this iteration is dropped before
-//!    `run_once` returns (R25).
+//!    `run_once` returns ([R25](anyloop::contract#r25)).
 //!
-//! Order within an iteration (R58): timers first (by deadline, then creation), then fd
+//! Order within an iteration ([R58](anyloop::contract#r58)): timers first (by deadline, then creation), then fd
 //! watches (by fd in the order the substrate reported them, watches on one fd in
-//! registration order). Tests must only rely on R33.
+//! registration order). Tests must only rely on [R33](anyloop::contract#r33).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -42,7 +42,7 @@ use anyloop::IoEvents;
 use anyloop::Loop;
 use anyloop::LoopStats;
 use anyloop::{Error, Result};
-use anyloop::{TimerId, WatchId};
+use anyloop::{Quitter, RegistrationId, Schedule, TimerId, WatchId};
 
 /// One callback to run in this iteration, as collected.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +51,8 @@ enum Item {
         slot: usize,
         id: TimerId,
         epoch: u64,
+        /// A one-shot firing: the timer is already disabled.
+        once: bool,
     },
     Handle {
         slot: usize,
@@ -58,7 +60,8 @@ enum Item {
         fd: std::os::fd::RawFd,
         /// Fd-level readiness; each watch gets its own intersection at dispatch time.
         ready: IoEvents,
-        /// `ERROR` for an fd found invalid: delivered as is (the watch is disabled already).
+        /// `ERROR` for an fd found invalid: delivered as is if the watch is still enabled at
+        /// dispatch, which then disables it.
         forced: bool,
     },
 }
@@ -68,7 +71,7 @@ enum Item {
 /// [`Registrar`](super::Registrar)) and wraps this in its own loop type.
 ///
 /// Dropping the engine frees every remaining callback exactly once, on the dropping thread
-/// (R48); [`Loop`] handles that outlive it answer [`Error::LoopGone`].
+/// ([R48](anyloop::contract#r48)); [`Loop`] handles that outlive it answer [`Error::LoopGone`].
 pub struct Engine<P: Poller> {
     shared: Arc<Shared<P::Registrar>>,
     poller: P,
@@ -84,7 +87,7 @@ struct Work {
     /// Fd slots dispatched in the last iteration (edge-triggered substrates only).
     recheck: Vec<Token>,
     touched: Vec<usize>,
-    /// Reports for torn-down registrations, this iteration and the previous one (B62).
+    /// Reports for torn-down registrations, this iteration and the previous one ([B62](anyloop::contract#b62)).
     stale: Vec<Token>,
     stale_before: Vec<Token>,
     batch: Vec<Item>,
@@ -96,36 +99,6 @@ impl<P: Poller> std::fmt::Debug for Engine<P> {
         f.debug_struct("Engine")
             .field("stats", &self.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// A handle that asks an [`Engine`] to quit from any thread (type-erased).
-#[derive(Clone)]
-pub struct QuitHandle(Arc<dyn QuitTarget>);
-
-trait QuitTarget: Send + Sync {
-    fn request_quit(&self);
-}
-
-impl<R: super::Registrar> QuitTarget for Shared<R> {
-    fn request_quit(&self) {
-        Shared::request_quit(self)
-    }
-}
-
-impl QuitHandle {
-    /// Asks the loop to stop after the iteration it is in (R47). Callable from any thread and
-    /// from callbacks; never runs a callback itself.
-    pub fn quit(&self) {
-        self.0.request_quit();
-    }
-}
-
-impl std::fmt::Debug for QuitHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("QuitHandle")
-            .field(&Arc::as_ptr(&self.0).cast::<()>())
-            .finish()
     }
 }
 
@@ -162,7 +135,7 @@ impl<P: Poller> Engine<P> {
         Loop::from_arc(self.shared.clone())
     }
 
-    /// The table shared with the [`Loop`] watches: for a hosted backend whose host owns the
+    /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
     /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
     /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
     /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
@@ -173,17 +146,23 @@ impl<P: Poller> Engine<P> {
         &self.shared
     }
 
-    /// A handle that stops [`run`](Self::run) from any thread.
-    pub fn quit_handle(&self) -> QuitHandle {
-        QuitHandle(self.shared.clone())
+    /// The handle that stops [`run`](Self::run) from any thread ([R47](anyloop::contract#r47)).
+    pub fn quitter(&self) -> Quitter {
+        let shared = self.shared.clone();
+        Quitter::new(move || shared.request_quit())
     }
 
-    /// Asks the loop to stop after the current iteration (R47).
+    /// Consumes a pending quit request ([R47](anyloop::contract#r47)): `true` once per request.
+    pub fn take_quit(&self) -> bool {
+        self.shared.take_quit()
+    }
+
+    /// Asks the loop to stop after the current iteration ([R47](anyloop::contract#r47)).
     pub fn quit(&self) {
         self.shared.request_quit();
     }
 
-    /// Counts for diagnosis (R57).
+    /// Counts for diagnosis ([R57](anyloop::contract#r57)).
     pub fn stats(&self) -> LoopStats {
         self.shared.lock().stats()
     }
@@ -215,8 +194,8 @@ impl<P: Poller> Engine<P> {
     /// on the thread that iterates the host, every time): opens the host-wait window of
     /// [`Shared::host_sleeps`], during which an op from any other thread wakes the poller (its
     /// fd becomes readable) although the engine is not inside [`run_once`](Self::run_once),
-    /// because the host may be blocked in its own poll on that fd (R40); ops on the host
-    /// thread itself need no wake-up (R41).
+    /// because the host may be blocked in its own poll on that fd ([R40](anyloop::contract#r40)); ops on the host
+    /// thread itself need no wake-up ([R41](anyloop::contract#r41)).
     pub fn prepare_host_wait(&self) -> Option<Duration> {
         let timeout = self.shared.host_sleeps();
         if self.work.recheck.is_empty() {
@@ -270,7 +249,7 @@ impl<P: Poller> Engine<P> {
     /// # Errors
     /// [`Error::CallbackPanicked`] naming the first registration whose callback or free
     /// panicked (the rest of the iteration still ran, later panics are traced; the loop
-    /// stays usable, R54); [`Error::Os`] if the wait itself failed.
+    /// stays usable, [R54](anyloop::contract#r54)); [`Error::Os`] if the wait itself failed.
     pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
         let Engine {
             shared,
@@ -283,7 +262,11 @@ impl<P: Poller> Engine<P> {
         // collect and dispatch; after the callback, which also closes the iteration): every
         // acquisition costs atomics on the hot path, so phases share them where they can.
         let mut st = shared.lock();
-        st.loop_thread = Some(current_thread());
+        let here = current_thread();
+        st.loop_thread = Some(here);
+        // The loop's thread is the one running it (thread-bound callbacks of another thread
+        // are not called, below).
+        st.home = here;
         // A hosted engine's host poll is over: from here on `loop_thread` decides.
         st.host_waiting = None;
         let mut loop_thread = LoopThread {
@@ -320,7 +303,9 @@ impl<P: Poller> Engine<P> {
         if woken {
             st.wake_pending = false;
         }
-        st.iterations += 1;
+        if !std::mem::take(&mut st.poll_counted) {
+            st.iterations += 1;
+        }
         work.collect(&mut st, P::EDGE_TRIGGERED);
         work.purge_stale(&mut st, &shared.registrar);
         let (count, mut st) = work.dispatch(shared, st, &mut first_error);
@@ -377,13 +362,22 @@ impl Work {
         if !st.heap.is_empty() {
             let now = Instant::now();
             while let Some(slot) = st.heap.pop_expired(now) {
-                let Some(timer) = st.timers.get(slot) else {
+                let Some(timer) = st.timers.get_mut(slot) else {
                     continue;
                 };
+                let once = timer.schedule.is_one_shot();
+                if once {
+                    // A one-shot timer fires once and is disabled from now on (R27). Its
+                    // epoch moves on with the change, so the batch entry below is the one
+                    // firing; an update by an earlier callback moves it again and cancels it.
+                    timer.schedule = Schedule::Disabled;
+                    timer.epoch += 1;
+                }
                 self.batch.push(Item::Timer {
                     slot,
                     id: timer.id,
                     epoch: timer.epoch,
+                    once,
                 });
             }
             // Re-arm only after the pop loop: a 0-interval timer re-armed at `now` would
@@ -392,9 +386,9 @@ impl Work {
             for item in &self.batch {
                 if let Item::Timer { slot, .. } = *item {
                     if let Some(timer) = st.timers.get(slot) {
-                        if let Some(interval) = timer.interval {
+                        if let Schedule::Every(period) = timer.schedule {
                             let seq = timer.seq;
-                            st.heap.schedule(slot, deadline_after(now, interval), seq);
+                            st.heap.schedule(slot, deadline_after(now, period), seq);
                         }
                     }
                 }
@@ -440,9 +434,11 @@ impl Work {
                     continue;
                 };
                 if invalid {
-                    // POLLNVAL: ERROR once, then the watch is disabled so it cannot spin (R52).
+                    // POLLNVAL: ERROR once, then the watch is disabled so it cannot spin
+                    // (R52). The disable happens at dispatch, where the interest in force
+                    // then decides whether the ERROR is delivered at all (R10, R18): an
+                    // earlier callback of this iteration may have disabled the watch.
                     if !handle.interest.is_empty() {
-                        handle.interest = IoEvents::empty();
                         self.batch.push(Item::Handle {
                             slot: w,
                             id: handle.id,
@@ -478,7 +474,7 @@ impl Work {
 
     /// A torn-down registration reported in two consecutive iterations is one the kernel
     /// kept although we removed it: its fd was closed while the file stays open elsewhere,
-    /// so it cannot be removed by number (B62). Level-triggered, it would make every wait
+    /// so it cannot be removed by number ([B62](anyloop::contract#b62)). Level-triggered, it would make every wait
     /// return at once. Rebuild the kernel state from the live registrations instead.
     /// (A single stale report is normal: a removal that raced with the wait.)
     fn purge_stale<R: Registrar>(&mut self, st: &mut State, registrar: &R) {
@@ -535,12 +531,24 @@ impl Work {
         let mut count = 0;
         for item in &batch {
             match *item {
-                Item::Timer { slot, id, epoch } => {
+                Item::Timer {
+                    slot,
+                    id,
+                    epoch,
+                    once,
+                } => {
                     let Some(timer) = st.timers.get_mut(slot) else {
                         continue;
                     };
                     // Removed, disabled or restarted by an earlier callback: not now (R34).
-                    if timer.id != id || timer.epoch != epoch || timer.interval.is_none() {
+                    if timer.id != id
+                        || timer.epoch != epoch
+                        || (!once && !timer.schedule.is_enabled())
+                    {
+                        continue;
+                    }
+                    if !timer.callback.as_ref().is_some_and(|cb| cb.runs_here()) {
+                        record(first_error, off_thread(id.into(), &timer.callback));
                         continue;
                     }
                     let Some(mut callback) = timer.callback.take() else {
@@ -577,13 +585,22 @@ impl Work {
                     if handle.id != id {
                         continue; // Removed (slot reused or not): never started again (R15).
                     }
-                    // Filter by the interest as it is *now* (R18).
-                    let events = if forced {
+                    // Filter by the interest as it is *now* (R18): a watch disabled by an
+                    // earlier callback of this iteration is silent, even for a forced ERROR.
+                    let events = if handle.interest.is_empty() {
+                        IoEvents::empty()
+                    } else if forced {
+                        // The fd is not open any more: this ERROR is the last event (R52).
+                        handle.interest = IoEvents::empty();
                         ready
                     } else {
                         handle.interest.deliverable(ready)
                     };
                     if events.is_empty() {
+                        continue;
+                    }
+                    if !handle.callback.as_ref().is_some_and(|cb| cb.runs_here()) {
+                        record(first_error, off_thread(id.into(), &handle.callback));
                         continue;
                     }
                     let Some(mut callback) = handle.callback.take() else {
@@ -656,7 +673,20 @@ impl<P: Poller> Drop for Engine<P> {
     }
 }
 
-/// Adds the registration's debug name (R56) to a panic report.
+/// The error for a due thread-bound callback of another thread (it is not called, [R42](anyloop::contract#r42));
+/// `Ok` when there is no callback to call (it runs right now, further up the stack).
+fn off_thread<C>(id: RegistrationId, callback: &Option<C>) -> Result<()> {
+    match callback {
+        None => Ok(()),
+        Some(_) => Err(Error::WrongThread {
+            id: Some(id),
+            what:
+                "a thread-bound callback was due, but the loop runs on another thread: not called",
+        }),
+    }
+}
+
+/// Adds the registration's debug name ([R56](anyloop::contract#r56)) to a panic report.
 fn named(err: Error, name: Option<&str>) -> Error {
     match (err, name) {
         (Error::CallbackPanicked { id, message }, Some(name)) => Error::CallbackPanicked {
@@ -667,10 +697,10 @@ fn named(err: Error, name: Option<&str>) -> Error {
     }
 }
 
-/// Keeps the first error of an iteration; traces the others (R54).
+/// Keeps the first error of an iteration; traces the others ([R54](anyloop::contract#r54)).
 fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
     if let Err(err) = outcome {
-        tracing::error!(%err, "callback panicked");
+        tracing::error!(%err, "callback failed");
         if first_error.is_none() {
             *first_error = Some(err);
         }

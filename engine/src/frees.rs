@@ -1,9 +1,9 @@
 //! The deferred-free list: callbacks removed but not dropped yet.
 //!
-//! Remove never drops a callback in place (contract R21): it moves it here, and the loop
-//! thread drops the list's contents after dispatch, with no lock held (R24), in removal order
-//! (R26). A callback removed *while it runs* cannot be moved yet (the loop holds it); its place
-//! in the order is reserved at removal time and filled when the callback returns (R22), so the
+//! Remove never drops a callback in place (contract [R21](anyloop::contract#r21)): it moves it here, and the loop
+//! thread drops the list's contents after dispatch, with no lock held ([R24](anyloop::contract#r24)), in removal order
+//! ([R26](anyloop::contract#r26)). A callback removed *while it runs* cannot be moved yet (the loop holds it); its place
+//! in the order is reserved at removal time and filled when the callback returns ([R22](anyloop::contract#r22)), so the
 //! order stays the removal order.
 
 use std::collections::VecDeque;

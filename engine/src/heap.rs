@@ -6,7 +6,7 @@
 //! backend's table and the heap remembers where each slot sits, so insert, update and remove
 //! are all O(log n).
 //!
-//! Order: earliest deadline first; equal deadlines by creation sequence (contract R33).
+//! Order: earliest deadline first; equal deadlines by creation sequence (contract [R33](anyloop::contract#r33)).
 //!
 //! Why it is shaped like this: with 100 000 timers every level of the heap is a cache miss,
 //! so the heap is 4-ary (half the depth of a binary heap; the four children share a cache
@@ -41,7 +41,7 @@ impl Entry {
 ///
 /// Slots are small integers chosen by the caller (typically `slab` keys, below `u32::MAX`); a
 /// slot is in the heap at most once. `seq` breaks ties between equal deadlines: pass the
-/// timer's creation sequence so that equal deadlines fire in creation order (R33). Deadlines
+/// timer's creation sequence so that equal deadlines fire in creation order ([R33](anyloop::contract#r33)). Deadlines
 /// are kept with nanosecond precision relative to the moment the heap was created; earlier
 /// deadlines are all "due" and keep their sequence order.
 ///

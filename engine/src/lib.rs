@@ -32,7 +32,7 @@ mod poller;
 mod table;
 
 pub use clock::{deadline_after, poll_timeout, MAX_WAIT};
-pub use dispatch::{Engine, QuitHandle};
+pub use dispatch::Engine;
 pub use frees::{DeferredFrees, FreeTicket};
 pub use heap::TimerHeap;
 pub use panic::catch_user_panic;

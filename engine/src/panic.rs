@@ -1,4 +1,4 @@
-//! Catching panics at the dispatch boundary (contract R54).
+//! Catching panics at the dispatch boundary (contract [R54](anyloop::contract#r54)).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

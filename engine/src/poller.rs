@@ -46,16 +46,16 @@ pub struct Readiness {
     /// What the fd is ready for (`ERROR`/`HANGUP` included as the kernel reports them).
     pub events: IoEvents,
     /// The fd is not open any more (`POLLNVAL`): the engine delivers `ERROR` once to each
-    /// enabled watch and then disables them (contract R52).
+    /// enabled watch and then disables them (contract [R52](anyloop::contract#r52)).
     pub invalid: bool,
 }
 
 /// An fd the OS layer must check with a zero-timeout probe (`poll(2)`) before waiting.
 ///
 /// The engine hands over two kinds: fds the kernel refused to watch because they are always
-/// ready (regular files, `/dev/null`: [`Registered::AlwaysReady`], contract D4), and — for an
+/// ready (regular files, `/dev/null`: [`Registered::AlwaysReady`], contract [D4](anyloop::contract#d4)), and — for an
 /// edge-triggered substrate only ([`Poller::EDGE_TRIGGERED`]) — the fds it dispatched in the
-/// previous iteration, which is how level-triggered delivery is emulated (R8) with one batched
+/// previous iteration, which is how level-triggered delivery is emulated ([R8](anyloop::contract#r8)) with one batched
 /// syscall instead of one per event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
@@ -74,10 +74,10 @@ pub enum Registered {
     Kernel,
     /// The kernel refused the fd because it is always ready (epoll's `EPERM` for regular files
     /// and `/dev/null`); the engine probes it every iteration instead and never sleeps while
-    /// it is enabled (D4).
+    /// it is enabled ([D4](anyloop::contract#d4)).
     AlwaysReady,
     /// The fd is not open (`EBADF`): treated as already gone, never as an error on update
-    /// (contract R52).
+    /// (contract [R52](anyloop::contract#r52)).
     Gone,
 }
 
@@ -115,7 +115,7 @@ pub trait Registrar: Send + Sync + 'static {
     ///
     /// Needed by level-triggered substrates: an fd closed while its file stays open elsewhere
     /// (a dup, a forked child) cannot be removed from epoll by number any more and would be
-    /// reported on every wait, a spin (B62). The engine calls this when a report for a
+    /// reported on every wait, a spin ([B62](anyloop::contract#b62)). The engine calls this when a report for a
     /// registration it tore down comes back in two consecutive iterations. The default does
     /// nothing (an edge-triggered substrate reports such a file only on new edges).
     ///
@@ -126,7 +126,7 @@ pub trait Registrar: Send + Sync + 'static {
     }
 
     /// Wakes the loop thread out of [`Poller::wait`]. Must not block; a wake-up that is
-    /// already pending counts as success (contract R45).
+    /// already pending counts as success (contract [R45](anyloop::contract#r45)).
     ///
     /// # Errors
     /// Unexpected OS failures (logged).
@@ -140,15 +140,15 @@ pub trait Poller: Send + 'static {
 
     /// True when the substrate reports readiness only on changes (mio): the engine then
     /// passes the fds it dispatched in the previous iteration as [`Probe`]s so that data
-    /// left unread is reported again (R8).
+    /// left unread is reported again ([R8](anyloop::contract#r8)).
     const EDGE_TRIGGERED: bool;
 
     /// Probes `probes` without blocking, then waits up to `timeout` (`None`: until something
     /// happens; zero if a probe was ready) and appends what is ready to `events`.
     ///
     /// Returns whether the wake-up was signalled; the OS layer must have *consumed* the
-    /// wake-up before returning (contract R40: drain before the engine looks at its state).
-    /// An interrupted wait (`EINTR`) returns normally with whatever it has (R55).
+    /// wake-up before returning (contract [R40](anyloop::contract#r40): drain before the engine looks at its state).
+    /// An interrupted wait (`EINTR`) returns normally with whatever it has ([R55](anyloop::contract#r55)).
     ///
     /// # Errors
     /// [`Error::Os`](anyloop::Error::Os) for unexpected failures.

@@ -2,15 +2,15 @@
 //! and the six vtable operations on it.
 //!
 //! Everything lives behind one mutex, held only for bookkeeping and kernel registration calls,
-//! never around user code (contract R43). Ids map to slab slots through hash maps; slots are
-//! reused, ids never are (R1), and every later check compares the id stored in the slot, so a
-//! reused slot can never be mistaken for the registration that used to live there (B40, B44).
+//! never around user code (contract [R43](anyloop::contract#r43)). Ids map to slab slots through hash maps; slots are
+//! reused, ids never are ([R1](anyloop::contract#r1)), and every later check compares the id stored in the slot, so a
+//! reused slot can never be mistaken for the registration that used to live there ([B40](anyloop::contract#b40), [B44](anyloop::contract#b44)).
 //!
 //! Kernel registrations are per fd, not per watch: an [`FdSlot`] holds the watches on one fd
 //! (in registration order) and the union of their interests, which is what the kernel is told
-//! (R11). Changes are made eagerly, inside the operation, so that a library that removes its
-//! watch before closing the fd (R53) never leaves a kernel registration behind, even when the
-//! fd's file lives on elsewhere (epoll keeps reporting such a file, B62).
+//! ([R11](anyloop::contract#r11)). Changes are made eagerly, inside the operation, so that a library that removes its
+//! watch before closing the fd ([R53](anyloop::contract#r53)) never leaves a kernel registration behind, even when the
+//! fd's file lives on elsewhere (epoll keeps reporting such a file, [B62](anyloop::contract#b62)).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +27,7 @@ use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{Registered, Registrar, Token};
 use anyloop::IoEvents;
-use anyloop::{Backend, Interval, LoopStats};
+use anyloop::{Backend, LoopStats, Schedule};
 use anyloop::{Error, Rejected, Result};
 use anyloop::{RegistrationId, TimerId, WatchId};
 use anyloop::{TimerCallback, WatchCallback};
@@ -58,13 +58,13 @@ impl Freed {
 /// How the kernel currently knows an fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
-    /// Not registered (no enabled watch): a disabled watch is silent (R10).
+    /// Not registered (no enabled watch): a disabled watch is silent ([R10](anyloop::contract#r10)).
     Unregistered,
     /// Registered with the fd slot's interest.
     Registered,
-    /// Refused as always ready: probed every iteration (D4).
+    /// Refused as always ready: probed every iteration ([D4](anyloop::contract#d4)).
     AlwaysReady,
-    /// The fd was found closed; nothing is registered and the watches are quiet (R52).
+    /// The fd was found closed; nothing is registered and the watches are quiet ([R52](anyloop::contract#r52)).
     Gone,
 }
 
@@ -78,7 +78,7 @@ pub(crate) struct FdSlot {
     /// Union of the watches' interests: what the kernel is asked for.
     pub(crate) interest: IoEvents,
     pub(crate) kernel: Kernel,
-    /// Readiness collected in the current iteration (merges duplicate reports, R12).
+    /// Readiness collected in the current iteration (merges duplicate reports, [R12](anyloop::contract#r12)).
     pub(crate) pending: IoEvents,
     pub(crate) invalid: bool,
 }
@@ -94,16 +94,16 @@ pub(crate) struct HandleSlot {
     pub(crate) fd: RawFd,
     pub(crate) fd_key: usize,
     pub(crate) interest: IoEvents,
-    /// `None` while the callback runs (the loop holds it, R20, R43).
+    /// `None` while the callback runs (the loop holds it, [R20](anyloop::contract#r20), [R43](anyloop::contract#r43)).
     pub(crate) callback: Option<WatchCallback>,
 }
 
 pub(crate) struct TimerSlot {
     pub(crate) id: TimerId,
-    pub(crate) interval: Interval,
-    /// Bumped by every update, so a firing collected before an update is dropped (R29, R34).
+    pub(crate) schedule: Schedule,
+    /// Bumped by every update, so a firing collected before an update is dropped ([R29](anyloop::contract#r29), [R34](anyloop::contract#r34)).
     pub(crate) epoch: u64,
-    /// Creation sequence: ties between equal deadlines fire in creation order (R33).
+    /// Creation sequence: ties between equal deadlines fire in creation order ([R33](anyloop::contract#r33)).
     pub(crate) seq: u64,
     pub(crate) callback: Option<TimerCallback>,
 }
@@ -112,24 +112,30 @@ pub(crate) struct TimerSlot {
 pub(crate) struct Running {
     pub(crate) id: RegistrationId,
     /// Set when the registration was removed while its callback ran: the free's place in
-    /// removal order (R22, R26).
+    /// removal order ([R22](anyloop::contract#r22), [R26](anyloop::contract#r26)).
     pub(crate) removed: Option<FreeTicket>,
 }
 
 pub(crate) struct State {
-    /// The loop was destroyed: every op answers `LoopGone` (R48).
+    /// The loop was destroyed: every op answers `LoopGone` ([R48](anyloop::contract#r48)).
     pub(crate) gone: bool,
-    /// The thread inside `run_once`, if any; ops from other threads wake it (R40, R41).
+    /// The thread inside `run_once`, if any; ops from other threads wake it ([R40](anyloop::contract#r40), [R41](anyloop::contract#r41)).
     pub(crate) loop_thread: Option<ThreadId>,
     /// The thread of the host loop (GLib, calloop) of a hosted engine while it may block in
     /// the host's poll, i.e. *outside* `run_once`: from the host's prepare step
     /// ([`Engine::prepare_host_wait`](super::Engine::prepare_host_wait)) until its poll is
     /// over ([`Engine::end_host_wait`](super::Engine::end_host_wait) or `run_once`). Ops
-    /// from other threads wake it too (R40).
+    /// from other threads wake it too ([R40](anyloop::contract#r40)).
     pub(crate) host_waiting: Option<ThreadId>,
-    /// A wake-up was sent and not yet consumed: later ones are coalesced (R40).
+    /// A wake-up was sent and not yet consumed: later ones are coalesced ([R40](anyloop::contract#r40)).
     pub(crate) wake_pending: bool,
     pub(crate) iterations: u64,
+    /// The host's poll was counted in `iterations` by [`Shared::host_awake`]: the engine
+    /// iteration that dispatches what that poll found does not count it again.
+    pub(crate) poll_counted: bool,
+    /// The loop's thread: the one that created the engine, or the last one that ran an
+    /// iteration. Thread-bound callbacks may be added there, and only there are they run.
+    pub(crate) home: ThreadId,
     pub(crate) watches: Slab<HandleSlot>,
     pub(crate) fds: Slab<FdSlot>,
     pub(crate) fd_index: FxHashMap<RawFd, usize>,
@@ -180,6 +186,8 @@ impl State {
             host_waiting: None,
             wake_pending: false,
             iterations: 0,
+            poll_counted: false,
+            home: current_thread(),
             watches: Slab::new(),
             fds: Slab::new(),
             fd_index: FxHashMap::default(),
@@ -213,7 +221,7 @@ impl State {
 
     /// Whether an op by the calling thread must wake the loop: only when another thread is
     /// inside `run_once`, or is a host thread that may be blocked in its host's poll (the
-    /// loop thread itself is not blocked, R41; a loop that is not running reads the state
+    /// loop thread itself is not blocked, [R41](anyloop::contract#r41); a loop that is not running reads the state
     /// afresh when it starts), and no wake-up is pending yet.
     pub(crate) fn claim_wake(&mut self) -> bool {
         match self.loop_thread.or(self.host_waiting) {
@@ -254,7 +262,7 @@ impl State {
     /// Brings the kernel registration of fd slot `key` in line with its watches' interests.
     ///
     /// `verify` forces a kernel call even when the union is unchanged: used when a watch
-    /// joins an existing fd, in case the fd number was closed and reused since (R52), in which
+    /// joins an existing fd, in case the fd number was closed and reused since ([R52](anyloop::contract#r52)), in which
     /// case the registrar registers the new file.
     pub(crate) fn sync_kernel<R: Registrar>(
         &mut self,
@@ -418,14 +426,14 @@ impl<R: Registrar> Shared<R> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Live watches, live timers, pending frees and iterations so far (R57): what
+    /// Live watches, live timers, pending frees and iterations so far ([R57](anyloop::contract#r57)): what
     /// [`Engine::stats`](super::Engine::stats) reports, readable by a backend that does not
     /// hold the engine (a hosted backend whose host owns it).
     pub fn stats(&self) -> LoopStats {
         self.lock().stats()
     }
 
-    /// Consumes a pending quit request (R47): `true` once per request. For a hosted backend,
+    /// Consumes a pending quit request ([R47](anyloop::contract#r47)): `true` once per request. For a hosted backend,
     /// whose host runs the loop and must stop when asked; [`Engine::run`](super::Engine::run)
     /// does the same for the built-in loop.
     pub fn take_quit(&self) -> bool {
@@ -466,10 +474,10 @@ impl<R: Registrar> Shared<R> {
     /// before the host sleeps in its own poll, on the host's thread: from now on ops from
     /// other threads write the wake-up (coalesced), exactly as while
     /// [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host through the
-    /// poller's fd (R40). Returns [`next_timeout`](Self::next_timeout), read under the same
+    /// poller's fd ([R40](anyloop::contract#r40)). Returns [`next_timeout`](Self::next_timeout), read under the same
     /// lock: an op is either seen by this answer or wakes the host.
     ///
-    /// Ops made while the host does not sleep write nothing (R41), so the backend must act on
+    /// Ops made while the host does not sleep write nothing ([R41](anyloop::contract#r41)), so the backend must act on
     /// the answer before the host sleeps (a new timer, a pending free or a quit changes it;
     /// new fd readiness shows on the poller's fd by itself), e.g. with
     /// [`wake_host`](Self::wake_host). Call [`host_awake`](Self::host_awake) when the host's
@@ -477,6 +485,9 @@ impl<R: Registrar> Shared<R> {
     pub fn host_sleeps(&self) -> Option<Duration> {
         let mut st = self.lock();
         st.host_waiting = Some(current_thread());
+        // A new host iteration: whether it is counted is decided afresh (by `host_awake`, or
+        // by the engine iteration that dispatches it when the host skips its check step).
+        st.poll_counted = false;
         self.next_timeout_locked(st)
     }
 
@@ -484,9 +495,15 @@ impl<R: Registrar> Shared<R> {
     /// wake-up until it sleeps again, so no stale wake-up is left to end a later poll early.
     /// ([`Engine::run_once`](super::Engine::run_once) ends the window too.) Returns
     /// [`next_timeout`](Self::next_timeout), read under the same lock.
+    ///
+    /// A host poll that ends here counts as an iteration in [`LoopStats::iterations`] (the
+    /// engine iteration that may follow to dispatch what it found does not count again).
     pub fn host_awake(&self) -> Option<Duration> {
         let mut st = self.lock();
-        st.host_waiting = None;
+        if st.host_waiting.take().is_some() {
+            st.iterations += 1;
+            st.poll_counted = true;
+        }
         self.next_timeout_locked(st)
     }
 
@@ -500,18 +517,18 @@ impl<R: Registrar> Shared<R> {
             !std::mem::replace(&mut st.wake_pending, true)
         };
         if claimed {
-            self.wake();
+            self.send_wake();
         }
     }
 
     /// Sends the wake-up claimed by [`State::claim_wake`] (after the lock was released).
-    pub(crate) fn wake(&self) {
+    pub(crate) fn send_wake(&self) {
         if let Err(err) = self.registrar.wake() {
             tracing::warn!(%err, "waking the loop failed");
         }
     }
 
-    /// Asks the loop to stop after the iteration it is in (R47); from any thread.
+    /// Asks the loop to stop after the iteration it is in ([R47](anyloop::contract#r47)); from any thread.
     pub(crate) fn request_quit(&self) {
         self.quit.store(true, Ordering::SeqCst);
         // Taking the lock orders the store before any later look at the flag by the loop:
@@ -520,7 +537,7 @@ impl<R: Registrar> Shared<R> {
         self.finish(self.lock());
     }
 
-    /// Runs one update or removal from any thread: refused once the loop is gone (R48); the
+    /// Runs one update or removal from any thread: refused once the loop is gone ([R48](anyloop::contract#r48)); the
     /// loop is woken afterwards if needed.
     fn change(&self, op: impl FnOnce(&mut State, &R) -> Result<()>) -> Result<()> {
         let mut st = self.lock();
@@ -533,12 +550,12 @@ impl<R: Registrar> Shared<R> {
     }
 
     /// Ends an op that changed the table: releases the lock, then wakes the loop if another
-    /// thread is blocked in it and no wake-up is pending yet (R40, R41).
+    /// thread is blocked in it and no wake-up is pending yet ([R40](anyloop::contract#r40), [R41](anyloop::contract#r41)).
     fn finish(&self, mut st: MutexGuard<'_, State>) {
         let wake = st.claim_wake();
         drop(st);
         if wake {
-            self.wake();
+            self.send_wake();
         }
     }
 }
@@ -617,7 +634,7 @@ impl<R: Registrar> Backend for Shared<R> {
             st.unlink_handle(&self.registrar, slot);
             return Err(Rejected::new(error, callback));
         }
-        tracing::trace!(%id, fd, ?events, name = callback.name(), "add handle");
+        tracing::trace!(%id, fd, ?events, name = callback.name(), "add watch");
         st.watches[slot].callback = Some(callback);
         self.finish(st);
         Ok(id)
@@ -648,7 +665,7 @@ impl<R: Registrar> Backend for Shared<R> {
                 st.watches[slot].interest = old;
                 return Err(err);
             }
-            tracing::trace!(%id, fd, ?events, "update handle");
+            tracing::trace!(%id, fd, ?events, "update watch");
             Ok(())
         })
     }
@@ -657,7 +674,7 @@ impl<R: Registrar> Backend for Shared<R> {
         self.change(|st, registrar| {
             let slot = st.handle_slot(id)?;
             let handle = st.unlink_handle(registrar, slot);
-            tracing::trace!(%id, fd = handle.fd, "remove handle");
+            tracing::trace!(%id, fd = handle.fd, "remove watch");
             let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
             st.defer_free(id.into(), freed);
             Ok(())
@@ -666,7 +683,7 @@ impl<R: Registrar> Backend for Shared<R> {
 
     fn add_timer(
         &self,
-        interval: Interval,
+        schedule: Schedule,
         callback: TimerCallback,
     ) -> Result<TimerId, Rejected<TimerCallback>> {
         let mut st = self.lock();
@@ -683,41 +700,40 @@ impl<R: Registrar> Backend for Shared<R> {
             ));
         };
         let seq = st.next_seq();
-        tracing::trace!(%id, ?interval, name = callback.name(), "add timeout");
+        tracing::trace!(%id, ?schedule, name = callback.name(), "add timer");
         let slot = st.timers.insert(TimerSlot {
             id,
-            interval,
+            schedule,
             epoch: 0,
             seq,
             callback: Some(callback),
         });
-        if let Some(interval) = interval {
+        if let Some(delay) = schedule.delay() {
             // Read the clock now, not from a cached loop time (B55).
             st.heap
-                .schedule(slot, deadline_after(Instant::now(), interval), seq);
+                .schedule(slot, deadline_after(Instant::now(), delay), seq);
         }
         self.finish(st);
         Ok(id)
     }
 
-    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, schedule: Schedule) -> Result<()> {
         self.change(|st, _| {
             let slot = st.timer_slot(id)?;
             let timer = &mut st.timers[slot];
-            timer.interval = interval;
+            timer.schedule = schedule;
             timer.epoch += 1;
             let seq = timer.seq;
-            match interval {
-                // Always a restart from now, even with the same interval (R5, R29).
-                Some(interval) => {
-                    st.heap
-                        .schedule(slot, deadline_after(Instant::now(), interval), seq)
-                }
+            match schedule.delay() {
+                // Always a restart from now, even with the same schedule (R5, R29).
+                Some(delay) => st
+                    .heap
+                    .schedule(slot, deadline_after(Instant::now(), delay), seq),
                 None => {
                     st.heap.cancel(slot);
                 }
             }
-            tracing::trace!(%id, ?interval, "update timeout");
+            tracing::trace!(%id, ?schedule, "update timer");
             Ok(())
         })
     }
@@ -727,10 +743,32 @@ impl<R: Registrar> Backend for Shared<R> {
             let slot = st.timer_slot(id)?;
             st.heap.cancel(slot);
             let timer = st.timers.remove(slot);
-            tracing::trace!(%id, "remove timeout");
+            tracing::trace!(%id, "remove timer");
             let freed = timer.callback.map(|cb| Freed::Timeout(id, cb));
             st.defer_free(id.into(), freed);
             Ok(())
         })
+    }
+
+    fn timer_schedule(&self, id: TimerId) -> Result<Schedule> {
+        let st = self.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        let slot = st.timer_slot(id)?;
+        Ok(st.timers[slot].schedule)
+    }
+
+    fn stats(&self) -> LoopStats {
+        self.lock().stats()
+    }
+
+    fn wake(&self) {
+        self.wake_host();
+    }
+
+    fn loop_thread(&self) -> Option<ThreadId> {
+        let st = self.lock();
+        (!st.gone).then_some(st.home)
     }
 }

@@ -9,22 +9,32 @@
 //! - **Interest toggling**: the output watch asks for `WRITABLE` only while output is pending,
 //!   and the input watch is paused (empty interest) while too much output is queued
 //!   (backpressure), then resumed.
-//! - **Timer restart**: every chunk of input restarts the idle countdown with
-//!   `update_timer` (contract R29); the timer disables itself after firing (one-shot, R34).
-//! - **Clean teardown**: watches are removed before their fds are closed (R53): stopping
-//!   removes every registration first, then closes both fds at once, so the peers see end of
-//!   file or a broken pipe without waiting for the relay object to be dropped.
+//! - **Timer restart**: the idle timer is a one-shot ([`Schedule::Once`]): it fires once per
+//!   quiet spell and is then disabled by the loop ([R27](anyloop::contract#r27)); every chunk
+//!   of input re-arms it with `update_timer`, which restarts the countdown
+//!   ([R29](anyloop::contract#r29)).
+//! - **Clean teardown**: watches are removed before their fds are closed
+//!   ([R53](anyloop::contract#r53)): stopping removes every registration first, then closes
+//!   both fds at once, so the peers see end of file or a broken pipe without waiting for the
+//!   relay object to be dropped.
 //! - **No lock around user code**: events are handed to the application's callback after the
 //!   relay's own lock is released, so the callback may call back into the relay.
+//! - **Any-thread or thread-bound reports**: [`LineRelay::start`] takes a `Send` callback and
+//!   may be called from any thread; [`LineRelay::start_local`] takes one that need not be
+//!   `Send` (it may capture an `Rc` or GTK widgets) and registers thread-bound callbacks
+//!   ([`WatchCallback::local`], [`TimerCallback::local`]) on the loop's own thread: the
+//!   application's state is updated straight from the callback, with no channel and no lock.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, TimerId, WatchId};
+use anyloop::{IoEvents, Loop, Schedule, TimerCallback, TimerId, WatchCallback, WatchId};
 use rustix::fs::OFlags;
 
 /// Bytes read from the input per readiness callback; level-triggered delivery calls again if
@@ -120,7 +130,85 @@ pub fn idle_timeout_from_secs(secs: f64) -> Result<Option<Duration>, String> {
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
-type EventSink = Box<dyn FnMut(RelayEvent) + Send>;
+/// Where the relay's reports go: the application's callback, `Send` or thread-bound. The
+/// relay's own watch and timer callbacks are built from it, and are `Send` exactly when it is.
+trait Sink: Clone + 'static {
+    /// Hands `reports` to the application's callback, in order.
+    fn deliver(&self, reports: Vec<RelayEvent>);
+}
+
+/// The callback of [`LineRelay::start`]: may be called on any thread, so it sits behind a
+/// mutex.
+#[derive(Clone)]
+struct AnyThreadSink(Arc<Mutex<Box<OnEvent>>>);
+
+/// The application's report callback, any-thread.
+type OnEvent = dyn FnMut(RelayEvent) + Send;
+
+impl Sink for AnyThreadSink {
+    fn deliver(&self, reports: Vec<RelayEvent>) {
+        if reports.is_empty() {
+            return;
+        }
+        let mut sink = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for report in reports {
+            (sink)(report);
+        }
+    }
+}
+
+/// The callback of [`LineRelay::start_local`]: only ever called on the loop's thread (the
+/// relay's callbacks that hold it are thread-bound), so a `RefCell` is enough.
+#[derive(Clone)]
+struct LocalSink(Rc<RefCell<Box<OnEventLocal>>>);
+
+/// The application's report callback, thread-bound.
+type OnEventLocal = dyn FnMut(RelayEvent);
+
+impl Sink for LocalSink {
+    fn deliver(&self, reports: Vec<RelayEvent>) {
+        if reports.is_empty() {
+            return;
+        }
+        // Never re-entered: anyloop never runs a callback inside another one, nor inside an
+        // operation (contract R42).
+        let mut sink = self.0.borrow_mut();
+        for report in reports {
+            (sink)(report);
+        }
+    }
+}
+
+/// The relay's three callbacks, before they are wrapped as `Send` or thread-bound.
+fn input_callback<S: Sink>(
+    shared: Arc<Mutex<Shared>>,
+    sink: S,
+) -> impl FnMut(WatchId, RawFd, IoEvents) + 'static {
+    move |_id, _fd, events| sink.deliver(on_input_ready(&shared, events))
+}
+
+fn output_callback<S: Sink>(
+    shared: Arc<Mutex<Shared>>,
+    sink: S,
+) -> impl FnMut(WatchId, RawFd, IoEvents) + 'static {
+    move |_id, _fd, events| sink.deliver(on_output_ready(&shared, events))
+}
+
+fn idle_callback<S: Sink>(sink: S, after: Duration) -> impl FnMut(TimerId) + 'static {
+    // A one-shot: the loop disabled the timer before this runs, so there is one report per
+    // quiet spell until input re-arms it.
+    move |_id| sink.deliver(vec![RelayEvent::Idle { after }])
+}
+
+/// The relay's callbacks, wrapped, ready to name and register.
+struct Callbacks {
+    input: WatchCallback,
+    output: WatchCallback,
+    idle: Option<TimerCallback>,
+}
 
 /// Counters a caller can read at any time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -161,7 +249,8 @@ impl Drop for Fds {
 struct Shared {
     lp: Loop,
     config: RelayConfig,
-    /// `None` once stopped: closed right after the watches were removed (R53).
+    /// `None` once stopped: closed right after the watches were removed
+    /// ([R53](anyloop::contract#r53)).
     fds: Option<Fds>,
     input_watch: Option<WatchId>,
     output_watch: Option<WatchId>,
@@ -197,7 +286,8 @@ impl fmt::Debug for LineRelay {
 }
 
 impl LineRelay {
-    /// Starts relaying from `input` to `output` on `lp`, reporting to `on_event`.
+    /// Starts relaying from `input` to `output` on `lp`, reporting to `on_event`, which may
+    /// be called on the loop's thread whichever thread this is (it must be `Send`).
     ///
     /// Both fds are switched to non-blocking mode (and back when the relay is done). Regular
     /// files work too: they are always ready, as under poll(2).
@@ -211,6 +301,65 @@ impl LineRelay {
         output: OwnedFd,
         config: RelayConfig,
         on_event: impl FnMut(RelayEvent) + Send + 'static,
+    ) -> anyloop::Result<LineRelay> {
+        let sink = AnyThreadSink(Arc::new(Mutex::new(Box::new(on_event))));
+        let idle = config.idle_timeout;
+        LineRelay::start_with(lp, input, output, config, |shared| Callbacks {
+            input: WatchCallback::new(input_callback(Arc::clone(shared), sink.clone())),
+            output: WatchCallback::new(output_callback(Arc::clone(shared), sink.clone())),
+            idle: idle.map(|after| TimerCallback::new(idle_callback(sink, after))),
+        })
+    }
+
+    /// As [`start`](Self::start), with an `on_event` that need not be `Send`: it may capture
+    /// an `Rc`, a `RefCell` or GTK widgets and update them directly. The relay's callbacks are
+    /// then thread-bound ([`WatchCallback::local`]): they are only ever called and dropped on
+    /// this thread, which must be `lp`'s loop thread.
+    ///
+    /// ```
+    /// use anyloop::Runner;
+    /// use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent};
+    /// use std::{cell::Cell, io::Write, rc::Rc};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let mut lp = anyloop_backends::LoopChoice::Select.create()?;
+    /// let (input, mut feed) = std::io::pipe()?;
+    /// let (_out, output) = std::io::pipe()?;
+    /// let lines = Rc::new(Cell::new(0)); // not `Send`
+    /// let seen = lines.clone();
+    /// let config = RelayConfig { idle_timeout: None, ..RelayConfig::default() };
+    /// let _relay = LineRelay::start_local(&lp.handle(), input.into(), output.into(), config,
+    ///     move |event| if let RelayEvent::Line { .. } = event { seen.set(seen.get() + 1) })?;
+    /// feed.write_all(b"one\ntwo\n")?;
+    /// lp.run_until(None, &mut || lines.get() == 2)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WrongThread`](anyloop::Error::WrongThread) when called off the loop's thread (or on
+    /// a backend that cannot name its loop thread); otherwise as [`start`](Self::start).
+    pub fn start_local(
+        lp: &Loop,
+        input: OwnedFd,
+        output: OwnedFd,
+        config: RelayConfig,
+        on_event: impl FnMut(RelayEvent) + 'static,
+    ) -> anyloop::Result<LineRelay> {
+        let sink = LocalSink(Rc::new(RefCell::new(Box::new(on_event))));
+        let idle = config.idle_timeout;
+        LineRelay::start_with(lp, input, output, config, |shared| Callbacks {
+            input: WatchCallback::local(input_callback(Arc::clone(shared), sink.clone())),
+            output: WatchCallback::local(output_callback(Arc::clone(shared), sink.clone())),
+            idle: idle.map(|after| TimerCallback::local(idle_callback(sink, after))),
+        })
+    }
+
+    fn start_with(
+        lp: &Loop,
+        input: OwnedFd,
+        output: OwnedFd,
+        config: RelayConfig,
+        callbacks: impl FnOnce(&Arc<Mutex<Shared>>) -> Callbacks,
     ) -> anyloop::Result<LineRelay> {
         let restore_flags = [set_nonblocking(&input), set_nonblocking(&output)];
         let (input_fd, output_fd) = (input.as_raw_fd(), output.as_raw_fd());
@@ -232,54 +381,26 @@ impl LineRelay {
             input_done: false,
             stats: RelayStats::default(),
         }));
-        let sink: Arc<Mutex<EventSink>> = Arc::new(Mutex::new(Box::new(on_event)));
+        // From here on, dropping `relay` on an error removes what was registered.
         let relay = LineRelay {
             shared: Arc::clone(&shared),
         };
+        let Callbacks {
+            input,
+            output,
+            idle: idle_callback,
+        } = callbacks(&shared);
 
-        let callback = {
-            let (shared, sink) = (Arc::clone(&shared), Arc::clone(&sink));
-            move |_id: WatchId, _fd, events: IoEvents| {
-                let reports = on_input_ready(&shared, events);
-                deliver(&sink, reports);
-            }
-        };
-        let input_watch = lp.add_watch(
-            input_fd,
-            IoEvents::READABLE,
-            anyloop::WatchCallback::new(callback).named("relay-input"),
-        )?;
+        let input_watch = lp.add_watch(input_fd, IoEvents::READABLE, input.named("relay-input"))?;
         lock(&shared).input_watch = Some(input_watch);
 
-        let callback = {
-            let (shared, sink) = (Arc::clone(&shared), Arc::clone(&sink));
-            move |_id: WatchId, _fd, events: IoEvents| {
-                let reports = on_output_ready(&shared, events);
-                deliver(&sink, reports);
-            }
-        };
         // Added disabled: it is switched on only while output is pending.
-        let output_watch = lp.add_watch(
-            output_fd,
-            IoEvents::empty(),
-            anyloop::WatchCallback::new(callback).named("relay-output"),
-        )?;
+        let output_watch =
+            lp.add_watch(output_fd, IoEvents::empty(), output.named("relay-output"))?;
         lock(&shared).output_watch = Some(output_watch);
 
-        if let Some(after) = idle {
-            let callback = {
-                let (shared, sink) = (Arc::clone(&shared), sink);
-                move |id: TimerId| {
-                    // One report per quiet spell: disable until input restarts the countdown.
-                    let lp = lock(&shared).lp.clone();
-                    let _ = lp.update_timer(id, None);
-                    deliver(&sink, vec![RelayEvent::Idle { after }]);
-                }
-            };
-            let timer = lp.add_timer(
-                Some(after),
-                anyloop::TimerCallback::new(callback).named("relay-idle"),
-            )?;
+        if let (Some(after), Some(callback)) = (idle, idle_callback) {
+            let timer = lp.add_timer(Schedule::Once(after), callback.named("relay-idle"))?;
             lock(&shared).idle_timer = Some(timer);
         }
         Ok(relay)
@@ -320,16 +441,6 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn deliver(sink: &Mutex<EventSink>, reports: Vec<RelayEvent>) {
-    if reports.is_empty() {
-        return;
-    }
-    let mut sink = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for report in reports {
-        (sink)(report);
-    }
-}
-
 /// Sets `O_NONBLOCK` and returns the previous flags if they had to change.
 fn set_nonblocking(fd: &OwnedFd) -> Option<OFlags> {
     let flags = rustix::fs::fcntl_getfl(fd).ok()?;
@@ -341,7 +452,7 @@ fn set_nonblocking(fd: &OwnedFd) -> Option<OFlags> {
 }
 
 /// Removes every registration, then closes the fds (a watch is removed before its fd closes,
-/// contract R53).
+/// [R53](anyloop::contract#r53)).
 fn stop(state: &mut Shared) {
     if let Some(id) = state.input_watch.take() {
         let _ = state.lp.remove_watch(id);
@@ -371,7 +482,8 @@ fn on_input_ready(shared: &Mutex<Shared>, events: IoEvents) -> Vec<RelayEvent> {
         Ok(n) => {
             state.stats.bytes_in += n as u64;
             if let (Some(timer), Some(after)) = (state.idle_timer, state.config.idle_timeout) {
-                let _ = state.lp.update_timer(timer, Some(after));
+                // Re-arms the one-shot and restarts its countdown (R29).
+                let _ = state.lp.update_timer(timer, Schedule::Once(after));
             }
             split_lines(&mut state, &buf[..n], &mut reports);
             after_queueing(&mut state, &mut reports);

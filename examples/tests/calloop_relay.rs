@@ -1,4 +1,6 @@
-//! Runs the `calloop_relay` program: the example library inside a calloop program.
+//! Runs the `calloop_relay` program: the example library inside a calloop program, in both
+//! of anyloop's ways in: a `CalloopSource` in the program's own calloop loop (the default),
+//! and a `CalloopLoop` that owns the calloop loop (`--owned`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -20,8 +22,18 @@ fn wait_with_timeout(mut child: std::process::Child) -> std::process::Output {
 
 #[test]
 fn demo_relays_the_feeder_lines_then_quits_on_idle() {
+    demo(&[]);
+}
+
+#[test]
+fn demo_with_anyloop_owning_the_calloop_loop() {
+    demo(&["--owned"]);
+}
+
+fn demo(extra: &[&str]) {
     let child = Command::new(env!("CARGO_BIN_EXE_calloop_relay"))
         .arg("--demo")
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -48,8 +60,14 @@ fn demo_relays_the_feeder_lines_then_quits_on_idle() {
 
 #[test]
 fn relays_stdin_until_end_of_input() {
+    relay_stdin(&[]);
+    relay_stdin(&["--owned"]);
+}
+
+fn relay_stdin(extra: &[&str]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_calloop_relay"))
         .args(["--plain", "--idle", "0"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

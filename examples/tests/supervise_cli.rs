@@ -4,7 +4,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyloop_examples::loops::LoopChoice;
+use anyloop_backends::LoopChoice;
 use serde_json::Value;
 
 fn supervise(args: &[&str]) -> Output {
@@ -185,5 +185,30 @@ fn ctrl_c_kills_the_children_with_the_grace_period() {
         watchdog.join().unwrap();
         assert_eq!(status.code(), Some(128 + 15), "{choice}: {seen}{rest}");
         assert!(rest.contains("\"signal_sent\""), "{choice}: {rest}");
+    }
+}
+
+/// A backend this build left out (`--loop glib` without the `glib` feature) is named in a
+/// clear error, not a panic; every backend it includes runs. `.ci/run` also runs this test in
+/// the build without the `glib` feature.
+#[test]
+fn a_loop_left_out_of_the_build_is_a_clear_error() {
+    for choice in LoopChoice::ALL {
+        let output = supervise(&["--json", "--loop", choice.name(), "--", "true"]);
+        let err = String::from_utf8_lossy(&output.stderr);
+        if choice.is_built() {
+            assert!(output.status.success(), "{choice}: {output:?}");
+        } else {
+            assert_eq!(output.status.code(), Some(1), "{choice}: {output:?}");
+            let feature = choice
+                .feature()
+                .expect("only optional backends can be left out");
+            assert!(
+                err.contains(&format!(
+                    "supervise: error: the {choice} loop is not built into this binary"
+                )) && err.contains(&format!("`{feature}` feature")),
+                "{choice}: {err}"
+            );
+        }
     }
 }

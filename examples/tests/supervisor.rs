@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use anyloop::KindSet;
-use anyloop_examples::loops::{LoopChoice, LoopRunner};
+use anyloop::{KindSet, Runner, Stopped};
+use anyloop_backends::LoopChoice;
 use anyloop_examples::supervisor::{
     ChildId, Close, ExitDetection, ExitReason, LogLine, Progress, ProgressSource, SignalSent,
     SpawnOptions, Stream, SubprocessQuit, Supervisor, SupervisorError, SupervisorEvent,
@@ -22,13 +22,14 @@ type Log = Arc<Mutex<Vec<(SupervisorEvent, ThreadId)>>>;
 struct Fixture {
     // Dropped first, while its loop still exists: the usual order in an application.
     supervisor: Supervisor,
-    runner: LoopRunner,
+    runner: Box<dyn Runner>,
+    choice: LoopChoice,
     log: Log,
 }
 
 impl Fixture {
     fn new(choice: LoopChoice) -> Fixture {
-        let runner = LoopRunner::new(choice).expect("backend");
+        let runner = choice.create().expect("backend");
         let supervisor = Supervisor::new(&runner.handle()).expect("supervisor");
         let log: Log = Arc::default();
         let sink = Arc::clone(&log);
@@ -42,6 +43,7 @@ impl Fixture {
             .expect("register");
         Fixture {
             runner,
+            choice,
             supervisor,
             log,
         }
@@ -67,29 +69,36 @@ impl Fixture {
                 .filter(|(event, _)| matches!(event, SupervisorEvent::SubprocessQuit(_)))
                 .count()
         };
-        let done = self
+        let stopped = self
             .runner
-            .run_until(Instant::now() + DEADLINE, || quits() >= children)
+            .run_until(Some(Instant::now() + DEADLINE), &mut || quits() >= children)
             .expect("loop");
         let log = self.events();
-        assert!(
-            done,
+        assert_eq!(
+            stopped,
+            Stopped::Done,
             "{}: not all children quit: {log:#?}",
-            self.runner.choice()
+            self.choice
         );
         log
     }
 
     fn run_until(&mut self, mut done: impl FnMut(&[SupervisorEvent]) -> bool) {
         let log = Arc::clone(&self.log);
-        let ok = self
+        let stopped = self
             .runner
-            .run_until(Instant::now() + DEADLINE, || {
+            .run_until(Some(Instant::now() + DEADLINE), &mut || {
                 let events: Vec<_> = log.lock().unwrap().iter().map(|e| e.0.clone()).collect();
                 done(&events)
             })
             .expect("loop");
-        assert!(ok, "{}: {:#?}", self.runner.choice(), self.events());
+        assert_eq!(
+            stopped,
+            Stopped::Done,
+            "{}: {:#?}",
+            self.choice,
+            self.events()
+        );
     }
 
     fn events(&self) -> Vec<SupervisorEvent> {
@@ -531,7 +540,7 @@ fn close_kills_reaps_and_tells_close_listeners_synchronously() {
         // registrations once the frees have run.
         let before = fx.events().len();
         fx.runner
-            .turn(Some(Duration::from_millis(50)))
+            .run_once(Some(Duration::from_millis(50)))
             .expect("loop");
         assert_eq!(fx.events().len(), before);
         assert_eq!(fx.supervisor.events().callbacks(), 0);

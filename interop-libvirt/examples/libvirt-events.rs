@@ -5,22 +5,28 @@
 //! cargo run -p anyloop-libvirt --example libvirt-events -- --demo                # test:///default
 //! cargo run -p anyloop-libvirt --example libvirt-events -- --demo --loop glib
 //! cargo run -p anyloop-libvirt --example libvirt-events -- --loop calloop --timeout 60 qemu:///system
+//! cargo run -p anyloop-libvirt --example libvirt-events -- --keepalive 5 qemu+ssh://host/system
 //! ```
 //!
-//! libvirt's event implementation is the loop chosen with `--loop`, running on the main
-//! thread; events are printed by a typed callback on that thread. With `--demo`, a worker
-//! thread defines, starts, suspends, resumes, destroys and undefines a domain, and the
-//! program exits once the six events arrived. Without it, the program runs until
-//! interrupted or until `--timeout` seconds passed.
+//! libvirt's event implementation is the loop chosen with `--loop` (anyloop's one chooser,
+//! `anyloop_backends::LoopChoice`), running on the main thread and driven through
+//! `anyloop::Runner` only; events are printed by a typed, thread-bound callback on that
+//! thread. With `--demo`, a worker thread defines, starts, suspends, resumes, destroys and
+//! undefines a domain, and the program exits once the six events arrived. Without it, the
+//! program runs until interrupted or until `--timeout` seconds passed. If libvirt closes a
+//! remote connection (the daemon went away, or stopped answering the keep-alive messages
+//! `--keepalive` turns on), the program says why and exits with status 1.
 
+use std::cell::Cell;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
-use anyloop_examples::loops::{LoopChoice, LoopRunner};
-use anyloop_libvirt::{vtable_stats, Connection, DomainLifecycle};
-use clap::{Parser, ValueEnum};
+use anyloop::{Runner, Schedule};
+use anyloop_backends::LoopChoice;
+use anyloop_libvirt::{vtable_stats, CloseReason, Connection, ConnectionClosed, DomainLifecycle};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Parser;
 
 /// Print libvirt domain lifecycle events, with libvirt's event machinery on an anyloop loop.
 #[derive(Debug, Parser)]
@@ -29,9 +35,17 @@ struct Args {
     /// The libvirt URI to watch.
     #[arg(default_value = "test:///default")]
     uri: String,
-    /// The event loop that runs libvirt's events.
-    #[arg(long = "loop", value_enum, default_value_t = LoopKind::Select)]
-    event_loop: LoopKind,
+    /// The event loop that runs libvirt's events: the built-in loop on epoll (`select`) or on
+    /// mio (`select-mio`), a GLib main context (`glib`) as in a GTK application, or a calloop
+    /// event loop (`calloop`) as in a Wayland compositor.
+    #[arg(
+        long = "loop",
+        default_value_t = LoopChoice::Select,
+        value_name = "LOOP",
+        value_parser = PossibleValuesParser::new(LoopChoice::ALL.map(LoopChoice::name))
+            .try_map(|name| name.parse::<LoopChoice>())
+    )]
+    event_loop: LoopChoice,
     /// Drive a domain through define, start, suspend, resume, destroy and undefine from a
     /// worker thread, print the six events, then exit.
     #[arg(long)]
@@ -40,28 +54,14 @@ struct Args {
     /// safety net).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Send libvirt keep-alive messages after this many seconds of silence from the daemon,
+    /// and give the connection up after 3 unanswered ones (remote URIs only).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    keepalive: Option<u32>,
 }
 
-/// The loops this example can run.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LoopKind {
-    /// The built-in loop (`anyloop-select`).
-    Select,
-    /// A GLib main context (`anyloop-glib`), as in a GTK application.
-    Glib,
-    /// A calloop `EventLoop` (`anyloop-calloop`), as in a Wayland compositor.
-    Calloop,
-}
-
-impl From<LoopKind> for LoopChoice {
-    fn from(kind: LoopKind) -> LoopChoice {
-        match kind {
-            LoopKind::Select => LoopChoice::Select,
-            LoopKind::Glib => LoopChoice::Glib,
-            LoopKind::Calloop => LoopChoice::Calloop,
-        }
-    }
-}
+/// Unanswered keep-alive messages before libvirt gives a connection up (`--keepalive`).
+const KEEPALIVE_COUNT: u32 = 3;
 
 /// Name of the domain the demo creates and removes again.
 const DEMO_DOMAIN: &str = "anyloop-demo";
@@ -80,7 +80,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut main_loop = LoopRunner::new(args.event_loop.into())?;
+    // Made on this thread, which runs it: the loop thread.
+    let mut main_loop = args.event_loop.create()?;
     let lp = main_loop.handle();
     anyloop_libvirt::silence_libvirt_stderr(); // errors are reported below, once
     anyloop_libvirt::register(&lp)?;
@@ -88,27 +89,47 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|error| format!("cannot open {:?}: {error}", args.uri))?;
 
     let quit = main_loop.quitter();
-    let seen = Arc::new(AtomicUsize::new(0));
+    // Events are delivered on this thread: the callbacks keep their counts in `Rc<Cell<..>>`.
+    let seen = Rc::new(Cell::new(0usize));
     let demo = args.demo;
-    let counter = Arc::clone(&seen);
+    let counter = Rc::clone(&seen);
     let quit_when_done = quit.clone();
-    conn.domain_events()?.on::<DomainLifecycle>(move |event| {
-        println!("{event}");
-        let mine = !demo || event.name == DEMO_DOMAIN;
-        if mine && counter.fetch_add(1, Ordering::SeqCst) + 1 == DEMO_EVENTS && demo {
-            quit_when_done.quit();
-        }
-    })?;
+    conn.domain_events()?
+        .on_local::<DomainLifecycle>(move |event| {
+            println!("{event}");
+            if !demo || event.name == DEMO_DOMAIN {
+                counter.set(counter.get() + 1);
+                if demo && counter.get() == DEMO_EVENTS {
+                    quit_when_done.quit();
+                }
+            }
+        })
+        .map_err(anyloop::Error::from)?;
 
-    let timed_out = Arc::new(AtomicBool::new(false));
+    if let Some(secs) = args.keepalive {
+        conn.set_keep_alive(Duration::from_secs(secs.into()), KEEPALIVE_COUNT)?;
+    }
+    // libvirt closing the connection under us (the daemon went away) ends the program.
+    let closed: Rc<Cell<Option<CloseReason>>> = Rc::new(Cell::new(None));
+    let (close_reason, quit_on_close) = (Rc::clone(&closed), quit.clone());
+    conn.connection_events()?
+        .on_local::<ConnectionClosed>(move |event| {
+            close_reason.set(Some(event.reason));
+            quit_on_close.quit();
+        })
+        .map_err(anyloop::Error::from)?;
+
+    let timed_out = Rc::new(Cell::new(false));
     let timeout = args.timeout.or(demo.then_some(10));
     let _deadline = match timeout {
         Some(secs) => {
-            let (flag, quit) = (Arc::clone(&timed_out), quit.clone());
-            Some(lp.timer(Some(Duration::from_secs(secs)), move |_id| {
-                flag.store(true, Ordering::SeqCst);
-                quit.quit();
-            })?)
+            let (flag, quit) = (Rc::clone(&timed_out), quit.clone());
+            Some(
+                lp.timer_local(Schedule::Once(Duration::from_secs(secs)), move |_id| {
+                    flag.set(true);
+                    quit.quit();
+                })?,
+            )
         }
         None => None,
     };
@@ -135,11 +156,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         })
     })?;
 
-    // Closing deregisters libvirt's callback; libvirt then removes its event timer, whose
-    // free runs on the loop: let the loop run it before the program ends.
-    conn.close()?;
+    // Closing deregisters libvirt's callbacks; libvirt then removes its event timer, whose
+    // free runs on the loop: let the loop run it before the program ends. On a connection
+    // libvirt closed already, telling the daemon fails: that is expected.
+    match conn.close() {
+        Err(error) if closed.get().is_none() => return Err(error.into()),
+        _ => {}
+    }
     drop(_deadline);
-    main_loop.turn(Some(Duration::ZERO))?;
+    main_loop.run_once(Some(Duration::ZERO))?;
     let stats = vtable_stats();
     eprintln!(
         "vtable: {} handles and {} timeouts added by libvirt, {} still registered, {} frees pending",
@@ -149,17 +174,20 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         stats.pending_frees()
     );
 
+    if let Some(reason) = closed.get() {
+        return Err(format!("libvirt closed the connection: {reason}").into());
+    }
     if worker_failed {
         return Err("the demo failed".into());
     }
-    if demo && seen.load(Ordering::SeqCst) < DEMO_EVENTS {
+    if demo && seen.get() < DEMO_EVENTS {
         return Err(format!(
             "only {} of {DEMO_EVENTS} demo events arrived before the timeout",
-            seen.load(Ordering::SeqCst)
+            seen.get()
         )
         .into());
     }
-    if timed_out.load(Ordering::SeqCst) && !demo {
+    if timed_out.get() && !demo {
         eprintln!("libvirt-events: timeout reached");
     }
     Ok(())

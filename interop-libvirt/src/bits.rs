@@ -3,7 +3,7 @@
 use std::ffi::c_int;
 use std::time::Duration;
 
-use anyloop::{Interval, IoEvents};
+use anyloop::{IoEvents, Schedule};
 
 use crate::ffi::{
     VIR_EVENT_HANDLE_ERROR, VIR_EVENT_HANDLE_HANGUP, VIR_EVENT_HANDLE_READABLE,
@@ -37,10 +37,16 @@ pub(crate) fn events_to_libvirt(events: IoEvents) -> c_int {
         .fold(0, |acc, (libvirt, _)| acc | libvirt)
 }
 
-/// A libvirt timeout in milliseconds: negative (libvirt uses -1) is disabled, 0 fires on
-/// every iteration, anything else is a period.
-pub(crate) fn interval_from_libvirt(ms: c_int) -> Interval {
-    u64::try_from(ms).ok().map(Duration::from_millis)
+/// A libvirt timeout in milliseconds as an anyloop schedule ([R27](anyloop::contract#r27)):
+/// negative (libvirt uses -1) is [`Schedule::Disabled`], 0 is
+/// [`Schedule::EVERY_ITERATION`], n > 0 is [`Schedule::Every`] n ms. libvirt's timeouts are
+/// periodic: they fire until libvirt disables or removes them.
+pub(crate) fn schedule_from_libvirt(ms: c_int) -> Schedule {
+    match u64::try_from(ms) {
+        Err(_) => Schedule::Disabled,
+        Ok(0) => Schedule::EVERY_ITERATION,
+        Ok(ms) => Schedule::Every(Duration::from_millis(ms)),
+    }
 }
 
 #[cfg(test)]
@@ -60,10 +66,18 @@ mod tests {
     }
 
     #[test]
-    fn intervals() {
-        assert_eq!(interval_from_libvirt(-1), None);
-        assert_eq!(interval_from_libvirt(-7), None);
-        assert_eq!(interval_from_libvirt(0), Some(Duration::ZERO));
-        assert_eq!(interval_from_libvirt(2000), Some(Duration::from_secs(2)));
+    fn schedules() {
+        assert_eq!(schedule_from_libvirt(-1), Schedule::Disabled);
+        assert_eq!(schedule_from_libvirt(-7), Schedule::Disabled);
+        assert_eq!(schedule_from_libvirt(0), Schedule::EVERY_ITERATION);
+        assert_eq!(schedule_from_libvirt(0), Schedule::Every(Duration::ZERO));
+        assert_eq!(
+            schedule_from_libvirt(2000),
+            Schedule::Every(Duration::from_secs(2))
+        );
+        assert_eq!(
+            schedule_from_libvirt(c_int::MAX),
+            Schedule::Every(Duration::from_millis(c_int::MAX as u64))
+        );
     }
 }

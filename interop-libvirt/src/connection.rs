@@ -1,11 +1,13 @@
 //! `Connection`: one libvirt connection (`virConnectPtr`), closed on drop.
 
-use std::ffi::CString;
+use std::ffi::{c_int, c_uint, CString};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyloop::Registry;
 
+use crate::close::{self, ConnectionEvent};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::ffi;
@@ -32,6 +34,8 @@ pub struct Connection {
     raw: NonNull<ffi::virConnect>,
     /// Created on first use; closed and detached before the connection (see `shut_down`).
     events: OnceLock<(Registry<DomainEvent>, upstream::Upstream)>,
+    /// The same for the connection's own events (its close callback).
+    connection_events: OnceLock<(Registry<ConnectionEvent>, close::CloseUpstream)>,
 }
 
 // SAFETY: libvirt's public API is thread-safe; a `virConnectPtr` is reference counted and
@@ -59,6 +63,7 @@ impl Connection {
             .map(|raw| Connection {
                 raw,
                 events: OnceLock::new(),
+                connection_events: OnceLock::new(),
             })
             .ok_or_else(|| Error::last("virConnectOpen"))
     }
@@ -105,6 +110,116 @@ impl Connection {
         Ok(events)
     }
 
+    /// This connection's own events, as a typed [`anyloop::Registry`] on the loop given to
+    /// [`register`](crate::register): today one kind, [`ConnectionClosed`](crate::ConnectionClosed),
+    /// libvirt's close callback (`virConnectRegisterCloseCallback`).
+    ///
+    /// libvirt reports a close it did not cause itself: the daemon of a remote connection
+    /// exited or was killed ([`CloseReason::Eof`](crate::CloseReason::Eof)), stopped answering
+    /// keep-alive messages ([`CloseReason::KeepAlive`](crate::CloseReason::KeepAlive), see
+    /// [`set_keep_alive`](Self::set_keep_alive)), or the socket failed. It reports it once;
+    /// every later call on the connection fails with [`Error::Libvirt`] (libvirt's "client
+    /// socket is closed"), and the application opens a new connection to go on. Connections
+    /// without a socket (`test:///default`) never close this way. A callback registered after
+    /// the close is not told about it; [`is_alive`](Self::is_alive) says so.
+    ///
+    /// As with [`domain_events`](Self::domain_events): callbacks run on the loop's thread from
+    /// a clean stack, whichever thread libvirt noticed the close on
+    /// ([E24](anyloop::contract#e24)), so [`on_local`](anyloop::Registry::on_local) callbacks
+    /// may capture an `Rc`; libvirt's callback is registered only while at least one Rust
+    /// callback listens (libvirt keeps one per connection and holds a reference on the
+    /// connection meanwhile); closing the connection closes the registry first.
+    ///
+    /// # Errors
+    /// [`Error::NoEventLoop`] before [`register`](crate::register);
+    /// [`Error::Loop`] if the registry cannot be created on that loop.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use anyloop_libvirt::{CloseReason, Connection, ConnectionClosed};
+    /// let conn = Connection::open("qemu:///system")?;
+    /// conn.set_keep_alive(std::time::Duration::from_secs(5), 3)?;
+    /// conn.connection_events()?.on::<ConnectionClosed>(|closed| {
+    ///     if closed.reason == CloseReason::KeepAlive {
+    ///         eprintln!("libvirtd stopped answering");
+    ///     }
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_events(&self) -> Result<&Registry<ConnectionEvent>> {
+        if let Some((events, _)) = self.connection_events.get() {
+            return Ok(events);
+        }
+        let lp = crate::registered_loop().ok_or(Error::NoEventLoop)?;
+        let created = close::registry_for(self.raw.as_ptr(), lp)?;
+        // As in `domain_events`: the loser of a race closes its unused registry.
+        if let Err((unused, upstream)) = self.connection_events.set(created) {
+            let _ = unused.close();
+            upstream.detach();
+        }
+        let (events, _) = self.connection_events.get().expect("set just above");
+        Ok(events)
+    }
+
+    /// Starts (or, with `Duration::ZERO`, stops) libvirt's keep-alive messages on a remote
+    /// connection (`virConnectSetKeepAlive`): after `interval` without any message from the
+    /// daemon, libvirt sends a keep-alive request, and after `count` such requests in a row
+    /// without an answer it closes the connection, reported as
+    /// [`CloseReason::KeepAlive`](crate::CloseReason::KeepAlive) through
+    /// [`connection_events`](Self::connection_events). With `count` 0 it closes after
+    /// `interval` of silence without asking.
+    ///
+    /// The keep-alive timer and the socket it listens on are registrations on the loop given
+    /// to [`register`](crate::register), which must keep running: libvirt re-arms the timer on
+    /// every message received, relying on an update restarting the countdown
+    /// ([R29](anyloop::contract#r29)).
+    ///
+    /// # Errors
+    /// [`Error::KeepAliveInterval`] for an interval that is not a whole number of seconds (libvirt
+    /// counts seconds); [`Error::KeepAliveUnsupported`] when the daemon does not support
+    /// keep-alive; [`Error::Libvirt`] when the driver has no keep-alive at all (connections
+    /// without a socket, such as `test:///default`) or libvirt fails.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), anyloop_libvirt::Error> {
+    /// let conn = anyloop_libvirt::Connection::open("qemu:///system")?;
+    /// // virsh's default: a request after 5 s of silence, closed after 6 unanswered ones.
+    /// conn.set_keep_alive(std::time::Duration::from_secs(5), 6)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_keep_alive(&self, interval: Duration, count: u32) -> Result<()> {
+        let seconds = if interval.is_zero() {
+            -1 // libvirt: "when interval is <= 0, no keep-alive messages will be sent"
+        } else if interval.subsec_nanos() == 0 {
+            c_int::try_from(interval.as_secs()).map_err(|_| Error::KeepAliveInterval(interval))?
+        } else {
+            return Err(Error::KeepAliveInterval(interval));
+        };
+        // SAFETY: the connection is open (closed only by drop/close, which take `self`).
+        let outcome =
+            unsafe { ffi::virConnectSetKeepAlive(self.raw.as_ptr(), seconds, c_uint::from(count)) };
+        match outcome {
+            0 => Ok(()),
+            1 => Err(Error::KeepAliveUnsupported),
+            _ => Err(Error::last("virConnectSetKeepAlive")),
+        }
+    }
+
+    /// Whether the connection is still usable (`virConnectIsAlive`): false once libvirt
+    /// closed it (see [`connection_events`](Self::connection_events)). Always true for
+    /// connections without a socket.
+    ///
+    /// # Errors
+    /// [`Error::Libvirt`] when libvirt cannot tell.
+    pub fn is_alive(&self) -> Result<bool> {
+        // SAFETY: as in `set_keep_alive`.
+        match unsafe { ffi::virConnectIsAlive(self.raw.as_ptr()) } {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(Error::last("virConnectIsAlive")),
+        }
+    }
+
     /// Defines (but does not start) a persistent domain from its XML description.
     ///
     /// # Errors
@@ -138,8 +253,9 @@ impl Connection {
     /// dispatching an event on the loop thread when its callback was deregistered; libvirt
     /// then drops that callback (and its reference) when the dispatch ends.
     ///
-    /// Closes [`domain_events`](Self::domain_events) first, which deregisters libvirt's event
-    /// callback (it holds a reference on the connection until then); the loop must keep
+    /// Closes [`domain_events`](Self::domain_events) and
+    /// [`connection_events`](Self::connection_events) first, which deregisters libvirt's
+    /// callbacks (each holds a reference on the connection until then); the loop must keep
     /// running until libvirt's free callbacks have run (libvirt removes its event timer, and
     /// the loop frees it on a later iteration).
     ///
@@ -157,6 +273,11 @@ impl Connection {
     fn shut_down(&mut self) -> Result<u32> {
         if let Some((events, upstream)) = self.events.take() {
             // Never fails for a plain close (the `Result` is for `close_with`).
+            let _ = events.close();
+            upstream.detach();
+        }
+        // The close callback too holds a reference on the connection while registered.
+        if let Some((events, upstream)) = self.connection_events.take() {
             let _ = events.close();
             upstream.detach();
         }

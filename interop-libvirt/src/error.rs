@@ -36,6 +36,14 @@ pub enum Error {
     /// nothing to deliver events on.
     #[error("no event loop installed: call anyloop_libvirt::register first")]
     NoEventLoop,
+    /// A keep-alive interval libvirt cannot express: it counts whole seconds, from 1 to
+    /// `i32::MAX` (`Duration::ZERO` disables keep-alive instead).
+    #[error("keep-alive interval {0:?} is not a whole number of seconds between 1 and 2^31-1")]
+    KeepAliveInterval(std::time::Duration),
+    /// The other end of the connection (the daemon) does not answer keep-alive messages, so
+    /// libvirt did not start them (`virConnectSetKeepAlive` returned 1).
+    #[error("the other end of the connection does not support keep-alive messages")]
+    KeepAliveUnsupported,
     /// The event loop refused an operation (for example it was destroyed), or the event
     /// registry could not be created on it.
     #[error("event loop: {0}")]

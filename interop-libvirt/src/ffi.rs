@@ -76,6 +76,16 @@ pub(crate) const VIR_EVENT_HANDLE_WRITABLE: c_int = 1 << 1;
 pub(crate) const VIR_EVENT_HANDLE_ERROR: c_int = 1 << 2;
 pub(crate) const VIR_EVENT_HANDLE_HANGUP: c_int = 1 << 3;
 
+/// `virConnectCloseFunc`: called when a connection is closed other than by the application.
+pub(crate) type virConnectCloseFunc =
+    unsafe extern "C" fn(conn: virConnectPtr, reason: c_int, opaque: *mut c_void);
+
+// `virConnectCloseReason`.
+pub(crate) const VIR_CONNECT_CLOSE_REASON_ERROR: c_int = 0;
+pub(crate) const VIR_CONNECT_CLOSE_REASON_EOF: c_int = 1;
+pub(crate) const VIR_CONNECT_CLOSE_REASON_KEEPALIVE: c_int = 2;
+pub(crate) const VIR_CONNECT_CLOSE_REASON_CLIENT: c_int = 3;
+
 /// `VIR_DOMAIN_EVENT_ID_LIFECYCLE`.
 pub(crate) const VIR_DOMAIN_EVENT_ID_LIFECYCLE: c_int = 0;
 /// `VIR_UUID_STRING_BUFLEN`: 36 characters and the NUL.
@@ -102,6 +112,22 @@ extern "C" {
     pub(crate) fn virConnectOpen(name: *const c_char) -> virConnectPtr;
     pub(crate) fn virConnectClose(conn: virConnectPtr) -> c_int;
     pub(crate) fn virConnectRef(conn: virConnectPtr) -> c_int;
+    pub(crate) fn virConnectIsAlive(conn: virConnectPtr) -> c_int;
+    pub(crate) fn virConnectSetKeepAlive(
+        conn: virConnectPtr,
+        interval: c_int,
+        count: std::ffi::c_uint,
+    ) -> c_int;
+    pub(crate) fn virConnectRegisterCloseCallback(
+        conn: virConnectPtr,
+        cb: Option<virConnectCloseFunc>,
+        opaque: *mut c_void,
+        freecb: virFreeCallback,
+    ) -> c_int;
+    pub(crate) fn virConnectUnregisterCloseCallback(
+        conn: virConnectPtr,
+        cb: Option<virConnectCloseFunc>,
+    ) -> c_int;
     pub(crate) fn virConnectDomainEventRegisterAny(
         conn: virConnectPtr,
         dom: virDomainPtr,

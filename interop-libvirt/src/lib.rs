@@ -7,51 +7,56 @@
 //! `EventLoop` (`anyloop-calloop`), as libvirt-glib does for C and `libvirtaio` for Python.
 //!
 //! On top, a thin safe wrapper for what event-driven programs need: [`Connection`] (open,
-//! close, define and look up domains), [`Domain`] (start, suspend, resume, destroy,
-//! undefine) and typed lifecycle events: [`Connection::domain_events`] is an
+//! close, define and look up domains, keep-alive), [`Domain`] (start, suspend, resume,
+//! destroy, undefine) and typed events: [`Connection::domain_events`] is an
 //! [`anyloop::Registry`] of [`DomainEvent`]s, so applications register typed callbacks for
-//! every domain or for one (by UUID), on the loop's thread.
+//! every domain or for one (by UUID), on the loop's thread; [`Connection::connection_events`]
+//! reports libvirt closing a remote connection ([`ConnectionClosed`]: the daemon went away
+//! or stopped answering [keep-alive](Connection::set_keep_alive) messages) the same way.
 //!
 //! How the vtable is mapped (details on [`register`]):
 //! - handle events and interests are translated bit by bit by name; events 0 is a paused
 //!   watch (an empty anyloop interest);
-//! - timeouts: -1 disabled, 0 every iteration, n > 0 every n ms; an update always restarts
-//!   the countdown, as libvirt's keep-alive expects;
+//! - timeouts: -1 is [`Schedule::Disabled`](anyloop::Schedule::Disabled), 0
+//!   [`Schedule::EVERY_ITERATION`](anyloop::Schedule::EVERY_ITERATION), n > 0
+//!   [`Schedule::Every`](anyloop::Schedule::Every) n ms ([R27](anyloop::contract#r27)); an
+//!   update always restarts the countdown ([R29](anyloop::contract#r29)), as libvirt's
+//!   keep-alive expects;
 //! - libvirt's `ff(opaque)` runs when anyloop drops the callback state: after the remove,
-//!   on the loop thread, exactly once, never inside the remove;
-//! - an update or remove of an id already removed changes nothing;
+//!   on the loop thread, exactly once, never inside the remove
+//!   ([R21–R26](anyloop::contract#r21));
+//! - an update or remove of an id already removed changes nothing
+//!   ([R4](anyloop::contract#r4));
 //! - no panic crosses into C: every `extern "C"` function catches it.
 //!
 //! One event implementation per process: libvirt keeps the first one it is given.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use anyloop::{Runner, Stopped};
 //! use anyloop_libvirt::{Connection, DomainLifecycle, LifecycleEvent};
-//! use std::sync::mpsc;
-//! use std::time::Duration;
+//! use std::{cell::RefCell, rc::Rc, time::{Duration, Instant}};
 //!
 //! // The application's loop (here the built-in one), installed once per process.
 //! let mut event_loop = anyloop_select::SelectLoop::new()?;
 //! anyloop_libvirt::register(&event_loop.handle())?;
 //!
 //! let conn = Connection::open("test:///default")?; // libvirt's test driver, no daemon
-//! let (sender, paused) = mpsc::channel();
-//! conn.domain_events()?.on::<DomainLifecycle>(move |event| {
+//! // Events are delivered on the loop's thread (this one): a thread-bound callback may
+//! // capture an `Rc`.
+//! let paused = Rc::new(RefCell::new(None));
+//! let seen = paused.clone();
+//! conn.domain_events()?.on_local::<DomainLifecycle>(move |event| {
 //!     if event.event == LifecycleEvent::Suspended {
-//!         let _ = sender.send(event.name.clone()); // runs on the loop's thread
+//!         *seen.borrow_mut() = Some(event.name.clone());
 //!     }
 //! })?;
 //! let domain = conn.lookup_domain("test")?;
 //! domain.suspend()?;
-//! let mut seen = None;
-//! for _ in 0..50 {
-//!     event_loop.run_once(Some(Duration::from_millis(100)))?; // bounded: at most 5 s
-//!     if let Ok(name) = paused.try_recv() {
-//!         seen = Some(name);
-//!         break;
-//!     }
-//! }
-//! assert_eq!(seen.as_deref(), Some("test"));
+//! let deadline = Instant::now() + Duration::from_secs(5);
+//! let stopped = event_loop.run_until(Some(deadline), &mut || paused.borrow().is_some())?;
+//! assert_eq!(stopped, Stopped::Done);
+//! assert_eq!(paused.borrow().as_deref(), Some("test"));
 //! domain.resume()?;
 //! drop(domain);
 //! conn.close()?; // deregisters libvirt's callback; its timer's free runs on the loop
@@ -62,6 +67,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod bits;
+mod close;
 mod connection;
 mod domain;
 mod error;
@@ -70,6 +76,7 @@ mod lifecycle;
 mod shim;
 mod upstream;
 
+pub use close::{CloseReason, ConnectionClosed, ConnectionEvent, ConnectionEventKind};
 pub use connection::{silence_libvirt_stderr, Connection};
 pub use domain::Domain;
 pub use error::{Error, Result};

@@ -3,8 +3,8 @@
 //!
 //! libvirt identifies registrations by positive `int`s, anyloop by 64-bit ids, so a
 //! process-wide table maps one to the other. libvirt's ids come from one counter that starts
-//! at 1 and is never reused (contract R1), so a stale id from libvirt can never address a
-//! newer registration.
+//! at 1 and is never reused (as anyloop's own, [R1](anyloop::contract#r1)), so a stale id from
+//! libvirt can never address a newer registration.
 //!
 //! libvirt calls these functions from any thread, from inside its own callbacks (dispatch
 //! re-enters them) and from its free callbacks. Every function:
@@ -12,11 +12,19 @@
 //! - holds the table lock around the anyloop operation it forwards. That is what makes an
 //!   update from the loop thread, racing with the `add` that created the id, wait for the id
 //!   to be in the table instead of being dropped. It cannot deadlock: anyloop never runs a
-//!   callback or a free inside an operation (R21, R42) and holds no lock of its own around
-//!   callbacks (R43), so the order is always "table lock, then backend lock".
+//!   callback or a free inside an operation ([R21](anyloop::contract#r21),
+//!   [R42](anyloop::contract#r42)) and holds no lock of its own around callbacks
+//!   ([R43](anyloop::contract#r43)), so the order is always "table lock, then backend lock".
+//!
+//! libvirt's timeout intervals become [`anyloop::Schedule`]s: -1 is `Disabled`, 0 is
+//! `EVERY_ITERATION`, n > 0 is `Every(n ms)` ([R27](anyloop::contract#r27)).
 //!
 //! libvirt's `ff(opaque)` runs when anyloop drops the callback state: after the remove, on the
-//! loop thread, never inside the remove (R21), exactly once (R23).
+//! loop thread, never inside the remove ([R21](anyloop::contract#r21)), exactly once
+//! ([R23](anyloop::contract#r23)).
+//!
+//! The callbacks are `Send` ([`WatchCallback::new`]): libvirt's C callbacks may run on
+//! whichever thread runs the loop, so nothing here needs a thread-bound callback.
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -24,9 +32,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
-use anyloop::{Loop, TimerCallback, TimerId, WatchCallback, WatchId};
+use anyloop::{Loop, Schedule, TimerCallback, TimerId, WatchCallback, WatchId};
 
-use crate::bits::{events_to_libvirt, interest_from_libvirt, interval_from_libvirt};
+use crate::bits::{events_to_libvirt, interest_from_libvirt, schedule_from_libvirt};
 use crate::error::{Error, Result};
 use crate::ffi;
 
@@ -70,8 +78,8 @@ pub fn register(lp: &Loop) -> Result<()> {
         // A loop that refuses timers (destroyed already) would make every libvirt add fail;
         // say so now rather than misreport it below as a foreign implementation.
         drop(
-            lp.timer(None, |_id| {})
-                .map_err(|rejected| Error::Loop(rejected.error))?,
+            lp.timer(Schedule::Disabled, |_id| {})
+                .map_err(|rejected| Error::Loop(rejected.into()))?,
         );
         table.target = Some(lp.clone());
     }
@@ -135,6 +143,11 @@ pub struct VtableStats {
     /// Successful timeout adds so far, including the one disabled probe timer [`register`]
     /// adds and removes to check that libvirt really calls this crate.
     pub timeouts_added: u64,
+    /// Calls of libvirt's handle callbacks so far: an fd libvirt watches (a remote
+    /// connection's socket) was ready and the loop dispatched it.
+    pub handle_calls: u64,
+    /// Calls of libvirt's timeout callbacks so far (its event queue, keep-alive timers...).
+    pub timeout_calls: u64,
     /// Handle states dropped so far (each runs libvirt's `ff`, if it gave one).
     pub handle_frees: u64,
     /// Timeout states dropped so far.
@@ -144,10 +157,11 @@ pub struct VtableStats {
     /// `ff(opaque)` calls made so far.
     pub ff_calls: u64,
     /// Frees that ran while libvirt still held the registration: only when the loop is
-    /// destroyed before libvirt removed everything (R48). Zero in a healthy program.
+    /// destroyed before libvirt removed everything ([R48](anyloop::contract#r48)). Zero in a
+    /// healthy program.
     pub frees_before_remove: u64,
     /// Updates and removes of ids that are not registered (libvirt updating a removed
-    /// timer, for instance): ignored, never re-armed (R4).
+    /// timer, for instance): ignored, never re-armed ([R4](anyloop::contract#r4)).
     pub stale_ops: u64,
     /// Panics caught at the FFI boundary (should stay zero).
     pub panics: u64,
@@ -170,6 +184,8 @@ pub fn vtable_stats() -> VtableStats {
         timeouts: table.timeouts.len(),
         handles_added: COUNTERS.handles_added.load(Ordering::Relaxed),
         timeouts_added: COUNTERS.timeouts_added.load(Ordering::Relaxed),
+        handle_calls: COUNTERS.handle_calls.load(Ordering::Relaxed),
+        timeout_calls: COUNTERS.timeout_calls.load(Ordering::Relaxed),
         handle_frees: COUNTERS.handle_frees.load(Ordering::Relaxed),
         timeout_frees: COUNTERS.timeout_frees.load(Ordering::Relaxed),
         ff_owed: COUNTERS.ff_owed.load(Ordering::Relaxed),
@@ -184,6 +200,8 @@ pub fn vtable_stats() -> VtableStats {
 struct Counters {
     handles_added: AtomicU64,
     timeouts_added: AtomicU64,
+    handle_calls: AtomicU64,
+    timeout_calls: AtomicU64,
     handle_frees: AtomicU64,
     timeout_frees: AtomicU64,
     ff_owed: AtomicU64,
@@ -297,7 +315,7 @@ impl Drop for FreeOnDrop {
             bump(&COUNTERS.ff_calls);
             // SAFETY: `ff` and `opaque` come together from one successful add; `armed`
             // makes this the only call. anyloop runs this drop on the loop thread with no
-            // lock held and never inside a vtable operation (R21, R24), which is the
+            // lock held and never inside a vtable operation (contract R21, R24), which is the
             // "clean stack" libvirt asks for.
             unsafe { ff(state.opaque) };
         }
@@ -323,6 +341,7 @@ unsafe extern "C" fn add_handle(
         };
         let owner = FreeOnDrop(Arc::clone(&free));
         let callback = WatchCallback::new(move |_id, fd, events| {
+            bump(&COUNTERS.handle_calls);
             // SAFETY: `cb` and `opaque` were registered together by libvirt for `watch`;
             // `owner` keeps the registration (and so `opaque`) alive while the closure runs.
             unsafe { cb(watch, fd, events_to_libvirt(events), owner.opaque()) }
@@ -335,7 +354,7 @@ unsafe extern "C" fn add_handle(
                 watch
             }
             Err(rejected) => {
-                tracing::debug!(fd, error = %rejected.error, "libvirt handle add refused");
+                tracing::debug!(fd, error = %rejected.error(), "libvirt handle add refused");
                 free.armed.store(false, Ordering::Release);
                 -1
             }
@@ -387,19 +406,20 @@ unsafe extern "C" fn add_timeout(
         };
         let owner = FreeOnDrop(Arc::clone(&free));
         let callback = TimerCallback::new(move |_id| {
+            bump(&COUNTERS.timeout_calls);
             // SAFETY: as for handles: `cb` and `opaque` belong to `timer`, kept alive by
             // `owner`.
             unsafe { cb(timer, owner.opaque()) }
         })
         .named(format!("libvirt timeout {timer}"));
-        match lp.add_timer(interval_from_libvirt(timeout), callback) {
+        match lp.add_timer(schedule_from_libvirt(timeout), callback) {
             Ok(id) => {
                 table.timeouts.insert(timer, Entry { id, free });
                 count_add(false, ff);
                 timer
             }
             Err(rejected) => {
-                tracing::debug!(error = %rejected.error, "libvirt timeout add refused");
+                tracing::debug!(error = %rejected.error(), "libvirt timeout add refused");
                 free.armed.store(false, Ordering::Release);
                 -1
             }
@@ -414,9 +434,9 @@ unsafe extern "C" fn update_timeout(timer: c_int, timeout: c_int) {
             bump(&COUNTERS.stale_ops);
             return;
         };
-        // An unchanged interval still restarts the countdown (R29): libvirt's keep-alive
-        // re-arms its timer this way on every message.
-        if let Err(error) = lp.update_timer(entry.id, interval_from_libvirt(timeout)) {
+        // An unchanged interval still restarts the countdown (contract R29): libvirt's
+        // keep-alive re-arms its timer this way on every message.
+        if let Err(error) = lp.update_timer(entry.id, schedule_from_libvirt(timeout)) {
             tracing::debug!(timer, %error, "libvirt timeout update refused");
         }
     })
@@ -461,7 +481,8 @@ fn count_add(is_handle: bool, ff: ffi::virFreeCallback) {
 }
 
 /// libvirt's return value for a remove: 0 when anyloop removed it. anyloop refuses only
-/// when its loop is gone, which already ran every free (R48), so -1 then is just a report.
+/// when its loop is gone, which already ran every free ([R48](anyloop::contract#r48)), so -1
+/// then is just a report.
 fn finish_remove(libvirt_id: c_int, removed: Option<anyloop::Result<()>>) -> c_int {
     match removed {
         Some(Ok(())) => 0,

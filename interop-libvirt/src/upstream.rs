@@ -21,17 +21,26 @@ use crate::error::{Error, Result};
 use crate::ffi;
 use crate::lifecycle::{DomainEvent, DomainEventKind, DomainLifecycle, LifecycleEvent};
 
-/// Counts of libvirt-level lifecycle registrations in this process, for tests and diagnosis:
+/// Counts of libvirt-level callback registrations in this process, for tests and diagnosis:
 /// after every connection closed, `freed == registered` (libvirt ran each free callback
-/// exactly once).
+/// exactly once) and `close_released == close_registered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UpstreamStats {
     /// Successful `virConnectDomainEventRegisterAny` calls.
     pub registered: u64,
-    /// Successful `virConnectDomainEventDeregisterAny` calls.
+    /// Lifecycle registrations ended: successful `virConnectDomainEventDeregisterAny`
+    /// calls, and failed ones on a connection that is already dead (libvirt then drops the
+    /// registration locally and only fails to tell the daemon).
     pub deregistered: u64,
     /// Free callbacks libvirt ran for them.
     pub freed: u64,
+    /// Successful `virConnectRegisterCloseCallback` calls (see
+    /// [`Connection::connection_events`](crate::Connection::connection_events)).
+    pub close_registered: u64,
+    /// Close-callback states released since: by libvirt's free callback (after an
+    /// unregister, or right after libvirt called the callback), or by this crate after an
+    /// unregister when the driver keeps no close callback (`test:///default`).
+    pub close_released: u64,
 }
 
 static REGISTERED: AtomicU64 = AtomicU64::new(0);
@@ -40,25 +49,41 @@ static FREED: AtomicU64 = AtomicU64::new(0);
 
 /// The current [`UpstreamStats`].
 pub fn upstream_stats() -> UpstreamStats {
+    let (close_registered, close_released) = crate::close::close_counts();
     UpstreamStats {
         registered: REGISTERED.load(Ordering::Relaxed),
         deregistered: DEREGISTERED.load(Ordering::Relaxed),
         freed: FREED.load(Ordering::Relaxed),
+        close_registered,
+        close_released,
     }
 }
 
-/// The hook's own reference on the connection, so the connection it uses is alive whatever
-/// thread runs the hook; released by [`Upstream::detach`] when the connection closes.
-struct ConnRef(ffi::virConnectPtr);
+/// A registry hook's own reference on the connection, so the connection it uses is alive
+/// whatever thread runs the hook; released by [`Upstream::detach`] (and
+/// `CloseUpstream::detach`) when the connection closes.
+pub(crate) struct ConnRef(ffi::virConnectPtr);
 
 impl ConnRef {
     /// Takes a new reference on `conn`.
-    fn new(conn: ffi::virConnectPtr) -> Result<ConnRef> {
+    pub(crate) fn new(conn: ffi::virConnectPtr) -> Result<ConnRef> {
         // SAFETY: `conn` is an open connection owned by the caller.
         if unsafe { ffi::virConnectRef(conn) } < 0 {
             return Err(Error::last("virConnectRef"));
         }
         Ok(ConnRef(conn))
+    }
+
+    /// The connection, alive while `self` is.
+    pub(crate) fn as_ptr(&self) -> ffi::virConnectPtr {
+        self.0
+    }
+
+    /// Whether libvirt still considers the connection open (`virConnectIsAlive`); false
+    /// once its daemon went away.
+    pub(crate) fn is_alive(&self) -> bool {
+        // SAFETY: `self.0` holds a reference.
+        unsafe { ffi::virConnectIsAlive(self.0) == 1 }
     }
 }
 
@@ -193,10 +218,17 @@ fn subscribe(conn: &ConnRef, registry: WeakRegistry<DomainEvent>) -> Result<c_in
     Ok(id)
 }
 
+/// Deregisters the C callback. On a dead connection (the daemon went away) libvirt drops the
+/// registration locally, runs its free callback, and only then fails to tell the daemon: that
+/// failure ends the registration all the same.
 fn unsubscribe(conn: &ConnRef, id: c_int) -> Result<()> {
     // SAFETY: `conn` holds a reference; `id` came from a successful register.
     if unsafe { ffi::virConnectDomainEventDeregisterAny(conn.0, id) } < 0 {
-        return Err(Error::last("virConnectDomainEventDeregisterAny"));
+        let error = Error::last("virConnectDomainEventDeregisterAny");
+        if conn.is_alive() {
+            return Err(error);
+        }
+        tracing::debug!(%error, "lifecycle callback dropped on a dead connection");
     }
     DEREGISTERED.fetch_add(1, Ordering::Relaxed);
     Ok(())

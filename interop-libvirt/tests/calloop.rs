@@ -1,6 +1,6 @@
-//! libvirt's event machinery on the `anyloop-calloop` backend (one process: libvirt takes
-//! one event implementation per process).
+//! libvirt's event machinery on a calloop event loop (`anyloop-calloop`), in a process of its own: libvirt takes one
+//! event implementation per process.
 
 mod common;
 
-libvirt_scenarios!(common::spawn_calloop);
+libvirt_scenarios!(anyloop_backends::LoopChoice::Calloop);

@@ -4,6 +4,14 @@
 //!
 //! `cargo test` builds the package's examples before running its tests; run this file
 //! alone with `cargo test -p anyloop-libvirt --examples --test example`.
+//!
+//! The demo runs once more over a daemon connection, against a private `libvirtd` (skipped
+//! without one, unless `ANYLOOP_REQUIRE_LIBVIRTD=1`).
+
+// The daemon helper of the per-backend tests; this file uses only part of it.
+#[allow(dead_code)]
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -77,29 +85,59 @@ fn run(args: &[&str]) -> Output {
     }
 }
 
+/// The demo's six events, as the example prints them.
+const DEMO_EVENTS: [&str; 6] = [
+    "event 'lifecycle' for domain 'anyloop-demo': Defined Added",
+    "event 'lifecycle' for domain 'anyloop-demo': Started Booted",
+    "event 'lifecycle' for domain 'anyloop-demo': Suspended Paused",
+    "event 'lifecycle' for domain 'anyloop-demo': Resumed Unpaused",
+    "event 'lifecycle' for domain 'anyloop-demo': Stopped Destroyed",
+    "event 'lifecycle' for domain 'anyloop-demo': Undefined Removed",
+];
+
+/// Runs the demo with `extra` arguments on every loop; each run prints the six events,
+/// exits cleanly and leaves nothing registered. Returns each run's stderr.
+fn demo_on_every_loop(extra: &[&str]) -> Vec<String> {
+    anyloop_backends::LoopChoice::built()
+        .map(|choice| {
+            let event_loop = choice.name();
+            let mut args = vec!["--demo", "--loop", event_loop];
+            args.extend_from_slice(extra);
+            let output = run(&args);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "{event_loop}: {stderr}");
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                DEMO_EVENTS,
+                "{event_loop}"
+            );
+            assert!(
+                stderr.contains("0 still registered, 0 frees pending"),
+                "{event_loop}: {stderr}"
+            );
+            stderr
+        })
+        .collect()
+}
+
 #[test]
 fn demo_on_every_loop_exits_cleanly() {
-    for event_loop in ["select", "glib", "calloop"] {
-        let output = run(&["--demo", "--loop", event_loop]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{event_loop}: {stderr}");
-        let events: Vec<&str> = stdout.lines().collect();
-        assert_eq!(
-            events,
-            [
-                "event 'lifecycle' for domain 'anyloop-demo': Defined Added",
-                "event 'lifecycle' for domain 'anyloop-demo': Started Booted",
-                "event 'lifecycle' for domain 'anyloop-demo': Suspended Paused",
-                "event 'lifecycle' for domain 'anyloop-demo': Resumed Unpaused",
-                "event 'lifecycle' for domain 'anyloop-demo': Stopped Destroyed",
-                "event 'lifecycle' for domain 'anyloop-demo': Undefined Removed",
-            ],
-            "{event_loop}"
-        );
+    demo_on_every_loop(&[]);
+}
+
+#[test]
+fn demo_over_a_daemon_connection_with_keepalive() {
+    let Some(daemon) = daemon::Daemon::start("demo_over_a_daemon_connection_with_keepalive") else {
+        return; // no libvirtd: skipped, and said so
+    };
+    let uri = daemon.uri();
+    for stderr in demo_on_every_loop(&["--keepalive", "1", &uri]) {
+        // libvirt watched its RPC socket on the loop (the local driver adds no handle).
         assert!(
-            stderr.contains("0 still registered, 0 frees pending"),
-            "{event_loop}: {stderr}"
+            stderr.contains("vtable: 1 handles"),
+            "{stderr}\n{}",
+            daemon.log()
         );
     }
 }
@@ -113,6 +151,9 @@ fn bad_uri_and_bad_option_are_clear_errors() {
         message.contains("cannot open \"nosuchdriver:///\""),
         "{message}"
     );
+
+    let bad_keepalive = run(&["--keepalive", "0"]);
+    assert_eq!(bad_keepalive.status.code(), Some(2));
 
     let bad_option = run(&["--loop", "tokio"]);
     assert_eq!(bad_option.status.code(), Some(2));

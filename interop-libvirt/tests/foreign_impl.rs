@@ -1,6 +1,7 @@
 //! A process where other code installed libvirt's event implementation first: libvirt
 //! silently keeps that one, so `register` must say so instead of pretending to work.
 
+use anyloop::Runner;
 use anyloop_libvirt::Error;
 
 #[link(name = "virt")]

@@ -1,6 +1,6 @@
-//! libvirt's event machinery on the `anyloop-glib` backend (one process: libvirt takes
-//! one event implementation per process).
+//! libvirt's event machinery on a private GLib main context (`anyloop-glib`), in a process of its own: libvirt takes one
+//! event implementation per process.
 
 mod common;
 
-libvirt_scenarios!(common::spawn_glib);
+libvirt_scenarios!(anyloop_backends::LoopChoice::Glib);

@@ -1,6 +1,6 @@
-//! libvirt's event machinery on the `anyloop-select` backend (the built-in loop) (one process: libvirt takes
-//! one event implementation per process).
+//! libvirt's event machinery on the built-in loop (`anyloop-select`) on epoll, in a process of its own: libvirt takes one
+//! event implementation per process.
 
 mod common;
 
-libvirt_scenarios!(common::spawn_select);
+libvirt_scenarios!(anyloop_backends::LoopChoice::Select);

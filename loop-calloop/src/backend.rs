@@ -1,4 +1,4 @@
-//! [`CalloopSource`], its [`Quitter`], and the calloop errors they map.
+//! [`CalloopSource`] and the calloop errors it maps.
 
 use std::fmt;
 use std::io;
@@ -8,26 +8,31 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop::{Error, Loop, Quitter, Result};
 use anyloop_engine::linux::{borrow_fd, new_epoll};
-use anyloop_engine::{Engine, QuitHandle, Shared};
+use anyloop_engine::{Engine, Shared};
 use calloop::{EventLoop, LoopHandle, LoopSignal, RegistrationToken};
 
 use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};
 use crate::sys::{HostedPoller, HostedRegistrar};
 
-/// The anyloop vtable on a calloop event loop, whatever its shared data type.
+/// The anyloop vtable inserted into a calloop event loop that the application keeps driving
+/// itself, whatever its shared data type (a compositor's `EventLoop<'l, State>`).
 ///
 /// [`new`](Self::new) inserts **one** event source into the calloop loop; the calloop loop
 /// drives it from then on, from `EventLoop::dispatch` or `EventLoop::run` (see the crate
 /// docs for how, and for the costs). Libraries reach it through the [`Loop`] handle from
-/// [`handle`](Self::handle), from any thread.
+/// [`handle`](Self::handle), from any thread. An application that has no calloop loop of its
+/// own uses [`CalloopLoop`](crate::CalloopLoop), which owns one and implements
+/// [`anyloop::Runner`].
 ///
 /// The backend lives as long as both this value and the calloop loop do. Dropping either
 /// removes the source and frees every callback still registered, exactly once, on the
-/// dropping thread (R48); [`Loop`] handles that outlive it answer [`Error::LoopGone`].
+/// dropping thread ([R48](anyloop::contract#r48)); [`Loop`] handles that outlive it answer
+/// [`Error::LoopGone`].
 ///
 /// ```
+/// use anyloop::Schedule;
 /// use anyloop_calloop::CalloopSource;
 /// use std::time::Duration;
 ///
@@ -35,7 +40,7 @@ use crate::sys::{HostedPoller, HostedRegistrar};
 /// let mut event_loop = calloop::EventLoop::<u32>::try_new().expect("calloop");
 /// let backend = CalloopSource::new(&event_loop.handle())?;
 /// let lp = backend.handle();
-/// let timer = lp.timer(Some(Duration::from_millis(1)), |_id| println!("tick"))?;
+/// let timer = lp.timer(Schedule::Once(Duration::from_millis(1)), |_id| println!("tick"))?;
 /// let mut data = 0u32;
 /// let mut ran = 0;
 /// while ran == 0 {
@@ -49,7 +54,7 @@ pub struct CalloopSource<'l> {
     hook_token: RegistrationToken,
     host: Box<dyn Host + 'l>,
     shared: Arc<Shared<HostedRegistrar>>,
-    quit: QuitHandle,
+    quitter: Quitter,
     lp: Loop,
     status: Rc<Status>,
 }
@@ -78,7 +83,7 @@ impl<'l> CalloopSource<'l> {
         let registrar = HostedRegistrar::new(registrar, resets.clone());
         let engine = Engine::new(HostedPoller(poller), registrar);
         let shared = engine.shared().clone();
-        let quit = engine.quit_handle();
+        let quitter = engine.quitter();
         let lp = engine.handle();
         let status = Rc::new(Status::default());
         // `epoll` borrows the engine's fd: the source owns both and drops its calloop
@@ -104,7 +109,7 @@ impl<'l> CalloopSource<'l> {
             hook_token,
             host: Box::new(WeakHost(weak_upgrader(handle))),
             shared,
-            quit,
+            quitter,
             lp,
             status,
         })
@@ -115,39 +120,31 @@ impl<'l> CalloopSource<'l> {
         self.lp.clone()
     }
 
-    /// Live watches, live timers, pending frees and iterations so far (R57).
-    pub fn stats(&self) -> LoopStats {
-        self.shared.stats()
-    }
-
-    /// A handle that asks the loop to quit, from any thread or callback.
+    /// The handle that asks the loop to quit, from any thread or callback
+    /// ([R47](anyloop::contract#r47)): it stops [`CalloopLoop`](crate::CalloopLoop)'s `run`, and
+    /// calloop's own `EventLoop::run` once [`stop_calloop_on_quit`](Self::stop_calloop_on_quit)
+    /// was called. A quit requested before either runs is not lost.
     pub fn quitter(&self) -> Quitter {
-        Quitter(self.quit.clone())
+        self.quitter.clone()
     }
 
-    /// Asks [`run`](Self::run) to return after the current iteration (R47); also stops
-    /// calloop's own `EventLoop::run` if a signal was given to
-    /// [`stop_calloop_on_quit`](Self::stop_calloop_on_quit). A quit before `run` is not lost.
-    pub fn quit(&self) {
-        self.quit.quit();
-    }
-
-    /// Makes every anyloop quit request (from [`quit`](Self::quit) or a [`Quitter`]) also
-    /// stop calloop's `EventLoop::run`, through the loop's `LoopSignal`.
+    /// Makes every anyloop quit request (from a [`Quitter`]) also stop calloop's
+    /// `EventLoop::run`, through the loop's `LoopSignal`.
     pub fn stop_calloop_on_quit(&self, signal: LoopSignal) {
         *self.status.signal.borrow_mut() = Some(signal);
     }
 
     /// One calloop dispatch (`event_loop.dispatch(timeout, data)`), which runs the backend's
     /// source if it is ready as well as every other source of the loop. Returns the number of
-    /// anyloop callbacks run (R46).
+    /// anyloop callbacks run ([R46](anyloop::contract#r46)).
     ///
     /// `event_loop` must be the loop this backend was created on.
     ///
     /// # Errors
     /// [`Error::CallbackPanicked`] naming the first anyloop callback or free that panicked
     /// (in this dispatch or an earlier one made without this method; the loop stays usable,
-    /// R54). [`Error::Os`] if calloop's dispatch failed (it can fail in other sources).
+    /// [R54](anyloop::contract#r54)). [`Error::Os`] if calloop's dispatch failed (it can fail
+    /// in other sources).
     pub fn dispatch<Data>(
         &self,
         event_loop: &mut EventLoop<'l, Data>,
@@ -169,35 +166,20 @@ impl<'l> CalloopSource<'l> {
         Ok(self.status.dispatched.replace(0))
     }
 
-    /// Dispatches the calloop loop until the anyloop loop is asked to quit (R47). A quit
-    /// issued before `run` makes it return without dispatching; `run` consumes the request.
-    ///
-    /// # Errors
-    /// The first error of a dispatch (see [`dispatch`](Self::dispatch)); the loop stays
-    /// usable and `run` can be called again.
-    pub fn run<Data>(&self, event_loop: &mut EventLoop<'l, Data>, data: &mut Data) -> Result<()> {
-        loop {
-            if self.status.quit.replace(false) || self.shared.take_quit() {
-                return Ok(());
-            }
-            self.dispatch(event_loop, None, data)?;
-        }
+    /// Consumes a pending quit request: `true` once per request (what
+    /// [`CalloopLoop`](crate::CalloopLoop)'s `run` looks at between dispatches).
+    pub fn take_quit(&self) -> bool {
+        // Both are consumed: a request seen by the source's dispatch, and one still pending
+        // in the engine because no dispatch ran since.
+        let seen = self.status.quit.replace(false);
+        self.shared.take_quit() || seen
     }
 
     /// The first error of an anyloop iteration that was not reported yet (when the loop is
     /// driven by calloop's own `dispatch`/`run`, which cannot return it): a callback or free
-    /// panicked (R54), or the engine's poll failed.
+    /// panicked ([R54](anyloop::contract#r54)), or the engine's poll failed.
     pub fn take_error(&self) -> Option<Error> {
         self.status.error.borrow_mut().take()
-    }
-
-    /// Binds this loop as the calling thread's current loop (see
-    /// [`anyloop::bind_thread_loop`]), so that [`Loop::current`] finds it.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyRegistered`] when the thread already has a loop.
-    pub fn make_current(&self) -> Result<ThreadLoopBinding> {
-        anyloop::bind_thread_loop(self.handle())
     }
 }
 
@@ -213,29 +195,8 @@ impl fmt::Debug for CalloopSource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CalloopSource")
             .field("token", &self.token)
-            .field("stats", &self.stats())
+            .field("stats", &self.lp.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// Stops a [`CalloopSource`]'s [`run`](CalloopSource::run) from any thread or callback.
-///
-/// ```
-/// use anyloop_calloop::CalloopSource;
-/// let mut event_loop = calloop::EventLoop::<()>::try_new().expect("calloop");
-/// let backend = CalloopSource::new(&event_loop.handle())?;
-/// let quitter = backend.quitter();
-/// std::thread::spawn(move || quitter.quit());
-/// backend.run(&mut event_loop, &mut ())?; // returns once the other thread quit
-/// # Ok::<(), anyloop::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct Quitter(QuitHandle);
-
-impl Quitter {
-    /// Asks the loop to stop after its current iteration; wakes it if it is blocked.
-    pub fn quit(&self) {
-        self.0.quit()
     }
 }
 
@@ -273,7 +234,7 @@ impl<Data> Host for WeakHost<'_, Data> {
 }
 
 /// Maps a calloop error to anyloop's, keeping the OS error when there is one.
-fn calloop_error(op: &'static str, err: calloop::Error) -> Error {
+pub(crate) fn calloop_error(op: &'static str, err: calloop::Error) -> Error {
     let source = match err {
         calloop::Error::IoError(err) => err,
         other => io::Error::other(other),

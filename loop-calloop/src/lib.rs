@@ -1,9 +1,15 @@
 //! # anyloop-calloop: the anyloop vtable on a calloop event loop
 //!
 //! calloop is the event loop of Rust's Wayland stack (Smithay compositors, many winit-based
-//! applications). [`CalloopSource`] plugs a library written against anyloop into such a
-//! loop, whatever the loop's shared data type: create it from the loop's `LoopHandle`, give
-//! its [`Loop`](anyloop::Loop) handle to the library, and keep dispatching calloop as usual.
+//! applications). Two ways in:
+//!
+//! - **The application keeps driving its own calloop loop** (a compositor): a
+//!   [`CalloopSource`] plugs a library written against anyloop into it, whatever the loop's
+//!   shared data type: create it from the loop's `LoopHandle`, give its
+//!   [`Loop`](anyloop::Loop) handle to the library, and keep dispatching calloop as usual
+//!   (below).
+//! - **anyloop owns the calloop loop**: [`CalloopLoop`] is a calloop `EventLoop` with the
+//!   source inside, run through [`anyloop::Runner`] like every other backend.
 //!
 //! ```
 //! use anyloop::IoEvents;
@@ -45,16 +51,18 @@
 //!         })
 //!         .expect("timer");
 //!
+//!     // calloop's own `run`, stopped by anyloop's quit requests.
+//!     backend.stop_calloop_on_quit(event_loop.get_signal());
 //!     let mut app = App { lines: Vec::new() };
-//!     backend.run(&mut event_loop, &mut app)?; // returns once the watch called quit()
+//!     event_loop.run(None, &mut app, |_app| {}).expect("calloop");
 //!     assert_eq!(app.lines, ["written"]);
-//!     Ok(())
+//!     // A panic caught in an anyloop callback during calloop's `run` is reported here.
+//!     backend.take_error().map_or(Ok(()), Err)
 //! }
 //! ```
 //!
-//! With calloop's own `EventLoop::run` instead, call
-//! [`CalloopSource::stop_calloop_on_quit`] with the loop's `LoopSignal` so that anyloop quit
-//! requests stop it, and read panics caught in callbacks with [`CalloopSource::take_error`].
+//! [`CalloopSource::dispatch`] is one `EventLoop::dispatch` that also reports how many anyloop
+//! callbacks ran and the first panic caught in one of them.
 //!
 //! ## How it works, and what it costs
 //!
@@ -69,7 +77,7 @@
 //!
 //! ## Behaviour
 //!
-//! Everything in anyloop's contract holds and is checked by the `anyloop-conformance` kit:
+//! Everything in anyloop's contract ([`anyloop::contract`]) holds and is checked by the `anyloop-conformance` kit:
 //! level-triggered delivery with exact ERROR/HANGUP bits (from the engine's epoll, not
 //! calloop's `Readiness`, which has neither); several watches per fd; regular files and
 //! `/dev/null` always ready; a closed watched fd never spins, even when a dup keeps its file
@@ -83,7 +91,7 @@
 //! set calloop watches. No other thread ever touches calloop, and no calloop source is
 //! inserted from a callback (calloop's double-borrow trap).
 //!
-//! **Dispatch order** within one iteration (R58): expired timers first, by deadline then
+//! **Dispatch order** within one iteration ([R58](anyloop::contract#r58)): expired timers first, by deadline then
 //! creation order; then fd watches, in the order the kernel reported the fds.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
@@ -92,7 +100,17 @@
 compile_error!("anyloop-calloop supports 64-bit Linux only (epoll)");
 
 mod backend;
+mod owned;
 mod source;
 mod sys;
 
-pub use backend::{CalloopSource, Quitter};
+pub use backend::CalloopSource;
+pub use owned::CalloopLoop;
+
+/// The owner-side trait [`CalloopLoop`] implements, re-exported so that `run`, `run_once` and
+/// `quitter` are in scope with one import.
+pub use anyloop::Runner;
+
+/// The `calloop` crate this backend is built on (for `EventLoop`, `LoopHandle` and the
+/// application's own calloop sources).
+pub use calloop;

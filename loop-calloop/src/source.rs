@@ -26,20 +26,20 @@
 //! calloop when needed. A second, fd-less source, [`SleepHook`], brackets calloop's poll:
 //!
 //! - right before calloop sleeps it tells the engine that the host sleeps, so that from then
-//!   on an op from another thread writes the eventfd (as while the built-in loop waits, R40);
+//!   on an op from another thread writes the eventfd (as while the built-in loop waits, [R40](anyloop::contract#r40));
 //!   and it looks at [`Shared::next_timeout`]: if an op made meanwhile (by another thread, or
-//!   on the loop thread by another calloop source's callback, R41) needs an iteration sooner
+//!   on the loop thread by another calloop source's callback, [R41](anyloop::contract#r41)) needs an iteration sooner
 //!   than the armed timer, it writes the eventfd itself, so calloop does not sleep and the
 //!   source re-arms (step 4);
 //! - right after the poll it tells the engine that the host is awake again: ops need no
 //!   wake-up until the next look.
 //!
 //! An op is thus either seen by that look or made while calloop sleeps (and wakes it): no
-//! wake-up can be lost (calloop B51/B52 were lost wake-ups through a coalescing flag; the
+//! wake-up can be lost (calloop [B51](anyloop::contract#b51)/B52 were lost wake-ups through a coalescing flag; the
 //! engine's `wake_pending` flag is cleared only by the iteration that drained the eventfd).
 //!
 //! The sources insert nothing into calloop after they were inserted themselves and never
-//! touch the loop from a hook, so callbacks can never hit calloop's double borrow (B50).
+//! touch the loop from a hook, so callbacks can never hit calloop's double borrow ([B50](anyloop::contract#b50)).
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -102,7 +102,7 @@ pub(crate) struct Status {
     pub(crate) armed: Cell<Option<Instant>>,
     /// An engine iteration already ran in the current calloop dispatch. calloop may report
     /// both the epoll fd and the timer from one poll; a second iteration would run every
-    /// ready callback (and a 0-interval timer) twice in one dispatch (R27, R30).
+    /// ready callback (and a 0-interval timer) twice in one dispatch ([R27](anyloop::contract#r27), [R30](anyloop::contract#r30)).
     pub(crate) iterated: Cell<bool>,
 }
 
@@ -160,7 +160,7 @@ impl EventSource for SleepHook {
     /// dispatch: a new earliest timer, a pending free, a quit), make the engine's epoll fd
     /// readable so that calloop polls without sleeping and dispatches the source, which then
     /// re-arms. (This hook cannot re-arm the timer itself: calloop lends no `Poll` here, and
-    /// touching the loop from a hook is calloop's double-borrow trap, B50.)
+    /// touching the loop from a hook is calloop's double-borrow trap, [B50](anyloop::contract#b50).)
     fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
         let wanted = wanted(self.shared.host_sleeps());
         let sooner = match (wanted, self.status.armed.get()) {
@@ -193,7 +193,7 @@ pub(crate) struct AnyloopSource {
     /// Alternates the token of successive timer registrations, so that a report for the
     /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
     flip: bool,
-    /// Resets of the engine's epoll instance (B62) that calloop has registered.
+    /// Resets of the engine's epoll instance ([B62](anyloop::contract#b62)) that calloop has registered.
     resets_seen: u64,
     resets: Arc<AtomicU64>,
     status: Rc<Status>,

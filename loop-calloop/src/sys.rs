@@ -2,7 +2,7 @@
 //!
 //! The engine owns a level-triggered epoll instance (with its eventfd wake-up inside);
 //! calloop watches that one epoll fd. When the engine meets a registration it can no longer
-//! remove (a watched fd closed while a dup keeps its file open, contract B62) it calls
+//! remove (a watched fd closed while a dup keeps its file open, contract [B62](anyloop::contract#b62)) it calls
 //! [`Registrar::reset`], which swaps a fresh epoll instance in behind the *same fd number*
 //! with `dup3`. That closes the old epoll file, and the kernel silently drops calloop's
 //! registration of it: calloop would never hear of the engine again. [`HostedRegistrar`]

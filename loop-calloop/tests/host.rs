@@ -1,6 +1,7 @@
 //! Living inside an application's calloop loop: its own shared data, its own sources, its own
 //! `run`, and ops made from its callbacks (outside the anyloop source's dispatch).
 
+use anyloop::Schedule;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -95,12 +96,12 @@ fn ops_from_calloop_callbacks_and_calloop_run_with_quit() {
                 *a.borrow_mut() = Some(Instant::now());
                 let quitter = quitter.clone();
                 let f = f.clone();
-                lp2.add_timer(Some(Duration::from_millis(10)), move |id| {
+                lp2.add_timer(Schedule::Every(Duration::from_millis(10)), move |id| {
                     let _ = id;
                     f.lock().expect("lock").get_or_insert_with(Instant::now);
                     quitter.quit();
                 })
-                .map_err(|r| r.error)
+                .map_err(anyloop::Error::from)
                 .expect("add_timer from a calloop callback");
                 TimeoutAction::Drop
             },
@@ -135,8 +136,8 @@ fn panics_are_reported_through_take_error_with_calloop_dispatch() {
     let backend = CalloopSource::new(&event_loop.handle()).expect("backend");
     let lp = backend.handle();
     let id = lp
-        .add_timer(Some(Duration::ZERO), |_| panic!("boom"))
-        .map_err(|r| r.error)
+        .add_timer(Schedule::EVERY_ITERATION, |_| panic!("boom"))
+        .map_err(anyloop::Error::from)
         .expect("add");
     event_loop
         .dispatch(Some(Duration::from_millis(100)), &mut ())

@@ -1,6 +1,7 @@
 //! Frees and destruction: every callback state is dropped exactly once, on the loop thread,
 //! whether the backend or the calloop loop goes first.
 
+use anyloop::Schedule;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,13 +29,13 @@ fn register(lp: &Loop, drops: &Arc<AtomicUsize>) -> std::os::unix::net::UnixStre
             let _ = &state;
         },
     )
-    .map_err(|r| r.error)
+    .map_err(anyloop::Error::from)
     .expect("add_watch");
     let state = DropCount(drops.clone());
-    lp.add_timer(Some(Duration::from_secs(60)), move |_| {
+    lp.add_timer(Schedule::Every(Duration::from_secs(60)), move |_| {
         let _ = &state;
     })
-    .map_err(|r| r.error)
+    .map_err(anyloop::Error::from)
     .expect("add_timer");
     drop(a);
     b
@@ -54,7 +55,8 @@ fn dropping_the_backend_frees_everything_once() {
     drop(backend);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "R48: freed at destruction");
     assert!(matches!(
-        lp.add_timer(None, |_| {}).map_err(|r| r.error),
+        lp.add_timer(Schedule::Disabled, |_| {})
+            .map_err(anyloop::Error::from),
         Err(Error::LoopGone)
     ));
     // The calloop loop carries on without the source.
@@ -79,10 +81,11 @@ fn dropping_the_calloop_loop_frees_everything_once() {
         "R48: freed with the calloop loop"
     );
     assert!(matches!(
-        lp.add_timer(None, |_| {}).map_err(|r| r.error),
+        lp.add_timer(Schedule::Disabled, |_| {})
+            .map_err(anyloop::Error::from),
         Err(Error::LoopGone)
     ));
-    assert_eq!(backend.stats().watches, 0);
+    assert_eq!(backend.handle().stats().watches, 0);
     drop(backend);
     assert_eq!(drops.load(Ordering::SeqCst), 2, "freed exactly once");
 }
@@ -105,10 +108,10 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
     }
     let place = Where(on);
     let id = lp
-        .add_timer(Some(Duration::from_secs(60)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_secs(60)), move |_| {
             let _ = (&state, &place);
         })
-        .map_err(|r| r.error)
+        .map_err(anyloop::Error::from)
         .expect("add");
     event_loop
         .dispatch(Some(Duration::ZERO), &mut ())
@@ -118,7 +121,7 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
         .join()
         .expect("thread");
     assert_eq!(drops.load(Ordering::SeqCst), 0, "R21: never inside remove");
-    assert_eq!(backend.stats().pending_frees, 1);
+    assert_eq!(backend.handle().stats().pending_frees, 1);
     // One plain calloop dispatch with a long timeout runs it at once.
     let start = Instant::now();
     event_loop
@@ -134,5 +137,5 @@ fn a_remove_between_dispatches_is_freed_by_the_next_dispatch_without_waiting() {
         Some(loop_thread),
         "R50: on the loop thread"
     );
-    assert!(backend.stats().is_idle());
+    assert!(backend.handle().stats().is_idle());
 }

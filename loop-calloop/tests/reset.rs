@@ -1,4 +1,4 @@
-//! The B62 trap: a watched fd closed while a dup keeps its file open cannot be removed from
+//! The [B62](anyloop::contract#b62) trap: a watched fd closed while a dup keeps its file open cannot be removed from
 //! epoll by number, so the engine rebuilds its epoll instance behind the same fd number
 //! (`dup3`). That silently drops calloop's registration of the old instance; the backend must
 //! register the new one, or no watch is ever delivered again.
@@ -25,7 +25,7 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
     let dup = kept.try_clone().expect("dup");
     let old = lp
         .add_watch(dup.as_raw_fd(), IoEvents::READABLE, |_, _, _| {})
-        .map_err(|r| r.error)
+        .map_err(anyloop::Error::from)
         .expect("add");
     backend
         .dispatch(&mut event_loop, tick, &mut ())
@@ -45,14 +45,14 @@ fn watches_are_still_delivered_after_the_epoll_instance_was_reset() {
     }
 
     // No spin: an idle window makes few iterations.
-    let before = backend.stats().iterations;
+    let before = backend.handle().stats().iterations;
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(200) {
         backend
             .dispatch(&mut event_loop, Some(Duration::from_millis(50)), &mut ())
             .expect("dispatch");
     }
-    let spins = backend.stats().iterations - before;
+    let spins = backend.handle().stats().iterations - before;
     assert!(
         spins < 20,
         "the closed fd makes the loop spin: {spins} iterations in 200 ms"

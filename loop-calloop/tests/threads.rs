@@ -1,5 +1,6 @@
 //! Ops from other threads wake a calloop loop blocked in `dispatch(None)`.
 
+use anyloop::Schedule;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +17,10 @@ fn cross_thread_add_wakes_blocked_dispatch() {
     let start = Instant::now();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
-        lp.add_timer(Some(Duration::ZERO), move |_| {
+        lp.add_timer(Schedule::EVERY_ITERATION, move |_| {
             f.fetch_add(1, Ordering::SeqCst);
         })
-        .map_err(|r| r.error)
+        .map_err(anyloop::Error::from)
         .expect("add");
     });
     while fired.load(Ordering::SeqCst) == 0 {
@@ -32,7 +33,7 @@ fn cross_thread_add_wakes_blocked_dispatch() {
 }
 
 /// W3's pattern, many times: a disabled timer armed to 0 ms by another thread, disabled again
-/// by its own callback; every post must wake the blocked `dispatch(None)` (R40).
+/// by its own callback; every post must wake the blocked `dispatch(None)` ([R40](anyloop::contract#r40)).
 #[test]
 fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
     use std::sync::mpsc;
@@ -47,13 +48,13 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         let lp = backend.handle();
         let lp2 = lp.clone();
         let id = lp
-            .add_timer(None, move |id| {
+            .add_timer(Schedule::Disabled, move |id| {
                 // Disable first, then report: a post that follows the report can never be
                 // undone by this disable (W3 reports first, which races under load).
-                lp2.update_timer(id, None).expect("disable");
+                lp2.update_timer(id, Schedule::Disabled).expect("disable");
                 let _ = fired_tx.send(());
             })
-            .map_err(|r| r.error)
+            .map_err(anyloop::Error::from)
             .expect("add");
         id_tx.send((lp, id)).expect("send");
         while !loop_stop.load(Ordering::SeqCst) {
@@ -69,7 +70,7 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         if i == ROUNDS - 1 {
             stop.store(true, Ordering::SeqCst);
         }
-        lp.update_timer(id, Some(Duration::ZERO)).expect("arm");
+        lp.update_timer(id, Schedule::EVERY_ITERATION).expect("arm");
         if fired_rx.recv_timeout(Duration::from_secs(2)).is_err() {
             lost += 1;
             eprintln!("lost wake-up at round {i}");
@@ -79,7 +80,7 @@ fn cross_thread_rearm_of_a_disabled_timer_never_loses_a_wake_up() {
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = lp.update_timer(id, Some(Duration::ZERO));
+    let _ = lp.update_timer(id, Schedule::EVERY_ITERATION);
     looper.join().expect("loop thread");
     assert_eq!(lost, 0, "wake-ups were lost");
 }

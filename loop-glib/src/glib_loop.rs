@@ -1,11 +1,11 @@
-//! [`GlibLoop`], its [`Quitter`], and [`install_default`].
+//! [`GlibLoop`] and [`install_default`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop::{Error, Loop, Quitter, Result, Runner};
 use anyloop_engine::linux::new_epoll;
 use anyloop_engine::Engine;
 use glib::{MainContext, Priority};
@@ -20,19 +20,20 @@ use crate::source::{new_source, set_priority, Core};
 /// Callbacks and frees run on the thread that iterates the context (for the default context
 /// of a GTK application, the main thread), during that iteration.
 ///
-/// Libraries reach it through the [`Loop`] handle from [`handle`](Self::handle), usable
+/// Libraries reach it through the [`Loop`] handle from [`handle`](Runner::handle), usable
 /// from any thread; an op from another thread wakes the context if it is blocked in its
 /// poll.
 ///
 /// The context is driven by whoever drives it: `gtk::Application::run`, a `glib::MainLoop`,
-/// `MainContext::iteration`, or this type's [`run`](Self::run) and
-/// [`iterate`](Self::iterate).
+/// `MainContext::iteration`, or this type's [`Runner`] methods ([`run`](Runner::run),
+/// [`run_once`](Runner::run_once), [`run_until`](Runner::run_until)).
 ///
 /// Dropping the `GlibLoop` destroys the source and frees every callback still registered,
-/// exactly once, on the dropping thread (R48); operations through surviving [`Loop`]
+/// exactly once, on the dropping thread ([R48](anyloop::contract#r48)); operations through surviving [`Loop`]
 /// handles then return [`Error::LoopGone`].
 ///
 /// ```
+/// use anyloop::{Runner, Schedule};
 /// use anyloop_glib::GlibLoop;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
@@ -42,13 +43,13 @@ use crate::source::{new_source, set_priority, Core};
 /// let mut lp = GlibLoop::new(&context)?;
 /// let fired = Arc::new(AtomicUsize::new(0));
 /// let counter = fired.clone();
-/// let id = lp.handle().add_timer(Some(Duration::ZERO), move |_id| {
+/// let id = lp.handle().add_timer(Schedule::EVERY_ITERATION, move |_id| {
 ///     counter.fetch_add(1, Ordering::SeqCst);
 /// })?;
 /// // Anything that iterates the context runs anyloop callbacks: here GLib's own call.
 /// context.iteration(false);
 /// // Or one bounded iteration that reports how many anyloop callbacks ran.
-/// assert_eq!(lp.iterate(Some(Duration::from_millis(10)))?, 1);
+/// assert_eq!(lp.run_once(Some(Duration::from_millis(10)))?, 1);
 /// lp.handle().remove_timer(id)?;
 /// assert_eq!(fired.load(Ordering::SeqCst), 2);
 /// # Ok::<(), anyloop::Error>(())
@@ -94,11 +95,6 @@ impl GlibLoop {
         })
     }
 
-    /// The vtable handle that libraries store; cheap to clone, usable from any thread.
-    pub fn handle(&self) -> Loop {
-        self.handle.clone()
-    }
-
     /// The main context this loop is attached to.
     pub fn context(&self) -> &MainContext {
         &self.context
@@ -115,27 +111,18 @@ impl GlibLoop {
         set_priority(&self.source, priority);
     }
 
-    /// One iteration of the context (`g_main_context_iteration`), blocking at most
-    /// `timeout` (`None`: until something happens; zero: does not block, as
-    /// `iteration(false)`). Other sources of the context are dispatched as GLib decides.
-    /// Returns how many anyloop callbacks ran; it may be zero, for example when woken by an
-    /// op from another thread or by a [`Quitter`] (R46).
-    ///
-    /// GLib wakes its own poll after every dispatch of a source that polls fds (it removes
-    /// and re-adds the source's fds around the dispatch), so a blocking
-    /// `iteration(true)` often returns having dispatched nothing. A blocking `iterate`
-    /// repeats such empty iterations until a source was dispatched, the bound expired, or a
-    /// quit was requested.
-    ///
-    /// Call it on a thread that may iterate the context (GLib refuses an iteration while
-    /// another thread owns the context: a non-blocking call then returns 0, a blocking one
-    /// waits for the owner to release it).
+    /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)). Returns
+    /// how many ran (0 when called from inside one of this loop's callbacks: they run at the
+    /// end of that iteration anyway).
     ///
     /// # Errors
-    /// [`Error::CallbackPanicked`] naming the first callback or free that panicked in this
-    /// iteration, or in an iteration driven by someone else since the last call (the others
-    /// still ran; the loop stays usable, R54).
-    pub fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
+    /// [`Error::CallbackPanicked`] if a free panicked.
+    pub fn drain(&mut self) -> Result<usize> {
+        self.core.drain()
+    }
+
+    /// One iteration of the context, with the context already acquired by this thread.
+    fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
         self.core.take_ran();
         if timeout == Some(Duration::ZERO) {
             self.context.iteration(false);
@@ -149,64 +136,54 @@ impl GlibLoop {
         let ran = self.core.take_ran();
         self.core.take_error().map_or(Ok(ran), Err)
     }
+}
 
-    /// Iterates the context until [`quit`](Self::quit) (or a [`Quitter`]) is called. The
-    /// iteration in which quit was called still dispatches everything it collected (R47);
-    /// no new iteration starts. A quit issued before `run` makes it return at once; `run`
-    /// consumes the quit request, so the next `run` iterates again.
-    ///
-    /// A GTK application does not call this: it runs `gtk::Application::run` (or a
-    /// `glib::MainLoop`), which iterates the same context.
-    ///
-    /// # Errors
-    /// As [`iterate`](Self::iterate); the loop stays usable and `run` can be called again.
-    pub fn run(&mut self) -> Result<()> {
-        loop {
-            if self.core.quit.swap(false, Ordering::SeqCst) {
-                return Ok(());
-            }
-            self.iterate(None)?;
-        }
+/// The owner side, for an application that lets anyloop drive the context (a GTK application
+/// does not need it: `gtk::Application::run` or a `glib::MainLoop` iterates the same context,
+/// and anyloop callbacks run there).
+///
+/// [`run_once`](Runner::run_once) is one iteration of the context
+/// (`g_main_context_iteration`), blocking at most `timeout`; other sources of the context are
+/// dispatched as GLib decides, and it returns how many *anyloop* callbacks ran (zero when
+/// woken by an op from another thread or a quit, [R46](anyloop::contract#r46)). It acquires
+/// the context for the calling thread and makes it the thread-default context for the
+/// iteration; when another thread owns the context it fails at once with
+/// [`Error::WrongThread`] instead of waiting for that thread.
+///
+/// GLib wakes its own poll after every dispatch of a source that polls fds, so a blocking
+/// `iteration(true)` often returns having dispatched nothing; a blocking `run_once` repeats
+/// such empty iterations until a source was dispatched, the bound expired, or a quit was
+/// requested. The errors of iterations driven by someone else (GTK, a `glib::MainLoop`) are
+/// reported by the next `run_once`.
+///
+/// The [`Quitter`] only concerns [`run`](Runner::run) and [`run_until`](Runner::run_until):
+/// the context itself keeps going for whoever else iterates it.
+impl Runner for GlibLoop {
+    fn handle(&self) -> Loop {
+        self.handle.clone()
     }
 
-    /// Asks [`run`](Self::run) to return after the current iteration (R47). A quit issued
-    /// before `run` is not lost. It only concerns `run`: the context itself keeps going for
-    /// whoever else iterates it.
-    pub fn quit(&self) {
-        self.quitter().quit();
+    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        let context = self.context.clone();
+        context
+            .with_thread_default(|| self.iterate(timeout))
+            .map_err(|_| Error::WrongThread {
+                id: None,
+                what: "iterating a GLib main context that another thread owns",
+            })?
     }
 
-    /// A handle that stops [`run`](Self::run) from any thread or callback.
-    pub fn quitter(&self) -> Quitter {
-        Quitter {
-            flag: self.core.quit.clone(),
-            context: self.context.clone(),
-        }
+    fn quitter(&self) -> Quitter {
+        let flag = self.core.quit.clone();
+        let context = self.context.clone();
+        Quitter::new(move || {
+            flag.store(true, Ordering::SeqCst);
+            context.wakeup();
+        })
     }
 
-    /// Runs the pending frees now, without iterating (R25). Returns how many ran (0 when
-    /// called from inside one of this loop's callbacks: they run at the end of that
-    /// iteration anyway).
-    ///
-    /// # Errors
-    /// [`Error::CallbackPanicked`] if a free panicked.
-    pub fn drain(&mut self) -> Result<usize> {
-        self.core.drain()
-    }
-
-    /// Live watches, live timers, pending frees and engine iterations so far (R57). From
-    /// inside one of this loop's callbacks: the counts as of the start of that iteration.
-    pub fn stats(&self) -> LoopStats {
-        self.core.stats()
-    }
-
-    /// Binds this loop as the calling thread's current loop (see
-    /// [`anyloop::bind_thread_loop`]), so that [`Loop::current`] finds it.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyRegistered`] when the thread already has a loop.
-    pub fn make_current(&self) -> Result<ThreadLoopBinding> {
-        anyloop::bind_thread_loop(self.handle())
+    fn take_quit(&mut self) -> bool {
+        self.core.quit.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -226,40 +203,7 @@ impl fmt::Debug for GlibLoop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlibLoop")
             .field("priority", &self.priority())
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Stops a [`GlibLoop`]'s [`run`](GlibLoop::run) from any thread or callback.
-///
-/// ```
-/// use anyloop_glib::GlibLoop;
-/// let mut lp = GlibLoop::new(&glib::MainContext::new())?;
-/// let quitter = lp.quitter();
-/// std::thread::spawn(move || quitter.quit());
-/// lp.run()?; // returns once the other thread quit
-/// # Ok::<(), anyloop::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct Quitter {
-    flag: Arc<AtomicBool>,
-    context: MainContext,
-}
-
-impl Quitter {
-    /// Asks the loop's `run` to stop after its current iteration; wakes the context if it
-    /// is blocked.
-    pub fn quit(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.context.wakeup();
-    }
-}
-
-impl fmt::Debug for Quitter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Quitter")
-            .field("requested", &self.flag.load(Ordering::SeqCst))
+            .field("stats", &self.handle.stats())
             .finish_non_exhaustive()
     }
 }
@@ -281,7 +225,8 @@ impl fmt::Debug for Quitter {
 ///     let _anyloop = anyloop_glib::install_default()?;
 ///     // ... build the GTK application; libraries written against anyloop now run on it:
 ///     let lp = anyloop::Loop::current()?;
-///     let _tick = lp.timer(Some(std::time::Duration::from_secs(1)), |_| println!("tick"))?;
+///     let every_second = anyloop::Schedule::Every(std::time::Duration::from_secs(1));
+///     let _tick = lp.timer(every_second, |_| println!("tick"))?;
 ///     glib::MainLoop::new(None, false).run();
 ///     Ok(())
 /// }

@@ -7,7 +7,7 @@
 //! [`install_default`].
 //!
 //! ```
-//! use anyloop::IoEvents;
+//! use anyloop::{IoEvents, Runner};
 //! use anyloop_glib::GlibLoop;
 //! use std::io::{Read, Write};
 //! use std::os::fd::AsRawFd;
@@ -55,17 +55,17 @@
 //!
 //! ## Behaviour
 //!
-//! Everything in anyloop's contract (`shared/design/contract.md` §2) holds, and is checked
+//! Everything in anyloop's contract ([`anyloop::contract`]) holds, and is checked
 //! by the `anyloop-conformance` kit on private contexts and on the global default context:
 //! level-triggered delivery; several watches per fd; deferred frees (never inside an op,
 //! never while the callback runs, exactly once, on the thread that iterates the context,
 //! in removal order; callback state is never handed to GLib as a destroy-notify); ops from
 //! any thread, which wake the context when it is blocked in its poll; panics in callbacks
-//! caught and reported by [`GlibLoop::iterate`]; regular files and `/dev/null` always ready,
+//! caught and reported by [`run_once`](anyloop::Runner::run_once); regular files and `/dev/null` always ready,
 //! as under `poll(2)`; a closed watched fd never spins, even while a duplicate of it stays
 //! open.
 //!
-//! **Dispatch order** within one iteration of the source (R58): expired timers first, by
+//! **Dispatch order** within one iteration of the source ([R58](anyloop::contract#r58)): expired timers first, by
 //! deadline then creation order; then fd watches, in the order the kernel reported the
 //! fds. Against other GLib sources: by priority, as GLib decides.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -77,7 +77,11 @@ compile_error!("anyloop-glib supports Linux only (it hosts an epoll instance)");
 mod glib_loop;
 mod source;
 
-pub use glib_loop::{install_default, GlibLoop, Quitter};
+pub use glib_loop::{install_default, GlibLoop};
+
+/// The owner-side trait [`GlibLoop`] implements, re-exported so that `run`, `run_once` and
+/// `quitter` are in scope with one import.
+pub use anyloop::Runner;
 
 /// The `glib` crate this backend is built on (for [`glib::MainContext`] and
 /// [`glib::Priority`]).

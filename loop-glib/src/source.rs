@@ -8,10 +8,10 @@
 //!    long the context may sleep ([`Engine::prepare_host_wait`]: the earliest timer deadline;
 //!    zero when a timer is due, a free is pending or an always-ready fd such as a regular
 //!    file is enabled). That call also records this thread as the host thread, so that from
-//!    now on an op from any *other* thread writes the engine's wake-up eventfd (R40). Zero
+//!    now on an op from any *other* thread writes the engine's wake-up eventfd ([R40](anyloop::contract#r40)). Zero
 //!    means "ready now"; anything else becomes GLib's poll timeout, rounded *up* to whole
-//!    milliseconds (a timer is never early, R31). The bound of
-//!    [`GlibLoop::iterate`](crate::GlibLoop::iterate) is folded in here too.
+//!    milliseconds (a timer is never early, [R31](anyloop::contract#r31)). The bound of
+//!    [`GlibLoop::run_once`](crate::GlibLoop) is folded in here too.
 //! 2. **poll** (GLib's `poll(2)`): our only entry in GLib's poll set is the engine's epoll fd.
 //!    It is readable when a watched fd is ready or the wake-up eventfd (inside the epoll set)
 //!    was written, so GLib's cost per iteration does not grow with the number of watches.
@@ -21,9 +21,9 @@
 //!    state afresh), so no stale wake-up ends a later poll early.
 //! 4. **dispatch**: one [`Engine::run_once`] with a zero timeout: one `epoll_wait` collects
 //!    the ready fds and expired timers, the callbacks run (level-triggered: an fd still
-//!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, R8),
+//!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, [R8](anyloop::contract#r8)),
 //!    then the frees. Callbacks and frees thus run on the thread that iterates the context,
-//!    with no GLib or anyloop lock held (R42, R43).
+//!    with no GLib or anyloop lock held ([R42](anyloop::contract#r42), [R43](anyloop::contract#r43)).
 //!
 //! The source never sets a ready time (`g_source_set_ready_time` writes the context's
 //! wake-up eventfd on every change, which a periodic timer would pay every iteration); the
@@ -41,8 +41,8 @@
 //!
 //! No callback state is ever handed to GLib: the only thing GLib owns is a reference to
 //! [`Core`], released in *finalize*, and the engine (with every callback) is normally taken
-//! out and dropped by [`GlibLoop`](crate::GlibLoop)'s `Drop` on the dropping thread (R21,
-//! R48).
+//! out and dropped by [`GlibLoop`](crate::GlibLoop)'s `Drop` on the dropping thread ([R21](anyloop::contract#r21),
+//! [R48](anyloop::contract#r48)).
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;
@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, LoopStats};
+use anyloop::Error;
 use anyloop_engine::linux::EpollPoller;
 use anyloop_engine::Engine;
 use glib::ffi;
@@ -66,22 +66,20 @@ pub(crate) struct Core {
     engine: Mutex<Option<Engine<EpollPoller>>>,
     /// Base of `bound`.
     epoch: Instant,
-    /// Deadline of the current [`GlibLoop::iterate`](crate::GlibLoop::iterate), in
+    /// Deadline of the current [`GlibLoop::run_once`](crate::GlibLoop), in
     /// nanoseconds after `epoch`, or [`NO_BOUND`].
     bound: AtomicU64,
     /// Callbacks run by this source's dispatches (reset by `iterate`).
     ran: AtomicUsize,
     /// The first error of a dispatch not yet reported by `iterate`/`run`.
     error: Mutex<Option<Error>>,
-    /// Counts as of the start of the current dispatch, for `stats()` called from inside it.
-    snapshot: Mutex<LoopStats>,
     /// The loop was dropped from inside one of its own callbacks: drop the engine as soon as
     /// that dispatch returns.
     dispose: AtomicBool,
     /// The epoll fd was taken out of GLib's poll set (events 0) because a callback runs a
     /// nested main loop; restored when that dispatch returns.
     muted: AtomicBool,
-    /// Asked by a [`Quitter`](crate::Quitter); consumed by `run`.
+    /// Asked by the loop's [`Quitter`](anyloop::Quitter); consumed by `run`.
     pub(crate) quit: Arc<AtomicBool>,
 }
 
@@ -104,7 +102,6 @@ impl Core {
             bound: AtomicU64::new(NO_BOUND),
             ran: AtomicUsize::new(0),
             error: Mutex::new(None),
-            snapshot: Mutex::new(LoopStats::default()),
             dispose: AtomicBool::new(false),
             muted: AtomicBool::new(false),
             quit: Arc::new(AtomicBool::new(false)),
@@ -148,18 +145,6 @@ impl Core {
         lock(&self.error).take()
     }
 
-    /// Live counts. From inside one of this loop's callbacks (the engine is busy running
-    /// it), the counts as of the start of that iteration.
-    pub(crate) fn stats(&self) -> LoopStats {
-        if self.dispatching_here() {
-            return *lock(&self.snapshot);
-        }
-        lock(&self.engine)
-            .as_ref()
-            .map(Engine::stats)
-            .unwrap_or_default()
-    }
-
     /// Runs pending frees now (see `Engine::drain`); 0 from inside a callback (the engine is
     /// busy: the frees run at the end of the current iteration anyway).
     pub(crate) fn drain(&self) -> anyloop::Result<usize> {
@@ -172,7 +157,7 @@ impl Core {
         }
     }
 
-    /// Takes the engine out, to drop it on the calling thread (R48). From inside one of its
+    /// Takes the engine out, to drop it on the calling thread ([R48](anyloop::contract#r48)). From inside one of its
     /// own callbacks, the engine is busy: it is dropped right after that dispatch instead.
     pub(crate) fn take_engine(&self) -> Option<Engine<EpollPoller>> {
         if self.dispatching_here() {
@@ -208,7 +193,6 @@ impl Core {
         let previous = DISPATCHING.with(|d| d.replace(self));
         let mut guard = lock(&self.engine);
         if let Some(engine) = guard.as_mut() {
-            *lock(&self.snapshot) = engine.stats();
             match engine.run_once(Some(Duration::ZERO)) {
                 Ok(count) => {
                     self.ran.fetch_add(count, Ordering::SeqCst);

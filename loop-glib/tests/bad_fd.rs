@@ -1,9 +1,10 @@
-//! The B62 trap on a hosted loop: a watched fd closed while a duplicate keeps its file open
+//! The [B62](anyloop::contract#b62) trap on a hosted loop: a watched fd closed while a duplicate keeps its file open
 //! makes the engine replace its epoll instance behind the same fd number (`dup3`). GLib
 //! polls that fd by number, so it must keep working: no spin, and new watches delivered.
 
 mod util;
 
+use anyloop::Runner;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,13 +28,13 @@ fn closed_fd_open_elsewhere_then_new_watch_delivered() {
             e.lock().unwrap().push(ev)
         })
         .expect("add");
-    lp.iterate(Some(Duration::ZERO)).expect("iterate");
+    lp.run_once(Some(Duration::ZERO)).expect("iterate");
     // Close the watched number; `old.rx` keeps the file open, so epoll keeps the
     // registration, and it can no longer be removed by number.
     drop(dup);
     old.send(1);
     for _ in 0..3 {
-        let _ = lp.iterate(Some(Duration::from_millis(5)));
+        let _ = lp.run_once(Some(Duration::from_millis(5)));
     }
     lp.handle().remove_watch(id).expect("remove after close");
 
@@ -41,7 +42,7 @@ fn closed_fd_open_elsewhere_then_new_watch_delivered() {
     let (cpu0, iter0, start) = (thread_cpu_time(), lp.stats().iterations, Instant::now());
     let mut loops = 0;
     while start.elapsed() < Duration::from_millis(200) {
-        lp.iterate(Some(Duration::from_millis(20)))
+        lp.run_once(Some(Duration::from_millis(20)))
             .expect("iterate");
         loops += 1;
     }
@@ -69,7 +70,7 @@ fn closed_fd_open_elsewhere_then_new_watch_delivered() {
     fresh.send(2);
     let deadline = Instant::now() + TIMEOUT;
     while *got.lock().unwrap() < 2 && Instant::now() < deadline {
-        lp.iterate(Some(Duration::from_millis(20)))
+        lp.run_once(Some(Duration::from_millis(20)))
             .expect("iterate");
     }
     assert_eq!(*got.lock().unwrap(), 2, "the new watch was not delivered");

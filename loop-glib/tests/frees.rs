@@ -2,6 +2,8 @@
 
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +34,11 @@ fn drop_frees_everything_once() {
     }
     for k in 0..30 {
         let token = drops.token();
-        let interval = (k % 2 == 0).then(|| Duration::from_secs(60));
+        let interval = if k % 2 == 0 {
+            Schedule::Every(Duration::from_secs(60))
+        } else {
+            Schedule::Disabled
+        };
         lp.handle()
             .add_timer(interval, move |_| {
                 let _ = &token;
@@ -55,7 +61,9 @@ fn drop_frees_everything_once() {
         "R24: frees on this thread"
     );
     assert!(matches!(
-        handle.add_timer(None, |_| {}).map_err(|r| r.error),
+        handle
+            .add_timer(Schedule::Disabled, |_| {})
+            .map_err(anyloop::Error::from),
         Err(Error::LoopGone)
     ));
     assert!(matches!(
@@ -79,7 +87,7 @@ fn drop_from_inside_a_callback() {
     let handle = slot.lock().unwrap().as_ref().unwrap().handle();
     let other = drops.token();
     handle
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &other;
         })
         .expect("survivor");
@@ -87,7 +95,7 @@ fn drop_from_inside_a_callback() {
     let o = observed.clone();
     let d = drops.clone();
     handle
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             let lp = s.lock().unwrap().take();
             drop(lp);
@@ -113,7 +121,7 @@ fn foreign_remove_frees_on_the_iterating_thread() {
     let token = drops.token();
     let id = lp
         .handle()
-        .add_timer(Some(Duration::from_secs(60)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_secs(60)), move |_| {
             let _ = &token;
         })
         .expect("add");

@@ -3,6 +3,8 @@
 
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ fn priority_orders_anyloop_among_other_sources() {
     let l = log.clone();
     let _timer = lp
         .handle()
-        .timer(Some(Duration::ZERO), move |_| push(&l, "anyloop"))
+        .timer(Schedule::EVERY_ITERATION, move |_| push(&l, "anyloop"))
         .expect("timer");
     let l = log.clone();
     let idle = glib::idle_source_new(None, Priority::DEFAULT, move || {
@@ -115,7 +117,9 @@ fn nested_main_loop_inside_a_callback() {
     let l = log.clone();
     let _ticker = lp
         .handle()
-        .timer(Some(Duration::from_millis(1)), move |_| push(&l, "tick"))
+        .timer(Schedule::Every(Duration::from_millis(1)), move |_| {
+            push(&l, "tick")
+        })
         .expect("ticker");
 
     // A watch whose fd becomes readable while the nested loop runs: the epoll fd GLib polls
@@ -139,8 +143,10 @@ fn nested_main_loop_inside_a_callback() {
     let handle = lp.handle();
     let _nester = lp
         .handle()
-        .timer(Some(Duration::ZERO), move |id| {
-            handle.update_timer(id, None).expect("one-shot");
+        .timer(Schedule::EVERY_ITERATION, move |id| {
+            handle
+                .update_timer(id, Schedule::Disabled)
+                .expect("one-shot");
             push(&l, "nest-begin");
             std::io::Write::write_all(&mut &tx, b"x").expect("write");
             let nested = glib::MainLoop::new(Some(&ctx), false);
@@ -201,7 +207,7 @@ fn iterate_bounds_and_counts() {
     let mut lp = GlibLoop::new(&context).expect("loop");
     let start = std::time::Instant::now();
     assert_eq!(
-        lp.iterate(Some(Duration::from_millis(30)))
+        lp.run_once(Some(Duration::from_millis(30)))
             .expect("iterate"),
         0
     );
@@ -213,8 +219,8 @@ fn iterate_bounds_and_counts() {
     assert!(waited < TIMEOUT);
     let _t = lp
         .handle()
-        .timer(Some(Duration::from_millis(5)), |_| {})
+        .timer(Schedule::Every(Duration::from_millis(5)), |_| {})
         .expect("timer");
-    assert_eq!(lp.iterate(None).expect("iterate"), 1);
-    assert_eq!(lp.iterate(Some(Duration::ZERO)).expect("iterate"), 0);
+    assert_eq!(lp.run_once(None).expect("iterate"), 1);
+    assert_eq!(lp.run_once(Some(Duration::ZERO)).expect("iterate"), 0);
 }

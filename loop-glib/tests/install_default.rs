@@ -1,5 +1,7 @@
 //! `install_default`: the one call of a GTK application (process-global, so its own binary).
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +22,11 @@ fn install_default_plugs_the_default_context() {
     let fired = Arc::new(AtomicUsize::new(0));
     let f = fired.clone();
     let _timer = found
-        .timer(Some(Duration::from_millis(1)), move |id| {
+        .timer(Schedule::Every(Duration::from_millis(1)), move |id| {
             f.fetch_add(1, Ordering::SeqCst);
-            let _ = Loop::current().expect("current").update_timer(id, None);
+            let _ = Loop::current()
+                .expect("current")
+                .update_timer(id, Schedule::Disabled);
         })
         .expect("timer");
     // Driven by GLib's default context, as `gtk::Application::run` would.

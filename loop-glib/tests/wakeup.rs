@@ -1,8 +1,10 @@
-//! R40 on a hosted loop: the context is blocked in GLib's own `iteration(true)` (not in
+//! [R40](anyloop::contract#r40) on a hosted loop: the context is blocked in GLib's own `iteration(true)` (not in
 //! anyloop code) when another thread adds or arms a timer; the context must wake.
 
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -42,7 +44,7 @@ fn foreign_thread_ops_wake_a_context_blocked_in_iteration() {
         // add a 0 ms timeout that removes itself...
         let (fired_tx, fired_rx) = mpsc::channel();
         let l = lp.clone();
-        lp.add_timer(Some(Duration::ZERO), move |id| {
+        lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _ = fired_tx.send(thread::current().id());
             l.remove_timer(id).expect("self-remove");
         })
@@ -55,20 +57,20 @@ fn foreign_thread_ops_wake_a_context_blocked_in_iteration() {
         let (fired_tx, fired_rx) = mpsc::channel();
         let l = lp.clone();
         let id = lp
-            .add_timer(None, move |id| {
+            .add_timer(Schedule::Disabled, move |id| {
                 let _ = fired_tx.send(());
-                l.update_timer(id, None).expect("disable");
+                l.update_timer(id, Schedule::Disabled).expect("disable");
             })
             .expect("add disabled");
         thread::sleep(Duration::from_millis(5));
-        lp.update_timer(id, Some(Duration::ZERO)).expect("arm");
+        lp.update_timer(id, Schedule::EVERY_ITERATION).expect("arm");
         fired_rx
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|_| panic!("round {round}: arming did not wake the context"));
         lp.remove_timer(id).expect("remove");
     }
     stop.store(true, Ordering::SeqCst);
-    lp.add_timer(Some(Duration::ZERO), |_| {})
+    lp.add_timer(Schedule::EVERY_ITERATION, |_| {})
         .expect("last wake");
     owner.join().expect("owner thread");
 }

@@ -5,7 +5,7 @@
 //! thread; hand its [`Loop`](anyloop::Loop) handle (from [`SelectLoop::handle`]) to libraries, on any thread.
 //!
 //! ```
-//! use anyloop::IoEvents;
+//! use anyloop::{IoEvents, Runner, Schedule};
 //! use anyloop_select::SelectLoop;
 //! use std::io::{Read, Write};
 //! use std::os::fd::AsRawFd;
@@ -27,11 +27,9 @@
 //!         quitter.quit();
 //!     })?;
 //!
-//!     // A timer that fires once (it disables itself) and writes the message.
-//!     let timers = handle.clone();
-//!     let _timer = handle.timer(Some(Duration::from_millis(10)), move |id| {
+//!     // A one-shot timer: it fires once, 10 ms from now, and writes the message.
+//!     let _timer = handle.timer(Schedule::Once(Duration::from_millis(10)), move |_id| {
 //!         ours.write_all(b"hello").expect("write");
-//!         let _ = timers.update_timer(id, None); // one-shot
 //!     })?;
 //!
 //!     lp.run()?; // returns once the watch called quit()
@@ -41,11 +39,11 @@
 //!
 //! ## Behaviour
 //!
-//! Everything in anyloop's contract (`shared/design/contract.md` §2) holds, and is checked by
+//! Everything in anyloop's contract ([`anyloop::contract`]) holds, and is checked by
 //! the `anyloop-conformance` kit: level-triggered delivery; several watches per fd with one
 //! kernel registration; deferred frees (never inside an op, never while the callback runs,
 //! exactly once, on the loop thread, in removal order); ops from any thread, with wake-ups
-//! that are never lost; panics in callbacks caught and reported by [`SelectLoop::run_once`];
+//! that are never lost; panics in callbacks caught and reported by [`run_once`](anyloop::Runner::run_once);
 //! regular files and `/dev/null` always ready, as under `poll(2)`; a closed watched fd never
 //! spins.
 //!
@@ -53,7 +51,7 @@
 //! [`anyloop_engine::Engine`]; to follow an event from the kernel to a callback, read
 //! `engine/src/dispatch.rs`. This crate adds the OS layer (`sys/`): see [`PollerKind`].
 //!
-//! **Dispatch order** within one iteration (R58): expired timers first, by deadline then
+//! **Dispatch order** within one iteration ([R58](anyloop::contract#r58)): expired timers first, by deadline then
 //! creation order; then fd watches, in the order the kernel reported the fds, several
 //! watches on one fd in registration order.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
@@ -65,4 +63,8 @@ compile_error!("anyloop-select supports 64-bit Linux only (epoll)");
 mod select;
 mod sys;
 
-pub use select::{PollerKind, Quitter, SelectLoop};
+pub use select::{PollerKind, SelectLoop};
+
+/// The owner-side trait [`SelectLoop`] implements, re-exported so that `run`, `run_once` and
+/// `quitter` are in scope with one import.
+pub use anyloop::Runner;

@@ -1,11 +1,11 @@
-//! [`SelectLoop`], its [`Quitter`], and the choice of [`PollerKind`].
+//! [`SelectLoop`] and the choice of [`PollerKind`].
 
 use std::fmt;
 use std::time::Duration;
 
-use anyloop::{Error, Loop, LoopStats, Result, ThreadLoopBinding};
+use anyloop::{Error, Loop, LoopStats, Quitter, Result, Runner};
 use anyloop_engine::linux::{new_epoll, EpollPoller};
-use anyloop_engine::{Engine, QuitHandle};
+use anyloop_engine::Engine;
 
 use crate::sys;
 
@@ -43,16 +43,17 @@ macro_rules! with_engine {
 
 /// The built-in event loop.
 ///
-/// Owns the loop: run it with [`run`](Self::run) or [`run_once`](Self::run_once) on one
+/// Owns the loop: run it with [`run`](Runner::run) or [`run_once`](Runner::run_once) on one
 /// thread at a time (it is `Send`: it may be created on one thread and run on another; the
 /// loop thread is whichever thread runs it). Libraries reach it through the [`Loop`] handle
 /// from [`handle`](Self::handle), usable from any thread.
 ///
 /// Dropping the `SelectLoop` frees every callback still registered, exactly once, on the
-/// dropping thread (R48); operations through surviving [`Loop`] handles then return
+/// dropping thread ([R48](anyloop::contract#r48)); operations through surviving [`Loop`] handles then return
 /// [`Error::LoopGone`].
 ///
 /// ```
+/// use anyloop::{Runner, Schedule};
 /// use anyloop_select::SelectLoop;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
@@ -61,10 +62,10 @@ macro_rules! with_engine {
 /// let mut lp = SelectLoop::new()?;
 /// let fired = Arc::new(AtomicUsize::new(0));
 /// let counter = fired.clone();
-/// let id = lp.handle().add_timer(Some(Duration::ZERO), move |_id| {
+/// let id = lp.handle().add_timer(Schedule::EVERY_ITERATION, move |_id| {
 ///     counter.fetch_add(1, Ordering::SeqCst);
 /// })?;
-/// // A zero-interval timer fires on every iteration and keeps the loop from blocking.
+/// // A timer due every iteration fires on every iteration and keeps the loop from blocking.
 /// assert_eq!(lp.run_once(None)?, 1);
 /// assert_eq!(lp.run_once(None)?, 1);
 /// lp.handle().remove_timer(id)?;
@@ -121,47 +122,7 @@ impl SelectLoop {
         self.poller
     }
 
-    /// The vtable handle that libraries store; cheap to clone, usable from any thread.
-    pub fn handle(&self) -> Loop {
-        with_engine!(&self.inner, engine => engine.handle())
-    }
-
-    /// A handle that stops [`run`](Self::run) from any thread or callback.
-    pub fn quitter(&self) -> Quitter {
-        Quitter(with_engine!(&self.inner, engine => engine.quit_handle()))
-    }
-
-    /// Asks [`run`](Self::run) to return after the current iteration (R47). A quit issued
-    /// before `run` is not lost.
-    pub fn quit(&self) {
-        with_engine!(&self.inner, engine => engine.quit())
-    }
-
-    /// Iterates until [`quit`](Self::quit) (or a [`Quitter`]) is called. The iteration in
-    /// which quit was called still dispatches everything it collected (R47); no new poll
-    /// starts. A quit issued before `run` makes it return at once; `run` consumes the quit
-    /// request, so the next `run` iterates again.
-    ///
-    /// # Errors
-    /// As [`run_once`](Self::run_once); the loop stays usable and `run` can be called again.
-    pub fn run(&mut self) -> Result<()> {
-        with_engine!(&mut self.inner, engine => engine.run())
-    }
-
-    /// One iteration: wait until something is ready, a timer is due, an op from another
-    /// thread arrives or `timeout` elapses (`None`: no limit), then dispatch everything that
-    /// was collected and run pending frees. Returns the number of callbacks run (possibly
-    /// zero, e.g. when woken by an op, R46).
-    ///
-    /// # Errors
-    /// [`Error::CallbackPanicked`] naming the first callback or free that panicked in this
-    /// iteration (the others still ran and later panics are traced; the loop stays usable,
-    /// R54). [`Error::Os`] if the wait failed.
-    pub fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
-        with_engine!(&mut self.inner, engine => engine.run_once(timeout))
-    }
-
-    /// Runs the pending frees now, without polling (libvirt-python's `drain`, R25). Returns
+    /// Runs the pending frees now, without polling (libvirt-python's `drain`, [R25](anyloop::contract#r25)). Returns
     /// how many ran.
     ///
     /// # Errors
@@ -169,19 +130,31 @@ impl SelectLoop {
     pub fn drain(&mut self) -> Result<usize> {
         with_engine!(&mut self.inner, engine => engine.drain())
     }
+}
 
-    /// Live watches, live timers, pending frees and iterations so far (R57).
-    pub fn stats(&self) -> LoopStats {
-        with_engine!(&self.inner, engine => engine.stats())
+/// The owner side: [`run_once`](Runner::run_once) is one kernel wait plus the dispatch of what
+/// it found and the pending frees; [`run`](Runner::run) iterates until quit. The loop's thread
+/// is whichever thread runs it (it was created on, or last ran, it): thread-bound callbacks
+/// are added and run there.
+impl Runner for SelectLoop {
+    fn handle(&self) -> Loop {
+        with_engine!(&self.inner, engine => engine.handle())
     }
 
-    /// Binds this loop as the calling thread's current loop (see
-    /// [`anyloop::bind_thread_loop`]), so that [`Loop::current`] finds it.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyRegistered`] when the thread already has a loop.
-    pub fn make_current(&self) -> Result<ThreadLoopBinding> {
-        anyloop::bind_thread_loop(self.handle())
+    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        with_engine!(&mut self.inner, engine => engine.run_once(timeout))
+    }
+
+    fn quitter(&self) -> Quitter {
+        with_engine!(&self.inner, engine => engine.quitter())
+    }
+
+    fn take_quit(&mut self) -> bool {
+        with_engine!(&self.inner, engine => engine.take_quit())
+    }
+
+    fn stats(&self) -> LoopStats {
+        with_engine!(&self.inner, engine => engine.stats())
     }
 }
 
@@ -191,25 +164,5 @@ impl fmt::Debug for SelectLoop {
             .field("poller", &self.poller)
             .field("stats", &self.stats())
             .finish()
-    }
-}
-
-/// Stops a [`SelectLoop`]'s [`run`](SelectLoop::run) from any thread or callback.
-///
-/// ```
-/// use anyloop_select::SelectLoop;
-/// let mut lp = SelectLoop::new()?;
-/// let quitter = lp.quitter();
-/// std::thread::spawn(move || quitter.quit());
-/// lp.run()?; // returns once the other thread quit
-/// # Ok::<(), anyloop::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct Quitter(QuitHandle);
-
-impl Quitter {
-    /// Asks the loop to stop after its current iteration; wakes it if it is blocked.
-    pub fn quit(&self) {
-        self.0.quit()
     }
 }

@@ -1,6 +1,8 @@
-//! Bad input, closed fds, always-ready files, panics (contract R2–R4, R51–R55, R60).
+//! Bad input, closed fds, always-ready files, panics (contract [R2](anyloop::contract#r2)–[R4](anyloop::contract#r4), [R51](anyloop::contract#r51)–[R55](anyloop::contract#r55), [R60](anyloop::contract#r60)).
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
@@ -21,25 +23,29 @@ fn rejected_adds_hand_the_callback_back_without_freeing() {
                 let _keep = &probe;
             })
             .unwrap_err();
-        assert!(matches!(rejected.error, Error::InvalidFd { fd: -1, .. }));
+        assert!(matches!(rejected.error(), Error::InvalidFd { fd: -1, .. }));
         assert!(frees.freed().is_empty());
         // Closed fd.
         let closed = Pipe::new().rfd();
         let rejected = h
-            .add_watch(closed, IoEvents::READABLE, rejected.callback)
+            .add_watch(closed, IoEvents::READABLE, rejected.into_callback())
             .unwrap_err();
         assert!(
-            matches!(rejected.error, Error::InvalidFd { .. }),
+            matches!(rejected.error(), Error::InvalidFd { .. }),
             "{:?}",
-            rejected.error
+            rejected.error()
         );
         // Unknown bits.
         let p = Pipe::new();
         let rejected = h
-            .add_watch(p.rfd(), IoEvents::from_bits_retain(0x40), rejected.callback)
+            .add_watch(
+                p.rfd(),
+                IoEvents::from_bits_retain(0x40),
+                rejected.into_callback(),
+            )
             .unwrap_err();
         assert!(matches!(
-            rejected.error,
+            rejected.error(),
             Error::UnknownEvents { bits: 0x40, .. }
         ));
         assert!(frees.freed().is_empty(), "{poller:?}: a failed add freed");
@@ -76,11 +82,13 @@ fn unknown_ids_double_remove_and_no_resurrection() {
             matches!(h.update_watch(id, IoEvents::READABLE), Err(Error::NotFound { id: RegistrationId::Watch(x) }) if x == id)
         );
         assert!(matches!(h.remove_watch(id), Err(Error::NotFound { .. })));
-        let t = h.add_timer(Some(Duration::from_secs(10)), |_| {}).unwrap();
-        h.update_timer(t, None).unwrap();
+        let t = h
+            .add_timer(Schedule::Every(Duration::from_secs(10)), |_| {})
+            .unwrap();
+        h.update_timer(t, Schedule::Disabled).unwrap();
         h.remove_timer(t).unwrap();
         assert!(matches!(
-            h.update_timer(t, Some(Duration::ZERO)),
+            h.update_timer(t, Schedule::EVERY_ITERATION),
             Err(Error::NotFound { .. })
         ));
         assert!(matches!(h.remove_timer(t), Err(Error::NotFound { .. })));
@@ -235,12 +243,13 @@ fn panicking_callback_is_reported_and_the_loop_stays_usable() {
         let c = others.clone();
         let probe = frees.probe("bad");
         let bad = h
-            .add_timer(Some(Duration::ZERO), move |_| {
+            .add_timer(Schedule::EVERY_ITERATION, move |_| {
                 let _keep = &probe;
                 panic!("boom")
             })
             .unwrap();
-        h.add_timer(Some(Duration::ZERO), move |_| c.hit()).unwrap();
+        h.add_timer(Schedule::EVERY_ITERATION, move |_| c.hit())
+            .unwrap();
         let err = lp.run_once(Some(PATIENCE)).unwrap_err();
         match err {
             Error::CallbackPanicked { id, message } => {
@@ -266,7 +275,7 @@ fn panicking_callback_is_reported_and_the_loop_stays_usable() {
         }
         let bomb = Bomb;
         let t = h
-            .add_timer(None, move |_| {
+            .add_timer(Schedule::Disabled, move |_| {
                 let _keep = &bomb;
             })
             .unwrap();
@@ -320,7 +329,7 @@ fn a_panic_report_names_the_callback() {
         let h = lp.handle();
         let id = h
             .add_timer(
-                Some(Duration::ZERO),
+                Schedule::EVERY_ITERATION,
                 anyloop::TimerCallback::new(|_| panic!("boom")).named("keepalive"),
             )
             .unwrap();
@@ -334,5 +343,48 @@ fn a_panic_report_names_the_callback() {
         }
         h.remove_timer(id).unwrap();
         lp.run_once(Some(Duration::ZERO)).unwrap();
+    }
+}
+
+/// A watch disabled by an earlier callback of the same iteration is silent, even when its fd
+/// was found closed in that iteration ([R18](anyloop::contract#r18),
+/// [R52](anyloop::contract#r52)): the engine's forced ERROR meets the interest in force at
+/// dispatch time. A regular file is re-checked every iteration, so the closed number is
+/// reported deterministically; timers run before watches.
+#[test]
+fn a_watch_disabled_earlier_in_the_iteration_gets_no_error_for_its_closed_fd() {
+    use std::os::fd::AsRawFd;
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let h = lp.handle();
+        let file = std::fs::File::open("/proc/self/status").expect("a regular file");
+        let fd = file.as_raw_fd();
+        let calls = Counter::default();
+        let c = calls.clone();
+        let watch = h
+            .add_watch(fd, IoEvents::READABLE, move |_, _, _| c.hit())
+            .expect("watch");
+        assert_eq!(lp.run_once(Some(Duration::ZERO)).expect("run"), 1);
+        assert_eq!(calls.get(), 1);
+
+        // Close the number; in the next iteration a timer disables the watch first.
+        drop(file);
+        let h2 = h.clone();
+        let _timer = h
+            .timer(Schedule::Once(Duration::ZERO), move |_| {
+                h2.update_watch(watch, IoEvents::empty()).expect("disable");
+            })
+            .expect("timer");
+        let before = calls.get();
+        for _ in 0..5 {
+            lp.run_once(Some(Duration::from_millis(5))).expect("run");
+            assert_eq!(
+                calls.get(),
+                before,
+                "{poller:?}: a disabled watch was called"
+            );
+        }
+        h.remove_watch(watch).expect("remove");
+        lp.run_once(Some(Duration::ZERO)).expect("run");
     }
 }

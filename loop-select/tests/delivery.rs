@@ -1,6 +1,7 @@
 //! Level-triggered delivery, fan-out to several watches on one fd, reported bits.
 mod util;
 
+use anyloop::Runner;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
-//! Deferred frees (contract R21–R26, R48).
+//! Deferred frees (contract [R21](anyloop::contract#r21)–[R26](anyloop::contract#r26), [R48](anyloop::contract#r48)).
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ fn frees_never_run_inside_remove_and_run_in_removal_order() {
         for name in ["t1", "t2", "t3"] {
             let probe = frees.probe(name);
             ids.push(
-                h.add_timer(None, move |_| {
+                h.add_timer(Schedule::Disabled, move |_| {
                     let _keep = &probe;
                 })
                 .unwrap(),
@@ -43,17 +45,17 @@ fn self_removal_keeps_its_place_in_removal_order() {
         let h = lp.handle();
         let (pa, pb) = (frees.probe("other-before"), frees.probe("other-after"));
         let before = h
-            .add_timer(None, move |_| {
+            .add_timer(Schedule::Disabled, move |_| {
                 let _keep = &pa;
             })
             .unwrap();
         let after = h
-            .add_timer(None, move |_| {
+            .add_timer(Schedule::Disabled, move |_| {
                 let _keep = &pb;
             })
             .unwrap();
         let (h2, me) = (h.clone(), frees.probe("self"));
-        h.add_timer(Some(Duration::ZERO), move |id| {
+        h.add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _keep = &me;
             h2.remove_timer(before).unwrap();
             h2.remove_timer(id).unwrap();
@@ -113,7 +115,7 @@ fn frees_may_call_the_vtable() {
         let other_freed = FreeLog::default();
         let probe = other_freed.probe("other");
         let other = h
-            .add_timer(None, move |_| {
+            .add_timer(Schedule::Disabled, move |_| {
                 let _keep = &probe;
             })
             .unwrap();
@@ -127,12 +129,12 @@ fn frees_may_call_the_vtable() {
         let (h2, f2) = (h.clone(), fired.clone());
         let guard = OnDrop(move || {
             let f3 = f2.clone();
-            h2.add_timer(Some(Duration::ZERO), move |_| f3.hit())
+            h2.add_timer(Schedule::EVERY_ITERATION, move |_| f3.hit())
                 .unwrap();
             h2.remove_timer(other).unwrap();
         });
         let id = h
-            .add_timer(None, move |_| {
+            .add_timer(Schedule::Disabled, move |_| {
                 let _keep = &guard;
             })
             .unwrap();
@@ -164,7 +166,7 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
         for name in ["t1", "t2", "t3"] {
             let probe = frees.probe(name);
             tids.push(
-                h.add_timer(Some(Duration::from_secs(60)), move |_| {
+                h.add_timer(Schedule::Every(Duration::from_secs(60)), move |_| {
                     let _keep = &probe;
                 })
                 .unwrap(),
@@ -181,10 +183,10 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
         );
         assert!(matches!(h.remove_watch(hids[0]), Err(Error::LoopGone)));
         assert!(matches!(
-            h.update_timer(tids[0], None),
+            h.update_timer(tids[0], Schedule::Disabled),
             Err(Error::LoopGone)
         ));
-        let rejected = h.add_timer(None, |_| {}).unwrap_err();
-        assert!(matches!(rejected.error, Error::LoopGone));
+        let rejected = h.add_timer(Schedule::Disabled, |_| {}).unwrap_err();
+        assert!(matches!(rejected.error(), Error::LoopGone));
     }
 }

@@ -1,7 +1,9 @@
 //! Mutation during dispatch: removal, self-removal, additions, interest changes, re-add on
-//! the same fd (contract R15–R20).
+//! the same fd (contract [R15](anyloop::contract#r15)–[R20](anyloop::contract#r20)).
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,7 +132,7 @@ fn added_during_dispatch_waits_for_next_iteration() {
                 let _ = id;
             })
             .unwrap();
-            h2.add_timer(Some(Duration::ZERO), move |id| {
+            h2.add_timer(Schedule::EVERY_ITERATION, move |id| {
                 l2.lock().unwrap().push((0, "t"));
                 let _ = id;
             })

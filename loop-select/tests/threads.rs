@@ -1,6 +1,8 @@
-//! Cross-thread operations, wake-ups and quit (contract R39–R47).
+//! Cross-thread operations, wake-ups and quit (contract [R39](anyloop::contract#r39)–[R47](anyloop::contract#r47)).
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -44,10 +46,10 @@ fn foreign_ops_wake_a_blocked_loop() {
         // Update of a disabled timer to zero (libvirt's flush pattern).
         let fired = Counter::default();
         let c = fired.clone();
-        let t = h.add_timer(None, move |_| c.hit()).unwrap();
+        let t = h.add_timer(Schedule::Disabled, move |_| c.hit()).unwrap();
         let rx = blocked_run_once(lp);
         thread::sleep(Duration::from_millis(30));
-        h.update_timer(t, Some(Duration::ZERO)).unwrap();
+        h.update_timer(t, Schedule::EVERY_ITERATION).unwrap();
         let (lp, _) = rx
             .recv_timeout(PATIENCE)
             .expect("update did not wake the loop");
@@ -75,7 +77,7 @@ fn wakeups_are_never_lost_under_a_storm_of_foreign_ops() {
             for i in 0..total {
                 let c = c.clone();
                 let h2 = h.clone();
-                h.add_timer(Some(Duration::ZERO), move |id| {
+                h.add_timer(Schedule::EVERY_ITERATION, move |id| {
                     c.hit();
                     h2.remove_timer(id).unwrap();
                 })
@@ -106,7 +108,7 @@ fn wakeups_are_never_lost_under_a_storm_of_foreign_ops() {
 fn quit_before_run_is_not_lost_and_is_consumed() {
     for poller in POLLERS {
         let mut lp = new_loop(poller);
-        lp.quit();
+        lp.quitter().quit();
         lp.run().unwrap(); // returns at once
         let q = lp.quitter();
         thread::spawn(move || {
@@ -151,7 +153,7 @@ fn loop_moves_between_threads_and_callbacks_run_on_the_running_thread() {
         let lp = new_loop(poller);
         let h = lp.handle();
         let (tx, rx) = mpsc::channel();
-        h.add_timer(Some(Duration::ZERO), move |_| {
+        h.add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = tx.send(thread::current().id());
         })
         .unwrap();

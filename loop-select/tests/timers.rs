@@ -1,6 +1,8 @@
-//! Timers (contract R27–R38).
+//! Timers (contract [R27](anyloop::contract#r27)–[R38](anyloop::contract#r38)).
 mod util;
 
+use anyloop::Runner;
+use anyloop::Schedule;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,10 +18,13 @@ fn deadline_order_with_ties_in_creation_order() {
         for ms in [30u64, 10, 20, 40, 40] {
             let o = order.clone();
             let h2 = h.clone();
-            h.add_timer(Some(Duration::from_millis(ms)), move |id: TimerId| {
-                o.lock().unwrap().push((ms, id.get()));
-                h2.update_timer(id, None).unwrap();
-            })
+            h.add_timer(
+                Schedule::Every(Duration::from_millis(ms)),
+                move |id: TimerId| {
+                    o.lock().unwrap().push((ms, id.get()));
+                    h2.update_timer(id, Schedule::Disabled).unwrap();
+                },
+            )
             .unwrap();
         }
         // Let them all expire before the first iteration: one batch, sorted.
@@ -41,7 +46,7 @@ fn zero_interval_fires_every_iteration_without_starving_fds() {
         let (t, f) = (Counter::default(), Counter::default());
         let (tc, fc) = (t.clone(), f.clone());
         lp.handle()
-            .add_timer(Some(Duration::ZERO), move |_| tc.hit())
+            .add_timer(Schedule::EVERY_ITERATION, move |_| tc.hit())
             .unwrap();
         lp.handle()
             .add_watch(p.rfd(), IoEvents::READABLE, move |_, _, _| fc.hit())
@@ -62,12 +67,12 @@ fn one_shot_by_self_disable_and_disabled_never_fires() {
         let (oc, nc) = (once.clone(), never.clone());
         let h = lp.handle();
         let h2 = h.clone();
-        h.add_timer(Some(Duration::ZERO), move |id| {
+        h.add_timer(Schedule::EVERY_ITERATION, move |id| {
             oc.hit();
-            h2.update_timer(id, None).unwrap();
+            h2.update_timer(id, Schedule::Disabled).unwrap();
         })
         .unwrap();
-        h.add_timer(None, move |_| nc.hit()).unwrap();
+        h.add_timer(Schedule::Disabled, move |_| nc.hit()).unwrap();
         run_for(&mut lp, Duration::from_millis(100));
         assert_eq!((once.get(), never.get()), (1, 0), "{poller:?}");
     }
@@ -83,7 +88,7 @@ fn never_early_and_update_restarts() {
         for ms in [1u64, 10, 50] {
             let f = fired.clone();
             let h2 = h.clone();
-            h.add_timer(Some(Duration::from_millis(ms)), move |id| {
+            h.add_timer(Schedule::Every(Duration::from_millis(ms)), move |id| {
                 f.lock().unwrap().push((ms, Instant::now()));
                 h2.remove_timer(id).unwrap();
             })
@@ -92,11 +97,14 @@ fn never_early_and_update_restarts() {
         let restarted = Counter::default();
         let rc = restarted.clone();
         let r = h
-            .add_timer(Some(Duration::from_millis(60)), move |_| rc.hit())
+            .add_timer(Schedule::Every(Duration::from_millis(60)), move |_| {
+                rc.hit()
+            })
             .unwrap();
         std::thread::sleep(Duration::from_millis(40));
         let updated_at = Instant::now();
-        h.update_timer(r, Some(Duration::from_millis(60))).unwrap();
+        h.update_timer(r, Schedule::Every(Duration::from_millis(60)))
+            .unwrap();
         run_until(&mut lp, || restarted.get() > 0);
         assert!(
             updated_at.elapsed() >= Duration::from_millis(60),
@@ -120,11 +128,11 @@ fn earlier_timer_disables_or_removes_a_later_one_in_the_same_batch() {
         let later: Arc<Mutex<Vec<TimerId>>> = Arc::default();
         let hits = Counter::default();
         let (h2, l2) = (h.clone(), later.clone());
-        h.add_timer(Some(Duration::from_millis(5)), move |id| {
+        h.add_timer(Schedule::Every(Duration::from_millis(5)), move |id| {
             let ids = l2.lock().unwrap().clone();
-            h2.update_timer(ids[0], None).unwrap();
+            h2.update_timer(ids[0], Schedule::Disabled).unwrap();
             h2.remove_timer(ids[1]).unwrap();
-            h2.update_timer(ids[2], Some(Duration::from_secs(60)))
+            h2.update_timer(ids[2], Schedule::Every(Duration::from_secs(60)))
                 .unwrap();
             h2.remove_timer(id).unwrap();
         })
@@ -132,7 +140,7 @@ fn earlier_timer_disables_or_removes_a_later_one_in_the_same_batch() {
         for _ in 0..3 {
             let c = hits.clone();
             later.lock().unwrap().push(
-                h.add_timer(Some(Duration::from_millis(5)), move |_| c.hit())
+                h.add_timer(Schedule::Every(Duration::from_millis(5)), move |_| c.hit())
                     .unwrap(),
             );
         }
@@ -155,7 +163,7 @@ fn huge_intervals_neither_overflow_nor_fire() {
         ] {
             let c = hits.clone();
             lp.handle()
-                .add_timer(Some(interval), move |_| c.hit())
+                .add_timer(Schedule::Every(interval), move |_| c.hit())
                 .unwrap();
         }
         let start = Instant::now();
@@ -172,7 +180,7 @@ fn periodic_timer_has_no_catch_up_after_a_stall() {
         let hits = Counter::default();
         let c = hits.clone();
         lp.handle()
-            .add_timer(Some(Duration::from_millis(5)), move |_| c.hit())
+            .add_timer(Schedule::Every(Duration::from_millis(5)), move |_| c.hit())
             .unwrap();
         std::thread::sleep(Duration::from_millis(60)); // twelve periods missed
         lp.run_once(Some(PATIENCE)).unwrap();

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, Loop, LoopStats, Result};
+use anyloop::{Error, Loop, LoopStats, Quitter, Result, Runner, Schedule, Stopped};
 
-use crate::harness::{LoopFactory, LoopUnderTest, Quitter};
+use crate::harness::LoopFactory;
 use crate::probe::lock;
 use crate::track::{Monitor, Tracked};
 
@@ -33,7 +33,7 @@ type JobResult<R> = std::result::Result<R, Box<dyn Any + Send>>;
 
 /// The loop as seen by a job running on the loop thread.
 pub struct LoopCtx {
-    lut: Option<Box<dyn LoopUnderTest>>,
+    lut: Option<Box<dyn Runner>>,
     iterations: Arc<AtomicU64>,
 }
 
@@ -46,7 +46,7 @@ impl std::fmt::Debug for LoopCtx {
 }
 
 impl LoopCtx {
-    fn lut(&mut self) -> &mut dyn LoopUnderTest {
+    fn lut(&mut self) -> &mut dyn Runner {
         self.lut.as_deref_mut().expect("the loop was destroyed")
     }
 
@@ -70,7 +70,7 @@ impl LoopCtx {
             .sum()
     }
 
-    /// The backend's `run` (until quit).
+    /// The backend's [`Runner::run`] (until quit). Its iterations are not counted by the kit.
     ///
     /// # Errors
     /// What the backend's `run` returns.
@@ -78,9 +78,28 @@ impl LoopCtx {
         self.lut().run()
     }
 
-    /// The backend's counts.
-    pub fn stats(&mut self) -> LoopStats {
-        self.lut().stats()
+    /// The backend's [`Runner::run_until`]. Its iterations are not counted by the kit (the
+    /// backend's own count is [`LoopStats::iterations`]).
+    ///
+    /// # Errors
+    /// What the backend's `run_until` returns.
+    pub fn run_until(
+        &mut self,
+        deadline: Option<Instant>,
+        done: &mut dyn FnMut() -> bool,
+    ) -> Result<Stopped> {
+        self.lut().run_until(deadline, done)
+    }
+
+    /// The backend's counts ([`Runner::stats`]).
+    pub fn stats(&self) -> LoopStats {
+        self.lut.as_deref().expect("the loop was destroyed").stats()
+    }
+
+    /// The loop under test itself, for what the context does not wrap (its `run_once` calls
+    /// made through here are not counted by the kit).
+    pub fn runner(&mut self) -> &mut dyn Runner {
+        self.lut()
     }
 
     /// The number of `run_once` calls the kit made so far.
@@ -134,7 +153,8 @@ pub struct IdleReport {
 }
 
 impl IdleReport {
-    /// Panics unless the loop stayed quiet: few iterations, little CPU (R10, R52).
+    /// Panics unless the loop stayed quiet: few iterations, little CPU
+    /// ([R10](anyloop::contract#r10), [R52](anyloop::contract#r52)).
     pub fn assert_quiet(&self, what: &str) {
         // A 200 ms window at TICK = 20 ms gives about 10 iterations; a spinning loop gives
         // thousands. The CPU bound holds under any load (it is CPU time, not wall time).
@@ -307,8 +327,8 @@ impl Driver {
         &self.lp
     }
 
-    /// The backend's own handle, without the interposer (for R2 scenarios that need the
-    /// rejected callback back unwrapped).
+    /// The backend's own handle, without the interposer (for [R2](anyloop::contract#r2) scenarios
+    /// that need the rejected callback back unwrapped).
     pub fn raw(&self) -> &Loop {
         &self.raw
     }
@@ -409,7 +429,8 @@ impl Driver {
         self.wait_iterations(1);
     }
 
-    /// Destroys the loop now, on its thread (frees of survivors run there, R48).
+    /// Destroys the loop now, on its thread (frees of survivors run there,
+    /// [R48](anyloop::contract#r48)).
     pub fn destroy(&self) {
         self.stop_pump();
         self.on_loop(|ctx| ctx.destroy());
@@ -425,8 +446,9 @@ impl Driver {
         drop(self.jobs.take());
         if self.exited.recv_timeout(TIMEOUT).is_err() {
             // Stuck (a lost wake-up or a deadlock, already reported): try to unblock it.
-            (self.quitter)();
-            let _ = self.raw.add_timer(Some(Duration::ZERO), |_| {});
+            self.quitter.quit();
+            self.raw.wake();
+            let _ = self.raw.add_timer(Schedule::Once(Duration::ZERO), |_| {});
             if self.exited.recv_timeout(TIMEOUT).is_err() {
                 self.monitor
                     .violation(format!("{}: the loop thread never exited", self.name));

@@ -1,64 +1,38 @@
-//! What a backend author implements to run the battery: [`LoopFactory`] and [`LoopUnderTest`].
+//! What a backend author implements to run the battery: [`LoopFactory`], a factory of loops
+//! that are driven through [`anyloop::Runner`].
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyloop::{Loop, LoopStats, Result};
-
-/// Asks a running loop to quit; callable from any thread (R47).
-pub type Quitter = Arc<dyn Fn() + Send + Sync>;
+use anyloop::{Result, Runner};
 
 /// A factory of loops under test: one per scenario (some scenarios make two).
 ///
 /// The kit calls [`create`](Self::create) *on the loop's own thread* and keeps the loop there
 /// for its whole life, so backends whose loop cannot move between threads (calloop's) work.
+/// The loop is driven through [`Runner`], the owner-side trait every backend's loop type
+/// implements: the kit needs nothing else ([`handle`](Runner::handle),
+/// [`run_once`](Runner::run_once), [`run`](Runner::run), [`run_until`](Runner::run_until),
+/// [`quitter`](Runner::quitter), [`stats`](Runner::stats)). Dropping the returned loop
+/// destroys it: every remaining free must run then, on that thread
+/// ([R48](anyloop::contract#r48)).
 ///
 /// ```
-/// use anyloop_conformance::{LoopFactory, LoopUnderTest, reference::PollLoop};
+/// use anyloop_conformance::{reference::PollLoop, LoopFactory};
 ///
 /// struct MyBackend;
 ///
 /// impl LoopFactory for MyBackend {
 ///     fn name(&self) -> String { "my-loop".into() }
-///     fn create(&self) -> anyloop::Result<Box<dyn LoopUnderTest>> {
+///     fn create(&self) -> anyloop::Result<Box<dyn anyloop::Runner>> {
 ///         Ok(Box::new(PollLoop::new()?))
 ///     }
 /// }
 /// ```
 pub trait LoopFactory: Send + Sync + 'static {
-    /// A short name for reports (`"select-epoll"`).
+    /// A short name for reports (`"select-mio"`).
     fn name(&self) -> String;
 
     /// Creates a fresh loop; called on the thread that will drive it.
     ///
     /// # Errors
     /// Whatever the backend's constructor reports; the scenario then fails.
-    fn create(&self) -> Result<Box<dyn LoopUnderTest>>;
-}
-
-/// One loop under test, owned and driven by the kit on the loop's thread (hence not `Send`).
-///
-/// Dropping it destroys the loop: every remaining free must run then, on this thread (R48).
-pub trait LoopUnderTest {
-    /// The vtable handle libraries use; may be cloned and sent to any thread.
-    fn handle(&self) -> Loop;
-
-    /// One iteration: poll (blocking at most `timeout`, forever for `None`), then dispatch.
-    /// Returns how many callbacks ran (R46).
-    ///
-    /// # Errors
-    /// [`anyloop::Error::CallbackPanicked`] after a callback or free panicked (R54).
-    fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize>;
-
-    /// Runs iterations until quit (R47).
-    ///
-    /// # Errors
-    /// As [`run_once`](Self::run_once).
-    fn run(&mut self) -> Result<()>;
-
-    /// A quit function usable from any thread and from callbacks.
-    fn quitter(&self) -> Quitter;
-
-    /// The loop's counts (R25, R57).
-    fn stats(&self) -> LoopStats;
+    fn create(&self) -> Result<Box<dyn Runner>>;
 }

@@ -1,23 +1,29 @@
 //! # anyloop-conformance: the behavioural battery every anyloop backend must pass
 //!
-//! The kit runs the scenarios of the anyloop contract (`shared/design/contract.md`, §4) and
-//! tests for its rules (§2) against any backend through a small harness: implement
-//! [`LoopFactory`] (a factory, called on the loop's own thread) and [`LoopUnderTest`] (run once,
-//! run, quit, stats), then either
+//! The kit runs the conformance scenarios of the anyloop [contract](anyloop::contract) (its
+//! section 5) and tests for its rules (sections 1 and 3) against any backend. A backend
+//! author's whole job is two steps:
 //!
-//! - expand [`conformance_tests!`] in a test file: one `#[test]` per scenario, named after it
-//!   and the rules it pins, so `cargo test` lists and filters them; or
-//! - call [`run_battery`] and print its [`Report`].
+//! 1. implement [`LoopFactory`]: a [`name`](LoopFactory::name) for reports, and
+//!    [`create`](LoopFactory::create), which makes a fresh loop (the kit calls it on the
+//!    loop's own thread) and returns it as an `anyloop::Result<Box<dyn anyloop::Runner>>`:
+//!    the backend's loop type already implements [`anyloop::Runner`], the owner-side trait
+//!    the kit drives it through (run once, run, run until, quit with [`anyloop::Quitter`],
+//!    stats);
+//! 2. expand [`conformance_tests!`]`(TheFactory)` in a test file: one `#[test]` per
+//!    scenario, named after it and the rules it pins, so `cargo test` lists and filters them.
+//!
+//! (Or call [`run_battery`] and print its [`Report`], for a `main` of your own.)
 //!
 //! ```no_run
 //! // tests/conformance.rs of a third-party backend crate
-//! use anyloop_conformance::{LoopFactory, LoopUnderTest};
+//! use anyloop_conformance::LoopFactory;
 //!
 //! struct MyBackend;
 //!
 //! impl LoopFactory for MyBackend {
 //!     fn name(&self) -> String { "my-loop".into() }
-//!     fn create(&self) -> anyloop::Result<Box<dyn LoopUnderTest>> {
+//!     fn create(&self) -> anyloop::Result<Box<dyn anyloop::Runner>> {
 //!         // Construct your loop here (this runs on the loop's own thread) and return it;
 //!         // the kit's poll(2) reference stands in for it in this example.
 //!         Ok(Box::new(anyloop_conformance::reference::PollLoop::new()?))
@@ -33,8 +39,14 @@
 //! timeout ([`TIMEOUT`]) and never assert speed; "nothing else fired" checks let the loop run
 //! a settle window plus extra iterations first.
 //!
-//! [`reference`] is a tiny poll(2) backend that passes the battery: the kit's self-check and
-//! a readable example of the whole contract.
+//! The battery's groups, and what each checks, are listed in the [`scenarios`](mod@scenarios)
+//! module: the contract's scenarios and rules for watches and timers, one-shot timers
+//! (`Schedule::Once`), thread-bound callbacks, `Runner::run_until` and `Loop::wake`,
+//! `LoopStats`, bad input, stress, random operation sequences checked against a model, and the
+//! event registry. [`scenarios()`] lists every scenario, in order.
+//!
+//! [`reference`](mod@reference) is a tiny poll(2) backend that passes the battery: the kit's
+//! self-check and a readable example of the whole contract.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod driver;
@@ -47,7 +59,7 @@ pub mod scenarios;
 pub mod track;
 
 pub use driver::{Driver, LoopCtx, Pending, TIMEOUT};
-pub use harness::{LoopFactory, LoopUnderTest, Quitter};
+pub use harness::LoopFactory;
 pub use runner::{run_battery, run_scenario, Env, Outcome, Report, Scenario};
 
 /// Every scenario of the battery, in order.
@@ -192,6 +204,11 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] timers r36_rearm_from_own_callback_r36);
         $crate::__scenario_item!([$($mode)*] timers r29_update_same_interval_restarts);
         $crate::__scenario_item!([$($mode)*] timers r06_timer_disable_enable_cycles);
+        $crate::__scenario_item!([$($mode)*] one_shot r27_once_fires_exactly_once_then_reads_disabled_r57);
+        $crate::__scenario_item!([$($mode)*] one_shot r36_once_rearmed_from_own_callback_fires_once_more);
+        $crate::__scenario_item!([$($mode)*] one_shot r27_once_zero_next_iteration_once_no_spin_r35);
+        $crate::__scenario_item!([$($mode)*] one_shot r27_once_disabled_before_due_never_fires_r06);
+        $crate::__scenario_item!([$($mode)*] one_shot r29_once_rearmed_before_due_fires_once_at_new_deadline_r31);
         $crate::__scenario_item!([$($mode)*] threads s44_cross_thread_add_wakes_r40);
         $crate::__scenario_item!([$($mode)*] threads s45_cross_thread_update_wakes_r40);
         $crate::__scenario_item!([$($mode)*] threads r40_wakeups_never_lost_repeated);
@@ -200,6 +217,11 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] threads s50_callbacks_and_frees_on_loop_thread_r42_r50);
         $crate::__scenario_item!([$($mode)*] threads r43_no_lock_held_around_callbacks_and_frees);
         $crate::__scenario_item!([$($mode)*] threads r44_remove_does_not_wait_for_running_timer);
+        $crate::__scenario_item!([$($mode)*] thread_bound r42_thread_bound_callbacks_called_on_loop_thread_r50);
+        $crate::__scenario_item!([$($mode)*] thread_bound r50_thread_bound_add_off_loop_thread_refused_callback_back_r02);
+        $crate::__scenario_item!([$($mode)*] thread_bound r42_thread_bound_free_on_loop_thread_once_after_remove_r21_r24);
+        $crate::__scenario_item!([$($mode)*] thread_bound r42_other_threads_bound_callback_never_called_reported_r59);
+        $crate::__scenario_item!([$($mode)*] thread_bound e24_registry_on_local_gets_foreign_emits_on_loop_thread_r42);
         $crate::__scenario_item!([$($mode)*] lifecycle s47_quit_from_foreign_thread_r47);
         $crate::__scenario_item!([$($mode)*] lifecycle s48_quit_from_callback_finishes_batch_r47);
         $crate::__scenario_item!([$($mode)*] lifecycle s49_run_once_nothing_registered_r46);
@@ -210,6 +232,15 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] lifecycle s53_second_default_install_refused_r07_r50);
         $crate::__scenario_item!([$($mode)*] lifecycle r49_owner_outlives_its_timer);
         $crate::__scenario_item!([$($mode)*] lifecycle r56_debug_names_and_errors_name_ids_and_fds);
+        $crate::__scenario_item!([$($mode)*] run_until r47_run_until_done_by_callback);
+        $crate::__scenario_item!([$($mode)*] run_until r47_run_until_deadline_passed_when_idle);
+        $crate::__scenario_item!([$($mode)*] run_until r47_run_until_quit_from_foreign_thread_consumed);
+        $crate::__scenario_item!([$($mode)*] run_until r47_run_until_checks_done_before_first_iteration);
+        $crate::__scenario_item!([$($mode)*] run_until r47_run_until_sees_foreign_condition_after_wake_r46);
+        $crate::__scenario_item!([$($mode)*] run_until r46_wake_from_foreign_thread_ends_blocked_run_once_r40);
+        $crate::__scenario_item!([$($mode)*] stats r57_stats_same_from_loop_thread_callbacks_and_other_threads);
+        $crate::__scenario_item!([$($mode)*] stats r57_counts_follow_add_and_remove_pending_frees_until_next_iteration_r25);
+        $crate::__scenario_item!([$($mode)*] stats r57_iterations_count_idle_waits_and_stand_still_r46);
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);

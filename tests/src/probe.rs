@@ -3,7 +3,7 @@
 //! A [`Token`] is moved into a callback closure; its `Drop` is therefore the callback's free,
 //! and records how many times, on which thread, and whether it ran inside a vtable operation
 //! (the kit's interposed loop sets a thread-local flag around every operation, see
-//! [`inside_op`](crate::track::inside_op)).
+//! [`crate::track::inside_op`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,7 +19,8 @@ pub struct FreeRecord {
     pub label: String,
     /// The thread the drop ran on.
     pub thread: ThreadId,
-    /// True if the drop ran inside a vtable operation of the interposed loop (R21).
+    /// True if the drop ran inside a vtable operation of the interposed loop
+    /// ([R21](anyloop::contract#r21)).
     pub inside_op: bool,
     /// When it ran.
     pub at: Instant,

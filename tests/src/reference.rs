@@ -5,17 +5,31 @@
 //! example for third-party authors: the whole contract in one file, with no cleverness.
 //!
 //! Design, top to bottom: one `Mutex` over plain maps of entries (ids are process-wide and
-//! increasing, so map order is creation order); a non-blocking self-pipe that every operation
-//! from a foreign thread writes to (R40); each iteration drains the self-pipe, snapshots the
-//! enabled fds and the earliest timer deadline, `poll(2)`s without the lock, then dispatches
-//! due timers (deadline order, R33) and ready fds, taking each callback out of its entry and
-//! calling it with the lock released (R43). A removed entry's callback goes to a list of
-//! pending frees, dropped at the start and end of every iteration with the lock released, in
-//! removal order (R21–R26). It depends on `anyloop`'s vtable types only, none of the
-//! building blocks the real backends share, so it checks the kit independently.
+//! increasing, so map order is creation order); a non-blocking self-pipe that every operation from
+//! a foreign thread writes to ([R40](anyloop::contract#r40)); each iteration drains the self-pipe,
+//! snapshots the enabled fds and the earliest timer deadline, `poll(2)`s without the lock, then
+//! dispatches due timers (deadline order, [R33](anyloop::contract#r33)) and ready fds, taking each
+//! callback out of its entry and calling it with the lock released ([R43](anyloop::contract#r43)).
+//! A removed entry's callback goes to a list of pending frees, dropped at the start and end of
+//! every iteration with the lock released, in removal order ([R21–R26](anyloop::contract#r21)). A
+//! `wake()` or a quit request is also remembered in the state until a wait ends, so one that
+//! comes just before the loop's next wait (whose snapshot drains the self-pipe) still ends it
+//! ([R46](anyloop::contract#r46), [R47](anyloop::contract#r47)). It depends on `anyloop`'s vtable
+//! types only, none of the building blocks the real backends share, so it checks the kit
+//! independently.
+//!
+//! Thread-bound callbacks (`WatchCallback::local`, `Loop::timer_local`...) are checked before every
+//! call: the loop thread is the creating thread, then whichever thread last iterated the loop
+//! ([`Backend::loop_thread`] names it); a thread-bound callback of another thread is never called
+//! (the iteration reports `Error::WrongThread` naming it, [R42](anyloop::contract#r42)) and its
+//! drop is left to the callback itself (it waits for its own thread).
+//!
+//! `Schedule::Once` timers are disabled as they fire, before their callback runs
+//! ([R27](anyloop::contract#r27)), so the callback reads `Disabled` and may re-arm its own timer
+//! ([R36](anyloop::contract#r36)).
 //!
 //! It is slow by design (poll(2) over every fd, linear scans): do not use it in production.
-//! The loop must be iterated on the thread that created it.
+//! Iterate the loop on the thread that created it.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -25,11 +39,11 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use anyloop::{
-    Backend, Error, Interval, IoEvents, Loop, LoopStats, RegistrationId, Rejected, Result,
-    TimerCallback, TimerId, WatchCallback, WatchId,
+    Backend, Error, IoEvents, Loop, LoopStats, Quitter, RegistrationId, Rejected, Result, Runner,
+    Schedule, TimerCallback, TimerId, WatchCallback, WatchId,
 };
 
-use crate::harness::{LoopFactory, LoopUnderTest, Quitter};
+use crate::harness::LoopFactory;
 
 /// The reference backend's factory, for [`conformance_tests!`](crate::conformance_tests).
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,7 +54,7 @@ impl LoopFactory for ReferenceBackend {
         "reference-poll".to_owned()
     }
 
-    fn create(&self) -> Result<Box<dyn LoopUnderTest>> {
+    fn create(&self) -> Result<Box<dyn Runner>> {
         Ok(Box::new(PollLoop::new()?))
     }
 }
@@ -53,23 +67,27 @@ struct HandleEntry {
 }
 
 struct TimerEntry {
-    interval: Interval,
+    schedule: Schedule,
     /// `None` when disabled or too far away to represent ("never").
     deadline: Option<Instant>,
     callback: Option<TimerCallback>,
 }
 
-/// A pending free; the callback is `None` while it is still running (R22).
+/// A pending free; the callback is `None` while it is still running ([R22](anyloop::contract#r22)).
 enum Free {
     Handle(WatchId, Option<WatchCallback>),
     Timeout(TimerId, Option<TimerCallback>),
 }
 
-#[derive(Default)]
 struct State {
     gone: bool,
     quit: bool,
+    /// A `wake()` or quit request not yet seen by a wait: the next wait must not block
+    /// ([R46](anyloop::contract#r46), [R47](anyloop::contract#r47)).
+    woken: bool,
     iterations: u64,
+    /// The loop thread: the creating thread, then whichever thread last iterated the loop.
+    thread: ThreadId,
     watches: BTreeMap<WatchId, HandleEntry>,
     timers: BTreeMap<TimerId, TimerEntry>,
     frees: Vec<Free>,
@@ -79,7 +97,6 @@ struct Shared {
     state: Mutex<State>,
     wake_rd: OwnedFd,
     wake_wr: OwnedFd,
-    owner: ThreadId,
 }
 
 impl Shared {
@@ -88,12 +105,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes a poll in progress, unless the caller is the loop thread itself (R41).
-    /// A full pipe already holds a wake-up: that counts as success (R45).
-    fn wake(&self) {
-        if thread::current().id() != self.owner {
-            let _ = rustix::io::write(&self.wake_wr, &[1]);
+    /// Wakes a poll in progress, unless the caller is the loop thread itself
+    /// ([R41](anyloop::contract#r41)), read from the state the caller still holds locked. A full
+    /// pipe already holds a wake-up: that counts as success ([R45](anyloop::contract#r45)).
+    fn wake_unless_loop_thread(&self, st: MutexGuard<'_, State>) {
+        let loop_thread = st.thread;
+        drop(st);
+        if thread::current().id() != loop_thread {
+            self.write_wake();
         }
+    }
+
+    /// Writes one wake-up byte, from any thread.
+    fn write_wake(&self) {
+        let _ = rustix::io::write(&self.wake_wr, &[1]);
     }
 
     fn drain_wake(&self) {
@@ -111,8 +136,10 @@ struct PollHandle {
     shared: Arc<Shared>,
 }
 
-fn arm(interval: Interval, now: Instant) -> Option<Instant> {
-    interval.and_then(|d| now.checked_add(d))
+/// The deadline of a schedule armed at `now`; `None` for disabled or beyond representation
+/// ([R38](anyloop::contract#r38): "never", not an overflow).
+fn arm(schedule: Schedule, now: Instant) -> Option<Instant> {
+    schedule.delay().and_then(|d| now.checked_add(d))
 }
 
 fn fd_is_open(fd: RawFd) -> bool {
@@ -161,8 +188,7 @@ impl Backend for PollHandle {
                 callback: Some(callback),
             },
         );
-        drop(st);
-        self.shared.wake();
+        self.shared.wake_unless_loop_thread(st);
         Ok(id)
     }
 
@@ -180,8 +206,7 @@ impl Backend for PollHandle {
             return Ok(()); // R5: the same set again is a no-op
         }
         entry.events = events;
-        drop(st);
-        self.shared.wake();
+        self.shared.wake_unless_loop_thread(st);
         Ok(())
     }
 
@@ -192,14 +217,13 @@ impl Backend for PollHandle {
         }
         let entry = st.watches.remove(&id).ok_or(Error::not_found(id))?;
         st.frees.push(Free::Handle(id, entry.callback));
-        drop(st);
-        self.shared.wake();
+        self.shared.wake_unless_loop_thread(st);
         Ok(())
     }
 
     fn add_timer(
         &self,
-        interval: Interval,
+        schedule: Schedule,
         callback: TimerCallback,
     ) -> Result<TimerId, Rejected<TimerCallback>> {
         let mut st = self.shared.lock();
@@ -213,26 +237,24 @@ impl Backend for PollHandle {
             return Err(Rejected::new(error, callback));
         };
         let entry = TimerEntry {
-            interval,
-            deadline: arm(interval, Instant::now()),
+            schedule,
+            deadline: arm(schedule, Instant::now()),
             callback: Some(callback),
         };
         st.timers.insert(id, entry);
-        drop(st);
-        self.shared.wake();
+        self.shared.wake_unless_loop_thread(st);
         Ok(id)
     }
 
-    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, schedule: Schedule) -> Result<()> {
         let mut st = self.shared.lock();
         if st.gone {
             return Err(Error::LoopGone);
         }
         let entry = st.timers.get_mut(&id).ok_or(Error::not_found(id))?;
-        entry.interval = interval;
-        entry.deadline = arm(interval, Instant::now()); // R29: always restart
-        drop(st);
-        self.shared.wake();
+        entry.schedule = schedule;
+        entry.deadline = arm(schedule, Instant::now()); // R29: always restart
+        self.shared.wake_unless_loop_thread(st);
         Ok(())
     }
 
@@ -243,14 +265,54 @@ impl Backend for PollHandle {
         }
         let entry = st.timers.remove(&id).ok_or(Error::not_found(id))?;
         st.frees.push(Free::Timeout(id, entry.callback));
-        drop(st);
-        self.shared.wake();
+        self.shared.wake_unless_loop_thread(st);
         Ok(())
+    }
+
+    fn timer_schedule(&self, id: TimerId) -> Result<Schedule> {
+        let st = self.shared.lock();
+        if st.gone {
+            return Err(Error::LoopGone);
+        }
+        st.timers
+            .get(&id)
+            .map(|entry| entry.schedule)
+            .ok_or(Error::not_found(id))
+    }
+
+    fn stats(&self) -> LoopStats {
+        let st = self.shared.lock();
+        if st.gone {
+            return LoopStats::default(); // R48: all zero once the loop is gone
+        }
+        LoopStats {
+            watches: st.watches.len(),
+            timers: st.timers.len(),
+            pending_frees: st.frees.len(),
+            iterations: st.iterations,
+        }
+    }
+
+    fn wake(&self) {
+        let mut st = self.shared.lock();
+        if !st.gone {
+            // Remembered in the state, not only in the pipe: a wake that comes before the
+            // loop's next wait must still end that wait, although the loop drains the pipe
+            // before it takes its snapshot.
+            st.woken = true;
+            self.shared.wake_unless_loop_thread(st);
+        }
+    }
+
+    fn loop_thread(&self) -> Option<ThreadId> {
+        let st = self.shared.lock();
+        (!st.gone).then_some(st.thread)
     }
 }
 
-/// The reference loop: create it, take [`handle`](LoopUnderTest::handle)s, iterate it with
-/// [`run_once`](LoopUnderTest::run_once) or [`run`](LoopUnderTest::run) on the creating thread.
+/// The reference loop: create it, take [`handle`](Runner::handle)s, iterate it with
+/// [`run_once`](Runner::run_once), [`run`](Runner::run) or [`run_until`](Runner::run_until)
+/// on the creating thread.
 pub struct PollLoop {
     shared: Arc<Shared>,
 }
@@ -287,7 +349,8 @@ fn poll_ready(revents: i16) -> IoEvents {
         .fold(IoEvents::empty(), |acc, (_, ev)| acc | *ev)
 }
 
-/// `poll(2)` until it returns something other than EINTR/EAGAIN (R55), never past `deadline`.
+/// `poll(2)` until it returns something other than EINTR/EAGAIN ([R55](anyloop::contract#r55)),
+/// never past `deadline`.
 fn poll_fds(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> Result<()> {
     loop {
         let ms = match deadline {
@@ -330,23 +393,33 @@ impl PollLoop {
             fd: None,
             source: e.into(),
         })?;
+        let state = State {
+            gone: false,
+            quit: false,
+            woken: false,
+            iterations: 0,
+            thread: thread::current().id(),
+            watches: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            frees: Vec::new(),
+        };
         Ok(PollLoop {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(state),
                 wake_rd,
                 wake_wr,
-                owner: thread::current().id(),
             }),
         })
     }
 
-    /// Asks `run` to return after the current iteration; from any thread (R47).
+    /// Asks `run` to return after the current iteration; from any thread
+    /// ([R47](anyloop::contract#r47)).
     pub fn quit(&self) {
-        self.shared.lock().quit = true;
-        self.shared.wake();
+        request_quit(&self.shared);
     }
 
-    /// Drops pending frees with the lock released, in removal order (R24, R26).
+    /// Drops pending frees with the lock released, in removal order ([R24](anyloop::contract#r24),
+    /// [R26](anyloop::contract#r26)).
     fn run_frees(&self) -> Option<Error> {
         let frees = std::mem::take(&mut self.shared.lock().frees);
         let mut error = None;
@@ -368,7 +441,8 @@ impl PollLoop {
         error
     }
 
-    /// Puts a handle callback back after it ran, or hands it to its pending free (R16, R22).
+    /// Puts a handle callback back after it ran, or hands it to its pending free
+    /// ([R16](anyloop::contract#r16), [R22](anyloop::contract#r22)).
     fn put_back_handle(st: &mut State, id: WatchId, cb: WatchCallback) {
         if let Some(entry) = st.watches.get_mut(&id) {
             entry.callback = Some(cb);
@@ -400,6 +474,9 @@ impl PollLoop {
     }
 
     fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        // Whoever iterates the loop is its loop thread from now on (R42, R50).
+        let here = thread::current().id();
+        self.shared.lock().thread = here;
         let mut first_error = self.run_frees();
         let start = Instant::now();
 
@@ -423,14 +500,15 @@ impl PollLoop {
                 ids.push(*id);
             }
         }
-        // A timeout too large to represent is "forever" (R38).
+        // A timeout too large to represent is "forever" (R38); a pending wake-up (R46) or
+        // quit request (R47) makes the wait return at once.
         let mut deadline = timeout.and_then(|t| start.checked_add(t));
-        for timer in st.timers.values() {
-            if timer.interval.is_some() {
-                if let Some(at) = timer.deadline {
-                    deadline = Some(deadline.map_or(at, |d| d.min(at)));
-                }
-            }
+        if st.woken {
+            deadline = Some(start);
+        }
+        // Disabled timers (and fired `Once` ones) have no deadline.
+        for at in st.timers.values().filter_map(|timer| timer.deadline) {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
         drop(st);
 
@@ -440,10 +518,11 @@ impl PollLoop {
         let now = Instant::now();
         let mut ran = 0;
         let mut st = self.shared.lock();
+        // This wait is over: every wake-up requested so far has been served by it.
+        st.woken = false;
         let mut due: Vec<(Instant, TimerId)> = st
             .timers
             .iter()
-            .filter(|(_, t)| t.interval.is_some())
             .filter_map(|(id, t)| t.deadline.filter(|d| *d <= now).map(|d| (d, *id)))
             .collect();
         due.sort(); // equal deadlines: by id, i.e. creation order
@@ -452,14 +531,27 @@ impl PollLoop {
             let Some(timer) = st.timers.get_mut(&id) else {
                 continue;
             };
-            if timer.interval.is_none() || timer.deadline.is_none_or(|d| d > now) {
+            if timer.deadline.is_none_or(|d| d > now) {
+                continue;
+            }
+            match timer.schedule {
+                // R27: a one-shot is disabled as it fires, before its callback runs (which
+                // may re-arm it, R36).
+                Schedule::Once(_) => {
+                    timer.schedule = Schedule::Disabled;
+                    timer.deadline = None;
+                }
+                // R30: the next deadline counts from this firing; no catch-up.
+                schedule => timer.deadline = arm(schedule, Instant::now()),
+            }
+            // R42: a thread-bound callback of another thread is not called here.
+            if timer.callback.as_ref().is_some_and(|cb| !cb.runs_here()) {
+                first_error.get_or_insert(off_thread(id.into()));
                 continue;
             }
             let Some(mut cb) = timer.callback.take() else {
                 continue;
             };
-            // R30: the next deadline counts from this firing; no catch-up.
-            timer.deadline = arm(timer.interval, Instant::now());
             drop(st);
             let result = panic::catch_unwind(AssertUnwindSafe(|| cb.call(id)));
             ran += 1;
@@ -485,6 +577,10 @@ impl PollLoop {
                 entry.events = IoEvents::empty(); // R52: ERROR once, then disabled
             }
             if deliver.is_empty() {
+                continue;
+            }
+            if entry.callback.as_ref().is_some_and(|cb| !cb.runs_here()) {
+                first_error.get_or_insert(off_thread((*id).into()));
                 continue;
             }
             let Some(mut cb) = entry.callback.take() else {
@@ -513,7 +609,25 @@ impl PollLoop {
     }
 }
 
-impl LoopUnderTest for PollLoop {
+/// The error for a due thread-bound callback of another thread, which is not called
+/// ([R42](anyloop::contract#r42)).
+fn off_thread(id: RegistrationId) -> Error {
+    Error::WrongThread {
+        id: Some(id),
+        what: "a thread-bound callback was due, but the loop runs on another thread: not called",
+    }
+}
+
+/// Sets the quit flag and wakes the loop unless this is the loop thread
+/// ([R47](anyloop::contract#r47)).
+fn request_quit(shared: &Shared) {
+    let mut st = shared.lock();
+    st.quit = true;
+    st.woken = true; // the next wait ends even if the request beats it (R47)
+    shared.wake_unless_loop_thread(st);
+}
+
+impl Runner for PollLoop {
     fn handle(&self) -> Loop {
         Loop::new(PollHandle {
             shared: self.shared.clone(),
@@ -524,40 +638,19 @@ impl LoopUnderTest for PollLoop {
         self.iterate(timeout)
     }
 
-    fn run(&mut self) -> Result<()> {
-        loop {
-            {
-                let mut st = self.shared.lock();
-                if st.quit {
-                    st.quit = false;
-                    return Ok(());
-                }
-            }
-            self.iterate(None)?;
-        }
-    }
-
     fn quitter(&self) -> Quitter {
         let shared = self.shared.clone();
-        Arc::new(move || {
-            shared.lock().quit = true;
-            shared.wake();
-        })
+        Quitter::new(move || request_quit(&shared))
     }
 
-    fn stats(&self) -> LoopStats {
-        let st = self.shared.lock();
-        LoopStats {
-            watches: st.watches.len(),
-            timers: st.timers.len(),
-            pending_frees: st.frees.len(),
-            iterations: st.iterations,
-        }
+    fn take_quit(&mut self) -> bool {
+        std::mem::take(&mut self.shared.lock().quit)
     }
 }
 
 impl Drop for PollLoop {
-    /// Destruction: every registration still present is freed here, exactly once (R23, R48).
+    /// Destruction: every registration still present is freed here, exactly once
+    /// ([R23](anyloop::contract#r23), [R48](anyloop::contract#r48)).
     fn drop(&mut self) {
         let (handles, timers, frees) = {
             let mut st = self.shared.lock();

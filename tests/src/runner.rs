@@ -11,10 +11,11 @@ use crate::probe::{lock, FreeProbe, Token};
 
 /// What a scenario gets: the backend, a way to start loops, and a free probe.
 ///
-/// After the scenario returns (its drivers dropped, so its loops destroyed), the harness
-/// checks that every [`Token`] made here was freed exactly once (R23), that the interposer saw
-/// no violation (frees and callbacks on the loop thread, never inside an operation: R21, R24,
-/// R42), and that no loop returned an error the scenario did not take.
+/// After the scenario returns (its drivers dropped, so its loops destroyed), the harness checks
+/// that every [`Token`] made here was freed exactly once ([R23](anyloop::contract#r23)), that the
+/// interposer saw no violation (frees and callbacks on the loop thread, never inside an operation:
+/// [R21](anyloop::contract#r21), [R24](anyloop::contract#r24), [R42](anyloop::contract#r42)), and
+/// that no loop returned an error the scenario did not take.
 pub struct Env {
     backend: Arc<dyn LoopFactory>,
     probe: FreeProbe,

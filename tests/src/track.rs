@@ -1,11 +1,17 @@
 //! The interposed vtable: wraps the backend under test to check every call and callback.
 //!
-//! Scenarios talk to the backend through [`Tracked`], which forwards each operation and, on
-//! the way, marks the calling thread as "inside an operation" (so a free or callback that runs
-//! synchronously inside add/update/remove is caught, R21/R42), and wraps every callback so its
-//! invocations and its drop are checked: loop thread only (R24, R42), never inside an
-//! operation, never re-entered. Violations are collected in a [`Monitor`] that the harness
-//! checks after every scenario.
+//! Scenarios talk to the backend through [`Tracked`], which forwards each operation and, on the
+//! way, marks the calling thread as "inside an operation" (so a free or callback that runs
+//! synchronously inside add/update/remove is caught,
+//! [R21](anyloop::contract#r21)/[R42](anyloop::contract#r42)), and wraps every callback so its
+//! invocations and its drop are checked: loop thread only ([R24](anyloop::contract#r24),
+//! [R42](anyloop::contract#r42)), never inside an operation, never re-entered. Violations are
+//! collected in a [`Monitor`] that the harness checks after every scenario.
+//!
+//! A thread-bound callback (`WatchCallback::local`...) stays thread-bound through the
+//! interposer: its wrapper is itself made with `local` on the adding thread (which
+//! [`Loop`] has checked is the loop thread), so the backend sees a thread-bound callback and
+//! must apply the same rules to it ([R42](anyloop::contract#r42)).
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
@@ -14,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
 use anyloop::{
-    Backend, Interval, IoEvents, Loop, Rejected, Result, TimerCallback, TimerId, WatchCallback,
-    WatchId,
+    Backend, IoEvents, Loop, LoopStats, Rejected, Result, Schedule, TimerCallback, TimerId,
+    WatchCallback, WatchId,
 };
 
 use crate::probe::lock;
@@ -119,7 +125,7 @@ struct Checked<C> {
     running: bool,
     what: &'static str,
     /// Set when the add failed: the callback went back to the caller, whose drop is free to
-    /// run anywhere (R2).
+    /// run anywhere ([R2](anyloop::contract#r2)).
     rejected: Arc<AtomicBool>,
 }
 
@@ -156,11 +162,26 @@ impl<C> Drop for Checked<C> {
     }
 }
 
+/// How a wrapper is made: thread-bound when the user's callback is, so that the backend
+/// checks the thread as it would for the user's own callback.
+fn binding(thread: Option<ThreadId>) -> Option<bool> {
+    match thread {
+        None => Some(false),
+        Some(thread) if thread == thread::current().id() => Some(true),
+        // A thread-bound callback of another thread (only possible by calling `Backend`
+        // directly, `Loop` refuses it): it goes to the backend unwrapped, whose answer stands.
+        Some(_) => None,
+    }
+}
+
 fn wrap_handle(
     cb: WatchCallback,
     monitor: &Arc<Monitor>,
     rejected: &Arc<AtomicBool>,
 ) -> WatchCallback {
+    let Some(local) = binding(cb.thread()) else {
+        return cb;
+    };
     let name = cb.name().map(str::to_owned);
     let mut checked = Checked {
         inner: Some(cb),
@@ -169,9 +190,12 @@ fn wrap_handle(
         what: "a handle callback",
         rejected: rejected.clone(),
     };
-    let wrapped = WatchCallback::new(move |id, fd, ev| {
-        checked.call(|cb: &mut WatchCallback| cb.call(id, fd, ev))
-    });
+    let call = move |id, fd, ev| checked.call(|cb: &mut WatchCallback| cb.call(id, fd, ev));
+    let wrapped = if local {
+        WatchCallback::local(call)
+    } else {
+        WatchCallback::new(call)
+    };
     match name {
         Some(name) => wrapped.named(name),
         None => wrapped,
@@ -183,6 +207,9 @@ fn wrap_timeout(
     monitor: &Arc<Monitor>,
     rejected: &Arc<AtomicBool>,
 ) -> TimerCallback {
+    let Some(local) = binding(cb.thread()) else {
+        return cb;
+    };
     let name = cb.name().map(str::to_owned);
     let mut checked = Checked {
         inner: Some(cb),
@@ -191,7 +218,12 @@ fn wrap_timeout(
         what: "a timeout callback",
         rejected: rejected.clone(),
     };
-    let wrapped = TimerCallback::new(move |id| checked.call(|cb: &mut TimerCallback| cb.call(id)));
+    let call = move |id| checked.call(|cb: &mut TimerCallback| cb.call(id));
+    let wrapped = if local {
+        TimerCallback::local(call)
+    } else {
+        TimerCallback::new(call)
+    };
     match name {
         Some(name) => wrapped.named(name),
         None => wrapped,
@@ -225,24 +257,43 @@ impl Backend for Tracked {
 
     fn add_timer(
         &self,
-        interval: Interval,
+        schedule: Schedule,
         callback: TimerCallback,
     ) -> Result<TimerId, Rejected<TimerCallback>> {
         let rejected = Arc::new(AtomicBool::new(false));
         let callback = wrap_timeout(callback, &self.monitor, &rejected);
         let _scope = OpScope::enter();
-        let result = self.inner.backend().add_timer(interval, callback);
+        let result = self.inner.backend().add_timer(schedule, callback);
         rejected.store(result.is_err(), Ordering::SeqCst);
         result
     }
 
-    fn update_timer(&self, id: TimerId, interval: Interval) -> Result<()> {
+    fn update_timer(&self, id: TimerId, schedule: Schedule) -> Result<()> {
         let _scope = OpScope::enter();
-        self.inner.update_timer(id, interval)
+        self.inner.update_timer(id, schedule)
     }
 
     fn remove_timer(&self, id: TimerId) -> Result<()> {
         let _scope = OpScope::enter();
         self.inner.remove_timer(id)
+    }
+
+    fn timer_schedule(&self, id: TimerId) -> Result<Schedule> {
+        let _scope = OpScope::enter();
+        self.inner.timer_schedule(id)
+    }
+
+    fn stats(&self) -> LoopStats {
+        let _scope = OpScope::enter();
+        self.inner.stats()
+    }
+
+    fn wake(&self) {
+        let _scope = OpScope::enter();
+        self.inner.wake()
+    }
+
+    fn loop_thread(&self) -> Option<ThreadId> {
+        self.inner.loop_thread()
     }
 }

@@ -3,10 +3,10 @@
 //! restores the limit at the end.
 //!
 //! Checked on each backend, while the table is full: making a new loop fails with a typed
-//! `Error::Os` carrying EMFILE (no panic, no abort, R60); a loop made before keeps working:
-//! its watches fire, timers added from another thread fire (the wake-up needs no new fd,
-//! R40), update and remove work, frees run once (R23); once descriptors are free again, new
-//! loops can be made.
+//! `Error::Os` carrying EMFILE (no panic, no abort, [R60](anyloop::contract#r60)); a loop made
+//! before keeps working: its watches fire, timers added from another thread fire (the wake-up needs
+//! no new fd, [R40](anyloop::contract#r40)), update and remove work, frees run once
+//! ([R23](anyloop::contract#r23)); once descriptors are free again, new loops can be made.
 
 mod support;
 
@@ -14,15 +14,11 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
-use anyloop::{Error, IoEvents};
+use anyloop::{Error, IoEvents, Schedule};
 use anyloop_conformance::fds::{read_one, Pipe};
 use anyloop_conformance::probe::Log;
-use anyloop_conformance::reference::PollLoop;
-use anyloop_conformance::{Env, TIMEOUT};
-use anyloop_glib::GlibLoop;
-use anyloop_select::{PollerKind, SelectLoop};
+use anyloop_conformance::{Env, LoopFactory, TIMEOUT};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
 /// Lowers the soft descriptor limit to a little above the highest open descriptor and opens
@@ -50,17 +46,15 @@ fn fill_descriptor_table() -> (Vec<OwnedFd>, Rlimit) {
     (fillers, old)
 }
 
-/// Makes a loop of the named backend *under EMFILE*, on a thread of its own (loops are made
-/// on their own thread). The GLib context and the calloop loop are made before the table is
-/// full: GLib aborts the process when it cannot make a context's wake-up fd, and calloop's
-/// own error is not anyloop's; what is checked is the anyloop constructor.
-fn try_create(name: &str) -> anyloop::Result<()> {
-    match name {
-        "select-epoll" => SelectLoop::with_poller(PollerKind::Epoll).map(drop),
-        "select-mio" => SelectLoop::with_poller(PollerKind::Mio).map(drop),
-        "reference-poll" => PollLoop::new().map(drop),
-        other => panic!("no constructor for {other}"),
-    }
+/// Makes a loop of `backend` *under EMFILE* with the backend's own factory, on a thread of
+/// its own (loops are made on their own thread). For GLib this is the chooser's check: GLib
+/// itself aborts the process when a new context cannot get its wake-up fd, so
+/// `LoopChoice::Glib` refuses before making one.
+fn try_create(backend: &Arc<dyn LoopFactory>) -> anyloop::Result<()> {
+    let backend = backend.clone();
+    thread::spawn(move || backend.create().map(drop))
+        .join()
+        .expect("constructor panicked")
 }
 
 fn assert_emfile(name: &str, result: anyloop::Result<()>) {
@@ -77,7 +71,7 @@ fn assert_emfile(name: &str, result: anyloop::Result<()>) {
 fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
     for backend in support::backends() {
         let name = backend.name();
-        let env = Env::new(backend);
+        let env = Env::new(backend.clone());
         let d = env.start_pumped();
         let (pipe, spare) = (Pipe::new(), Pipe::new());
         let calls = Arc::new(Log::new());
@@ -90,26 +84,12 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
                 c.push("watch");
             })
             .expect("add watch");
-        // Made before the table fills (see `try_create`). GLib makes its global default
-        // context lazily, and aborts if it cannot make its wake-up fd then; a GLib program
-        // has it from the start, so make it here too.
+        // GLib makes its global default context lazily, and aborts if it cannot make its
+        // wake-up fd then; a GLib program has it from the start, so make it here too.
         let _ = glib::MainContext::default();
-        let glib_context = glib::MainContext::new();
-        let calloop_loop: calloop::EventLoop<'static, ()> =
-            calloop::EventLoop::try_new().expect("calloop loop");
 
         let (fillers, old_limit) = fill_descriptor_table();
-        let made = match name.as_str() {
-            "glib-private" => GlibLoop::new(&glib_context).map(drop),
-            "calloop" => anyloop_calloop::CalloopSource::new(&calloop_loop.handle()).map(drop),
-            other => {
-                let other = other.to_owned();
-                thread::spawn(move || try_create(&other))
-                    .join()
-                    .expect("constructor panicked")
-            }
-        };
-        assert_emfile(&name, made);
+        assert_emfile(&name, try_create(&backend));
         // The running loop: its watch, a timer added from another thread, a new watch on a
         // descriptor opened before, update and remove.
         pipe.write(1);
@@ -120,7 +100,7 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
         let (lp, c, token) = (d.lp().clone(), calls.clone(), env.token("timer"));
         thread::spawn(move || {
             let lp2 = lp.clone();
-            lp.add_timer(Some(Duration::ZERO), move |id| {
+            lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
                 let _ = &token;
                 c.push("timer");
                 let _ = lp2.remove_timer(id);
@@ -159,17 +139,8 @@ fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60() {
 
         drop(fillers);
         setrlimit(Resource::Nofile, old_limit).expect("restoring RLIMIT_NOFILE");
-        let made = match name.as_str() {
-            "glib-private" => GlibLoop::new(&glib_context).map(drop),
-            "calloop" => anyloop_calloop::CalloopSource::new(&calloop_loop.handle()).map(drop),
-            other => {
-                let other = other.to_owned();
-                thread::spawn(move || try_create(&other))
-                    .join()
-                    .expect("constructor panicked")
-            }
-        };
-        made.unwrap_or_else(|err| panic!("{name}: no loop after descriptors were freed: {err}"));
+        try_create(&backend)
+            .unwrap_or_else(|err| panic!("{name}: no loop after descriptors were freed: {err}"));
         drop(d);
         env.finish();
         eprintln!("{name}: the running loop kept working under EMFILE");

@@ -10,15 +10,16 @@
 //!   thread *acquires* the context (`g_main_context_acquire`) for the loop's whole life, as a
 //!   GTK main thread does: no other thread can iterate it meanwhile, so every callback and
 //!   free runs on that thread;
-//! - a second loop in the same scenario (the per-thread-loop scenarios, R50) gets a private
-//!   context of its own, as a worker thread of a GTK application would.
+//! - a second loop in the same scenario (the per-thread-loop scenarios,
+//!   [R50](anyloop::contract#r50)) gets a private context of its own, as a worker thread of a GTK
+//!   application would.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyloop::{Error, Loop, LoopStats, Result};
-use anyloop_conformance::{LoopFactory, LoopUnderTest, Quitter};
+use anyloop::{Error, Loop, Quitter, Result, Runner};
+use anyloop_conformance::LoopFactory;
 use anyloop_glib::GlibLoop;
 use glib::translate::ToGlibPtr;
 use glib::MainContext;
@@ -63,15 +64,10 @@ impl LoopFactory for DefaultContext {
         "glib-default".into()
     }
 
-    fn create(&self) -> Result<Box<dyn LoopUnderTest>> {
+    fn create(&self) -> Result<Box<dyn Runner>> {
         if self.claimed.swap(true, Ordering::SeqCst) {
-            let context = MainContext::new();
-            let lp = GlibLoop::new(&context)?;
-            return Ok(Box::new(Driven {
-                lp: Some(lp),
-                context,
-                owned: false,
-            }));
+            // A worker thread's own context: `GlibLoop`'s `Runner` as it is.
+            return Ok(Box::new(GlibLoop::new(&MainContext::new())?));
         }
         let context = MainContext::default();
         // SAFETY: `context` is a live GMainContext (the wrapper holds a reference). Acquiring
@@ -84,72 +80,54 @@ impl LoopFactory for DefaultContext {
             });
         }
         let lp = GlibLoop::new(&context)?;
-        Ok(Box::new(Driven {
+        Ok(Box::new(Owned {
             lp: Some(lp),
             context,
-            owned: true,
         }))
     }
 }
 
-/// The adapter: one `run_once` is one `GlibLoop::iterate` of the loop's context.
-struct Driven {
+/// The loop on the default context, which this thread owns (acquired) for the loop's whole
+/// life, as a GTK main thread does; everything else is `GlibLoop`'s own `Runner` (its
+/// `run_once` is one iteration of the context).
+struct Owned {
     lp: Option<GlibLoop>,
     context: MainContext,
-    owned: bool,
 }
 
-impl Driven {
-    fn lp(&mut self) -> &mut GlibLoop {
-        self.lp.as_mut().expect("alive until drop")
+impl Owned {
+    fn lp(&self) -> &GlibLoop {
+        self.lp.as_ref().expect("alive until drop")
     }
 }
 
-impl Drop for Driven {
+impl Drop for Owned {
     fn drop(&mut self) {
         // Frees of the survivors run here, while this thread still owns the context.
         drop(self.lp.take());
-        if self.owned {
-            // SAFETY: releases the acquisition made in `create`, on the same thread.
-            unsafe { glib::ffi::g_main_context_release(self.context.to_glib_none().0) };
-        }
+        // SAFETY: releases the acquisition made in `create`, on the same thread.
+        unsafe { glib::ffi::g_main_context_release(self.context.to_glib_none().0) };
     }
 }
 
-impl LoopUnderTest for Driven {
+impl Runner for Owned {
     fn handle(&self) -> Loop {
-        self.lp.as_ref().expect("alive until drop").handle()
+        self.lp().handle()
     }
 
     fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
-        if self.owned {
-            return self.lp().iterate(timeout);
-        }
-        let context = self.context.clone();
-        let lp = self.lp();
-        context
-            .with_thread_default(|| lp.iterate(timeout))
-            .expect("the loop thread owns its private context")
-    }
-
-    fn run(&mut self) -> Result<()> {
-        if self.owned {
-            return self.lp().run();
-        }
-        let context = self.context.clone();
-        let lp = self.lp();
-        context
-            .with_thread_default(|| lp.run())
-            .expect("the loop thread owns its private context")
+        self.lp
+            .as_mut()
+            .expect("alive until drop")
+            .run_once(timeout)
     }
 
     fn quitter(&self) -> Quitter {
-        let quitter = self.lp.as_ref().expect("alive until drop").quitter();
-        Arc::new(move || quitter.quit())
+        self.lp().quitter()
     }
 
-    fn stats(&self) -> LoopStats {
-        self.lp.as_ref().expect("alive until drop").stats()
+    fn take_quit(&mut self) -> bool {
+        self.lp.as_mut().expect("alive until drop").take_quit()
     }
 }
 

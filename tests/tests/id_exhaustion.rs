@@ -1,20 +1,21 @@
-//! `Error::Exhausted` on every backend. Ids are never reused (R1): past 2^40 ids in a
-//! process, adds fail. That limit is out of reach in a test, so this binary moves the
+//! `Error::Exhausted` on every backend. Ids are never reused ([R1](anyloop::contract#r1)): past
+//! 2^40 ids in a process, adds fail. That limit is out of reach in a test, so this binary moves the
 //! process-wide id counter to its end with the hidden hook `anyloop::__exhaust_ids_leaving`
 //! (process-wide and permanent, hence a test binary of its own with a single test).
 //!
-//! Checked on each backend: an add is refused with `Exhausted`, hands its callback back
-//! without running its free (R2), nothing panics (R60), and everything registered before
-//! keeps working: dispatch, update, remove, frees exactly once (R23). Same for the event
-//! registry: a registration is refused with `Exhausted` and its callback handed back (E3),
-//! and the callbacks registered before still get the events.
+//! Checked on each backend: an add is refused with `Exhausted`, hands its callback back without
+//! running its free ([R2](anyloop::contract#r2)), nothing panics ([R60](anyloop::contract#r60)),
+//! and everything registered before keeps working: dispatch, update, remove, frees exactly once
+//! ([R23](anyloop::contract#r23)). Same for the event registry: a registration is refused with
+//! `Exhausted` and its callback handed back ([E3](anyloop::contract#e3)), and the callbacks
+//! registered before still get the events.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{Error, IoEvents, Registry, Rejected, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Registry, Rejected, Schedule, TimerId, WatchId};
 use anyloop_conformance::fds::{read_one, Pipe};
 use anyloop_conformance::probe::Log;
 use anyloop_conformance::{Driver, Env, TIMEOUT};
@@ -58,7 +59,7 @@ fn setup(env: Env) -> Setup {
     let (c, token) = (calls.clone(), env.token("timer"));
     let timer = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &token;
             c.push("timer");
         })
@@ -90,13 +91,12 @@ fn assert_exhausted<C>(
     got: Result<impl std::fmt::Debug, Rejected<C>>,
 ) -> C {
     match got {
-        Err(Rejected {
-            error: Error::Exhausted { .. },
-            callback,
-        }) => callback,
+        Err(rejected) if matches!(rejected.error(), Error::Exhausted { .. }) => {
+            rejected.into_callback()
+        }
         Err(other) => panic!(
             "{backend}: {what} refused with {:?}, want Exhausted",
-            other.error
+            other.error()
         ),
         Ok(id) => panic!("{backend}: {what} succeeded with {id:?} after the ids ran out (R1)"),
     }
@@ -128,7 +128,7 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
         );
         drop(callback);
         let token = s.env.token("refused timer");
-        let got = s.d.raw().add_timer(Some(Duration::ZERO), move |_| {
+        let got = s.d.raw().add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
         });
         let callback = assert_exhausted(&name, "add_timer", got);
@@ -145,7 +145,7 @@ fn exhausted_ids_are_a_typed_error_and_the_loop_keeps_working_r01_r02_r60() {
             "{name}: the watch stopped firing"
         );
         s.d.lp()
-            .update_timer(s.timer, Some(Duration::ZERO))
+            .update_timer(s.timer, Schedule::Once(Duration::ZERO))
             .expect("update timer");
         assert!(
             s.calls.wait_until(TIMEOUT, |c| c.contains(&"timer")),

@@ -1,15 +1,15 @@
-//! The battery on the built-in loop, once per poller (the adapter is in `support/mod.rs`).
+//! The battery on the built-in loop, once per poller (the factory is in `support/mod.rs`).
 
 mod support;
 
 mod epoll {
-    anyloop_conformance::conformance_tests!(super::support::Select(
-        anyloop_select::PollerKind::Epoll
+    anyloop_conformance::conformance_tests!(super::support::Chosen(
+        anyloop_backends::LoopChoice::Select
     ));
 }
 
 mod mio {
-    anyloop_conformance::conformance_tests!(super::support::Select(
-        anyloop_select::PollerKind::Mio
+    anyloop_conformance::conformance_tests!(super::support::Chosen(
+        anyloop_backends::LoopChoice::SelectMio
     ));
 }

@@ -1,9 +1,9 @@
 //! Soak: registrations churned on every backend at once for minutes, with the process's
 //! resident memory sampled at intervals; it must stay flat (no leak per operation).
 //!
-//! Not part of `cargo test` (ignored); run it with
-//! `ANYLOOP_SOAK_SECS=300 cargo test --release -p anyloop-conformance --test soak -- --ignored --nocapture`
-//! (default 60 s). It prints one line per sample: elapsed time, operations so far, RSS.
+//! Not part of `cargo test` (ignored); run it with `ANYLOOP_SOAK_SECS=300 cargo test --release -p
+//! anyloop-conformance --test soak -- --ignored --nocapture` (default 60 s). It prints one line per
+//! sample: elapsed time, operations so far, RSS.
 
 mod support;
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, Loop};
+use anyloop::{IoEvents, Loop, Schedule};
 use anyloop_conformance::fds::{drain, Pipe};
 use anyloop_conformance::{Driver, TIMEOUT};
 
@@ -36,7 +36,7 @@ impl Drop for Counted {
     }
 }
 
-/// One worker: cycles of add watch / add 0-interval timer / update / remove on `lp`, with a
+/// One worker: cycles of add watch / add `Once(ZERO)` timer / update / remove on `lp`, with a
 /// bounded live set, plus writes that make the watches fire.
 fn churn(
     lp: Loop,
@@ -58,11 +58,9 @@ fn churn(
             })
             .expect("add_watch");
         let counted = Counted(frees.clone());
-        let lp2 = lp.clone();
         let timer = lp
-            .add_timer(Some(Duration::ZERO), move |id| {
+            .add_timer(Schedule::Once(Duration::ZERO), move |_| {
                 let _ = &counted;
-                let _ = lp2.update_timer(id, None);
             })
             .expect("add_timer");
         adds.fetch_add(2, Ordering::Relaxed);
@@ -83,7 +81,7 @@ fn churn(
             // loop and RSS measures the backlog of pending frees, not leaks.
             let (tx, rx) = std::sync::mpsc::channel();
             let lp2 = lp.clone();
-            lp.add_timer(Some(Duration::ZERO), move |id| {
+            lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
                 let _ = lp2.remove_timer(id);
                 let _ = tx.send(());
             })

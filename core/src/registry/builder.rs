@@ -58,14 +58,14 @@ impl<S: EventSet> RegistryBuilder<S> {
 
     /// Checks object filters at registration: a key refused by `owned` (an object of another
     /// connection or handle) fails the registration with
-    /// [`InvalidArgument`](crate::Error::InvalidArgument) (E1).
+    /// [`InvalidArgument`](crate::Error::InvalidArgument) ([E1](crate::contract#e1)).
     pub fn object_check(mut self, owned: impl Fn(&S::Key) -> bool + Send + Sync + 'static) -> Self {
         self.key_check = Some(Box::new(owned));
         self
     }
 
     /// Called when a kind gains its first callback (`true`) or loses its last one (`false`),
-    /// including at close (E15). Calls come in transition order, one at a time, with no lock
+    /// including at close ([E15](crate::contract#e15)). Calls come in transition order, one at a time, with no lock
     /// held, on a thread that registered or deregistered; a hook may register and deregister
     /// itself.
     pub fn on_transition(mut self, hook: impl FnMut(S::Kind, bool) + Send + 'static) -> Self {
@@ -74,7 +74,7 @@ impl<S: EventSet> RegistryBuilder<S> {
     }
 
     /// A default action for events of `kinds` that no callback took (libguestfs logs unheard
-    /// messages to stderr, E30). It runs on the loop thread during the flush. While a fallback
+    /// messages to stderr, [E30](crate::contract#e30)). It runs on the loop thread during the flush. While a fallback
     /// exists its kinds count as listened to: their events are queued even with no callback,
     /// and the flush timer lives as long as the registry.
     pub fn fallback(

@@ -12,7 +12,7 @@ use super::kind::EventKind;
 /// inline (no allocation per event beyond what the payload itself owns).
 ///
 /// - [`kind`](Self::kind) says which kind an event is;
-/// - [`key`](Self::key) names the object it is about, for object filters (contract E8, E29):
+/// - [`key`](Self::key) names the object it is about, for object filters (contract [E8](crate::contract#e8), [E29](crate::contract#e29)):
 ///   a stable identity compared by value (libvirt uses the domain's UUID, never its name or
 ///   numeric id, which change across restarts), or `None` for events about no object.
 pub trait EventSet: Send + 'static {

@@ -8,6 +8,7 @@ use super::event::{Event, EventSet};
 use super::kind::KindSet;
 use super::listen::{Listen, ListenKinds};
 use super::shared::Shared;
+use crate::bound::ThreadBound;
 use crate::error::{Rejected, Result};
 use crate::handle::Loop;
 use crate::id::CallbackId;
@@ -15,7 +16,11 @@ use crate::id::CallbackId;
 /// A typed callback as [`Registry::on`] hands it back when the registration fails.
 pub type TypedCallback<E> = Box<dyn FnMut(&E) + Send>;
 
-/// A typed event-callback registry on one loop (contract §3, E1–E30).
+/// A thread-bound typed callback as [`Registry::on_local`] hands it back when the
+/// registration fails: reachable on its own thread only ([`ThreadBound::into_inner`]).
+pub type LocalTypedCallback<E> = ThreadBound<Box<dyn FnMut(&E)>>;
+
+/// A typed event-callback registry on one loop (contract §3, [E1](crate::contract#e1)–[E30](crate::contract#e30)).
 ///
 /// The library that owns it declares its events (an [`EventSet`] enum with one [`Event`]
 /// payload type per kind) and calls [`emit`](Self::emit) from any thread; applications
@@ -25,7 +30,7 @@ pub type TypedCallback<E> = Box<dyn FnMut(&E) + Send>;
 ///
 /// Delivery is asynchronous: `emit` only queues; the loop the registry belongs to delivers
 /// the queue from a 0-interval timer, on its thread, in emit order, to matching callbacks in
-/// registration order (E5–E7). The registry uses nothing but the [`Backend`] vtable, so it
+/// registration order ([E5](crate::contract#e5)–[E7](crate::contract#e7)). The registry uses nothing but the [`Backend`] vtable, so it
 /// works on every backend.
 ///
 /// Cloning is cheap and every clone is the same registry. It closes when
@@ -87,7 +92,7 @@ impl<S: EventSet> Registry<S> {
 
     /// Registers `callback` for every event of type `E`, on any object.
     ///
-    /// The callback runs on the loop thread with the payload borrowed for the call (E19).
+    /// The callback runs on the loop thread with the payload borrowed for the call ([E19](crate::contract#e19)).
     ///
     /// ```
     /// # use anyloop::{Event, EventKind, EventSet, Registry};
@@ -109,7 +114,7 @@ impl<S: EventSet> Registry<S> {
     /// # Errors
     /// [`Closed`](crate::Error::Closed) after close, or a loop error creating the flush timer
     /// ([`LoopGone`](crate::Error::LoopGone)); the callback comes back (boxed) in the
-    /// [`Rejected`], never dropped (E3). [`listen`](Self::listen) hands it back unboxed.
+    /// [`Rejected`], never dropped ([E3](crate::contract#e3)). [`listen`](Self::listen) hands it back unboxed.
     pub fn on<E: Event<S>>(
         &self,
         callback: impl FnMut(&E) + Send + 'static,
@@ -122,7 +127,7 @@ impl<S: EventSet> Registry<S> {
     /// [`KindSet::all`] for every kind). It receives the kind being delivered and the event.
     ///
     /// # Errors
-    /// [`InvalidArgument`](crate::Error::InvalidArgument) for an empty set (E21), else as
+    /// [`InvalidArgument`](crate::Error::InvalidArgument) for an empty set ([E21](crate::contract#e21)), else as
     /// [`on`](Self::on).
     pub fn on_kinds<F>(
         &self,
@@ -133,6 +138,55 @@ impl<S: EventSet> Registry<S> {
         F: FnMut(S::Kind, &S) + Send + 'static,
     {
         self.listen_kinds(kinds).call(callback)
+    }
+
+    /// [`on`](Self::on) with a callback that need not be `Send` (it may capture an `Rc`, a GTK
+    /// widget...): a thread-bound callback, only ever called and dropped on this thread, which
+    /// must be the registry's loop thread (see [`Listen::call_local`]).
+    ///
+    /// ```
+    /// # use anyloop::{Event, EventKind, EventSet, Registry};
+    /// # #[derive(Debug, Clone, Copy, PartialEq, Eq)] enum Kind { Progress }
+    /// # impl EventKind for Kind { const ALL: &'static [Kind] = &[Kind::Progress]; fn index(self) -> usize { 0 } }
+    /// # struct Progress { position: u64 }
+    /// # struct Ev(Progress);
+    /// # impl EventSet for Ev { type Kind = Kind; type Key = ();
+    /// #   fn kind(&self) -> Kind { Kind::Progress } fn key(&self) -> Option<&()> { None } }
+    /// # impl Event<Ev> for Progress { const KIND: Kind = Kind::Progress;
+    /// #   fn view(e: &Ev) -> Option<&Progress> { Some(&e.0) } }
+    /// use std::{cell::Cell, rc::Rc};
+    /// # fn demo(registry: &Registry<Ev>) -> anyloop::Result<()> {
+    /// let last = Rc::new(Cell::new(0));
+    /// let seen = last.clone();
+    /// registry.on_local::<Progress>(move |p| seen.set(p.position))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`WrongThread`](crate::Error::WrongThread) off the loop's thread; else as
+    /// [`on`](Self::on).
+    pub fn on_local<E: Event<S>>(
+        &self,
+        callback: impl FnMut(&E) + 'static,
+    ) -> Result<CallbackId, Rejected<LocalTypedCallback<E>>> {
+        let boxed: Box<dyn FnMut(&E)> = Box::new(callback);
+        self.listen::<E>().call_local(boxed)
+    }
+
+    /// [`on_kinds`](Self::on_kinds) with a callback that need not be `Send` (see
+    /// [`on_local`](Self::on_local)).
+    ///
+    /// # Errors
+    /// As [`on_local`](Self::on_local) and [`on_kinds`](Self::on_kinds).
+    pub fn on_kinds_local<F>(
+        &self,
+        kinds: KindSet<S::Kind>,
+        callback: F,
+    ) -> Result<CallbackId, Rejected<ThreadBound<F>>>
+    where
+        F: FnMut(S::Kind, &S) + 'static,
+    {
+        self.listen_kinds(kinds).call_local(callback)
     }
 
     /// Starts a typed registration with options: object filter, predicate, keyed form.
@@ -147,25 +201,25 @@ impl<S: EventSet> Registry<S> {
 
     /// Deregisters a callback registered in any form. Callable from any thread and from
     /// callbacks; returns at once. The callback gets no further event, not even the rest of a
-    /// running flush (E10); it is dropped later on the loop thread, never inside this call nor
-    /// while it runs (E11). Deregistering the last callback discards the queued events (E14).
+    /// running flush ([E10](crate::contract#e10)); it is dropped later on the loop thread, never inside this call nor
+    /// while it runs ([E11](crate::contract#e11)). Deregistering the last callback discards the queued events ([E14](crate::contract#e14)).
     ///
     /// Returns how many callbacks still listen to its kind (for a kind-set registration: to
-    /// one of its kinds), as libvirt does (E28).
+    /// one of its kinds), as libvirt does ([E28](crate::contract#e28)).
     ///
     /// # Errors
     /// [`NotFound`](crate::Error::NotFound) for an unknown id, a second deregister, or any id
-    /// after close (E12).
+    /// after close ([E12](crate::contract#e12)).
     pub fn deregister(&self, id: CallbackId) -> Result<usize> {
         self.shared().deregister(id)
     }
 
-    /// Queues an event for delivery on the loop thread; never calls a callback (E6). Callable
+    /// Queues an event for delivery on the loop thread; never calls a callback ([E6](crate::contract#e6)). Callable
     /// from any thread and from callbacks; an event emitted during a flush goes to a later
-    /// flush (E13).
+    /// flush ([E13](crate::contract#e13)).
     ///
     /// Returns false when the event was dropped at once: no callback (and no fallback) listens
-    /// to its kind, the registry is closed (E5, E27), or its loop was destroyed. Then no timer
+    /// to its kind, the registry is closed ([E5](crate::contract#e5), [E27](crate::contract#e27)), or its loop was destroyed. Then no timer
     /// is armed.
     ///
     /// # Performance notes
@@ -178,7 +232,7 @@ impl<S: EventSet> Registry<S> {
 
     /// Closes the registry: queued events are discarded, the flush timer is removed, and every
     /// callback is dropped exactly once on the loop thread (or here, if the loop is gone),
-    /// E16. Later registrations fail with [`Closed`](crate::Error::Closed), deregisters with
+    /// [E16](crate::contract#e16). Later registrations fail with [`Closed`](crate::Error::Closed), deregisters with
     /// `NotFound`, emits are dropped. A second close does nothing.
     ///
     /// # Errors
@@ -188,7 +242,7 @@ impl<S: EventSet> Registry<S> {
     }
 
     /// Like [`close`](Self::close), but first delivers `closing` synchronously, on the calling
-    /// thread, to the callbacks that match it (libguestfs's CLOSE, E17); no other event is
+    /// thread, to the callbacks that match it (libguestfs's CLOSE, [E17](crate::contract#e17)); no other event is
     /// delivered after it. A callback running on another thread is waited for first; one
     /// running further up this thread's stack (close from a callback) is skipped.
     ///
@@ -204,17 +258,17 @@ impl<S: EventSet> Registry<S> {
         self.shared().is_closed()
     }
 
-    /// Live callbacks (E26).
+    /// Live callbacks ([E26](crate::contract#e26)).
     pub fn callbacks(&self) -> usize {
         self.shared().lock().callbacks()
     }
 
-    /// Live callbacks listening to `kind` (E15, E28).
+    /// Live callbacks listening to `kind` ([E15](crate::contract#e15), [E28](crate::contract#e28)).
     pub fn count(&self, kind: S::Kind) -> usize {
         self.shared().lock().count(kind)
     }
 
-    /// Events queued and not delivered yet (E26).
+    /// Events queued and not delivered yet ([E26](crate::contract#e26)).
     pub fn queued(&self) -> usize {
         self.shared().lock().queued()
     }
@@ -251,7 +305,7 @@ impl<S: EventSet> Registry<S> {
         }
     }
 
-    /// The loop the registry belongs to: callbacks run on its thread (E24).
+    /// The loop the registry belongs to: callbacks run on its thread ([E24](crate::contract#e24)).
     pub fn event_loop(&self) -> &Loop {
         self.shared().event_loop()
     }

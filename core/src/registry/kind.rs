@@ -37,7 +37,7 @@ pub(crate) fn bit<K: EventKind>(kind: K) -> u64 {
 }
 
 /// A set of event kinds: the bitmask of a multi-kind registration (libguestfs's
-/// `event_bitmask`, contract E21).
+/// `event_bitmask`, contract [E21](crate::contract#e21)).
 ///
 /// ```
 /// use anyloop::{EventKind, KindSet};

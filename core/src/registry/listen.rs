@@ -1,4 +1,4 @@
-//! Registration builders: object filter, predicate and keyed form (E1, E4, E8).
+//! Registration builders: object filter, predicate and keyed form ([E1](crate::contract#e1), [E4](crate::contract#e4), [E8](crate::contract#e8)).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,7 +8,9 @@ use super::event::{Event, EventSet};
 use super::handle::Registry;
 use super::kind::{bit, KindSet};
 use super::shared::Spec;
-use crate::error::{Rejected, Result};
+use crate::bound::ThreadBound;
+
+use crate::error::{Error, Rejected, Result};
 use crate::id::CallbackId;
 
 type TypedFilter<E> = Box<dyn Fn(&E) -> bool + Send>;
@@ -58,21 +60,21 @@ impl<'r, S: EventSet, E: Event<S>> Listen<'r, S, E> {
         }
     }
 
-    /// Only events about this object (compared by value with [`EventSet::key`], E29).
+    /// Only events about this object (compared by value with [`EventSet::key`], [E29](crate::contract#e29)).
     pub fn object(mut self, key: S::Key) -> Self {
         self.object = Some(key);
         self
     }
 
     /// Only events for which `predicate` holds. It runs on the loop thread with no registry
-    /// lock held and must not block (E8).
+    /// lock held and must not block ([E8](crate::contract#e8)).
     pub fn filter(mut self, predicate: impl Fn(&E) -> bool + Send + 'static) -> Self {
         self.filter = Some(Box::new(predicate));
         self
     }
 
     /// The keyed form: a second live registration with the same key, kind and object
-    /// filter is refused with [`AlreadyRegistered`](crate::Error::AlreadyRegistered) (E4).
+    /// filter is refused with [`AlreadyRegistered`](crate::Error::AlreadyRegistered) ([E4](crate::contract#e4)).
     pub fn keyed(mut self, key: impl Into<Cow<'static, str>>) -> Self {
         self.keyed = Some(key.into());
         self
@@ -111,6 +113,58 @@ impl<'r, S: EventSet, E: Event<S>> Listen<'r, S, E> {
     }
 }
 
+impl<'r, S: EventSet, E: Event<S>> Listen<'r, S, E> {
+    /// [`call`](Self::call) with a callback that need not be `Send` (it may capture an `Rc`,
+    /// a GTK widget, a raw pointer): a thread-bound callback, only ever called and dropped on
+    /// this thread, which must be the registry's loop thread
+    /// ([R42](crate::contract#r42)). It takes part in every flush; a closing event delivered
+    /// by a [`close_with`](Registry::close_with) called on another thread skips it.
+    ///
+    /// # Errors
+    /// [`WrongThread`](crate::Error::WrongThread) off the loop's thread; else as
+    /// [`call`](Self::call).
+    pub fn call_local<F>(self, callback: F) -> Result<CallbackId, Rejected<ThreadBound<F>>>
+    where
+        F: FnMut(&E) + 'static,
+    {
+        if let Err(error) = on_loop_thread(self.registry) {
+            return Err(Rejected::new(error, ThreadBound::new(callback)));
+        }
+        let spec = Spec {
+            kinds: bit(E::KIND),
+            object: self.object,
+            keyed: self.keyed,
+        };
+        let filter = self.filter;
+        self.registry
+            .shared()
+            .register(spec, ThreadBound::new(callback), move |mut callback| {
+                Box::new(move |_kind, event: &S| {
+                    let Some(payload) = E::view(event) else {
+                        return false;
+                    };
+                    if filter.as_ref().is_some_and(|keep| !keep(payload)) {
+                        return false;
+                    }
+                    callback.with_mut(|callback| callback(payload)).is_some()
+                })
+            })
+    }
+}
+
+/// Thread-bound registrations are made on the registry's loop thread only.
+fn on_loop_thread<S: EventSet>(registry: &Registry<S>) -> Result<()> {
+    if registry.shared().event_loop().is_loop_thread() {
+        Ok(())
+    } else {
+        Err(Error::WrongThread {
+            id: None,
+            what:
+                "a thread-bound event callback can only be registered on the registry's loop thread",
+        })
+    }
+}
+
 impl<S: EventSet, E> fmt::Debug for Listen<'_, S, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listen")
@@ -144,25 +198,25 @@ impl<'r, S: EventSet> ListenKinds<'r, S> {
         }
     }
 
-    /// Only events about this object (E8, E29).
+    /// Only events about this object ([E8](crate::contract#e8), [E29](crate::contract#e29)).
     pub fn object(mut self, key: S::Key) -> Self {
         self.object = Some(key);
         self
     }
 
-    /// Only events for which `predicate` holds; runs on the loop thread, no lock held (E8).
+    /// Only events for which `predicate` holds; runs on the loop thread, no lock held ([E8](crate::contract#e8)).
     pub fn filter(mut self, predicate: impl Fn(S::Kind, &S) -> bool + Send + 'static) -> Self {
         self.filter = Some(Box::new(predicate));
         self
     }
 
-    /// The keyed form (E4): same key, same kind set and same object filter is refused.
+    /// The keyed form ([E4](crate::contract#e4)): same key, same kind set and same object filter is refused.
     pub fn keyed(mut self, key: impl Into<Cow<'static, str>>) -> Self {
         self.keyed = Some(key.into());
         self
     }
 
-    /// Registers `callback`, called with the kind being delivered and the event (E21).
+    /// Registers `callback`, called with the kind being delivered and the event ([E21](crate::contract#e21)).
     ///
     /// # Errors
     /// As [`Registry::on_kinds`] and [`Listen::call`].
@@ -185,6 +239,41 @@ impl<'r, S: EventSet> ListenKinds<'r, S> {
                     }
                     callback(kind, event);
                     true
+                })
+            })
+    }
+}
+
+impl<'r, S: EventSet> ListenKinds<'r, S> {
+    /// [`call`](Self::call) with a callback that need not be `Send`: a thread-bound callback
+    /// (see [`Listen::call_local`]).
+    ///
+    /// # Errors
+    /// [`WrongThread`](crate::Error::WrongThread) off the loop's thread; else as
+    /// [`call`](Self::call).
+    pub fn call_local<F>(self, callback: F) -> Result<CallbackId, Rejected<ThreadBound<F>>>
+    where
+        F: FnMut(S::Kind, &S) + 'static,
+    {
+        if let Err(error) = on_loop_thread(self.registry) {
+            return Err(Rejected::new(error, ThreadBound::new(callback)));
+        }
+        let spec = Spec {
+            kinds: self.kinds.bits(),
+            object: self.object,
+            keyed: self.keyed,
+        };
+        let filter = self.filter;
+        self.registry
+            .shared()
+            .register(spec, ThreadBound::new(callback), move |mut callback| {
+                Box::new(move |kind, event: &S| {
+                    if filter.as_ref().is_some_and(|keep| !keep(kind, event)) {
+                        return false;
+                    }
+                    callback
+                        .with_mut(|callback| callback(kind, event))
+                        .is_some()
                 })
             })
     }

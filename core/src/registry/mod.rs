@@ -17,18 +17,18 @@
 //! registry's loop, as libvirt does (armed by the first queued event, disarmed by the flush).
 //! Only the vtable is used, so the registry works on every backend unchanged.
 //!
-//! # Delivery rules (contract E5–E14)
+//! # Delivery rules (contract [E5](crate::contract#e5)–[E14](crate::contract#e14))
 //! - Events are delivered in emit order; each to the matching callbacks in registration order.
-//! - A callback sees only events emitted after its registration returned (E9), including
+//! - A callback sees only events emitted after its registration returned ([E9](crate::contract#e9)), including
 //!   when it registers during a flush.
-//! - Deregister stops delivery at once, even within the running flush (E10); the callback is
-//!   dropped later, on the loop thread, never inside `deregister` nor while it runs (E11).
-//! - Events emitted during a flush go to a later flush (E13).
-//! - With no callback for its kind, `emit` drops the event and arms nothing (E5, E27); the
-//!   last deregister discards the queue and removes the timer (E14).
+//! - Deregister stops delivery at once, even within the running flush ([E10](crate::contract#e10)); the callback is
+//!   dropped later, on the loop thread, never inside `deregister` nor while it runs ([E11](crate::contract#e11)).
+//! - Events emitted during a flush go to a later flush ([E13](crate::contract#e13)).
+//! - With no callback for its kind, `emit` drops the event and arms nothing ([E5](crate::contract#e5), [E27](crate::contract#e27)); the
+//!   last deregister discards the queue and removes the timer ([E14](crate::contract#e14)).
 //! - A panicking callback or predicate does not stop the flush; the first panic is reported
 //!   by the loop's `run_once` as [`CallbackPanicked`](crate::Error::CallbackPanicked) of the
-//!   flush timer, its message naming the callback (E23).
+//!   flush timer, its message naming the callback ([E23](crate::contract#e23)).
 //!
 //! # Example
 //!
@@ -112,6 +112,6 @@ mod state;
 
 pub use builder::RegistryBuilder;
 pub use event::{Event, EventSet};
-pub use handle::{Registry, TypedCallback, WeakRegistry};
+pub use handle::{LocalTypedCallback, Registry, TypedCallback, WeakRegistry};
 pub use kind::{EventKind, KindSet};
 pub use listen::{Listen, ListenKinds};

@@ -1,17 +1,17 @@
 //! The registry's shared state and its operations: register, deregister, emit, flush, close.
 //!
 //! The flush timer (a disabled 0-interval timeout, armed by the first queued event, disarmed
-//! by the flush that leaves the queue empty) owns an `Arc` of this state (E18).
+//! by the flush that leaves the queue empty) owns an `Arc` of this state ([E18](crate::contract#e18)).
 //!
 //! Locks: the state lock is never held while user code runs, nor by an emit while it arms the
 //! timer; a callback's own lock is held only while that callback runs (so its free waits).
 
+use crate::vtable::Schedule;
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
 
 use super::event::EventSet;
 use super::kind::bit;
@@ -36,7 +36,7 @@ pub(crate) struct Spec<S: EventSet> {
 pub(crate) struct Shared<S: EventSet> {
     lp: Loop,
     state: Mutex<State<S>>,
-    /// Mirrors `State::closed` for the flush's lock-free checks (E17).
+    /// Mirrors `State::closed` for the flush's lock-free checks ([E17](crate::contract#e17)).
     closed: AtomicBool,
     all_bits: u64,
     fallback_bits: u64,
@@ -87,13 +87,13 @@ impl<S: EventSet> Shared<S> {
         }
         let shared = Arc::clone(self);
         let flush = TimerCallback::new(move |_| shared.flush()).named("anyloop registry flush");
-        st.timer = Some(self.lp.add_timer(None, flush)?);
+        st.timer = Some(self.lp.add_timer(Schedule::Disabled, flush)?);
         st.armed = false;
         Ok(())
     }
 
-    /// Registers a callback (E1–E4). `wrap` turns the user's callback into a handler only once
-    /// the registration cannot fail any more, so a refusal hands it back untouched (E3).
+    /// Registers a callback ([E1](crate::contract#e1)–[E4](crate::contract#e4)). `wrap` turns the user's callback into a handler only once
+    /// the registration cannot fail any more, so a refusal hands it back untouched ([E3](crate::contract#e3)).
     pub(crate) fn register<F>(
         self: &Arc<Self>,
         spec: Spec<S>,
@@ -152,7 +152,7 @@ impl<S: EventSet> Shared<S> {
         Ok(id)
     }
 
-    /// Deregisters a callback (E10–E12, E14, E28).
+    /// Deregisters a callback ([E10](crate::contract#e10)–[E12](crate::contract#e12), [E14](crate::contract#e14), [E28](crate::contract#e28)).
     pub(crate) fn deregister(&self, id: CallbackId) -> Result<usize> {
         let (slot, remaining, discarded) = {
             let mut st = self.lock();
@@ -182,7 +182,7 @@ impl<S: EventSet> Shared<S> {
         Ok(remaining)
     }
 
-    /// Queues an event (E5–E7, E27); false when it was dropped (nobody listens, or closed).
+    /// Queues an event ([E5](crate::contract#e5)–[E7](crate::contract#e7), [E27](crate::contract#e27)); false when it was dropped (nobody listens, or closed).
     ///
     /// Arming protocol: `armed` is set under the lock by the emit that finds it clear, and
     /// that emit arms the timer *after* unlocking (so the loop thread, woken by the arm, never
@@ -202,7 +202,11 @@ impl<S: EventSet> Shared<S> {
         st.armed = true;
         drop(st);
         if let Some(timer) = arm {
-            if self.lp.update_timer(timer, Some(Duration::ZERO)).is_err() {
+            if self
+                .lp
+                .update_timer(timer, Schedule::EVERY_ITERATION)
+                .is_err()
+            {
                 // The timer went with the last callback or with close (and the queue with
                 // it, E14, E16) — or the loop is gone and will never flush: then drop the
                 // queue and every later event instead of piling them up for nobody.
@@ -225,7 +229,7 @@ impl<S: EventSet> Shared<S> {
     fn disarm_if_idle(&self, st: &mut State<S>) {
         if st.queued() == 0 {
             if let Some(timer) = st.timer {
-                let _ = self.lp.update_timer(timer, None);
+                let _ = self.lp.update_timer(timer, Schedule::Disabled);
             }
             st.armed = false;
         }
@@ -293,7 +297,7 @@ impl<S: EventSet> Shared<S> {
         }
     }
 
-    /// Runs the fallback sink for an event no callback took (E30). The sink is taken out of
+    /// Runs the fallback sink for an event no callback took ([E30](crate::contract#e30)). The sink is taken out of
     /// its slot while it runs, so it may call anything on the registry, close included.
     fn fall_back(&self, kind: S::Kind, event: &S) -> std::result::Result<(), Panic> {
         if self.fallback_bits & bit(kind) == 0 {
@@ -314,7 +318,7 @@ impl<S: EventSet> Shared<S> {
         outcome
     }
 
-    /// Closes the registry (E16, E17): delivers the closing event synchronously, drops the
+    /// Closes the registry ([E16](crate::contract#e16), [E17](crate::contract#e17)): delivers the closing event synchronously, drops the
     /// queue, removes the timer, frees every callback once through the loop.
     pub(crate) fn close(&self, closing: Option<S>) -> Result<()> {
         let here = thread::current().id();
@@ -395,7 +399,7 @@ impl<S: EventSet> Shared<S> {
     }
 
     /// Hands callbacks to the loop's deferred-free machinery: the state of a disabled timer
-    /// removed at once, dropped by the loop on its thread after the running dispatch (E11).
+    /// removed at once, dropped by the loop on its thread after the running dispatch ([E11](crate::contract#e11)).
     fn free_later(&self, batch: FreeBatch<S>) {
         if batch.slots.is_empty() && batch.extras.is_empty() {
             return;
@@ -404,17 +408,17 @@ impl<S: EventSet> Shared<S> {
             let _ = &batch;
         })
         .named("anyloop registry frees");
-        match self.lp.add_timer(None, carrier) {
+        match self.lp.add_timer(Schedule::Disabled, carrier) {
             Ok(id) => {
                 let _ = self.lp.remove_timer(id);
             }
             // The loop is gone: keep them for close, which drops them on its thread (E16).
-            Err(rejected) => self.lock().orphans.push(rejected.callback),
+            Err(rejected) => self.lock().orphans.push(rejected.into_callback()),
         }
     }
 
     /// Reports per-kind transitions to the library's hook, in order, one at a time, with no
-    /// lock held (E15). A hook that registers or deregisters has its transitions reported
+    /// lock held ([E15](crate::contract#e15)). A hook that registers or deregisters has its transitions reported
     /// after it returns, by the same loop.
     fn report_transitions(&self) {
         loop {

@@ -10,14 +10,14 @@ use super::event::EventSet;
 use crate::id::CallbackId;
 
 /// What a registration runs for one event: the predicate and the callback in one closure,
-/// answering whether the callback ran (the event "matched", for the fallback, E30).
+/// answering whether the callback ran (the event "matched", for the fallback, [E30](crate::contract#e30)).
 pub(crate) type Handler<S> = Box<dyn FnMut(<S as EventSet>::Kind, &S) -> bool + Send>;
 
 /// A caught panic payload.
 pub(crate) type Panic = Box<dyn Any + Send>;
 
 /// One registered callback. Shared (`Arc`) between the registry's list and the snapshots of
-/// running flushes; its handler is taken out exactly once, by the free (E11, E16).
+/// running flushes; its handler is taken out exactly once, by the free ([E11](crate::contract#e11), [E16](crate::contract#e16)).
 pub(crate) struct Slot<S: EventSet> {
     pub(crate) id: CallbackId,
     /// The kinds it listens to (one bit per kind).
@@ -25,11 +25,11 @@ pub(crate) struct Slot<S: EventSet> {
     pub(crate) object: Option<S::Key>,
     pub(crate) keyed: Option<Cow<'static, str>>,
     /// Sequence number of the first event it may see: the events emitted before its register
-    /// returned have smaller numbers (E5, E9).
+    /// returned have smaller numbers ([E5](crate::contract#e5), [E9](crate::contract#e9)).
     pub(crate) since: u64,
-    /// Set by deregister and close: no delivery from then on (E10).
+    /// Set by deregister and close: no delivery from then on ([E10](crate::contract#e10)).
     dead: AtomicBool,
-    /// Locked while the handler runs, so the free waits for a running callback (E11).
+    /// Locked while the handler runs, so the free waits for a running callback ([E11](crate::contract#e11)).
     handler: Mutex<Option<Handler<S>>>,
 }
 
@@ -65,7 +65,7 @@ impl<S: EventSet> Slot<S> {
         }
     }
 
-    /// Marks the callback deregistered: it gets no further event (E10).
+    /// Marks the callback deregistered: it gets no further event ([E10](crate::contract#e10)).
     pub(crate) fn kill(&self) {
         self.dead.store(true, Ordering::Release);
     }
@@ -75,7 +75,7 @@ impl<S: EventSet> Slot<S> {
         self.dead.load(Ordering::Acquire)
     }
 
-    /// True when the object filter lets an event about `key` through (E8, E29).
+    /// True when the object filter lets an event about `key` through ([E8](crate::contract#e8), [E29](crate::contract#e29)).
     pub(crate) fn wants_object(&self, key: Option<&S::Key>) -> bool {
         match &self.object {
             None => true,
@@ -85,7 +85,7 @@ impl<S: EventSet> Slot<S> {
 
     /// Runs the handler for one event. `Ok(true)` when the callback ran, `Ok(false)` when it
     /// did not (dead, filtered, busy and skipped), `Err` with a panic of the callback or
-    /// predicate (caught: E23).
+    /// predicate (caught: [E23](crate::contract#e23)).
     pub(crate) fn call(&self, kind: S::Kind, event: &S, caller: Caller) -> Result<bool, Panic> {
         let mut guard = match self.lock(caller) {
             Some(guard) => guard,
@@ -127,11 +127,11 @@ impl<S: EventSet> Slot<S> {
 
 /// Callbacks (and any other library closures) to drop together. Dropping the batch takes
 /// every handler out of its slot and drops it, each exactly once; a panicking drop does not
-/// stop the others and is re-raised afterwards, for the loop to report (R54).
+/// stop the others and is re-raised afterwards, for the loop to report ([R54](crate::contract#r54)).
 ///
 /// The registry hands a batch to the loop as the state of a disabled timer that it removes at
 /// once, so the loop's own deferred-free machinery drops it on the loop thread, after the
-/// running dispatch, never inside a registry call (E11).
+/// running dispatch, never inside a registry call ([E11](crate::contract#e11)).
 pub(crate) struct FreeBatch<S: EventSet> {
     pub(crate) slots: Vec<std::sync::Arc<Slot<S>>>,
     pub(crate) extras: Vec<Box<dyn Send>>,

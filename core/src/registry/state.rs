@@ -41,7 +41,7 @@ pub(crate) struct State<S: EventSet> {
     spare: Vec<S>,
     /// Sequence number of the next emitted event.
     next_seq: u64,
-    /// Kinds the fallback sink covers (E30): they count as listened to.
+    /// Kinds the fallback sink covers ([E30](crate::contract#e30)): they count as listened to.
     fallback_bits: u64,
     /// The flush timer, while it exists.
     pub(crate) timer: Option<TimerId>,
@@ -53,7 +53,7 @@ pub(crate) struct State<S: EventSet> {
     pub(crate) loop_gone: bool,
     /// The thread running a flush, while one runs.
     pub(crate) flushing: Option<ThreadId>,
-    /// Per-kind 0→1 (`true`) and 1→0 (`false`) transitions not reported yet (E15).
+    /// Per-kind 0→1 (`true`) and 1→0 (`false`) transitions not reported yet ([E15](crate::contract#e15)).
     transitions: VecDeque<(S::Kind, bool)>,
     /// True while some thread reports transitions (they are reported one at a time, in order).
     pub(crate) hooks_running: bool,
@@ -107,7 +107,7 @@ impl<S: EventSet> State<S> {
         !self.slots.is_empty() || self.fallback_bits != 0
     }
 
-    /// True when a live keyed registration has the same key, kinds and object filter (E4).
+    /// True when a live keyed registration has the same key, kinds and object filter ([E4](crate::contract#e4)).
     pub(crate) fn has_keyed(&self, kinds: u64, keyed: &str, object: Option<&S::Key>) -> bool {
         self.slots.iter().any(|slot| {
             slot.kinds == kinds
@@ -116,7 +116,7 @@ impl<S: EventSet> State<S> {
         })
     }
 
-    /// Adds a callback after the others; it sees only events emitted from now on (E9).
+    /// Adds a callback after the others; it sees only events emitted from now on ([E9](crate::contract#e9)).
     pub(crate) fn insert(
         &mut self,
         id: CallbackId,
@@ -139,7 +139,7 @@ impl<S: EventSet> State<S> {
     }
 
     /// Removes a callback; returns it and how many callbacks still listen to one of its kinds
-    /// (E28: for a one-kind registration, the count for that kind).
+    /// ([E28](crate::contract#e28): for a one-kind registration, the count for that kind).
     pub(crate) fn remove(&mut self, id: CallbackId) -> Option<(Arc<Slot<S>>, usize)> {
         let position = self.slots.iter().position(|slot| slot.id == id)?;
         let slot = self.slots.remove(position);
@@ -179,14 +179,14 @@ impl<S: EventSet> State<S> {
         self.transitions.pop_front()
     }
 
-    /// Appends an event (E5, E7); true when the queue was empty before.
+    /// Appends an event ([E5](crate::contract#e5), [E7](crate::contract#e7)); true when the queue was empty before.
     pub(crate) fn push(&mut self, event: S) -> bool {
         self.queue.push(event);
         self.next_seq += 1;
         self.queue.len() == 1
     }
 
-    /// Takes the whole queue for a flush (E13: later events go to a new queue), with the
+    /// Takes the whole queue for a flush ([E13](crate::contract#e13): later events go to a new queue), with the
     /// sequence number of its first event.
     pub(crate) fn take_batch(&mut self) -> (Vec<S>, u64) {
         let batch = mem::replace(&mut self.queue, mem::take(&mut self.spare));
@@ -202,7 +202,7 @@ impl<S: EventSet> State<S> {
         }
     }
 
-    /// Takes the queue and the spare buffer (discarded by the caller, outside the lock: E14).
+    /// Takes the queue and the spare buffer (discarded by the caller, outside the lock: [E14](crate::contract#e14)).
     pub(crate) fn discard_queue(&mut self) -> (Vec<S>, Vec<S>) {
         (mem::take(&mut self.queue), mem::take(&mut self.spare))
     }

@@ -2,14 +2,14 @@
 //!
 //! One kernel registration per fd (the engine fans events out to the watches), registered
 //! level-triggered with `EPOLLIN`/`EPOLLOUT` (`EPOLLERR`/`EPOLLHUP` are always reported), so
-//! an iteration costs exactly one `epoll_wait` and nothing per dispatched event (R8). The
+//! an iteration costs exactly one `epoll_wait` and nothing per dispatched event ([R8](anyloop::contract#r8)). The
 //! wake-up eventfd is registered under [`Token::RESERVED`] and read back only when it fired.
 //!
 //! Kernel answers that are not errors for us:
 //! - `EPERM` on add: regular files and `/dev/null` cannot be epolled; they are always ready,
-//!   so the engine probes them with `poll(2)` instead (D4).
+//!   so the engine probes them with `poll(2)` instead ([D4](anyloop::contract#d4)).
 //! - `EBADF` on add/modify: the fd is closed; `ENOENT`/`EBADF` on delete: the kernel already
-//!   dropped it (R52).
+//!   dropped it ([R52](anyloop::contract#r52)).
 //! - `ENOENT` on modify: the fd number now names another file (closed and reused): register
 //!   the new one.
 

@@ -1,11 +1,11 @@
 //! One batched, zero-timeout `poll(2)` over a list of fds.
 //!
 //! Used for fds epoll refuses because they are always ready (regular files, `/dev/null`:
-//! contract D4 says they behave as under `poll(2)`, so we ask `poll(2)`), and by the mio
+//! contract [D4](anyloop::contract#d4) says they behave as under `poll(2)`, so we ask `poll(2)`), and by the mio
 //! poller to re-check the fds it dispatched in the previous iteration (level-triggered
-//! emulation, R8). One syscall for the whole list, whatever its length. `POLLNVAL` (the fd is
+//! emulation, [R8](anyloop::contract#r8)). One syscall for the whole list, whatever its length. `POLLNVAL` (the fd is
 //! not open any more) is reported so that the engine delivers `ERROR` once and disables the
-//! watch instead of spinning (R52).
+//! watch instead of spinning ([R52](anyloop::contract#r52)).
 
 use std::time::Duration;
 

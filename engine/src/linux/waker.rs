@@ -1,9 +1,9 @@
 //! The cross-thread wake-up of the epoll poller: an `eventfd`.
 //!
 //! An op from a foreign thread writes it; the loop's `epoll_wait` sees it readable and the
-//! loop reads it back to zero *before* looking at its state (contract R40), so a change made
+//! loop reads it back to zero *before* looking at its state (contract [R40](anyloop::contract#r40)), so a change made
 //! after that read always leaves a readable eventfd behind for the next wait. Writes never
-//! block: a counter that is already full still means "wake up" (R45). (The mio poller uses
+//! block: a counter that is already full still means "wake up" ([R45](anyloop::contract#r45)). (The mio poller uses
 //! `mio::Waker`, which is the same eventfd underneath.)
 
 use std::io;

@@ -2,32 +2,44 @@
 //! Wayland compositor's main loop.
 //!
 //! ```text
-//! cargo run -p anyloop-examples --bin calloop_relay -- --demo        # self-contained demo
-//! printf 'a\nb\n' | cargo run -p anyloop-examples --bin calloop_relay # relay stdin to stdout
+//! cargo run -p anyloop-examples --bin calloop_relay -- --demo          # self-contained demo
+//! cargo run -p anyloop-examples --bin calloop_relay -- --demo --owned  # anyloop owns calloop
+//! printf 'a\nb\n' | cargo run -p anyloop-examples --bin calloop_relay   # relay stdin to stdout
 //! ```
 //!
-//! The program owns a calloop `EventLoop<Compositor>`: its own state struct is passed to every
-//! dispatch, a frame clock (a calloop `Timer`) ticks in it, and calloop's own `run` drives
-//! everything. The relay, a library written against anyloop only, is given the
-//! [`Loop`](anyloop::Loop) of an [`anyloop_calloop::CalloopSource`] inserted into that loop;
-//! its events come back into the compositor's state through a calloop channel. In `--demo`
-//! mode another calloop timer of the application feeds lines into a pipe the relay reads.
+//! The program's calloop sources (a frame clock, and in `--demo` mode a timer that feeds lines
+//! into a pipe) get the compositor's data, `&mut Compositor`, from every dispatch, as
+//! calloop sources do. The relay, a library written against anyloop only, is given an
+//! [`anyloop::Loop`] inside the same calloop loop, in one of the two ways anyloop offers:
 //!
-//! Lines go to stdout, numbered; reports go to stderr. The program ends at end of input, or
-//! when the relay reports idle with `--exit-on-idle` (or `--demo`).
+//! - by default, the compositor's way: the program owns its `calloop::EventLoop<Compositor>`
+//!   and runs it with calloop's own `run`; an [`anyloop_calloop::CalloopSource`] inserted
+//!   into it carries anyloop, and anyloop's quit requests stop calloop's `run`;
+//! - with `--owned`, for a program that has no calloop loop of its own to keep: an
+//!   [`anyloop_calloop::CalloopLoop`] owns the calloop loop (and the compositor's data), the
+//!   program adds its calloop sources through its `loop_handle()` and runs it through
+//!   [`anyloop::Runner`], like any other anyloop backend.
+//!
+//! Either way the relay reports through [`LineRelay::start_local`]: its anyloop callbacks are
+//! thread-bound, so the program's report callback captures `Rc` state shared with the
+//! calloop sources ([`Shell`]) and updates it directly, with no channel and no lock. Lines go
+//! to stdout, numbered; reports go to stderr. The program ends at end of input, or when the
+//! relay reports idle with `--exit-on-idle` (or `--demo`).
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
-use anyloop_calloop::CalloopSource;
+use anyloop::{Quitter, Runner};
+use anyloop_calloop::calloop::timer::{TimeoutAction, Timer};
+use anyloop_calloop::calloop::{EventLoop, LoopHandle};
+use anyloop_calloop::{CalloopLoop, CalloopSource};
 use anyloop_examples::relay::{
     idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
 };
-use calloop::channel::{self, Channel, Event};
-use calloop::timer::{TimeoutAction, Timer};
-use calloop::{EventLoop, LoopSignal};
 use clap::Parser;
 
 /// Relay lines from stdin to stdout with numbering and an idle timeout, inside a calloop
@@ -47,37 +59,27 @@ struct Args {
     /// Do not number the lines.
     #[arg(long)]
     plain: bool,
+    /// Let anyloop own the calloop loop (`CalloopLoop`, run through `anyloop::Runner`)
+    /// instead of inserting anyloop into the program's own calloop loop.
+    #[arg(long)]
+    owned: bool,
 }
 
-/// The application's shared state, handed to every calloop callback by `dispatch`.
-struct Compositor {
+/// What the compositor's calloop sources and the relay's thread-bound anyloop callbacks
+/// share. Everything runs on this one thread, so `Rc` and `Cell` are enough.
+#[derive(Debug, Default)]
+struct Shell {
     /// Frames "drawn" by the frame clock.
-    frames: u64,
+    frames: Cell<u64>,
     /// Lines the relay reported.
-    lines: u64,
+    lines: Cell<u64>,
     /// Whether the relay failed.
-    failed: bool,
-    /// Stop after the relay reports idle.
-    exit_on_idle: bool,
-    /// Stops calloop's `run`.
-    signal: LoopSignal,
+    failed: Cell<bool>,
 }
 
-impl Compositor {
-    /// Handles one relay event, delivered through the calloop channel.
-    fn on_relay_event(&mut self, event: RelayEvent) {
-        report(&event, self.frames);
-        match event {
-            RelayEvent::Line { .. } => self.lines += 1,
-            RelayEvent::Finished { .. } => self.signal.stop(),
-            RelayEvent::Failed { .. } => {
-                self.failed = true;
-                self.signal.stop();
-            }
-            RelayEvent::Idle { .. } if self.exit_on_idle => self.signal.stop(),
-            _ => {}
-        }
-    }
+/// The calloop loop's shared data, handed to every calloop callback by its dispatch.
+struct Compositor {
+    shell: Rc<Shell>,
 }
 
 fn main() -> ExitCode {
@@ -91,86 +93,145 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let idle = idle_timeout_from_secs(args.idle)?;
-    let mut event_loop: EventLoop<'_, Compositor> = EventLoop::try_new()?;
-    let handle = event_loop.handle();
+type BoxError = Box<dyn std::error::Error>;
 
-    // The compositor's own sources: a frame clock at about 60 Hz...
-    handle
+fn run(args: &Args) -> Result<ExitCode, BoxError> {
+    let idle = idle_timeout_from_secs(args.idle)?;
+    let shell = Rc::new(Shell::default());
+    let compositor = Compositor {
+        shell: Rc::clone(&shell),
+    };
+    if args.owned {
+        run_owned(args, idle, compositor)?;
+    } else {
+        run_in_own_loop(args, idle, compositor)?;
+    }
+    Ok(if shell.failed.get() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The compositor's way: its own `EventLoop`, run by calloop's `run`, with anyloop inserted.
+fn run_in_own_loop(
+    args: &Args,
+    idle: Option<Duration>,
+    mut compositor: Compositor,
+) -> Result<(), BoxError> {
+    let mut event_loop: EventLoop<'_, Compositor> = EventLoop::try_new()?;
+    // anyloop inside the same loop: one more source. Its quit requests stop calloop's `run`.
+    let backend = CalloopSource::new(&event_loop.handle())?;
+    backend.stop_calloop_on_quit(event_loop.get_signal());
+
+    let relay = start(
+        args,
+        idle,
+        &event_loop.handle(),
+        &backend.handle(),
+        backend.quitter(),
+        &compositor.shell,
+    )?;
+    // calloop's own run, as a compositor calls it.
+    event_loop.run(None, &mut compositor, |_| {})?;
+    // A panic caught in an anyloop callback during calloop's run is reported here.
+    if let Some(error) = backend.take_error() {
+        return Err(error.into());
+    }
+    finish(relay, &compositor.shell);
+    // One more dispatch runs the frees of what the relay removed (its fds close then).
+    backend.dispatch(&mut event_loop, Some(Duration::ZERO), &mut compositor)?;
+    Ok(())
+}
+
+/// anyloop owns the calloop loop; the program still adds calloop sources of its own.
+fn run_owned(args: &Args, idle: Option<Duration>, compositor: Compositor) -> Result<(), BoxError> {
+    let shell = Rc::clone(&compositor.shell);
+    let mut event_loop = CalloopLoop::with_data(compositor)?;
+    let relay = start(
+        args,
+        idle,
+        &event_loop.loop_handle(),
+        &event_loop.handle(),
+        event_loop.quitter(),
+        &shell,
+    )?;
+    event_loop.run()?;
+    finish(relay, &shell);
+    // The frees of what the relay removed run on the loop (its fds close then).
+    event_loop.run_once(Some(Duration::ZERO))?;
+    Ok(())
+}
+
+/// Adds the compositor's calloop sources and starts the relay on `lp`.
+fn start(
+    args: &Args,
+    idle: Option<Duration>,
+    calloop: &LoopHandle<'_, Compositor>,
+    lp: &anyloop::Loop,
+    quitter: Quitter,
+    shell: &Rc<Shell>,
+) -> Result<LineRelay, BoxError> {
+    // The compositor's own source: a frame clock at about 60 Hz.
+    calloop
         .insert_source(
             Timer::from_duration(Duration::from_millis(16)),
-            |_, _, state: &mut Compositor| {
-                state.frames += 1;
+            |_, _, compositor: &mut Compositor| {
+                let frames = &compositor.shell.frames;
+                frames.set(frames.get() + 1);
                 TimeoutAction::ToDuration(Duration::from_millis(16))
             },
         )
         .map_err(|err| err.error)?;
-    // ...and a channel on which the relay's events arrive (the relay's callback must be
-    // `Send`; the channel brings the events into the compositor's state).
-    let (events_tx, events_rx): (channel::Sender<RelayEvent>, Channel<RelayEvent>) =
-        channel::channel();
-    handle
-        .insert_source(events_rx, |event, _, state: &mut Compositor| {
-            if let Event::Msg(event) = event {
-                state.on_relay_event(event);
-            }
-        })
-        .map_err(|err| err.error)?;
 
-    // anyloop inside the same loop: one more source.
-    let backend = CalloopSource::new(&handle)?;
-    let lp = backend.handle();
-
-    let idle_timeout = if args.demo {
-        Some(DEMO_IDLE_TIMEOUT)
-    } else {
-        idle
-    };
     let config = RelayConfig {
-        idle_timeout,
+        idle_timeout: if args.demo {
+            Some(DEMO_IDLE_TIMEOUT)
+        } else {
+            idle
+        },
         number_lines: !args.plain,
         ..RelayConfig::default()
     };
     let output: OwnedFd = io::stdout().as_fd().try_clone_to_owned()?;
     let input = if args.demo {
         let (read_end, write_end) = rustix::pipe::pipe()?;
-        start_demo_feeder(&event_loop, write_end)?;
+        start_demo_feeder(calloop, write_end)?;
         read_end
     } else {
         io::stdin().as_fd().try_clone_to_owned()?
     };
 
-    let relay = LineRelay::start(&lp, input, output, config, move |event| {
-        // The compositor may already be gone at exit: a lost report is harmless then.
-        let _ = events_tx.send(event);
+    let exit_on_idle = args.exit_on_idle || args.demo;
+    let shell = Rc::clone(shell);
+    // Thread-bound: the callback holds the `Rc` the calloop sources also hold.
+    let relay = LineRelay::start_local(lp, input, output, config, move |event| {
+        report(&event, shell.frames.get());
+        match event {
+            RelayEvent::Line { .. } => shell.lines.set(shell.lines.get() + 1),
+            RelayEvent::Finished { .. } => quitter.quit(),
+            RelayEvent::Failed { .. } => {
+                shell.failed.set(true);
+                quitter.quit();
+            }
+            RelayEvent::Idle { .. } if exit_on_idle => quitter.quit(),
+            _ => {}
+        }
     })?;
+    Ok(relay)
+}
 
-    let mut state = Compositor {
-        frames: 0,
-        lines: 0,
-        failed: false,
-        exit_on_idle: args.exit_on_idle || args.demo,
-        signal: event_loop.get_signal(),
-    };
-    // calloop's own run, as a compositor calls it.
-    event_loop.run(None, &mut state, |_| {})?;
-    if let Some(error) = backend.take_error() {
-        return Err(error.into());
-    }
+/// Stops the relay and prints the summary.
+fn finish(relay: LineRelay, shell: &Shell) {
     let stats = relay.stats();
     drop(relay);
-    // One more dispatch runs the frees of what the relay removed (its fds close then).
-    backend.dispatch(&mut event_loop, Some(Duration::ZERO), &mut state)?;
     eprintln!(
         "calloop_relay: done: {} lines, {} bytes in, {} bytes out, {} frames",
-        stats.lines, stats.bytes_in, stats.bytes_out, state.frames
+        stats.lines,
+        stats.bytes_in,
+        stats.bytes_out,
+        shell.frames.get()
     );
-    Ok(if state.failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 fn report(event: &RelayEvent, frame: u64) {
@@ -198,34 +259,30 @@ fn report(event: &RelayEvent, frame: u64) {
 
 /// The demo's producer: an application timer (a calloop source, not anyloop) that writes a
 /// line into the pipe every 150 ms, six times, then keeps the pipe open so the relay idles.
-fn start_demo_feeder(
-    event_loop: &EventLoop<'_, Compositor>,
-    pipe: OwnedFd,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn start_demo_feeder(calloop: &LoopHandle<'_, Compositor>, pipe: OwnedFd) -> Result<(), BoxError> {
     const LINES: [&str; 6] = [
         "anyloop in calloop: this line was written by a calloop timer",
         "and read back by the relay's anyloop fd watch, in the same loop",
         "the relay numbers each line and writes it when stdout is writable",
-        "its events reach the compositor's state through a calloop channel",
+        "its reports update the compositor's state directly, on this thread",
         "after the last line the relay reports idle",
         "and the demo quits",
     ];
     let mut next = 0;
-    event_loop
-        .handle()
+    calloop
         .insert_source(
             Timer::from_duration(Duration::from_millis(150)),
             move |_, _, _: &mut Compositor| {
-                if let Some(line) = LINES.get(next) {
-                    let text = format!("{line}\n");
-                    // A pipe has room for six short lines: this write never blocks.
-                    let _ = rustix::io::write(&pipe, text.as_bytes());
-                    next += 1;
-                    TimeoutAction::ToDuration(Duration::from_millis(150))
-                } else {
-                    // Keep the pipe open (no end of file): the relay goes idle.
-                    TimeoutAction::ToDuration(Duration::from_secs(3600))
-                }
+                let Some(line) = LINES.get(next) else {
+                    // Keep the source, and so the pipe, open (no end of file): the relay goes
+                    // idle.
+                    return TimeoutAction::ToDuration(Duration::from_secs(3600));
+                };
+                let text = format!("{line}\n");
+                // A pipe has room for six short lines: this write never blocks.
+                let _ = rustix::io::write(&pipe, text.as_bytes());
+                next += 1;
+                TimeoutAction::ToDuration(Duration::from_millis(150))
             },
         )
         .map_err(|err| err.error)?;

@@ -10,9 +10,12 @@
 //! `relay --demo`, a timer feeds lines into a pipe and the relay reads them back through an
 //! fd watch; here its numbered output goes into a second pipe, which another anyloop watch
 //! reads and shows in the window, line by line, with the relay's events and a status line.
-//! Every anyloop callback runs on GTK's main thread, inside `gtk::Application::run`: that is
-//! why they can reach the widgets (kept in a thread-local of the main thread) without any
-//! channel or lock.
+//! Every anyloop callback runs on GTK's main thread, inside `gtk::Application::run`. They are
+//! *thread-bound* callbacks ([`anyloop::Loop::watch_local`], [`anyloop::Loop::timer_local`],
+//! [`LineRelay::start_local`]): closures that are not `Send`, capturing the window's state
+//! (an `Rc<RefCell<Ui>>` holding the GTK widgets) and updating the widgets directly, with no
+//! channel, no lock, no thread-local and no `unsafe`. anyloop guarantees that they are only
+//! ever called and dropped on this thread ([R42](anyloop::contract#r42)).
 //!
 //! `--self-test` runs the real window (under Xvfb in CI: `xvfb-run -a`), waits until the
 //! relay has reported every line and gone idle, checks what the window shows, optionally
@@ -26,7 +29,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, Timer, TimerId, Watch};
+use anyloop::{IoEvents, Loop, Runner, Schedule, Timer, TimerId, Watch};
 use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT};
 use clap::Parser;
 use gtk4 as gtk;
@@ -58,7 +61,8 @@ const LINES: [&str; 6] = [
 /// How long the self-test waits before failing.
 const SELF_TEST_LIMIT: Duration = Duration::from_secs(20);
 
-/// The window's widgets and what they show; lives on GTK's main thread only.
+/// The window's widgets and what they show, shared (`Rc<RefCell<..>>`) by the anyloop
+/// callbacks that update it; on GTK's main thread only (GTK widgets are not `Send`).
 struct Ui {
     window: gtk::ApplicationWindow,
     list: gtk::ListBox,
@@ -70,6 +74,8 @@ struct Ui {
     relay: Option<LineRelay>,
     /// The demo's anyloop registrations, kept for the window's lifetime.
     registrations: Vec<Registration>,
+    /// Lines the feeder wrote so far.
+    fed: usize,
     /// Pending partial output line.
     partial: Vec<u8>,
     self_test: Option<SelfTest>,
@@ -88,16 +94,8 @@ struct SelfTest {
     done: bool,
 }
 
-thread_local! {
-    /// Set on the main thread when the window is built. anyloop callbacks find it because
-    /// they run on that thread (the GLib backend runs them on the thread iterating the
-    /// default context); on any other thread they would find nothing.
-    static UI: RefCell<Option<Ui>> = const { RefCell::new(None) };
-}
-
-fn with_ui<R>(f: impl FnOnce(&mut Ui) -> R) -> Option<R> {
-    UI.with(|ui| ui.borrow_mut().as_mut().map(f))
-}
+/// The window's state as the callbacks hold it.
+type SharedUi = Rc<RefCell<Ui>>;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -125,19 +123,27 @@ fn main() -> ExitCode {
         .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
         .build();
     let outcome: Rc<RefCell<Option<Result<String, String>>>> = Rc::default();
+    // The window's state once `activate` built it.
+    let window: Rc<RefCell<Option<SharedUi>>> = Rc::default();
     let (self_test, screenshot, o) = (args.self_test, args.screenshot.clone(), outcome.clone());
-    app.connect_activate(move |app| {
-        if let Err(err) = build(app, self_test, screenshot.clone(), o.clone()) {
-            *o.borrow_mut() = Some(Err(format!("starting the relay failed: {err}")));
-            app.quit();
-        }
-    });
+    let built = window.clone();
+    app.connect_activate(
+        move |app| match build(app, self_test, screenshot.clone(), o.clone()) {
+            Ok(ui) => *built.borrow_mut() = Some(ui),
+            Err(err) => {
+                *o.borrow_mut() = Some(Err(format!("starting the relay failed: {err}")));
+                app.quit();
+            }
+        },
+    );
     // GTK must not parse our own flags.
     let status = app.run_with_args::<&str>(&[]);
 
-    // Window closed: stop the relay and free the demo's registrations, then the loop.
-    let ui = UI.with(|ui| ui.borrow_mut().take());
-    drop(ui);
+    // Window closed: stop the relay and remove the demo's registrations; dropping the loop
+    // then frees every callback, here, on the thread they belong to.
+    if let Some(ui) = window.borrow_mut().take() {
+        ui.borrow_mut().shut_down();
+    }
     let stats = anyloop.stats();
     drop(anyloop);
 
@@ -165,7 +171,7 @@ fn build(
     self_test: bool,
     screenshot: Option<PathBuf>,
     outcome: Rc<RefCell<Option<Result<String, String>>>>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<SharedUi, Box<dyn std::error::Error>> {
     let window = gtk::ApplicationWindow::builder()
         .application(app)
         .title("anyloop relay — GTK 4")
@@ -196,25 +202,24 @@ fn build(
     column.append(&status);
     window.set_child(Some(&column));
 
-    UI.with(|ui| {
-        *ui.borrow_mut() = Some(Ui {
-            window: window.clone(),
-            list,
-            status,
-            rows: Vec::new(),
-            lines_shown: 0,
-            state: "running".into(),
-            relay: None,
-            registrations: Vec::new(),
-            partial: Vec::new(),
-            self_test: self_test.then(|| SelfTest {
-                app: app.clone(),
-                screenshot,
-                outcome: outcome.clone(),
-                done: false,
-            }),
-        })
-    });
+    let ui: SharedUi = Rc::new(RefCell::new(Ui {
+        window: window.clone(),
+        list,
+        status,
+        rows: Vec::new(),
+        lines_shown: 0,
+        state: "running".into(),
+        relay: None,
+        registrations: Vec::new(),
+        fed: 0,
+        partial: Vec::new(),
+        self_test: self_test.then(|| SelfTest {
+            app: app.clone(),
+            screenshot,
+            outcome: outcome.clone(),
+            done: false,
+        }),
+    }));
 
     // The library side: only `anyloop::Loop`, found through the process default.
     let lp = Loop::current()?;
@@ -224,23 +229,30 @@ fn build(
         idle_timeout: Some(DEMO_IDLE_TIMEOUT),
         ..RelayConfig::default()
     };
-    let relay = LineRelay::start(&lp, input, output, config, on_relay_event)?;
-    let feeder = start_feeder(&lp, feed)?;
-    let output_watch = watch_output(&lp, output_reader)?;
-    with_ui(|ui| {
-        ui.relay = Some(relay);
-        ui.registrations = vec![
+    // Thread-bound: the relay's reports go straight into the window.
+    let relay = {
+        let ui = ui.clone();
+        LineRelay::start_local(&lp, input, output, config, move |event| {
+            on_relay_event(&ui, event)
+        })?
+    };
+    let feeder = start_feeder(&lp, feed, ui.clone())?;
+    let output_watch = watch_output(&lp, output_reader, ui.clone())?;
+    {
+        let mut state = ui.borrow_mut();
+        state.relay = Some(relay);
+        state.registrations = vec![
             Registration::Timer(feeder),
             Registration::Watch(output_watch),
         ];
-        ui.refresh_status();
-    });
+        state.refresh_status();
+    }
 
     if self_test {
-        let app = app.clone();
+        let (app, ui) = (app.clone(), ui.clone());
         glib::timeout_add_local_once(SELF_TEST_LIMIT, move || {
             if outcome.borrow().is_none() {
-                let seen = with_ui(|ui| ui.rows.join(" | ")).unwrap_or_default();
+                let seen = ui.borrow().rows.join(" | ");
                 *outcome.borrow_mut() = Some(Err(format!(
                     "no idle report within {SELF_TEST_LIMIT:?}; window shows: {seen}"
                 )));
@@ -249,57 +261,63 @@ fn build(
         });
     }
     window.present();
-    Ok(())
+    Ok(ui)
 }
 
 /// The relay's events, on GTK's main thread.
-fn on_relay_event(event: RelayEvent) {
-    with_ui(|ui| {
-        match &event {
-            RelayEvent::Line { .. } => {}
-            RelayEvent::Idle { after } => {
-                ui.state = format!("idle (no input for {after:?})");
-                ui.add_row(format!("··  relay: idle after {after:?}"));
-                ui.schedule_self_test_check();
-            }
-            RelayEvent::Backpressure { paused } => {
-                ui.state = if *paused { "paused" } else { "running" }.into();
-            }
-            RelayEvent::Finished { lines, .. } => {
-                ui.state = format!("finished after {lines} lines");
-                ui.add_row(ui.state.clone());
-            }
-            RelayEvent::Failed { side, error } => {
-                ui.state = format!("{side} failed: {error}");
-                ui.add_row(ui.state.clone());
+fn on_relay_event(ui: &SharedUi, event: RelayEvent) {
+    let mut state = ui.borrow_mut();
+    match &event {
+        RelayEvent::Line { .. } => {}
+        RelayEvent::Idle { after } => {
+            state.state = format!("idle (no input for {after:?})");
+            state.add_row(format!("··  relay: idle after {after:?}"));
+            if state.self_test.is_some() {
+                schedule_self_test_check(ui.clone(), &mut state);
             }
         }
-        ui.refresh_status();
-    });
+        RelayEvent::Backpressure { paused } => {
+            state.state = if *paused { "paused" } else { "running" }.into();
+        }
+        RelayEvent::Finished { lines, .. } => {
+            state.state = format!("finished after {lines} lines");
+            let row = state.state.clone();
+            state.add_row(row);
+        }
+        RelayEvent::Failed { side, error } => {
+            state.state = format!("{side} failed: {error}");
+            let row = state.state.clone();
+            state.add_row(row);
+        }
+    }
+    state.refresh_status();
 }
 
-/// The demo's producer: a periodic anyloop timer that writes one line into the relay's input
-/// pipe every 150 ms, then goes quiet (the pipe stays open, so the relay idles).
-fn start_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Timer> {
-    let mut next = 0;
+/// The demo's producer: a one-shot anyloop timer that writes one line into the relay's input
+/// pipe, counts it in the window's state and re-arms itself 150 ms later while lines remain;
+/// then it stays disabled (the pipe stays open, so the relay idles).
+fn start_feeder(lp: &Loop, pipe: OwnedFd, ui: SharedUi) -> anyloop::Result<Timer> {
+    const PERIOD: Duration = Duration::from_millis(150);
     let timers = lp.clone();
-    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimerId| {
-        match LINES.get(next) {
-            Some(line) => {
-                // A pipe holds far more than six short lines: this write never blocks.
-                let _ = rustix::io::write(&pipe, format!("{line}\n").as_bytes());
-                next += 1;
-            }
-            None => {
-                let _ = timers.update_timer(id, None);
-            }
+    let timer = lp.timer_local(Schedule::Once(PERIOD), move |id: TimerId| {
+        let mut state = ui.borrow_mut();
+        let Some(line) = LINES.get(state.fed) else {
+            return;
+        };
+        // A pipe holds far more than six short lines: this write never blocks.
+        let _ = rustix::io::write(&pipe, format!("{line}\n").as_bytes());
+        state.fed += 1;
+        state.refresh_status();
+        if state.fed < LINES.len() {
+            // Re-arming a one-shot from its own callback starts a new countdown (R36).
+            let _ = timers.update_timer(id, Schedule::Once(PERIOD));
         }
     })?;
     Ok(timer)
 }
 
 /// Reads what the relay wrote and shows it, a line per row.
-fn watch_output(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Watch> {
+fn watch_output(lp: &Loop, pipe: OwnedFd, ui: SharedUi) -> anyloop::Result<Watch> {
     rustix::fs::fcntl_setfl(&pipe, rustix::fs::OFlags::NONBLOCK).map_err(|err| {
         anyloop::Error::Os {
             op: "fcntl(O_NONBLOCK)",
@@ -308,11 +326,11 @@ fn watch_output(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<Watch> {
         }
     })?;
     let fd = pipe.as_raw_fd();
-    let watch = lp.watch(fd, IoEvents::READABLE, move |_id, _fd, _events| {
+    let watch = lp.watch_local(fd, IoEvents::READABLE, move |_id, _fd, _events| {
         let mut buf = [0u8; 4096];
         // Level-triggered: one bounded read per call, called again while data is left.
         let n = rustix::io::read(&pipe, &mut buf).unwrap_or(0);
-        with_ui(|ui| ui.output(&buf[..n]));
+        ui.borrow_mut().output(&buf[..n]);
     })?;
     Ok(watch)
 }
@@ -347,41 +365,22 @@ impl Ui {
             .unwrap_or_default();
         let thread = std::thread::current();
         self.status.set_text(&format!(
-            "relay: {} lines · {} bytes in · {} bytes out · {} · callbacks on thread {:?}",
+            "relay: {} lines · {} bytes in · {} bytes out · {} · fed {}/{} · callbacks on thread {:?}",
             stats.lines,
             stats.bytes_in,
             stats.bytes_out,
             self.state,
+            self.fed,
+            LINES.len(),
             thread.name().unwrap_or("?"),
         ));
     }
 
-    /// After the idle report: check the window from a fresh main-loop turn.
-    fn schedule_self_test_check(&mut self) {
-        let Some(test) = self.self_test.as_mut() else {
-            return;
-        };
-        if std::mem::replace(&mut test.done, true) {
-            return;
-        }
-        // Give GTK a moment to lay out and draw the last rows before checking and
-        // taking the screenshot.
-        glib::timeout_add_local_once(Duration::from_millis(300), || {
-            let finished = with_ui(|ui| {
-                let verdict = ui.check();
-                let test = ui.self_test.as_ref().expect("self-test");
-                let verdict = verdict.and_then(|summary| match &test.screenshot {
-                    Some(path) => screenshot(&ui.window, path)
-                        .map(|()| format!("{summary}; screenshot {}", path.display())),
-                    None => Ok(summary),
-                });
-                *test.outcome.borrow_mut() = Some(verdict);
-                test.app.clone()
-            });
-            if let Some(app) = finished {
-                app.quit();
-            }
-        });
+    /// Stops the relay and removes the demo's watch and timer (their callbacks, which hold
+    /// this state, are freed by the loop).
+    fn shut_down(&mut self) {
+        self.relay = None;
+        self.registrations.clear();
     }
 
     /// What the self-test expects the window to show.
@@ -429,6 +428,34 @@ impl Ui {
         }
         Ok(format!("{} rows shown; status: {status}", self.rows.len()))
     }
+}
+
+/// After the idle report: check the window from a fresh main-loop turn (a GLib source of
+/// GTK's own, also on this thread, so it captures the window's state too).
+fn schedule_self_test_check(ui: SharedUi, state: &mut Ui) {
+    let Some(test) = state.self_test.as_mut() else {
+        return;
+    };
+    if std::mem::replace(&mut test.done, true) {
+        return;
+    }
+    // Give GTK a moment to lay out and draw the last rows before checking and
+    // taking the screenshot.
+    glib::timeout_add_local_once(Duration::from_millis(300), move || {
+        let app = {
+            let state = ui.borrow();
+            let verdict = state.check();
+            let test = state.self_test.as_ref().expect("self-test");
+            let verdict = verdict.and_then(|summary| match &test.screenshot {
+                Some(path) => screenshot(&state.window, path)
+                    .map(|()| format!("{summary}; screenshot {}", path.display())),
+                None => Ok(summary),
+            });
+            *test.outcome.borrow_mut() = Some(verdict);
+            test.app.clone()
+        };
+        app.quit();
+    });
 }
 
 /// Renders the window into a PNG.

@@ -1,29 +1,36 @@
-//! `relay`: the example line relay plugged into anyloop's built-in loop.
+//! `relay`: the example line relay on the loop chosen with `--loop` (the built-in one by
+//! default).
 //!
 //! ```text
-//! cargo run -p anyloop-examples --bin relay -- --demo        # self-contained demo
-//! printf 'a\nb\n' | cargo run -p anyloop-examples --bin relay # relay stdin to stdout
+//! cargo run -p anyloop-examples --bin relay -- --demo                  # self-contained demo
+//! cargo run -p anyloop-examples --bin relay -- --demo --loop calloop   # the same on calloop
+//! printf 'a\nb\n' | cargo run -p anyloop-examples --bin relay          # relay stdin to stdout
 //! ```
 //!
 //! Lines go to stdout, numbered; what the relay reports goes to stderr. The program ends at
 //! end of input, or after the idle timeout when `--exit-on-idle` (or `--demo`) is given.
+//!
+//! The loop is made by anyloop's one chooser ([`anyloop_backends::LoopChoice`]) and driven
+//! through [`anyloop::Runner`] only, so nothing here depends on the backend. The relay's
+//! reports reach the program through [`LineRelay::start_local`]: a callback that is not
+//! `Send` (it counts failures in an `Rc<Cell<..>>`), called on this thread, the loop's.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
-use anyloop::{Loop, TimerId};
+use anyloop::{Loop, Runner, Schedule, TimerId};
+use anyloop_backends::LoopChoice;
 use anyloop_examples::relay::{
     idle_timeout_from_secs, LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT,
 };
-use anyloop_select::{PollerKind, SelectLoop};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-/// Relay lines from stdin to stdout with numbering and an idle timeout, on anyloop's
-/// built-in loop.
+/// Relay lines from stdin to stdout with numbering and an idle timeout, on the anyloop
+/// backend of your choice.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -39,17 +46,16 @@ struct Args {
     /// Do not number the lines.
     #[arg(long)]
     plain: bool,
-    /// Which kernel interface the built-in loop uses.
-    #[arg(long, value_enum, default_value_t = PollerArg::Epoll)]
-    poller: PollerArg,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum PollerArg {
-    /// Level-triggered epoll (Linux).
-    Epoll,
-    /// mio (edge-triggered epoll with level-triggering emulated).
-    Mio,
+    /// The loop that runs the relay: the built-in loop on level-triggered epoll (`select`) or
+    /// on mio's edge-triggered epoll (`select-mio`), a GLib main context (`glib`, in builds
+    /// with the `glib` feature) or a calloop event loop (`calloop`).
+    #[arg(
+        long = "loop",
+        default_value_t = LoopChoice::Select,
+        value_name = "LOOP",
+        value_parser = anyloop_examples::cli::loop_choice()
+    )]
+    event_loop: LoopChoice,
 }
 
 fn main() -> ExitCode {
@@ -65,11 +71,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let idle = idle_timeout_from_secs(args.idle)?;
-    let poller = match args.poller {
-        PollerArg::Epoll => PollerKind::Epoll,
-        PollerArg::Mio => PollerKind::Mio,
-    };
-    let mut event_loop = SelectLoop::with_poller(poller)?;
+    // Made on this thread, which owns it and runs it: the loop thread.
+    let mut event_loop = args.event_loop.create()?;
     let lp = event_loop.handle();
     let quitter = event_loop.quitter();
 
@@ -93,15 +96,16 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         (io::stdin().as_fd().try_clone_to_owned()?, None)
     };
 
-    let failed = Arc::new(AtomicU32::new(0));
+    // Only ever touched on this thread: a `Cell` in an `Rc`, no atomics.
+    let failed = Rc::new(Cell::new(false));
     let relay = {
-        let failed = Arc::clone(&failed);
-        LineRelay::start(&lp, input, output, config, move |event| {
+        let failed = Rc::clone(&failed);
+        LineRelay::start_local(&lp, input, output, config, move |event| {
             report(&event);
             match event {
                 RelayEvent::Finished { .. } => quitter.quit(),
                 RelayEvent::Failed { .. } => {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                    failed.set(true);
                     quitter.quit()
                 }
                 RelayEvent::Idle { .. } if exit_on_idle => quitter.quit(),
@@ -116,10 +120,10 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Let the loop run the frees of what the relay removed (its fds close then).
     event_loop.run_once(Some(Duration::ZERO))?;
     eprintln!(
-        "relay: done: {} lines, {} bytes in, {} bytes out",
-        stats.lines, stats.bytes_in, stats.bytes_out
+        "relay: done on the {} loop: {} lines, {} bytes in, {} bytes out",
+        args.event_loop, stats.lines, stats.bytes_in, stats.bytes_out
     );
-    Ok(if failed.load(Ordering::Relaxed) > 0 {
+    Ok(if failed.get() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -161,9 +165,11 @@ fn report(event: &RelayEvent) {
     };
 }
 
-/// The demo's producer: a periodic timer on the same loop that writes a line into the pipe
-/// every 150 ms, six times, then goes quiet (keeping the pipe open) so the relay idles.
+/// The demo's producer: a one-shot timer on the same loop that writes a line into the pipe
+/// and re-arms itself 150 ms later while lines remain (six in all); then it stays disabled,
+/// keeping the pipe open, so the relay idles.
 fn start_demo_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<anyloop::Timer> {
+    const PERIOD: Duration = Duration::from_millis(150);
     const LINES: [&str; 6] = [
         "anyloop demo: this line was written by a timer",
         "and read back by an fd watch on the same loop",
@@ -174,14 +180,17 @@ fn start_demo_feeder(lp: &Loop, pipe: OwnedFd) -> anyloop::Result<anyloop::Timer
     ];
     let mut next = 0;
     let lp_for_timer = lp.clone();
-    let timer = lp.timer(Some(Duration::from_millis(150)), move |id: TimerId| {
-        if let Some(line) = LINES.get(next) {
-            let text = format!("{line}\n");
-            // A pipe has room for far more than six short lines: this write never blocks.
-            let _ = rustix::io::write(&pipe, text.as_bytes());
-            next += 1;
-        } else {
-            let _ = lp_for_timer.update_timer(id, None);
+    let timer = lp.timer(Schedule::Once(PERIOD), move |id: TimerId| {
+        let Some(line) = LINES.get(next) else {
+            return;
+        };
+        let text = format!("{line}\n");
+        // A pipe has room for far more than six short lines: this write never blocks.
+        let _ = rustix::io::write(&pipe, text.as_bytes());
+        next += 1;
+        if next < LINES.len() {
+            // Re-arming a one-shot from its own callback starts a new countdown (R36).
+            let _ = lp_for_timer.update_timer(id, Schedule::Once(PERIOD));
         }
     })?;
     Ok(timer)

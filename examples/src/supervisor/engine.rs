@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, Loop, Registry, Timer, TimerId, Watch};
+use anyloop::{IoEvents, Loop, Registry, Schedule, Timer, TimerId, Watch};
 use rustix::process::Signal;
 
 use super::child::{Child, ExitWatch, OutputStream};
@@ -200,7 +200,7 @@ impl Engine {
             ExitDetection::Poll(every) => every.max(MIN_PERIOD),
         };
         let engine = Arc::downgrade(self);
-        let timer = self.lp.timer(Some(poll_every), move |_| {
+        let timer = self.lp.timer(Schedule::Every(poll_every), move |_| {
             on_engine(&engine, |e| e.on_exit(child))
         })?;
         Ok(ExitWatch::Poll { _timer: timer })
@@ -209,7 +209,7 @@ impl Engine {
     fn progress_timer(self: &Arc<Self>, child: ChildId, every: Duration) -> anyloop::Result<Timer> {
         let engine = Arc::downgrade(self);
         self.lp
-            .timer(Some(every), move |_| {
+            .timer(Schedule::Every(every), move |_| {
                 on_engine(&engine, |e| e.on_progress_tick(child))
             })
             .map_err(anyloop::Error::from)
@@ -278,10 +278,10 @@ impl Engine {
         record.progress_timer = None;
         if record.streams.iter().any(Option::is_some) {
             // Usually the pipes reach end of file right after the exit; a descendant that
-            // inherited them may keep them open: stop waiting for it after a while.
+            // inherited them may keep them open: stop waiting for it after a while (once).
             let engine = Arc::downgrade(self);
             let drain = record.drain_after_exit;
-            match self.lp.timer(Some(drain), move |_| {
+            match self.lp.timer(Schedule::Once(drain), move |_| {
                 on_engine(&engine, |e| e.on_drain_expired(child))
             }) {
                 Ok(timer) => record.drain_timer = Some(timer),
@@ -378,7 +378,7 @@ impl Engine {
             let engine = Arc::downgrade(self);
             record.kill_timer = Some(
                 self.lp
-                    .timer(Some(grace), move |id| {
+                    .timer(Schedule::Once(grace), move |id| {
                         on_engine(&engine, |e| e.on_grace_expired(child, id))
                     })
                     .map_err(anyloop::Error::from)?,
@@ -405,7 +405,7 @@ impl Engine {
         let engine = Arc::downgrade(self);
         record.limit_timer = Some(
             self.lp
-                .timer(Some(limit), move |_| {
+                .timer(Schedule::Once(limit), move |_| {
                     on_engine(&engine, |e| e.on_limit_reached(child, grace))
                 })
                 .map_err(anyloop::Error::from)?,
@@ -426,7 +426,8 @@ impl Engine {
         let Some(record) = state.children.get_mut(&child) else {
             return;
         };
-        // One-shot: removing the timer from its own callback is allowed (R23).
+        // A one-shot, already disabled; dropping its guard removes it, which is allowed from
+        // its own callback (contract R16), and lets a later `kill` arm a new one.
         record.kill_timer = None;
         if record.reason.is_none() {
             // Nobody to tell when this fails: the group is gone or unreachable either way.

@@ -28,6 +28,7 @@
 //! ```
 //! use std::process::Command;
 //! use std::time::Duration;
+//! use anyloop::Runner;
 //! use anyloop_examples::supervisor::{LogLine, SpawnOptions, SubprocessQuit, Supervisor};
 //!
 //! let mut event_loop = anyloop_select::SelectLoop::new()?;

@@ -1,21 +1,27 @@
 //! Shared by the per-backend test binaries: a loop thread per backend, and the scenarios.
 //!
 //! libvirt takes one event implementation per process, so each backend has its own test
-//! binary (its own process): `select.rs`, `glib.rs`, `calloop.rs`. In each, the loop runs on
+//! binary (its own process): `select.rs`, `select_mio.rs`, `glib.rs`, `calloop.rs`, each
+//! naming its backend with anyloop's one chooser, [`LoopChoice`]. In each, the loop runs on
 //! one dedicated thread for the whole process, and a lock runs the scenarios one at a time
 //! because libvirt's `test:///default` driver state and the vtable counters are
 //! process-wide.
+//!
+//! The `remote_*` scenarios each start a private `libvirtd` ([`daemon::Daemon`]) and talk to
+//! it over `test+unix://`; without libvirtd installed they are skipped with a message, or
+//! fail when `ANYLOOP_REQUIRE_LIBVIRTD=1`.
 
-#![allow(dead_code)] // each binary uses one spawn function
-
+pub mod daemon;
 pub mod raw_vtable;
+pub mod remote;
 pub mod scenarios;
 
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, ThreadId};
 
-use anyloop::Loop;
+use anyloop::{Loop, Runner};
+use anyloop_backends::LoopChoice;
 
 /// A loop running forever on its own thread, installed as libvirt's event implementation.
 pub struct LoopThread {
@@ -28,12 +34,12 @@ pub struct LoopThread {
 /// One scenario at a time, with the process's loop (started and registered on first use).
 pub fn setup(
     cell: &'static OnceLock<LoopThread>,
-    spawn: fn() -> LoopThread,
+    choice: LoopChoice,
 ) -> (MutexGuard<'static, ()>, &'static LoopThread) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let loop_thread = cell.get_or_init(|| {
-        let loop_thread = spawn();
+        let loop_thread = spawn_loop_thread(choice);
         anyloop_libvirt::silence_libvirt_stderr();
         anyloop_libvirt::register(&loop_thread.lp).expect("install the loop in libvirt");
         loop_thread
@@ -41,24 +47,21 @@ pub fn setup(
     (guard, loop_thread)
 }
 
-/// A way to run one backend's loop on the thread that created it, until the process ends.
-type Runner = Box<dyn FnMut() -> anyloop::Result<()>>;
-
-/// Starts `make` on a new thread (loops that are not `Send` are created where they run),
-/// then runs the loop forever there; a run that returns an error (a panicking callback,
-/// R54) is restarted, since the loop stays usable.
-fn spawn_loop_thread(
-    name: &str,
-    make: impl FnOnce() -> (Loop, Runner) + Send + 'static,
-) -> LoopThread {
+/// Creates `choice`'s loop on a new thread (loops that are not `Send` are created where they
+/// run; the creating thread is the loop thread), then runs it there until the process ends,
+/// through [`anyloop::Runner`] like every backend; a run that returns an error (a panicking
+/// callback, [R54](anyloop::contract#r54)) is restarted, since the loop stays usable.
+pub fn spawn_loop_thread(choice: LoopChoice) -> LoopThread {
     let (sender, receiver) = mpsc::channel();
     let thread = thread::Builder::new()
-        .name(name.to_owned())
+        .name(format!("{choice}-loop"))
         .spawn(move || {
-            let (lp, mut run) = make();
-            sender.send(lp).expect("the test thread waits for the loop");
+            let mut runner = choice.create().expect("create the loop");
+            sender
+                .send(runner.handle())
+                .expect("the test thread waits for the loop");
             loop {
-                match run() {
+                match runner.run() {
                     Ok(()) => return,
                     Err(error) => eprintln!("loop run returned {error}; running again"),
                 }
@@ -72,50 +75,13 @@ fn spawn_loop_thread(
     }
 }
 
-/// The built-in loop (`anyloop-select`).
-pub fn spawn_select() -> LoopThread {
-    spawn_loop_thread("select-loop", || {
-        let mut event_loop = anyloop_select::SelectLoop::new().expect("create the select loop");
-        let lp = event_loop.handle();
-        (lp, Box::new(move || event_loop.run()))
-    })
-}
-
-/// A private GLib main context, iterated with itself as the thread default (as a GLib
-/// application's worker thread runs its own context).
-pub fn spawn_glib() -> LoopThread {
-    spawn_loop_thread("glib-loop", || {
-        let context = glib::MainContext::new();
-        let mut glib_loop = anyloop_glib::GlibLoop::new(&context).expect("create the glib loop");
-        let lp = glib_loop.handle();
-        let run = move || {
-            context
-                .with_thread_default(|| glib_loop.run())
-                .expect("the loop thread owns its context")
-        };
-        (lp, Box::new(run))
-    })
-}
-
-/// A calloop `EventLoop` with the anyloop source inserted.
-pub fn spawn_calloop() -> LoopThread {
-    spawn_loop_thread("calloop-loop", || {
-        let mut event_loop: calloop::EventLoop<'static, ()> =
-            calloop::EventLoop::try_new().expect("create the calloop loop");
-        let backend = anyloop_calloop::CalloopSource::new(&event_loop.handle())
-            .expect("insert the anyloop source");
-        let lp = backend.handle();
-        (lp, Box::new(move || backend.run(&mut event_loop, &mut ())))
-    })
-}
-
-/// Expands every scenario into a `#[test]` for one backend.
+/// Expands every scenario into a `#[test]` for one backend (a [`LoopChoice`]).
 #[macro_export]
 macro_rules! libvirt_scenarios {
-    ($spawn:path) => {
+    ($choice:expr) => {
         static LOOP: std::sync::OnceLock<common::LoopThread> = std::sync::OnceLock::new();
 
-        $crate::libvirt_scenarios!(@tests $spawn;
+        $crate::libvirt_scenarios!(@tests $choice;
             lifecycle_events_arrive_on_the_loop_thread,
             burst_of_1000_suspend_resume_pairs_arrives_in_order,
             callback_deregisters_itself,
@@ -125,26 +91,45 @@ macro_rules! libvirt_scenarios {
             object_filter_selects_one_domain,
             operations_from_several_threads_keep_per_domain_order,
             errors_are_typed,
+            close_callback_on_a_local_connection,
         );
-        $crate::libvirt_scenarios!(@raw $spawn;
+        $crate::libvirt_scenarios!(@remote $choice;
+            remote_lifecycle_events_arrive_through_the_socket_watch,
+            remote_keep_alive_holds_an_idle_connection,
+            remote_keep_alive_notices_a_stopped_daemon,
+            remote_daemon_killed_then_restarted,
+        );
+        $crate::libvirt_scenarios!(@raw $choice;
             handles_through_libvirt_entry_points,
             timeouts_through_libvirt_entry_points,
         );
     };
-    (@raw $spawn:path; $($name:ident),* $(,)?) => {
+    (@raw $choice:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $spawn);
+                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $choice);
                 common::raw_vtable::$name(loop_thread);
             }
         )*
     };
-    (@tests $spawn:path; $($name:ident),* $(,)?) => {
+    (@remote $choice:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $spawn);
+                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $choice);
+                let Some(mut daemon) = common::daemon::Daemon::start(stringify!($name)) else {
+                    return; // no libvirtd: skipped, and said so
+                };
+                common::remote::$name(loop_thread, &mut daemon);
+            }
+        )*
+    };
+    (@tests $choice:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let (_one_at_a_time, loop_thread) = common::setup(&LOOP, $choice);
                 common::scenarios::$name(loop_thread);
             }
         )*

@@ -6,10 +6,10 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use anyloop::CallbackId;
+use anyloop::{CallbackId, Runner};
 use anyloop_libvirt::{
-    upstream_stats, vtable_stats, Connection, Domain, DomainLifecycle, Error, LifecycleEvent,
-    UpstreamStats, VtableStats,
+    upstream_stats, vtable_stats, Connection, ConnectionClosed, Domain, DomainLifecycle, Error,
+    LifecycleEvent, UpstreamStats, VtableStats,
 };
 
 use super::LoopThread;
@@ -17,9 +17,9 @@ use super::LoopThread;
 /// libvirt's built-in test driver: no daemon, state shared by the process's connections.
 const URI: &str = "test:///default";
 /// How long one expected event may take; generous for valgrind and loaded machines.
-const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(20);
 
-fn domain_xml(name: &str) -> String {
+pub fn domain_xml(name: &str) -> String {
     format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory>\
          <vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"
@@ -27,10 +27,10 @@ fn domain_xml(name: &str) -> String {
 }
 
 /// What a lifecycle callback saw: the event and the thread it ran on.
-type Seen = (DomainLifecycle, ThreadId);
+pub type Seen = (DomainLifecycle, ThreadId);
 
 /// Registers a callback that forwards every event of domain `name` to the returned channel.
-fn watch_domain(conn: &Connection, name: &str) -> Receiver<Seen> {
+pub fn watch_domain(conn: &Connection, name: &str) -> Receiver<Seen> {
     let (sender, receiver) = mpsc::channel();
     let name = name.to_owned();
     conn.domain_events()
@@ -46,14 +46,14 @@ fn watch_domain(conn: &Connection, name: &str) -> Receiver<Seen> {
 }
 
 /// The next event, or a test failure naming what was awaited.
-fn next_event(events: &Receiver<Seen>, what: &str) -> Seen {
+pub fn next_event(events: &Receiver<Seen>, what: &str) -> Seen {
     events.recv_timeout(EVENT_DEADLINE).unwrap_or_else(|err| {
         panic!("no lifecycle event ({what}) within {EVENT_DEADLINE:?}: {err}")
     })
 }
 
 /// Polls `condition` until it holds or the deadline passes; the loop thread does the work.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + EVENT_DEADLINE;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -79,7 +79,7 @@ fn remove_domain(domain: &Domain) {
 /// dispatching an event on the loop thread as the callback was deregistered. libvirt then
 /// defers dropping the callback (its free callback and its reference on the connection) to
 /// the end of that dispatch, which `assert_vtable_settled` waits for.
-fn close(conn: Connection) {
+pub fn close(conn: Connection) {
     let remaining = conn.close().expect("close");
     assert!(
         remaining <= 1,
@@ -97,17 +97,24 @@ impl Drop for CountDrop {
 }
 
 /// Every registration libvirt made through the vtable has been removed and freed exactly
-/// once, with its `ff`, every lifecycle registration was deregistered and freed once, and
-/// nothing crossed the FFI boundary as a panic.
-fn assert_vtable_settled(before: &VtableStats) {
-    wait_until("libvirt to free every lifecycle registration", || {
-        let UpstreamStats {
-            registered,
-            deregistered,
-            freed,
-        } = upstream_stats();
-        registered == deregistered && deregistered == freed
-    });
+/// once, with its `ff`, every lifecycle registration was deregistered and freed once, every
+/// close callback's state was released, and nothing crossed the FFI boundary as a panic.
+pub fn assert_vtable_settled(before: &VtableStats) {
+    wait_until(
+        "libvirt to free every lifecycle and close registration",
+        || {
+            let UpstreamStats {
+                registered,
+                deregistered,
+                freed,
+                close_registered,
+                close_released,
+            } = upstream_stats();
+            registered == deregistered
+                && deregistered == freed
+                && close_registered == close_released
+        },
+    );
     wait_until(
         "libvirt to remove its registrations and the loop to free them",
         || {
@@ -429,9 +436,33 @@ pub fn errors_are_typed(loop_thread: &LoopThread) {
         }
     ));
 
+    // Keep-alive needs a connection with a socket; libvirt counts whole seconds.
+    assert!(
+        matches!(
+            conn.set_keep_alive(Duration::from_secs(1), 3),
+            Err(Error::Libvirt {
+                call: "virConnectSetKeepAlive",
+                ..
+            })
+        ),
+        "test:///default has no keep-alive"
+    );
+    for interval in [Duration::from_millis(1500), Duration::from_secs(1 << 31)] {
+        assert!(matches!(
+            conn.set_keep_alive(interval, 3),
+            Err(Error::KeepAliveInterval(rejected)) if rejected == interval
+        ));
+    }
+    assert!(
+        conn.is_alive().expect("is_alive"),
+        "a local connection stays alive"
+    );
+
     // One event implementation per process: the same loop again is fine, another is not.
     anyloop_libvirt::register(&loop_thread.lp).expect("same loop again");
-    let other = anyloop_select::SelectLoop::new().expect("another loop");
+    let other = anyloop_backends::LoopChoice::Select
+        .create()
+        .expect("another loop");
     assert!(matches!(
         anyloop_libvirt::register(&other.handle()),
         Err(Error::AlreadyRegistered)
@@ -524,5 +555,58 @@ pub fn operations_from_several_threads_keep_per_domain_order(loop_thread: &LoopT
     }
     drop(domains);
     close(conn);
+    assert_vtable_settled(&before);
+}
+
+/// `test:///default` keeps no close callback (libvirt accepts the registration and stores
+/// nothing): a close callback there is never called, and its state is released (here, not by
+/// libvirt) and dropped exactly once when the last callback leaves or the connection closes.
+pub fn close_callback_on_a_local_connection(_loop_thread: &LoopThread) {
+    let before = vtable_stats();
+    let upstream_before = upstream_stats();
+    let conn = Connection::open(URI).expect("open");
+    let events = conn.connection_events().expect("connection events");
+    let (calls, frees) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let register = || {
+        let (calls, owned) = (Arc::clone(&calls), CountDrop(Arc::clone(&frees)));
+        events
+            .on::<ConnectionClosed>(move |_closed| {
+                let _owned = &owned;
+                calls.fetch_add(1, Ordering::SeqCst);
+            })
+            .expect("register a close callback")
+    };
+    let first = register();
+    let second = register();
+    let subscribed = upstream_stats();
+    assert_eq!(
+        subscribed.close_registered,
+        upstream_before.close_registered + 1,
+        "one libvirt close callback per connection, however many Rust callbacks"
+    );
+    // The last one leaving unsubscribes; a new one subscribes again.
+    assert_eq!(events.deregister(first).expect("deregister"), 1);
+    assert_eq!(events.deregister(second).expect("deregister"), 0);
+    let unsubscribed = upstream_stats();
+    assert_eq!(unsubscribed.close_released, unsubscribed.close_registered);
+    let _third = register();
+    assert_eq!(
+        upstream_stats().close_registered,
+        upstream_before.close_registered + 2
+    );
+
+    let domain = conn.lookup_domain("test").expect("lookup");
+    domain.suspend().expect("suspend");
+    domain.resume().expect("resume");
+    drop(domain);
+    close(conn);
+    wait_until("the three close callbacks to be freed", || {
+        frees.load(Ordering::SeqCst) == 3
+    });
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a local connection never closes by itself"
+    );
     assert_vtable_settled(&before);
 }

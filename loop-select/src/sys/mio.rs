@@ -1,7 +1,7 @@
 //! mio's edge-triggered epoll, with level-triggered delivery emulated.
 //!
 //! mio registers every fd edge-triggered (`EPOLLET`): an fd whose callback left data unread
-//! would never be reported again. Level semantics (R8) are restored without a syscall per
+//! would never be reported again. Level semantics ([R8](anyloop::contract#r8)) are restored without a syscall per
 //! event: the engine hands the fds it dispatched in the previous iteration back as probes,
 //! and this poller checks them all with one zero-timeout `poll(2)` before waiting; those
 //! still ready are reported again (and the kernel wait then does not block).

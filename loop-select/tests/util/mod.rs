@@ -2,6 +2,7 @@
 //! against both pollers.
 #![allow(dead_code)]
 
+use anyloop::Runner;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

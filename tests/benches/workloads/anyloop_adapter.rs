@@ -1,26 +1,17 @@
 //! One adapter for every anyloop backend: the contender operations go through the vtable
-//! (`anyloop::Loop`, an `Arc<dyn Backend>`), exactly as a library would call them. A backend
-//! only supplies a [`Driver`]: how to make it, run one iteration, and count pending frees.
+//! (`anyloop::Loop`, an `Arc<dyn Backend>`), exactly as a library would call them, and the
+//! loop is made by `anyloop_backends::LoopChoice` and driven through `anyloop::Runner`, as an
+//! application would. A backend only names its choice ([`Choice`]).
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, TimerId};
+use anyloop::{IoEvents, Loop, Runner, Schedule, TimerId};
 
+use crate::backends::Choice;
 use crate::contender::{oneshot_fired, xt_fired, Contender};
-
-/// What the adapter needs from an anyloop backend beyond the vtable.
-pub trait Driver {
-    /// Creates the backend on the calling thread.
-    fn make() -> Self;
-    /// The vtable handle libraries would store.
-    fn handle(&self) -> Loop;
-    /// One iteration; `None` blocks until something is ready.
-    fn run_once(&mut self, timeout: Option<Duration>);
-    /// Removed callbacks whose free (drop) has not run yet.
-    fn pending_frees(&self) -> usize;
-}
 
 thread_local! {
     /// The loop of the contender living on this thread. One-shots remove themselves through
@@ -39,19 +30,20 @@ fn with_current(f: impl FnOnce(&Loop)) {
 }
 
 /// An anyloop backend seen as a [`Contender`].
-pub struct Anyloop<D: Driver> {
-    driver: D,
+pub struct Anyloop<C: Choice> {
+    runner: Box<dyn Runner>,
     lp: Loop,
+    choice: PhantomData<C>,
 }
 
-impl<D: Driver> Drop for Anyloop<D> {
+impl<C: Choice> Drop for Anyloop<C> {
     fn drop(&mut self) {
         // Do not keep the backend alive (through its `Arc`) past its owner.
         CURRENT.with(|slot| slot.borrow_mut().take());
     }
 }
 
-impl<D: Driver> Contender for Anyloop<D> {
+impl<C: Choice> Contender for Anyloop<C> {
     type Timer = TimerId;
 
     const HAS_REGISTRY: bool = true;
@@ -61,34 +53,40 @@ impl<D: Driver> Contender for Anyloop<D> {
     }
 
     fn make() -> Self {
-        let driver = D::make();
-        let lp = driver.handle();
+        let runner = C::CHOICE
+            .create()
+            .unwrap_or_else(|err| panic!("creating the {} loop: {err}", C::CHOICE));
+        let lp = runner.handle();
         CURRENT.with(|slot| *slot.borrow_mut() = Some(lp.clone()));
-        Anyloop { driver, lp }
+        Anyloop {
+            runner,
+            lp,
+            choice: PhantomData,
+        }
     }
 
     fn watch_add(&mut self, fd: RawFd, mut cb: impl FnMut(RawFd) + Send + 'static) {
         self.lp
             .add_watch(fd, IoEvents::READABLE, move |_id, fd, _events| cb(fd))
-            .map_err(|rejected| rejected.error)
+            .map_err(anyloop::Error::from)
             .expect("add_watch");
     }
 
     fn run_once(&mut self) {
-        self.driver.run_once(None);
+        self.runner.run_once(None).expect("run_once");
     }
 
     fn timer_add(&mut self, after: Duration, cb: fn()) -> TimerId {
         // The closure captures one pointer, like libvirt's opaque: its box is a real allocation.
         self.lp
-            .add_timer(Some(after), move |_id| cb())
-            .map_err(|rejected| rejected.error)
+            .add_timer(Schedule::Every(after), move |_id| cb())
+            .map_err(anyloop::Error::from)
             .expect("add_timer")
     }
 
     fn timer_update(&mut self, timer: TimerId, after: Duration) {
         self.lp
-            .update_timer(timer, Some(after))
+            .update_timer(timer, Schedule::Every(after))
             .expect("update_timer");
     }
 
@@ -99,20 +97,22 @@ impl<D: Driver> Contender for Anyloop<D> {
     fn timer_drain(&mut self) {
         // Frees are deferred to the loop (contract R21): iterate without blocking until none
         // is pending.
-        while self.driver.pending_frees() > 0 {
-            self.driver.run_once(Some(Duration::ZERO));
+        while self.runner.stats().pending_frees > 0 {
+            self.runner
+                .run_once(Some(Duration::ZERO))
+                .expect("run_once");
         }
     }
 
     fn oneshot0(&mut self) {
-        // Zero-interval timers fire on every iteration (R27): a one-shot removes itself.
+        // A one-shot fires once in the next iteration (R27) and removes itself, which frees it.
         let cb = oneshot_fired as fn();
         self.lp
-            .add_timer(Some(Duration::ZERO), move |id| {
+            .add_timer(Schedule::Once(Duration::ZERO), move |id| {
                 cb();
                 with_current(|lp| lp.remove_timer(id).expect("one-shot removes itself"));
             })
-            .map_err(|rejected| rejected.error)
+            .map_err(anyloop::Error::from)
             .expect("add_timer(0)");
     }
 
@@ -124,29 +124,31 @@ impl<D: Driver> Contender for Anyloop<D> {
         let lp = self.lp.clone();
         match Self::xt_variants()[variant] {
             // libvirt's pattern from a foreign thread: a fresh 0 ms timeout that removes
-            // itself once it ran.
+            // itself once it ran (a one-shot: it fires once even before it is removed).
             "add_timeout0" => Box::new(move || {
-                lp.add_timer(Some(Duration::ZERO), |id| {
+                lp.add_timer(Schedule::Once(Duration::ZERO), |id| {
                     xt_fired();
                     with_current(|lp| lp.remove_timer(id).expect("remove"));
                 })
-                .map_err(|rejected| rejected.error)
+                .map_err(anyloop::Error::from)
                 .expect("add_timer(0) from the other thread");
             }),
             // libvirt's event-queue pattern: a disabled timer set to 0 ms by the other
             // thread, disabled again by its own callback.
             "update_timeout0" => {
                 let id = lp
-                    .add_timer(None, |id| {
+                    .add_timer(Schedule::Disabled, |id| {
                         // Disable first, then report: reporting first lets the sender's next
                         // arm land before the disable, which would then undo it.
-                        with_current(|lp| lp.update_timer(id, None).expect("disable"));
+                        with_current(|lp| {
+                            lp.update_timer(id, Schedule::Disabled).expect("disable")
+                        });
                         xt_fired();
                     })
-                    .map_err(|rejected| rejected.error)
+                    .map_err(anyloop::Error::from)
                     .expect("add_timer(disabled)");
                 Box::new(move || {
-                    lp.update_timer(id, Some(Duration::ZERO))
+                    lp.update_timer(id, Schedule::EVERY_ITERATION)
                         .expect("update_timer(0) from the other thread")
                 })
             }

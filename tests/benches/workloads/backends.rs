@@ -1,92 +1,42 @@
-//! The anyloop backends measured here, as adapter [`Driver`]s: one small impl each.
+//! The anyloop backends measured here. Each is made by the workspace's one backend chooser,
+//! [`anyloop_backends::LoopChoice`], and driven through [`anyloop::Runner`] like any
+//! application would: one iteration is one [`Runner::run_once`](anyloop::Runner::run_once)
+//! (for GLib, one iteration of the private context; for calloop, one calloop dispatch of the
+//! loop anyloop owns). A backend here is one marker type naming its choice.
 
-use std::time::Duration;
+use anyloop_backends::LoopChoice;
 
-use anyloop::Loop;
-use anyloop_calloop::CalloopSource;
-use anyloop_glib::GlibLoop;
-use anyloop_select::{PollerKind, SelectLoop};
-
-use crate::anyloop_adapter::Driver;
-
-/// `anyloop-select` with its Linux level-triggered epoll poller (`MIO = false`, the default)
-/// or with mio's edge-triggered epoll plus the batched `poll(2)` re-check (`MIO = true`).
-pub struct Select<const MIO: bool>(SelectLoop);
-
-impl<const MIO: bool> Driver for Select<MIO> {
-    fn make() -> Self {
-        let poller = if MIO {
-            PollerKind::Mio
-        } else {
-            PollerKind::Epoll
-        };
-        Select(SelectLoop::with_poller(poller).expect("SelectLoop::with_poller"))
-    }
-
-    fn handle(&self) -> Loop {
-        self.0.handle()
-    }
-
-    fn run_once(&mut self, timeout: Option<Duration>) {
-        self.0.run_once(timeout).expect("SelectLoop::run_once");
-    }
-
-    fn pending_frees(&self) -> usize {
-        self.0.stats().pending_frees
-    }
+/// Names the [`LoopChoice`] an [`Anyloop`](crate::anyloop_adapter::Anyloop) contender makes.
+pub trait Choice {
+    /// The backend.
+    const CHOICE: LoopChoice;
 }
 
-/// `anyloop-glib` on a private GLib main context of the loop thread; one iteration is one
-/// `GlibLoop::iterate` (a `MainContext::iteration`).
-pub struct Glib(GlibLoop);
+/// `anyloop-select` with its Linux level-triggered epoll poller (the default).
+pub struct Select;
 
-impl Driver for Glib {
-    fn make() -> Self {
-        Glib(GlibLoop::new(&glib::MainContext::new()).expect("GlibLoop::new"))
-    }
-
-    fn handle(&self) -> Loop {
-        self.0.handle()
-    }
-
-    fn run_once(&mut self, timeout: Option<Duration>) {
-        self.0.iterate(timeout).expect("GlibLoop::iterate");
-    }
-
-    fn pending_frees(&self) -> usize {
-        self.0.stats().pending_frees
-    }
+impl Choice for Select {
+    const CHOICE: LoopChoice = LoopChoice::Select;
 }
 
-/// `anyloop-calloop`: the engine as one source of a calloop loop (shared data `()`), one
-/// iteration being one calloop `dispatch` through [`CalloopSource::dispatch`].
-pub struct Calloop {
-    // Dropped first: removes the source (and frees every callback) before the loop goes.
-    backend: CalloopSource<'static>,
-    event_loop: calloop::EventLoop<'static, ()>,
+/// `anyloop-select` with mio's edge-triggered epoll plus the batched `poll(2)` re-check.
+pub struct SelectMio;
+
+impl Choice for SelectMio {
+    const CHOICE: LoopChoice = LoopChoice::SelectMio;
 }
 
-impl Driver for Calloop {
-    fn make() -> Self {
-        let event_loop = calloop::EventLoop::try_new().expect("calloop::EventLoop::try_new");
-        let backend = CalloopSource::new(&event_loop.handle()).expect("CalloopSource::new");
-        Calloop {
-            backend,
-            event_loop,
-        }
-    }
+/// `anyloop-glib` on a private GLib main context of the loop thread.
+pub struct Glib;
 
-    fn handle(&self) -> Loop {
-        self.backend.handle()
-    }
+impl Choice for Glib {
+    const CHOICE: LoopChoice = LoopChoice::Glib;
+}
 
-    fn run_once(&mut self, timeout: Option<Duration>) {
-        self.backend
-            .dispatch(&mut self.event_loop, timeout, &mut ())
-            .expect("CalloopSource::dispatch");
-    }
+/// `anyloop-calloop`: the engine as one source of a calloop loop that anyloop owns
+/// (`anyloop_calloop::CalloopLoop`).
+pub struct Calloop;
 
-    fn pending_frees(&self) -> usize {
-        self.backend.stats().pending_frees
-    }
+impl Choice for Calloop {
+    const CHOICE: LoopChoice = LoopChoice::Calloop;
 }

@@ -1,10 +1,11 @@
-//! The contender abstraction: the table of operations of the peers' `common.h` (`peer_ops`),
+//! The contender abstraction: the table of operations of the C peers' harness (`peer_ops`),
 //! so W1–W5 run identical workload code over every backend (W5 only where there is a registry).
 //!
 //! A new backend is either one [`Contender`] impl (a raw substrate such as glib-rs or calloop
-//! used directly) or, for an anyloop backend, one small
-//! [`Driver`](crate::anyloop_adapter::Driver) impl: the generic adapter maps the operations
-//! onto the vtable. Either way it is then one line in `backends()` (`main`).
+//! used directly) or, for an anyloop backend, one marker type naming its
+//! [`LoopChoice`](anyloop_backends::LoopChoice) ([`Choice`](crate::backends::Choice)): the
+//! generic adapter maps the operations onto the vtable and drives the loop through
+//! `anyloop::Runner`. Either way it is then one line in `backends()` (`main`).
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
@@ -97,7 +98,7 @@ pub fn never_fires() {
     panic!("a W2 churn timer (60–160 s) fired during the test");
 }
 
-/// Runs `c` until `target` callbacks have been counted (`run_until` of `common.h`).
+/// Runs `c` until `target` callbacks have been counted (`run_until` of the C peers' harness).
 #[inline]
 pub fn run_until<C: Contender>(c: &mut C, target: u64) {
     while fired() < target {

@@ -1,4 +1,4 @@
-//! The floor: a raw level-triggered epoll loop, the Rust twin of the peers' `bench_epoll.c`.
+//! The floor: a raw level-triggered epoll loop, the Rust twin of the C peers' raw epoll loop.
 //!
 //! One `epoll_wait` per iteration, dispatch through one indirect call per event, timers in an
 //! index-tracked binary min-heap (O(log n) add, update and remove), an eventfd for

@@ -1,5 +1,5 @@
-//! Cross-backend workloads W1–W5 (`shared/design/workloads.md`), the same method as the C
-//! peers' harness (`shared/peers/common.h`): calibrated rounds, repeats, medians, the same
+//! Cross-backend workloads W1–W5 (described in `BENCHMARKS.md` at the repository root), with
+//! the same method as the C peers' harness: calibrated rounds, repeats, medians, the same
 //! shuffled orders, one-fd pipes. Every backend is measured beside a raw level-triggered epoll
 //! floor in the same run, and reported as a ratio to it.
 //!
@@ -12,9 +12,9 @@
 //! Prints markdown tables and writes `target/workloads.json` (and `target/workloads.md`) at
 //! the workspace root, or under `$CARGO_TARGET_DIR`, or at `--json PATH`.
 //!
-//! Adding a backend: implement [`contender::Contender`] (a raw substrate) or
-//! [`anyloop_adapter::Driver`] (an anyloop backend, see `backends.rs`), then add one line to
-//! [`backends`].
+//! Adding a backend: implement [`contender::Contender`] (a raw substrate) or name an
+//! `anyloop_backends::LoopChoice` with a [`backends::Choice`] marker (an anyloop backend, see
+//! `backends.rs`), then add one line to [`backends`].
 
 mod anyloop_adapter;
 mod backends;
@@ -85,11 +85,11 @@ fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
 /// built on it (`glib`).
 fn backends() -> Vec<Backend> {
     use anyloop_adapter::Anyloop;
-    use backends::{Calloop, Glib, Select};
+    use backends::{Calloop, Glib, Select, SelectMio};
     vec![
         backend::<floor::Floor>("floor"),
-        backend::<Anyloop<Select<false>>>("select"),
-        backend::<Anyloop<Select<true>>>("select-mio"),
+        backend::<Anyloop<Select>>("select"),
+        backend::<Anyloop<SelectMio>>("select-mio"),
         backend::<Anyloop<Glib>>("glib"),
         backend::<glib_raw::GlibRaw>("glib-raw"),
         backend::<Anyloop<Calloop>>("calloop"),

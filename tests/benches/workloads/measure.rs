@@ -41,7 +41,8 @@ impl Measure {
     }
 }
 
-/// Median (mean of the two middle values for an even count), as `median_of` in `common.h`.
+/// Median (mean of the two middle values for an even count), as `median_of` in the C peers'
+/// harness.
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -62,7 +63,7 @@ pub fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// How much work each workload does. `full()` is the peers' method (`run.sh` + `common.h`
+/// How much work each workload does. `full()` is the C peers' method (their harness'
 /// defaults); `quick()` trades repeats for time.
 #[derive(Debug, Clone)]
 pub struct Params {

@@ -17,7 +17,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// Raises the soft fd limit to the hard one (20000 here; it cannot be raised further), as
-/// `raise_nofile` in the peers' `common.h`.
+/// `raise_nofile` in the C peers' harness.
 pub fn raise_nofile() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
@@ -26,7 +26,7 @@ pub fn raise_nofile() {
     let _ = setrlimit(Resource::Nofile, limit);
 }
 
-/// A kernel pipe held by one `O_RDWR` descriptor, exactly as `rdwr_pipe()` in `common.h`:
+/// A kernel pipe held by one `O_RDWR` descriptor, exactly as `rdwr_pipe()` in the C peers' harness:
 /// `pipe2`, reopen the read end through `/proc/self/fd/N`, close both original ends. Same
 /// pipefs code as a classic pipe, one fd instead of two (N = 10000 fits under the hard limit
 /// of 20000), and it never reports HUP because it is its own writer.
@@ -91,8 +91,8 @@ pub fn write_eventfd(fd: RawFd) {
     }
 }
 
-/// The xorshift generator of `common.h`, so orders are reproducible and identical for every
-/// contender (each workload starts from a fresh generator).
+/// The xorshift generator of the C peers' harness, so orders are reproducible and identical for
+/// every contender (each workload starts from a fresh generator).
 pub struct Rng(u64);
 
 impl Rng {

@@ -1,5 +1,5 @@
 //! W1 fan-in dispatch: N read watches, A of them made readable per round; only the loop is
-//! timed, until all A callbacks ran (`w1()` / `w1_measure()` of `common.h`).
+//! timed, until all A callbacks ran (`w1()` / `w1_measure()` of the C peers' harness).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 

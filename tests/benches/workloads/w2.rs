@@ -1,5 +1,5 @@
 //! W2 timers: churn (add, update, remove, deferred drain) and zero-interval one-shot firings
-//! (`w2_churn()` / `w2_fire()` of `common.h`).
+//! (`w2_churn()` / `w2_fire()` of the C peers' harness).
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use crate::contender::{fired, never_fires, run_until, Contender};
 use crate::measure::{median, Measure, Params};
 use crate::sys::{now_ns, Rng};
 
-/// 60 s .. 160 s, varied; never fires during the test (`w2_interval` of `common.h`).
+/// 60 s .. 160 s, varied; never fires during the test (`w2_interval` of the C peers' harness).
 fn interval(i: usize, salt: bool) -> Duration {
     let mul: u64 = if salt { 104_729 } else { 7_919 };
     Duration::from_millis(60_000 + (i as u64 * mul) % 100_000)

@@ -1,6 +1,6 @@
 //! W3 cross-thread wake-up: the loop thread blocks with nothing to do; this thread sleeps
 //! 100 µs, takes t0 and posts through the contender's mechanism; the callback takes t1
-//! (`w3()` of `common.h`).
+//! (`w3()` of the C peers' harness).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};

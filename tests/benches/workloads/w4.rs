@@ -1,4 +1,5 @@
-//! W4 ping-pong over two AF_UNIX stream socketpairs, in one thread (`w4()` of `common.h`).
+//! W4 ping-pong over two AF_UNIX stream socketpairs, in one thread (`w4()` of the C peers'
+//! harness).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};

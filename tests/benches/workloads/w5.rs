@@ -153,13 +153,17 @@ fn throughput<C: Contender + 'static>(callbacks: usize, p: &Params) -> Measure {
     let looper = LoopThread::start::<C>(&format!("w5-c{callbacks}"), move |registry| {
         for i in 0..callbacks {
             let registered = match i {
-                0 => registry.on::<Tick>(first_callback).map_err(|r| r.error),
-                _ if i % 2 == 0 => registry.on::<Tick>(other_callback).map_err(|r| r.error),
+                0 => registry
+                    .on::<Tick>(first_callback)
+                    .map_err(anyloop::Error::from),
+                _ if i % 2 == 0 => registry
+                    .on::<Tick>(other_callback)
+                    .map_err(anyloop::Error::from),
                 _ => registry
                     .listen::<Tick>()
                     .object(OTHER_OBJECT)
                     .call(filtered_callback)
-                    .map_err(|r| r.error),
+                    .map_err(anyloop::Error::from),
             };
             registered.expect("register a W5 callback");
         }
@@ -217,7 +221,7 @@ fn latency<C: Contender + 'static>(p: &Params) -> Measure {
                     xt_fired();
                 }
             })
-            .map_err(|r| r.error)
+            .map_err(anyloop::Error::from)
             .expect("register the W5 latency callback");
     });
     let total = p.w3_warm + p.w3_samples;

@@ -1,4 +1,6 @@
-//! S54–S57 and R1–R4, R51–R55, R59–R60: bad input, closed fds, panics, signals.
+//! [S54–S57](anyloop::contract#s54) and [R1–R4](anyloop::contract#r1),
+//! [R51–R55](anyloop::contract#r51), [R59–R60](anyloop::contract#r59): bad input, closed fds,
+//! panics, signals.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -8,7 +10,7 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{Error, IoEvents, RegistrationId, TimerId, WatchId};
+use anyloop::{Error, IoEvents, RegistrationId, Schedule, TimerId, WatchId};
 
 use crate::fds::{closed_fd, read_one, Pipe};
 use crate::probe::Log;
@@ -29,8 +31,9 @@ fn high_fd(fd: OwnedFd, base: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(moved) }
 }
 
-/// S54: a watched fd closed without removing the watch: ERROR at most once (poll-style) or
-/// silence (epoll-style), never a spin; remove later is Ok and frees once (R52).
+/// [S54](anyloop::contract#s54): a watched fd closed without removing the watch: ERROR at most once
+/// (poll-style) or silence (epoll-style), never a spin; remove later is Ok and frees once
+/// ([R52](anyloop::contract#r52)).
 pub fn s54_fd_closed_while_watched_no_spin_r52(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -65,8 +68,9 @@ pub fn s54_fd_closed_while_watched_no_spin_r52(env: &Env) {
     drop(pipe);
 }
 
-/// R52/B62: a watched fd closed while its file description stays open elsewhere (a dup) and
-/// data arrives: no spin, and remove still works and frees once.
+/// [R52](anyloop::contract#r52)/[B62](anyloop::contract#b62): a watched fd closed while its file
+/// description stays open elsewhere (a dup) and data arrives: no spin, and remove still works and
+/// frees once.
 pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -90,10 +94,11 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     assert_eq!(env.probe().count("w"), 1);
 }
 
-/// R19/R52/B40: as above, but the new watch on the reused number is added disabled and
-/// enabled later by an update, while the stale watch keeps the same interest: the enable
-/// must reach the kernel (the old registration vanished with the closed file), so the new
-/// watch fires. (Found by the model-based tests: the update was skipped as a no-op.)
+/// [R19](anyloop::contract#r19)/[R52](anyloop::contract#r52)/[B40](anyloop::contract#b40): as
+/// above, but the new watch on the reused number is added disabled and enabled later by an update,
+/// while the stale watch keeps the same interest: the enable must reach the kernel (the old
+/// registration vanished with the closed file), so the new watch fires. (Found by the model-based
+/// tests: the update was skipped as a no-op.)
 pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     let d = env.start();
     let old = Pipe::new();
@@ -144,8 +149,9 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     drop(reused);
 }
 
-/// R19/R52/B40: a watched fd is closed and its number reused by a new pipe with a new watch;
-/// removing the old watch never tears down the new one.
+/// [R19](anyloop::contract#r19)/[R52](anyloop::contract#r52)/[B40](anyloop::contract#b40): a
+/// watched fd is closed and its number reused by a new pipe with a new watch; removing the old
+/// watch never tears down the new one.
 pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     let d = env.start();
     let old = Pipe::new();
@@ -202,8 +208,9 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     drop(reused);
 }
 
-/// S56/R51: negative, closed and out-of-range fds give InvalidFd naming the fd; unknown bits
-/// give UnknownEvents naming fd and bits; nothing is registered, nothing freed (R2, R59).
+/// [S56](anyloop::contract#s56)/[R51](anyloop::contract#r51): negative, closed and out-of-range fds
+/// give InvalidFd naming the fd; unknown bits give UnknownEvents naming fd and bits; nothing is
+/// registered, nothing freed ([R2](anyloop::contract#r2), [R59](anyloop::contract#r59)).
 pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -214,10 +221,10 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
             let _ = &token;
         });
         let rejected = r.expect_err("a bad fd was accepted");
-        match rejected.error {
-            Error::InvalidFd { fd: got, .. } => assert_eq!(got, fd, "R59: wrong fd named"),
-            Error::Unsupported { fd: got, .. } if fd == i32::MAX => assert_eq!(got, fd),
-            ref other => panic!("R51: fd {fd}: {other:?}"),
+        match rejected.error() {
+            Error::InvalidFd { fd: got, .. } => assert_eq!(*got, fd, "R59: wrong fd named"),
+            Error::Unsupported { fd: got, .. } if fd == i32::MAX => assert_eq!(*got, fd),
+            other => panic!("R51: fd {fd}: {other:?}"),
         }
         assert_eq!(
             env.probe().count(&format!("fd{fd}")),
@@ -232,12 +239,12 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
             let _ = &token;
         });
         let rejected = r.expect_err("unknown bits accepted");
-        match rejected.error {
+        match rejected.error() {
             Error::UnknownEvents { fd, bits: got } => {
-                assert_eq!(fd, pipe.fd(), "R59: fd");
-                assert_eq!(got, bits, "R59: bits");
+                assert_eq!(*fd, pipe.fd(), "R59: fd");
+                assert_eq!(*got, bits, "R59: bits");
             }
-            ref other => panic!("unknown bits {bits:#x}: {other:?}"),
+            other => panic!("unknown bits {bits:#x}: {other:?}"),
         }
     }
     // Unknown bits on update: refused, and the old interest stays.
@@ -266,8 +273,9 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
     assert_eq!(calls.len(), 1, "a refused update changed the watch");
 }
 
-/// S57: a panicking callback: run_once returns CallbackPanicked naming it; the other ready
-/// callback still runs; pending frees run; the loop stays usable; remove works (R54).
+/// [S57](anyloop::contract#s57): a panicking callback: run_once returns CallbackPanicked naming it;
+/// the other ready callback still runs; pending frees run; the loop stays usable; remove works
+/// ([R54](anyloop::contract#r54)).
 pub fn s57_panicking_callback_r54(env: &Env) {
     let d = env.start();
     let (p1, p2) = (Pipe::new(), Pipe::new());
@@ -293,7 +301,7 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     let pending_token = env.token("pending");
     let doomed = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &pending_token;
         })
         .expect("add");
@@ -343,14 +351,15 @@ pub fn s57_panicking_callback_r54(env: &Env) {
     );
 }
 
-/// R54: a panicking timer callback and a panicking free are caught and reported with their
-/// ids; the loop keeps working; every free still runs once (R23).
+/// [R54](anyloop::contract#r54): a panicking timer callback and a panicking free are caught and
+/// reported with their ids; the loop keeps working; every free still runs once
+/// ([R23](anyloop::contract#r23)).
 pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let d = env.start();
     let token = env.token("timer");
     let timer = d
         .lp()
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             panic!("deliberate panic in a timer");
         })
@@ -372,7 +381,7 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let (guard, token) = (PanicOnDrop, env.token("panicking-free"));
     let victim = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = (&guard, &token);
         })
         .expect("add");
@@ -397,7 +406,7 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
     let (calls, token) = (Arc::new(Log::new()), env.token("after"));
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             c.push(());
         })
@@ -408,8 +417,8 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-/// Installs (once per process) a SIGUSR2 handler that does nothing, without `SA_RESTART`, so
-/// that a blocking call of the thread it is sent to fails with EINTR (R55).
+/// Installs (once per process) a SIGUSR2 handler that does nothing, without `SA_RESTART`, so that a
+/// blocking call of the thread it is sent to fails with EINTR ([R55](anyloop::contract#r55)).
 pub(crate) fn install_noop_sigusr2() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
@@ -426,16 +435,16 @@ pub(crate) fn install_noop_sigusr2() {
     });
 }
 
-/// R55: signals interrupting the loop's poll (EINTR: a handler installed without SA_RESTART)
-/// never surface as errors, and the pending timer still fires on time. (An interrupted
-/// iteration may return having dispatched nothing.)
+/// [R55](anyloop::contract#r55): signals interrupting the loop's poll (EINTR: a handler installed
+/// without SA_RESTART) never surface as errors, and the pending timer still fires on time. (An
+/// interrupted iteration may return having dispatched nothing.)
 pub fn r55_eintr_is_retried(env: &Env) {
     install_noop_sigusr2();
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::from_millis(300)), move |id| {
+        .add_timer(Schedule::Every(Duration::from_millis(300)), move |id| {
             let _ = &token;
             c.push(id);
         })
@@ -493,8 +502,8 @@ pub fn r55_eintr_is_retried(env: &Env) {
     assert_eq!(calls.len(), 1, "the timer did not fire: {results:?}");
 }
 
-/// R3: removing an unknown id, twice the same id, or another loop's id is NotFound naming
-/// the id, and has no effect.
+/// [R3](anyloop::contract#r3): removing an unknown id, twice the same id, or another loop's id is
+/// NotFound naming the id, and has no effect.
 pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
     let (d, other) = (env.start(), env.start());
     let pipe = Pipe::new();
@@ -507,13 +516,13 @@ pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
         .expect("add");
     let t = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &tt;
         })
         .expect("add");
     let foreign = other
         .lp()
-        .add_timer(None, |_| {})
+        .add_timer(Schedule::Disabled, |_| {})
         .expect("add on the other loop");
     let not_found = |r: anyloop::Result<()>, want: RegistrationId| match r {
         Err(Error::NotFound { id }) => assert_eq!(id, want, "R59: wrong id named"),
@@ -524,13 +533,16 @@ pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
     not_found(d.lp().remove_watch(fresh_h), fresh_h.into());
     not_found(d.lp().remove_timer(fresh_t), fresh_t.into());
     not_found(d.lp().remove_timer(foreign), foreign.into());
-    not_found(d.lp().update_timer(foreign, None), foreign.into());
+    not_found(
+        d.lp().update_timer(foreign, Schedule::Disabled),
+        foreign.into(),
+    );
     d.lp().remove_watch(h).expect("first remove");
     d.lp().remove_timer(t).expect("first remove");
     not_found(d.lp().remove_watch(h), h.into());
     not_found(d.lp().remove_timer(t), t.into());
     not_found(d.lp().update_watch(h, IoEvents::READABLE), h.into());
-    not_found(d.lp().update_timer(t, None), t.into());
+    not_found(d.lp().update_timer(t, Schedule::Disabled), t.into());
     d.on_loop(|ctx| ctx.turns(2));
     assert_eq!((env.probe().count("h"), env.probe().count("t")), (1, 1));
     other
@@ -544,8 +556,8 @@ pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
     );
 }
 
-/// R4: an update between remove and the deferred free (from the callback itself, from the
-/// loop thread, from a foreign thread) is NotFound and never re-arms.
+/// [R4](anyloop::contract#r4): an update between remove and the deferred free (from the callback
+/// itself, from the loop thread, from a foreign thread) is NotFound and never re-arms.
 pub fn r04_update_after_remove_never_rearms(env: &Env) {
     let d = env.start();
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
@@ -574,7 +586,7 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
     let (c, token) = (calls.clone(), env.token("timer"));
     let t = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &token;
             c.push("timer");
         })
@@ -584,7 +596,7 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
         lp.remove_watch(h).expect("remove");
         lp.remove_timer(t).expect("remove");
         assert!(lp.update_watch(h, IoEvents::READABLE).is_err());
-        assert!(lp.update_timer(t, Some(Duration::ZERO)).is_err());
+        assert!(lp.update_timer(t, Schedule::EVERY_ITERATION).is_err());
     })
     .join()
     .expect("R4: an update after remove succeeded");
@@ -607,8 +619,8 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
     }
 }
 
-/// R1: ids are positive and never reused: 10 000 add/remove cycles on one loop plus adds on
-/// a second loop give 10 000+ distinct ids, all positive.
+/// [R1](anyloop::contract#r1): ids are positive and never reused: 10 000 add/remove cycles on one
+/// loop plus adds on a second loop give 10 000+ distinct ids, all positive.
 pub fn r01_ids_unique_across_churn_and_loops(env: &Env) {
     let (a, b) = (env.start_pumped(), env.start_pumped());
     let pipe = Pipe::new();
@@ -622,7 +634,7 @@ pub fn r01_ids_unique_across_churn_and_loops(env: &Env) {
             lp.remove_watch(id).expect("remove");
             id.get()
         } else {
-            let id = lp.add_timer(None, |_| {}).expect("add");
+            let id = lp.add_timer(Schedule::Disabled, |_| {}).expect("add");
             lp.remove_timer(id).expect("remove");
             id.get()
         };
@@ -631,8 +643,8 @@ pub fn r01_ids_unique_across_churn_and_loops(env: &Env) {
     }
 }
 
-/// R60: no operation panics on any bad input: odd fds, bits, intervals, ids of every kind,
-/// in every order; every answer is a typed result.
+/// [R60](anyloop::contract#r60): no operation panics on any bad input: odd fds, bits, intervals,
+/// ids of every kind, in every order; every answer is a typed result.
 pub fn r60_bad_input_never_panics(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -640,11 +652,14 @@ pub fn r60_bad_input_never_panics(env: &Env) {
     let fds = [-1, i32::MIN, i32::MAX, closed_fd(), pipe.fd()];
     let bits = [0u32, 1, 3, 0xF, 0x10, 0xFFFF_FFFF];
     let intervals = [
-        None,
-        Some(Duration::ZERO),
-        Some(Duration::from_nanos(1)),
-        Some(Duration::MAX),
-        Some(Duration::from_millis(u32::MAX as u64)),
+        Schedule::Disabled,
+        Schedule::EVERY_ITERATION,
+        Schedule::Every(Duration::from_nanos(1)),
+        Schedule::Every(Duration::MAX),
+        Schedule::Every(Duration::from_millis(u32::MAX as u64)),
+        Schedule::Once(Duration::ZERO),
+        Schedule::Once(Duration::MAX),
+        Schedule::Once(Duration::from_secs(u64::MAX)),
     ];
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut ids = Vec::new();

@@ -1,4 +1,5 @@
-//! S21–S27 and R8–R14, R51 (D4): what a watch is told, and when.
+//! [S21–S27](anyloop::contract#s21) and [R8–R14](anyloop::contract#r8),
+//! [R51](anyloop::contract#r51) ([D4](anyloop::contract#d4)): what a watch is told, and when.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use crate::runner::Env;
 
 const RW: IoEvents = IoEvents::READABLE.union(IoEvents::WRITABLE);
 
-/// R9: events are never empty and a subset of interest ∪ {ERROR, HANGUP}.
+/// [R9](anyloop::contract#r9): events are never empty and a subset of interest ∪ {ERROR, HANGUP}.
 fn assert_bits(events: IoEvents, interest: IoEvents) {
     assert!(!events.is_empty(), "R9: empty events delivered");
     assert!(
@@ -23,7 +24,8 @@ fn assert_bits(events: IoEvents, interest: IoEvents) {
     );
 }
 
-/// S21: two bytes, one read per call: called twice, in two iterations, then never again.
+/// [S21](anyloop::contract#s21): two bytes, one read per call: called twice, in two iterations,
+/// then never again.
 pub fn s21_level_triggered_partial_read_r08(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -50,8 +52,8 @@ pub fn s21_level_triggered_partial_read_r08(env: &Env) {
     }
 }
 
-/// R8: a watch on an always-writable socket is called on consecutive iterations until it
-/// disables itself.
+/// [R8](anyloop::contract#r8): a watch on an always-writable socket is called on consecutive
+/// iterations until it disables itself.
 pub fn r08_writable_is_level_triggered(env: &Env) {
     let d = env.start_pumped();
     let sp = SocketPair::new();
@@ -77,8 +79,8 @@ pub fn r08_writable_is_level_triggered(env: &Env) {
     }
 }
 
-/// S22: a READABLE watch gets HANGUP when the writer closes, without asking; after the
-/// callback removes the watch, the loop is quiet.
+/// [S22](anyloop::contract#s22): a READABLE watch gets HANGUP when the writer closes, without
+/// asking; after the callback removes the watch, the loop is quiet.
 pub fn s22_hangup_without_asking_r09(env: &Env) {
     let d = env.start_pumped();
     let mut pipe = Pipe::new();
@@ -108,7 +110,8 @@ pub fn s22_hangup_without_asking_r09(env: &Env) {
     assert_eq!(calls.len(), 1);
 }
 
-/// S23: a disabled watch on a hung-up pipe gets nothing and causes no wake-ups (R10).
+/// [S23](anyloop::contract#s23): a disabled watch on a hung-up pipe gets nothing and causes no
+/// wake-ups ([R10](anyloop::contract#r10)).
 pub fn s23_disabled_watch_silent_on_hangup_r10(env: &Env) {
     let d = env.start();
     let mut pipe = Pipe::new();
@@ -135,7 +138,8 @@ pub fn s23_disabled_watch_silent_on_hangup_r10(env: &Env) {
     d.lp().remove_watch(id).expect("remove");
 }
 
-/// S24: readable and writable at once arrive in one call with both bits (R12).
+/// [S24](anyloop::contract#s24): readable and writable at once arrive in one call with both bits
+/// ([R12](anyloop::contract#r12)).
 pub fn s24_read_write_in_one_call_r12(env: &Env) {
     let d = env.start();
     let sp = SocketPair::new();
@@ -158,8 +162,9 @@ pub fn s24_read_write_in_one_call_r12(env: &Env) {
     );
 }
 
-/// S25: two watches on one socket, READABLE and WRITABLE: each gets only its own bit, and
-/// both get HANGUP when the peer closes (R9, R11).
+/// [S25](anyloop::contract#s25): two watches on one socket, READABLE and WRITABLE: each gets only
+/// its own bit, and both get HANGUP when the peer closes ([R9](anyloop::contract#r9),
+/// [R11](anyloop::contract#r11)).
 pub fn s25_overlapping_watches_own_bits_r09_r11(env: &Env) {
     let d = env.start();
     let mut sp = SocketPair::new();
@@ -221,7 +226,8 @@ pub fn s25_overlapping_watches_own_bits_r09_r11(env: &Env) {
     }
 }
 
-/// R11: three overlapping watches on one fd each get their own intersection.
+/// [R11](anyloop::contract#r11): three overlapping watches on one fd each get their own
+/// intersection.
 pub fn r11_three_overlapping_watches_one_fd(env: &Env) {
     let d = env.start();
     let sp = SocketPair::new();
@@ -250,8 +256,9 @@ pub fn r11_three_overlapping_watches_one_fd(env: &Env) {
     }
 }
 
-/// S26: of two watches ready in one iteration that disable each other, exactly one is
-/// called; the other is skipped until re-enabled, and then called (R18).
+/// [S26](anyloop::contract#s26): of two watches ready in one iteration that disable each other,
+/// exactly one is called; the other is skipped until re-enabled, and then called
+/// ([R18](anyloop::contract#r18)).
 pub fn s26_interest_change_mid_iteration_r18(env: &Env) {
     let d = env.start();
     let pipes = [Pipe::new(), Pipe::new()];
@@ -298,7 +305,8 @@ pub fn s26_interest_change_mid_iteration_r18(env: &Env) {
     );
 }
 
-/// S27: updating a watch to its current interest is a no-op: no call, same id still works.
+/// [S27](anyloop::contract#s27): updating a watch to its current interest is a no-op: no call, same
+/// id still works.
 pub fn s27_update_same_interest_noop_r05(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -332,8 +340,8 @@ pub fn s27_update_same_interest_noop_r05(env: &Env) {
     );
 }
 
-/// R9: over many interest changes on a busy socket, every call's bits are non-empty and a
-/// subset of the current interest plus ERROR/HANGUP.
+/// [R9](anyloop::contract#r9): over many interest changes on a busy socket, every call's bits are
+/// non-empty and a subset of the current interest plus ERROR/HANGUP.
 pub fn r09_reported_bits_subset_of_interest(env: &Env) {
     let d = env.start();
     let sp = SocketPair::new();
@@ -367,8 +375,8 @@ pub fn r09_reported_bits_subset_of_interest(env: &Env) {
     }
 }
 
-/// R51/D4: a regular file and /dev/null are accepted and always ready for what was asked,
-/// on every iteration (level), as under poll(2).
+/// [R51](anyloop::contract#r51)/[D4](anyloop::contract#d4): a regular file and /dev/null are
+/// accepted and always ready for what was asked, on every iteration (level), as under poll(2).
 pub fn r51_regular_file_and_dev_null_always_ready_d4(env: &Env) {
     let d = env.start();
     let path = std::env::temp_dir().join(format!(
@@ -404,7 +412,7 @@ pub fn r51_regular_file_and_dev_null_always_ready_d4(env: &Env) {
                     lp.remove_watch(id).expect("remove");
                 }
             })
-            .unwrap_or_else(|r| panic!("R51/D4: fd {fd} refused: {}", r.error));
+            .unwrap_or_else(|r| panic!("R51/D4: fd {fd} refused: {}", r.error()));
         logs.push(calls);
     }
     d.on_loop(|ctx| ctx.turns(5));
@@ -417,7 +425,8 @@ pub fn r51_regular_file_and_dev_null_always_ready_d4(env: &Env) {
     }
 }
 
-/// R13: each call carries its own id and fd, across many watches on distinct fds.
+/// [R13](anyloop::contract#r13): each call carries its own id and fd, across many watches on
+/// distinct fds.
 pub fn r13_arguments_are_own_id_and_fd(env: &Env) {
     let d = env.start();
     let pipes: Vec<Pipe> = (0..8).map(|_| Pipe::new()).collect();

@@ -1,11 +1,12 @@
-//! S13–S20 and R21–R26: when, where and how often a callback's state is freed (dropped).
+//! [S13–S20](anyloop::contract#s13) and [R21–R26](anyloop::contract#r21): when, where and how often
+//! a callback's state is freed (dropped).
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, IoEvents, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Schedule, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
@@ -20,8 +21,9 @@ fn dev_null() -> std::fs::File {
         .expect("open /dev/null")
 }
 
-/// S13: a disabled watch can be removed; update/remove afterwards are NotFound; the free
-/// runs once, after remove returned, by the end of the next iteration (R4, R6, R25).
+/// [S13](anyloop::contract#s13): a disabled watch can be removed; update/remove afterwards are
+/// NotFound; the free runs once, after remove returned, by the end of the next iteration
+/// ([R4](anyloop::contract#r4), [R6](anyloop::contract#r6), [R25](anyloop::contract#r25)).
 pub fn s13_remove_disabled_watch_frees_once_r04_r06(env: &Env) {
     use std::os::fd::AsRawFd;
     let d = env.start();
@@ -72,27 +74,28 @@ pub fn s13_remove_disabled_watch_frees_once_r04_r06(env: &Env) {
     drop(null);
 }
 
-/// S14: a disabled timer can be removed; update/remove afterwards are NotFound; it never
-/// fires; the free runs once, deferred (R4, R6).
+/// [S14](anyloop::contract#s14): a disabled timer can be removed; update/remove afterwards are
+/// NotFound; it never fires; the free runs once, deferred ([R4](anyloop::contract#r4),
+/// [R6](anyloop::contract#r6)).
 pub fn s14_remove_disabled_timer_frees_once_r04_r06(env: &Env) {
     let d = env.start_pumped();
     let (token, calls) = (env.token("t"), Arc::new(Log::new()));
     let c = calls.clone();
     let lp = d.lp();
     let id = lp
-        .add_timer(Some(Duration::from_secs(10)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_secs(10)), move |_| {
             let _ = &token;
             c.push(());
         })
         .expect("add");
-    lp.update_timer(id, None).expect("disable");
+    lp.update_timer(id, Schedule::Disabled).expect("disable");
     lp.remove_timer(id).expect("R6: remove a disabled timer");
-    let again = lp.update_timer(id, Some(Duration::from_secs(20)));
+    let again = lp.update_timer(id, Schedule::Every(Duration::from_secs(20)));
     assert!(
         matches!(again, Err(Error::NotFound { .. })),
         "R4: {again:?}"
     );
-    let again = lp.update_timer(id, Some(Duration::ZERO));
+    let again = lp.update_timer(id, Schedule::EVERY_ITERATION);
     assert!(
         matches!(again, Err(Error::NotFound { .. })),
         "R4: {again:?}"
@@ -107,8 +110,9 @@ pub fn s14_remove_disabled_timer_frees_once_r04_r06(env: &Env) {
     assert_eq!(calls.len(), 0, "a removed timer fired");
 }
 
-/// S15: the free never runs inside remove, whether remove is called on the loop thread (from
-/// another callback) or from a foreign thread; it runs on the loop thread (R21, R24).
+/// [S15](anyloop::contract#s15): the free never runs inside remove, whether remove is called on the
+/// loop thread (from another callback) or from a foreign thread; it runs on the loop thread
+/// ([R21](anyloop::contract#r21), [R24](anyloop::contract#r24)).
 pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     let d = env.start_pumped();
     let lp = d.lp().clone();
@@ -127,7 +131,7 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     let (victim, probe, seen) = (ids[0], env.probe().clone(), Arc::new(Log::new()));
     let (lp2, seen2) = (lp.clone(), seen.clone());
     let remover = lp
-        .add_timer(Some(Duration::ZERO), move |me| {
+        .add_timer(Schedule::EVERY_ITERATION, move |me| {
             let result = lp2.remove_watch(victim);
             seen2.push((result.is_ok(), probe.count("by-callback")));
             let _ = lp2.remove_timer(me);
@@ -167,9 +171,10 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     let _ = remover;
 }
 
-/// S16: a foreign thread removes a watch while its callback runs: remove returns at once
-/// (R44), the free waits until the callback returned (R22), the callback is not started
-/// again (R15).
+/// [S16](anyloop::contract#s16): a foreign thread removes a watch while its callback runs: remove
+/// returns at once ([R44](anyloop::contract#r44)), the free waits until the callback returned
+/// ([R22](anyloop::contract#r22)), the callback is not started again
+/// ([R15](anyloop::contract#r15)).
 pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -219,8 +224,9 @@ pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
     );
 }
 
-/// S17: a free may call every vtable operation (no lock held, R24): it adds and updates a
-/// timer, adds, updates and removes a watch, removes another timer; all take effect.
+/// [S17](anyloop::contract#s17): a free may call every vtable operation (no lock held,
+/// [R24](anyloop::contract#r24)): it adds and updates a timer, adds, updates and removes a watch,
+/// removes another timer; all take effect.
 pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -234,7 +240,7 @@ pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
         .expect("add other");
     let doomed_token = env.token("doomed-timer");
     let doomed = lp
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &doomed_token;
         })
         .expect("add doomed");
@@ -253,12 +259,12 @@ pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
         };
         let f3 = f2.clone();
         let t = lp2
-            .add_timer(None, move |id| {
+            .add_timer(Schedule::Disabled, move |id| {
                 let _ = &tt;
                 f3.push(id);
             })
             .expect("add_timer in a free");
-        lp2.update_timer(t, Some(Duration::from_millis(10)))
+        lp2.update_timer(t, Schedule::Every(Duration::from_millis(10)))
             .expect("update_timer in a free");
         let w = lp2
             .add_watch(fd, IoEvents::empty(), move |_, _, _| {
@@ -291,8 +297,9 @@ pub fn s17_free_may_call_every_op_r24_r43(env: &Env) {
     }
 }
 
-/// S18: destroying the loop frees every registration still present, once, on the loop
-/// thread; afterwards operations report LoopGone or NotFound and adds hand the callback back.
+/// [S18](anyloop::contract#s18): destroying the loop frees every registration still present, once,
+/// on the loop thread; afterwards operations report LoopGone or NotFound and adds hand the callback
+/// back.
 pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
     let d = env.start_pumped();
     let pipes: Vec<Pipe> = (0..3).map(|_| Pipe::new()).collect();
@@ -309,9 +316,9 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
         );
         let token = env.token(format!("t{i}"));
         let interval = [
-            None,
-            Some(Duration::from_secs(60)),
-            Some(Duration::from_millis(5)),
+            Schedule::Disabled,
+            Schedule::Every(Duration::from_secs(60)),
+            Schedule::Every(Duration::from_millis(5)),
         ][i];
         timers.push(
             lp.add_timer(interval, move |_| {
@@ -345,20 +352,20 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
         );
         assert!(gone(lp.remove_watch(h)), "R48 remove_watch");
         assert!(
-            gone(lp.update_timer(t, Some(Duration::ZERO))),
+            gone(lp.update_timer(t, Schedule::EVERY_ITERATION)),
             "R48 update_timer"
         );
         assert!(gone(lp.remove_timer(t)), "R48 remove_timer");
     }
     let token = env.token("late-add");
-    let late = d.raw().add_timer(Some(Duration::ZERO), move |_| {
+    let late = d.raw().add_timer(Schedule::EVERY_ITERATION, move |_| {
         let _ = &token;
     });
     let rejected = late.expect_err("R48: add on a destroyed loop succeeded");
     assert!(
-        matches!(rejected.error, Error::LoopGone),
+        matches!(rejected.error(), Error::LoopGone),
         "{:?}",
-        rejected.error
+        rejected.error()
     );
     assert_eq!(
         env.probe().count("late-add"),
@@ -372,7 +379,7 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
         .add_watch(pipes[0].fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         });
-    assert!(matches!(late, Err(ref r) if matches!(r.error, Error::LoopGone)));
+    assert!(matches!(late, Err(ref r) if matches!(r.error(), Error::LoopGone)));
     assert_eq!(
         env.probe().count("late-watch"),
         0,
@@ -380,8 +387,9 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
     );
 }
 
-/// S19: a failed add (fd -1) returns a typed error naming the fd and hands the callback back
-/// unfreed; the returned callback is the caller's own and still works (R2).
+/// [S19](anyloop::contract#s19): a failed add (fd -1) returns a typed error naming the fd and hands
+/// the callback back unfreed; the returned callback is the caller's own and still works
+/// ([R2](anyloop::contract#r2)).
 pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
     let d = env.start_pumped();
     let (token, calls) = (env.token("rejected"), Arc::new(Log::new()));
@@ -390,29 +398,29 @@ pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
         let _ = &token;
         c.push(fd);
     });
-    let mut rejected = result.expect_err("fd -1 accepted");
+    let rejected = result.expect_err("fd -1 accepted");
     assert!(
-        matches!(rejected.error, Error::InvalidFd { fd: -1, .. }),
+        matches!(rejected.error(), Error::InvalidFd { fd: -1, .. }),
         "R59: {:?}",
-        rejected.error
+        rejected.error()
     );
     d.settle();
     assert_eq!(env.probe().count("rejected"), 0, "R2: the backend freed it");
-    rejected
-        .callback
-        .call(WatchId::allocate(), 7, IoEvents::READABLE);
+    let mut callback = rejected.into_callback();
+    callback.call(WatchId::allocate(), 7, IoEvents::READABLE);
     assert_eq!(
         calls.snapshot(),
         vec![7],
         "the returned callback is not the caller's"
     );
-    drop(rejected);
+    drop(callback);
     assert_eq!(env.probe().count("rejected"), 1);
     assert_eq!(d.stats().watches, 0, "a failed add left a registration");
 }
 
-/// S20: 100 removals from a foreign thread while the loop is stopped stay pending
-/// (`is_idle` false, counted), and one iteration runs them all (R25, R57).
+/// [S20](anyloop::contract#s20): 100 removals from a foreign thread while the loop is stopped stay
+/// pending (`is_idle` false, counted), and one iteration runs them all
+/// ([R25](anyloop::contract#r25), [R57](anyloop::contract#r57)).
 pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -429,7 +437,7 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
         );
         let token = env.token(format!("t{i}"));
         timers.push(
-            lp.add_timer(None, move |_| {
+            lp.add_timer(Schedule::Disabled, move |_| {
                 let _ = &token;
             })
             .expect("add"),
@@ -466,7 +474,8 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
     assert!(d.stats().is_idle(), "R25: still not idle");
 }
 
-/// R26: frees of registrations removed in one iteration run in removal order.
+/// [R26](anyloop::contract#r26): frees of registrations removed in one iteration run in removal
+/// order.
 pub fn r26_frees_run_in_removal_order(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -476,7 +485,7 @@ pub fn r26_frees_run_in_removal_order(env: &Env) {
         let token = env.token(format!("r{i}"));
         if i % 2 == 0 {
             ids.push(Ok(lp
-                .add_timer(None, move |_| {
+                .add_timer(Schedule::Disabled, move |_| {
                     let _ = &token;
                 })
                 .expect("add")));
@@ -493,7 +502,7 @@ pub fn r26_frees_run_in_removal_order(env: &Env) {
     // All removed inside one callback on the loop thread, then from the test thread.
     let first: Vec<_> = order[..3].iter().map(|&i| ids[i]).collect();
     let token = env.token("remover");
-    lp.add_timer(Some(Duration::ZERO), move |me| {
+    lp.add_timer(Schedule::EVERY_ITERATION, move |me| {
         let _ = &token;
         for id in &first {
             match id {
@@ -523,8 +532,8 @@ pub fn r26_frees_run_in_removal_order(env: &Env) {
     assert_eq!(freed, want, "R26: frees not in removal order");
 }
 
-/// R25/R21: a removal made inside a callback is not freed during that callback, and is freed
-/// by the end of the next iteration.
+/// [R25](anyloop::contract#r25)/[R21](anyloop::contract#r21): a removal made inside a callback is
+/// not freed during that callback, and is freed by the end of the next iteration.
 pub fn r25_free_by_end_of_next_iteration(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -538,7 +547,7 @@ pub fn r25_free_by_end_of_next_iteration(env: &Env) {
     let (lp2, probe, seen) = (lp.clone(), env.probe().clone(), Arc::new(Log::new()));
     let s2 = seen.clone();
     let token = env.token("remover");
-    lp.add_timer(Some(Duration::ZERO), move |me| {
+    lp.add_timer(Schedule::EVERY_ITERATION, move |me| {
         let _ = &token;
         lp2.remove_watch(victim).expect("remove");
         s2.push(probe.count("victim"));

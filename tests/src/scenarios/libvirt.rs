@@ -1,6 +1,6 @@
-//! S1–S12: libvirt's `tests/eventtest.c`, case by case.
+//! [S1–S12](anyloop::contract#s1): libvirt's own event-loop test, replayed case by case.
 //!
-//! Setup as in eventtest.c: 31 non-blocking pipes, every read end watched READABLE, and 31
+//! Setup as in libvirt's test: 31 non-blocking pipes, every read end watched READABLE, and 31
 //! timers added disabled. Every handle callback records its id, fd and events and reads one
 //! byte; every timer callback records its id. After each case the scenario checks that exactly
 //! the expected registrations fired, with their own id, fd and READABLE, and nothing else.
@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyloop::{Error, IoEvents, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Schedule, TimerId, WatchId};
 
 use crate::driver::{Driver, TIMEOUT};
 use crate::fds::{read_one, Pipe};
@@ -84,7 +84,7 @@ impl Eventtest {
             let (hits, hooks, token) = (hits.clone(), hooks.clone(), env.token(format!("t{i}")));
             let id = d
                 .lp()
-                .add_timer(None, move |id| {
+                .add_timer(Schedule::Disabled, move |id| {
                     let _ = &token;
                     hits.push(Hit {
                         who: Who::Timer(i),
@@ -129,7 +129,7 @@ impl Eventtest {
     }
 
     /// After a settle: exactly `expected` fired (watches exactly once), with the right
-    /// arguments (R13); then forgets the hits.
+    /// arguments ([R13](anyloop::contract#r13)); then forgets the hits.
     fn check_only(&self, expected: &[Who]) {
         self.d.settle();
         let hits = self.hits.take();
@@ -151,11 +151,12 @@ impl Eventtest {
         }
     }
 
-    /// Stops the pump and absorbs any wake-up the setup left behind: an op from this thread
-    /// that landed while the pump's last iteration was inside `run_once` woke it, and if that
-    /// iteration had already polled, the wake-up stays pending and would end the next
-    /// `run_once(None)` at once (allowed by R46, but not what S3/S8 are about). Every setup op
-    /// has returned, so its wake-up is written; one non-blocking iteration consumes it.
+    /// Stops the pump and absorbs any wake-up the setup left behind: an op from this thread that
+    /// landed while the pump's last iteration was inside `run_once` woke it, and if that iteration
+    /// had already polled, the wake-up stays pending and would end the next `run_once(None)` at
+    /// once (allowed by [R46](anyloop::contract#r46), but not what
+    /// [S3](anyloop::contract#s3)/[S8](anyloop::contract#s8) are about). Every setup op has
+    /// returned, so its wake-up is written; one non-blocking iteration consumes it.
     fn stop_pump_quietly(&self) {
         self.d.stop_pump();
         self.d.on_loop(|ctx| ctx.turns(1));
@@ -170,7 +171,8 @@ impl Eventtest {
     }
 }
 
-/// S1: one byte on pipe 1 fires exactly watch 1, with its id, fd and READABLE.
+/// [S1](anyloop::contract#s1): one byte on pipe 1 fires exactly watch 1, with its id, fd and
+/// READABLE.
 pub fn s01_simple_write_r13(env: &Env) {
     let t = Eventtest::setup(env);
     t.pipes[1].write(1);
@@ -178,7 +180,8 @@ pub fn s01_simple_write_r13(env: &Env) {
     t.check_only(&[Who::Handle(1)]);
 }
 
-/// S2: a watch removed before the poll never fires, even with data on its pipe.
+/// [S2](anyloop::contract#s2): a watch removed before the poll never fires, even with data on its
+/// pipe.
 pub fn s02_deleted_before_poll_r15(env: &Env) {
     let t = Eventtest::setup(env);
     t.d.lp().remove_watch(t.watches[0]).expect("remove watch 0");
@@ -188,7 +191,8 @@ pub fn s02_deleted_before_poll_r15(env: &Env) {
     t.check_only(&[Who::Handle(1)]);
 }
 
-/// S3: removing a watch from another thread wakes a blocked `run_once`; nothing fires.
+/// [S3](anyloop::contract#s3): removing a watch from another thread wakes a blocked `run_once`;
+/// nothing fires.
 pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
     let t = Eventtest::setup(env);
     t.stop_pump_quietly();
@@ -201,7 +205,8 @@ pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
     t.check_only(&[]);
 }
 
-/// S4: of two ready watches that remove each other, exactly one fires, once (R15).
+/// [S4](anyloop::contract#s4): of two ready watches that remove each other, exactly one fires, once
+/// ([R15](anyloop::contract#r15)).
 pub fn s04_removed_during_dispatch_not_called_r15(env: &Env) {
     let t = Eventtest::setup(env);
     let (h2, h3) = (t.watches[2], t.watches[3]);
@@ -237,7 +242,8 @@ pub fn s04_removed_during_dispatch_not_called_r15(env: &Env) {
     t.check_only(&[who]);
 }
 
-/// S5: a watch removing itself fires once, its state lives until it returns, never again.
+/// [S5](anyloop::contract#s5): a watch removing itself fires once, its state lives until it
+/// returns, never again.
 pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
     let t = Eventtest::setup(env);
     let (lp, h2) = (t.d.lp().clone(), t.watches[2]);
@@ -258,38 +264,43 @@ pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
     assert_eq!(env.probe().count("h2"), 1);
 }
 
-/// S6: enabling a timer at 100 ms fires it with its own id, and nothing else.
+/// [S6](anyloop::contract#s6): enabling a timer at 100 ms fires it with its own id, and nothing
+/// else.
 pub fn s06_firing_a_timer_r27(env: &Env) {
     let t = Eventtest::setup(env);
     t.d.lp()
-        .update_timer(t.timers[1], Some(Duration::from_millis(100)))
+        .update_timer(t.timers[1], Schedule::Every(Duration::from_millis(100)))
         .expect("update");
     t.wait_fired(&[Who::Timer(1)]);
-    t.d.lp().update_timer(t.timers[1], None).expect("disable");
+    t.d.lp()
+        .update_timer(t.timers[1], Schedule::Disabled)
+        .expect("disable");
     t.check_only(&[Who::Timer(1)]);
 }
 
-/// S7: a timer removed before the poll never fires.
+/// [S7](anyloop::contract#s7): a timer removed before the poll never fires.
 pub fn s07_timer_deleted_before_poll_r15(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();
-    lp.update_timer(t.timers[0], Some(Duration::from_millis(100)))
+    lp.update_timer(t.timers[0], Schedule::Every(Duration::from_millis(100)))
         .expect("update 0");
-    lp.update_timer(t.timers[1], Some(Duration::from_millis(100)))
+    lp.update_timer(t.timers[1], Schedule::Every(Duration::from_millis(100)))
         .expect("update 1");
     lp.remove_timer(t.timers[0]).expect("remove 0");
     t.wait_fired(&[Who::Timer(1)]);
-    lp.update_timer(t.timers[1], None).expect("disable");
+    lp.update_timer(t.timers[1], Schedule::Disabled)
+        .expect("disable");
     std::thread::sleep(Duration::from_millis(100));
     t.check_only(&[Who::Timer(1)]);
 }
 
-/// S8: removing the only pending timer from another thread wakes the blocked loop.
+/// [S8](anyloop::contract#s8): removing the only pending timer from another thread wakes the
+/// blocked loop.
 pub fn s08_timer_removal_interrupts_poll_r40_r46(env: &Env) {
     let t = Eventtest::setup(env);
     t.stop_pump_quietly();
     t.d.lp()
-        .update_timer(t.timers[1], Some(Duration::from_secs(30)))
+        .update_timer(t.timers[1], Schedule::Every(Duration::from_secs(30)))
         .expect("update");
     let pending = t.d.spawn(|ctx| ctx.run_once(None));
     t.assert_blocked(&pending);
@@ -299,7 +310,8 @@ pub fn s08_timer_removal_interrupts_poll_r40_r46(env: &Env) {
     t.check_only(&[]);
 }
 
-/// S9: timer 2 removes timer 3 (same interval, enabled after it): 3 never fires (R33, R34).
+/// [S9](anyloop::contract#s9): timer 2 removes timer 3 (same interval, enabled after it): 3 never
+/// fires ([R33](anyloop::contract#r33), [R34](anyloop::contract#r34)).
 pub fn s09_timer_deleted_during_dispatch_r33_r34(env: &Env) {
     let t = Eventtest::setup(env);
     let (lp, t3) = (t.d.lp().clone(), t.timers[3]);
@@ -308,19 +320,19 @@ pub fn s09_timer_deleted_during_dispatch_r33_r34(env: &Env) {
     t.hook(Who::Timer(2), move || {
         r.push(lp.remove_timer(t3).map_err(|e| e.to_string()));
     });
-    let hundred = Some(Duration::from_millis(100));
+    let hundred = Schedule::Every(Duration::from_millis(100));
     t.d.lp().update_timer(t.timers[2], hundred).expect("t2");
     t.d.lp().update_timer(t.timers[3], hundred).expect("t3");
     t.wait_fired(&[Who::Timer(2)]);
     t.d.lp()
-        .update_timer(t.timers[2], None)
+        .update_timer(t.timers[2], Schedule::Disabled)
         .expect("disable t2");
     std::thread::sleep(Duration::from_millis(150));
     t.check_only(&[Who::Timer(2)]);
     assert_eq!(result.snapshot()[0], Ok(()));
 }
 
-/// S10: a timer removing itself fires once and never again.
+/// [S10](anyloop::contract#s10): a timer removing itself fires once and never again.
 pub fn s10_timer_deletes_itself_r16(env: &Env) {
     let t = Eventtest::setup(env);
     let (lp, t2) = (t.d.lp().clone(), t.timers[2]);
@@ -328,7 +340,7 @@ pub fn s10_timer_deletes_itself_r16(env: &Env) {
         lp.remove_timer(t2).expect("self-removal");
     });
     t.d.lp()
-        .update_timer(t2, Some(Duration::from_millis(50)))
+        .update_timer(t2, Schedule::Every(Duration::from_millis(50)))
         .expect("update");
     t.wait_fired(&[Who::Timer(2)]);
     std::thread::sleep(Duration::from_millis(200));
@@ -336,7 +348,8 @@ pub fn s10_timer_deletes_itself_r16(env: &Env) {
     assert_eq!(env.probe().count("t2"), 1, "freed once after self-removal");
 }
 
-/// S11: after removing watches and timers 0–29 (some twice: NotFound), watch 30 still works.
+/// [S11](anyloop::contract#s11): after removing watches and timers 0–29 (some twice: NotFound),
+/// watch 30 still works.
 pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();
@@ -369,7 +382,8 @@ pub fn s11_survivor_after_mass_removal_r03(env: &Env) {
     );
 }
 
-/// S12: a disabled and an enabled watch on one fd: only the enabled one fires (R10, R11).
+/// [S12](anyloop::contract#s12): a disabled and an enabled watch on one fd: only the enabled one
+/// fires ([R10](anyloop::contract#r10), [R11](anyloop::contract#r11)).
 pub fn s12_same_fd_twice_r10_r11(env: &Env) {
     let t = Eventtest::setup(env);
     let lp = t.d.lp();

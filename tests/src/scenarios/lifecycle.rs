@@ -1,25 +1,27 @@
-//! S47–S53 and R46–R50: run, run_once, quit, destruction, per-thread and default loops.
+//! [S47–S53](anyloop::contract#s47) and [R46–R50](anyloop::contract#r46): run, run_once, quit,
+//! destruction, per-thread and default loops.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{bind_thread_loop, default_loop, set_default_loop, Error, IoEvents, Loop};
+use anyloop::{bind_thread_loop, default_loop, set_default_loop, Error, IoEvents, Loop, Schedule};
 
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
 use crate::probe::Log;
 use crate::runner::Env;
 
-/// S47: quit from a foreign thread while `run` blocks with nothing registered: run returns.
+/// [S47](anyloop::contract#s47): quit from a foreign thread while `run` blocks with nothing
+/// registered: run returns.
 pub fn s47_quit_from_foreign_thread_r47(env: &Env) {
     let d = env.start();
     let running = d.spawn(|ctx| ctx.run());
     thread::sleep(Duration::from_millis(50));
     assert!(!running.is_done(), "run returned without a quit");
     let quit = d.quitter();
-    thread::spawn(move || quit())
+    thread::spawn(move || quit.quit())
         .join()
         .expect("quitter thread");
     let result = running
@@ -28,8 +30,9 @@ pub fn s47_quit_from_foreign_thread_r47(env: &Env) {
     result.expect("run failed");
 }
 
-/// S48: quit from a callback while two more watches are ready in the same batch: all three
-/// are dispatched once, then run returns without polling again (R47, D5).
+/// [S48](anyloop::contract#s48): quit from a callback while two more watches are ready in the same
+/// batch: all three are dispatched once, then run returns without polling again
+/// ([R47](anyloop::contract#r47), [D5](anyloop::contract#d5)).
 pub fn s48_quit_from_callback_finishes_batch_r47(env: &Env) {
     let d = env.start();
     let pipes: Vec<Pipe> = (0..3).map(|_| Pipe::new()).collect();
@@ -47,7 +50,7 @@ pub fn s48_quit_from_callback_finishes_batch_r47(env: &Env) {
                 let _ = &token;
                 c.push(k); // never reads: a second poll would call it again
                 if !q.swap(true, Ordering::SeqCst) {
-                    quit();
+                    quit.quit();
                 }
             })
             .expect("add");
@@ -63,8 +66,8 @@ pub fn s48_quit_from_callback_finishes_batch_r47(env: &Env) {
     );
 }
 
-/// S49: run_once with nothing registered honours a 50 ms timeout; with none it blocks until
-/// a foreign thread quits or adds something (R46).
+/// [S49](anyloop::contract#s49): run_once with nothing registered honours a 50 ms timeout; with
+/// none it blocks until a foreign thread quits or adds something ([R46](anyloop::contract#r46)).
 pub fn s49_run_once_nothing_registered_r46(env: &Env) {
     let d = env.start();
     let (ran, elapsed) = d.on_loop(|ctx| {
@@ -89,11 +92,11 @@ pub fn s49_run_once_nothing_registered_r46(env: &Env) {
         // The add first: a quit may stay pending (for `run`) and end later iterations early.
         if step == 1 {
             let quit = d.quitter();
-            thread::spawn(move || quit()).join().expect("quit");
+            thread::spawn(move || quit.quit()).join().expect("quit");
         } else {
             let (lp, token) = (d.lp().clone(), env.token("t"));
             thread::spawn(move || {
-                lp.add_timer(None, move |_| {
+                lp.add_timer(Schedule::Disabled, move |_| {
                     let _ = &token;
                 })
                 .expect("add")
@@ -109,8 +112,8 @@ pub fn s49_run_once_nothing_registered_r46(env: &Env) {
     }
 }
 
-/// R47: a quit issued before run is not lost: run returns at once; pending frees survive
-/// the quit (they run on the next iteration or at destruction).
+/// [R47](anyloop::contract#r47): a quit issued before run is not lost: run returns at once; pending
+/// frees survive the quit (they run on the next iteration or at destruction).
 pub fn r47_quit_before_run_not_lost(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -122,7 +125,7 @@ pub fn r47_quit_before_run_not_lost(env: &Env) {
         })
         .expect("add");
     d.lp().remove_watch(id).expect("remove");
-    (d.quitter())();
+    d.quitter().quit();
     let result = d.spawn(|ctx| ctx.run()).wait_for(TIMEOUT);
     assert!(result.is_some(), "R47: a quit before run was lost");
     // The free is not lost: it runs by the next iterations at the latest.
@@ -134,16 +137,17 @@ pub fn r47_quit_before_run_not_lost(env: &Env) {
     );
 }
 
-/// R47: quit from a timer callback during run; the loop can be run again afterwards.
+/// [R47](anyloop::contract#r47): quit from a timer callback during run; the loop can be run again
+/// afterwards.
 pub fn r47_quit_from_timer_then_run_again(env: &Env) {
     let d = env.start();
     let (calls, quit, token) = (Arc::new(Log::new()), d.quitter(), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::from_millis(5)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_millis(5)), move |_| {
             let _ = &token;
             c.push(());
-            quit();
+            quit.quit();
         })
         .expect("add");
     for round in 1..=3 {
@@ -155,8 +159,8 @@ pub fn r47_quit_from_timer_then_run_again(env: &Env) {
     }
 }
 
-/// R48: a destroyed loop refuses adds with LoopGone, handing the callback back unfreed, and
-/// answers other operations with LoopGone or NotFound.
+/// [R48](anyloop::contract#r48): a destroyed loop refuses adds with LoopGone, handing the callback
+/// back unfreed, and answers other operations with LoopGone or NotFound.
 pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -169,9 +173,9 @@ pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
         })
         .expect_err("add on a dead loop");
     assert!(
-        matches!(rejected.error, Error::LoopGone),
+        matches!(rejected.error(), Error::LoopGone),
         "{:?}",
-        rejected.error
+        rejected.error()
     );
     assert_eq!(
         env.probe().count("h"),
@@ -187,9 +191,10 @@ pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     assert!(ok(lp.remove_timer(anyloop::TimerId::allocate())));
 }
 
-/// S52: two threads, each with its own loop bound as the thread's current loop: code on each
-/// registers without naming a loop and its callbacks run on that thread; operations on the
-/// other loop's ids from here are forwarded and work (R50).
+/// [S52](anyloop::contract#s52): two threads, each with its own loop bound as the thread's current
+/// loop: code on each registers without naming a loop and its callbacks run on that thread;
+/// operations on the other loop's ids from here are forwarded and work
+/// ([R50](anyloop::contract#r50)).
 pub fn s52_per_thread_loops_r50(env: &Env) {
     let drivers = [env.start_pumped(), env.start_pumped()];
     let seen = Arc::new(Log::new());
@@ -209,7 +214,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
                 "R50: lookup did not find the thread's loop"
             );
             let id = current
-                .add_timer(None, move |_| {
+                .add_timer(Schedule::Disabled, move |_| {
                     let _ = &token;
                     s.push((k, thread::current().id()));
                 })
@@ -224,7 +229,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
         let (other_lp, other_id) = (drivers[1 - k].lp().clone(), timers[1 - k]);
         drivers[k].on_loop(move |_| {
             other_lp
-                .update_timer(other_id, Some(Duration::ZERO))
+                .update_timer(other_id, Schedule::EVERY_ITERATION)
                 .expect("forwarded op");
         });
     }
@@ -237,7 +242,9 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
         );
     }
     for (d, id) in drivers.iter().zip(timers) {
-        d.lp().update_timer(id, None).expect("disable");
+        d.lp()
+            .update_timer(id, Schedule::Disabled)
+            .expect("disable");
     }
     // A thread with no bound loop gets the process default, else NoLoop.
     let lookup = thread::spawn(Loop::current).join().expect("lookup thread");
@@ -250,9 +257,10 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
     }
 }
 
-/// S53: a second install of the process default is refused with AlreadyRegistered and the
-/// first stays active; a thread's own loop takes precedence over the default (R7, R50).
-/// Correct in any test order: whichever install came first in this process wins.
+/// [S53](anyloop::contract#s53): a second install of the process default is refused with
+/// AlreadyRegistered and the first stays active; a thread's own loop takes precedence over the
+/// default ([R7](anyloop::contract#r7), [R50](anyloop::contract#r50)). Correct in any test order:
+/// whichever install came first in this process wins.
 pub fn s53_second_default_install_refused_r07_r50(env: &Env) {
     let (a, b) = (env.start(), env.start());
     let first_try = set_default_loop(a.lp().clone());
@@ -295,9 +303,9 @@ pub fn s53_second_default_install_refused_r07_r50(env: &Env) {
     );
 }
 
-/// R49: a library object kept alive only by its timer's state stays alive while the timer is
-/// registered, even disabled and after firing, and goes away with the timer's free (after
-/// the remove, on the loop), never earlier.
+/// [R49](anyloop::contract#r49): a library object kept alive only by its timer's state stays alive
+/// while the timer is registered, even disabled and after firing, and goes away with the timer's
+/// free (after the remove, on the loop), never earlier.
 pub fn r49_owner_outlives_its_timer(env: &Env) {
     struct Owner {
         ticks: std::sync::atomic::AtomicUsize,
@@ -307,14 +315,13 @@ pub fn r49_owner_outlives_its_timer(env: &Env) {
         ticks: std::sync::atomic::AtomicUsize::new(0),
     });
     let watcher = Arc::downgrade(&owner);
-    let (lp, token) = (d.lp().clone(), env.token("owner-timer"));
+    let token = env.token("owner-timer");
     let id = d
         .lp()
-        .add_timer(Some(Duration::ZERO), move |id| {
+        // A one-shot: once fired it is disabled, but stays registered and keeps its state.
+        .add_timer(Schedule::Once(Duration::ZERO), move |_| {
             let _ = &token;
             owner.ticks.fetch_add(1, Ordering::SeqCst);
-            // One-shot: the timer disables itself but keeps owning its state.
-            lp.update_timer(id, None).expect("disable");
         })
         .expect("add");
     d.on_loop(|ctx| ctx.turns(3));
@@ -341,8 +348,8 @@ pub fn r49_owner_outlives_its_timer(env: &Env) {
     );
 }
 
-/// R56/R59: registrations can carry debug names; errors name the id (unknown ids, panics) and
-/// the fd (bad fds).
+/// [R56](anyloop::contract#r56)/[R59](anyloop::contract#r59): registrations can carry debug names;
+/// errors name the id (unknown ids, panics) and the fd (bad fds).
 pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -363,7 +370,7 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     let timer = d
         .lp()
         .add_timer(
-            None,
+            Schedule::Disabled,
             anyloop::TimerCallback::new(move |_| {
                 let _ = &token;
                 panic!("named timer exploded");
@@ -376,7 +383,7 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
     assert_eq!(calls.snapshot(), vec!["watch"], "named watch dispatches");
 
     d.lp()
-        .update_timer(timer, Some(Duration::ZERO))
+        .update_timer(timer, Schedule::EVERY_ITERATION)
         .expect("arm");
     let result = d.on_loop(|ctx| ctx.run_once(Some(Duration::from_millis(100))));
     let err = result.expect_err("R54: the panic is reported");
@@ -399,9 +406,9 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
         .add_watch(bad_fd, IoEvents::READABLE, |_, _, _| {})
         .expect_err("closed fd accepted");
     assert!(
-        rejected.error.to_string().contains(&bad_fd.to_string()),
+        rejected.error().to_string().contains(&bad_fd.to_string()),
         "R59: InvalidFd names the fd: {}",
-        rejected.error
+        rejected.error()
     );
     d.on_loop(|ctx| ctx.turns(1));
     assert_eq!(env.probe().count("named-watch"), 1);

@@ -1,10 +1,11 @@
 //! Model-based property tests: random sequences of operations run against the backend and
 //! against a small executable model of the contract; the observable traces must agree.
 //!
-//! A case is a sequence of [`Step`]s: add/update/remove watches and timers (on the loop
-//! thread or from a foreign thread), writes and reads on the watched descriptors, closing a
-//! pipe's write end (HANGUP), closing a *watched* descriptor and reopening it (its number is
-//! usually reused at once: the fault of R52/R19), one loop iteration, and quit + run.
+//! A case is a sequence of [`Step`]s: add/update/remove watches and timers (on the loop thread or
+//! from a foreign thread), writes and reads on the watched descriptors, closing a pipe's write end
+//! (HANGUP), closing a *watched* descriptor and reopening it (its number is usually reused at once:
+//! the fault of [R52](anyloop::contract#r52)/[R19](anyloop::contract#r19)), one loop iteration, and
+//! quit + run.
 //!
 //! Everything that decides what a step may observe is deterministic:
 //!
@@ -12,22 +13,29 @@
 //!   model computes from the bytes it wrote and read: a pipe is READABLE while it holds data
 //!   and reports HANGUP once its writer is closed; a socket end is always WRITABLE (the test
 //!   never fills its buffer) and READABLE while it holds data;
-//! - timers are 0-interval (fire on every iteration while enabled, R27), disabled (never), or
-//!   one hour (never within a case);
-//! - iterations are `run_once(Some(0))` between steps, so every change made by a step is in
-//!   effect for the next poll (R40, R41); callbacks only act on their own registration
-//!   (remove or disable themselves), so the outcome does not depend on the dispatch order,
-//!   which the contract leaves open (D11).
+//! - timers are `Every(ZERO)` (fire on every iteration while enabled,
+//!   [R27](anyloop::contract#r27)), `Once(ZERO)` (fire in the next iteration, once, then read
+//!   `Disabled`, [R27](anyloop::contract#r27)), disabled (never), or `Every` one hour (never within
+//!   a case);
+//! - iterations are `run_once(Some(0))` between steps, so every change made by a step is in effect
+//!   for the next poll ([R40](anyloop::contract#r40), [R41](anyloop::contract#r41)); callbacks only
+//!   act on their own registration (remove or disable themselves), so the outcome does not depend
+//!   on the dispatch order, which the contract leaves open ([D11](anyloop::contract#d11)).
 //!
 //! What is compared after every step: which callbacks ran in each iteration, with which
-//! registration, id, fd and bits (R8–R13, R15, R18, R27, R34); the result of every operation
-//! (NotFound after remove, R3/R4); when each free ran: never before its remove returned or
-//! while its callback ran, and by the end of the iteration after the remove (R16, R21, R25);
-//! and at the end, after the loop is destroyed, that every free ran exactly once (R23, R48).
-//! Watches whose descriptor was closed under them are out of contract for delivery (R52: the
-//! substrates differ); they must still never fire after their remove, and their remove must
-//! work and free them once. Watches added on the reopened descriptor are held to the full
-//! contract (R19).
+//! registration, id, fd and bits ([R8–R13](anyloop::contract#r8), [R15](anyloop::contract#r15),
+//! [R18](anyloop::contract#r18), [R27](anyloop::contract#r27), [R34](anyloop::contract#r34)); the
+//! result of every operation (NotFound after remove,
+//! [R3](anyloop::contract#r3)/[R4](anyloop::contract#r4)); every live timer's schedule as
+//! `timer_schedule` reports it ([R27](anyloop::contract#r27)); when each free ran: never before its
+//! remove returned or while its callback ran, and by the end of the iteration after the remove
+//! ([R16](anyloop::contract#r16), [R21](anyloop::contract#r21), [R25](anyloop::contract#r25)); and
+//! at the end, after the loop is destroyed, that every free ran exactly once
+//! ([R23](anyloop::contract#r23), [R48](anyloop::contract#r48)). Watches whose descriptor was
+//! closed under them are out of contract for delivery ([R52](anyloop::contract#r52): the substrates
+//! differ); they must still never fire after their remove, and their remove must work and free them
+//! once. Watches added on the reopened descriptor are held to the full contract
+//! ([R19](anyloop::contract#r19)).
 //!
 //! Case count: `PROPTEST_CASES` (default [`DEFAULT_CASES`] per backend); the seed is random
 //! unless `PROPTEST_RNG_SEED` is set. A failing case is shrunk and printed; shrunk failures
@@ -39,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{Error, IoEvents, Loop, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Loop, Schedule, TimerId, WatchId};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
@@ -64,7 +72,7 @@ const MAX_STEPS: usize = 40;
 /// A watch's interest, as generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
-    /// Disabled (R10).
+    /// Disabled ([R10](anyloop::contract#r10)).
     Empty,
     /// READABLE.
     Read,
@@ -85,24 +93,33 @@ impl Interest {
     }
 }
 
-/// A timer's interval, as generated: only values whose firing is deterministic.
+/// A timer's schedule, as generated: only values whose firing is deterministic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
-    /// Interval 0: fires on every iteration while enabled (R27).
+    /// `Every(ZERO)`: fires on every iteration while enabled ([R27](anyloop::contract#r27)).
     Zero,
+    /// `Once(ZERO)`: fires in the next iteration, once, and is `Disabled` from then on
+    /// ([R27](anyloop::contract#r27)).
+    Once,
     /// Disabled: never fires.
     Off,
-    /// One hour: never fires within a case.
+    /// `Every` one hour: never fires within a case.
     Hour,
 }
 
 impl Period {
-    fn interval(self) -> Option<Duration> {
+    fn schedule(self) -> Schedule {
         match self {
-            Period::Zero => Some(Duration::ZERO),
-            Period::Off => None,
-            Period::Hour => Some(Duration::from_secs(3600)),
+            Period::Zero => Schedule::EVERY_ITERATION,
+            Period::Once => Schedule::Once(Duration::ZERO),
+            Period::Off => Schedule::Disabled,
+            Period::Hour => Schedule::Every(Duration::from_secs(3600)),
         }
+    }
+
+    /// Fires in the next iteration.
+    fn due(self) -> bool {
+        matches!(self, Period::Zero | Period::Once)
     }
 }
 
@@ -111,9 +128,10 @@ impl Period {
 pub enum OnFire {
     /// Nothing.
     Nothing,
-    /// Removes itself (R16).
+    /// Removes itself ([R16](anyloop::contract#r16)).
     RemoveSelf,
-    /// Disables itself: empty interest or no interval (R18, R34).
+    /// Disables itself: empty interest or `Schedule::Disabled` ([R18](anyloop::contract#r18),
+    /// [R34](anyloop::contract#r34)).
     DisableSelf,
 }
 
@@ -144,16 +162,16 @@ pub enum Op {
     },
     /// Adds a timer.
     AddTimer {
-        /// Interval at add.
+        /// Schedule at add.
         period: Period,
         /// Its callback's action.
         on_fire: OnFire,
     },
-    /// Updates a timer's interval.
+    /// Updates a timer's schedule.
     UpdateTimer {
         /// Timer index.
         timer: usize,
-        /// New interval.
+        /// New schedule.
         period: Period,
     },
     /// Removes a timer.
@@ -186,7 +204,7 @@ pub enum Op {
     },
     /// One non-blocking iteration.
     RunOnce,
-    /// Quit, then `run`: it must return after at most one iteration (R47).
+    /// Quit, then `run`: it must return after at most one iteration ([R47](anyloop::contract#r47)).
     QuitThenRun,
 }
 
@@ -215,7 +233,12 @@ pub fn steps() -> impl Strategy<Value = Vec<Step>> {
         Just(Interest::Write),
         Just(Interest::Both)
     ];
-    let period = prop_oneof![Just(Period::Zero), Just(Period::Off), Just(Period::Hour)];
+    let period = prop_oneof![
+        Just(Period::Zero),
+        Just(Period::Once),
+        Just(Period::Off),
+        Just(Period::Hour)
+    ];
     let on_fire = prop_oneof![
         3 => Just(OnFire::Nothing),
         1 => Just(OnFire::RemoveSelf),
@@ -347,6 +370,34 @@ pub fn regressions() -> Vec<(&'static str, Vec<Step>)> {
                 on_loop(RunOnce),
             ],
         ),
+        (
+            "one-shots: fire once, re-armed by update from a foreign thread, self-disabled",
+            vec![
+                on_loop(AddTimer {
+                    period: Period::Once,
+                    on_fire: OnFire::Nothing,
+                }),
+                foreign(AddTimer {
+                    period: Period::Once,
+                    on_fire: OnFire::DisableSelf,
+                }),
+                on_loop(RunOnce),
+                on_loop(RunOnce),
+                foreign(UpdateTimer {
+                    timer: 0,
+                    period: Period::Once,
+                }),
+                on_loop(RunOnce),
+                on_loop(RunOnce),
+                on_loop(UpdateTimer {
+                    timer: 1,
+                    period: Period::Once,
+                }),
+                on_loop(RemoveTimer { timer: 0 }),
+                on_loop(RunOnce),
+                on_loop(RunOnce),
+            ],
+        ),
     ]
 }
 
@@ -465,7 +516,8 @@ struct Slot {
     other: Option<OwnedFd>,
     /// Bytes pending on the watched end.
     bytes: usize,
-    /// Bumped on every reopen; watches added before it are "closed under" (R52).
+    /// Bumped on every reopen; watches added before it are "closed under"
+    /// ([R52](anyloop::contract#r52)).
     generation: usize,
 }
 
@@ -534,7 +586,7 @@ struct ModelTimer {
 struct Case<'a> {
     ctx: &'a mut LoopCtx,
     lp: Loop,
-    quit: crate::harness::Quitter,
+    quit: anyloop::Quitter,
     trace: Trace,
     slots: Vec<Slot>,
     watches: Vec<ModelWatch>,
@@ -652,7 +704,7 @@ impl Case<'_> {
                 };
                 let (id, live) = (self.timers[t].id, self.timers[t].removed.is_none());
                 let lp = self.lp.clone();
-                let got = perform(foreign, move || lp.update_timer(id, period.interval()));
+                let got = perform(foreign, move || lp.update_timer(id, period.schedule()));
                 expect_result("update_timer", got, live)?;
                 if live {
                     self.timers[t].period = period;
@@ -706,7 +758,7 @@ impl Case<'_> {
             }
             Op::QuitThenRun => {
                 let quit = self.quit.clone();
-                perform(foreign, move || quit());
+                perform(foreign, move || quit.quit());
                 let before = self.ctx.stats().iterations;
                 self.ctx.run().map_err(|e| format!("run failed: {e}"))?;
                 let ran = self.ctx.stats().iterations - before;
@@ -722,7 +774,33 @@ impl Case<'_> {
                 }
             }
         }
-        self.check_frees()
+        self.check_frees()?;
+        self.check_schedules()
+    }
+
+    /// [R27](anyloop::contract#r27): every timer's schedule as the loop reports it: the model's,
+    /// with a fired `Once` reading `Disabled`; `NotFound` once removed
+    /// ([R3](anyloop::contract#r3)).
+    fn check_schedules(&self) -> Result<(), String> {
+        for (t, timer) in self.timers.iter().enumerate() {
+            let got = self.lp.timer_schedule(timer.id);
+            match (timer.removed, got) {
+                (None, Ok(schedule)) if schedule == timer.period.schedule() => {}
+                (Some(_), Err(Error::NotFound { .. })) => {}
+                (None, got) => {
+                    return Err(format!(
+                        "timer {t}: timer_schedule gave {got:?}, the model wants {:?} (R27)",
+                        timer.period.schedule()
+                    ))
+                }
+                (Some(_), got) => {
+                    return Err(format!(
+                        "removed timer {t}: timer_schedule gave {got:?}, want NotFound (R3)"
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn pick_watch(&self, index: usize) -> Option<usize> {
@@ -794,12 +872,14 @@ impl Case<'_> {
             match on_fire {
                 OnFire::Nothing => {}
                 OnFire::RemoveSelf => lp.remove_timer(id).expect("self-removal failed"),
-                OnFire::DisableSelf => lp.update_timer(id, None).expect("self-disable failed"),
+                OnFire::DisableSelf => lp
+                    .update_timer(id, Schedule::Disabled)
+                    .expect("self-disable failed"),
             }
         };
         let lp = self.lp.clone();
         let id = perform(foreign, move || {
-            lp.add_timer(period.interval(), callback)
+            lp.add_timer(period.schedule(), callback)
                 .map_err(|rejected| rejected.to_string())
         })
         .map_err(|e| format!("add_timer failed: {e}"))?;
@@ -858,7 +938,7 @@ impl Case<'_> {
         Ok(calls)
     }
 
-    /// Outside an iteration no callback may run (R42).
+    /// Outside an iteration no callback may run ([R42](anyloop::contract#r42)).
     fn check_trace_quiet(&mut self) -> Result<(), String> {
         let seen = self.unread();
         let calls = self.count_frees(seen)?;
@@ -892,7 +972,7 @@ impl Case<'_> {
             }
         }
         for (t, timer) in self.timers.iter().enumerate() {
-            if timer.removed.is_none() && timer.period == Period::Zero {
+            if timer.removed.is_none() && timer.period.due() {
                 want.push((Reg::Timer(t), IoEvents::empty()));
             }
         }
@@ -962,11 +1042,17 @@ impl Case<'_> {
                     OnFire::RemoveSelf => self.watches[w].removed = Some(this),
                     OnFire::DisableSelf => self.watches[w].interest = IoEvents::empty(),
                 },
-                Reg::Timer(t) => match self.timers[t].on_fire {
-                    OnFire::Nothing => {}
-                    OnFire::RemoveSelf => self.timers[t].removed = Some(this),
-                    OnFire::DisableSelf => self.timers[t].period = Period::Off,
-                },
+                Reg::Timer(t) => {
+                    // R27: a one-shot is disabled as it fires, before its callback acts.
+                    if self.timers[t].period == Period::Once {
+                        self.timers[t].period = Period::Off;
+                    }
+                    match self.timers[t].on_fire {
+                        OnFire::Nothing => {}
+                        OnFire::RemoveSelf => self.timers[t].removed = Some(this),
+                        OnFire::DisableSelf => self.timers[t].period = Period::Off,
+                    }
+                }
             }
         }
         // Closed-under watches that did run act on themselves too.
@@ -980,8 +1066,8 @@ impl Case<'_> {
         Ok(())
     }
 
-    /// R25: the free of a registration removed before iteration `k` ended (or during it)
-    /// has run by the end of iteration `k + 1`.
+    /// [R25](anyloop::contract#r25): the free of a registration removed before iteration `k` ended
+    /// (or during it) has run by the end of iteration `k + 1`.
     fn check_frees(&mut self) -> Result<(), String> {
         let seen = self.unread();
         let calls = self.count_frees(seen)?;
@@ -1012,7 +1098,8 @@ impl Case<'_> {
         Ok(())
     }
 
-    /// Destroys the loop: every registration is freed exactly once (R23, R48).
+    /// Destroys the loop: every registration is freed exactly once ([R23](anyloop::contract#r23),
+    /// [R48](anyloop::contract#r48)).
     fn finish(mut self, steps: usize) -> Result<CaseStats, String> {
         self.ctx.destroy();
         for watch in &mut self.watches {

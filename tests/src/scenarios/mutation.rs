@@ -1,4 +1,5 @@
-//! S28–S29 and R15–R20: registrations changing while the loop dispatches.
+//! [S28–S29](anyloop::contract#s28) and [R15–R20](anyloop::contract#r15): registrations changing
+//! while the loop dispatches.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -6,15 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop, TimerId, WatchId};
+use anyloop::{IoEvents, Loop, Schedule, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::{read_one, Pipe};
 use crate::probe::{lock, Log, Token};
 use crate::runner::Env;
 
-/// S28: a watch and a 0-interval timer added by a callback are not dispatched in that
-/// iteration, and are in the next (R17, R37, R41).
+/// [S28](anyloop::contract#s28): a watch and a 0-interval timer added by a callback are not
+/// dispatched in that iteration, and are in the next ([R17](anyloop::contract#r17),
+/// [R37](anyloop::contract#r37), [R41](anyloop::contract#r41)).
 pub fn s28_add_during_dispatch_waits_next_iteration_r17_r37(env: &Env) {
     let d = env.start();
     let (p1, p2) = (Pipe::new(), Pipe::new());
@@ -42,7 +44,7 @@ pub fn s28_add_during_dispatch_waits_next_iteration_r17_r37(env: &Env) {
             })
             .expect("add C");
             let (c3, it3) = (c.clone(), it.clone());
-            lp.add_timer(Some(Duration::ZERO), move |_| {
+            lp.add_timer(Schedule::EVERY_ITERATION, move |_| {
                 let _ = &tt;
                 c3.push(("t", it3.load(Ordering::SeqCst)));
             })
@@ -67,8 +69,9 @@ pub fn s28_add_during_dispatch_waits_next_iteration_r17_r37(env: &Env) {
     );
 }
 
-/// S29: inside its callback a watch removes itself and re-adds the same fd: the new watch has
-/// a new id, is called later with that id, and the old free does not disturb it (R19).
+/// [S29](anyloop::contract#s29): inside its callback a watch removes itself and re-adds the same
+/// fd: the new watch has a new id, is called later with that id, and the old free does not disturb
+/// it ([R19](anyloop::contract#r19)).
 pub fn s29_remove_readd_same_fd_r19(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -114,8 +117,8 @@ pub fn s29_remove_readd_same_fd_r19(env: &Env) {
     assert_eq!(got.len(), 3, "{got:?}");
 }
 
-/// R15: a foreign-thread remove lets at most the one already-claimed dispatch start; after
-/// the next iterations, never again. Repeated on an always-ready fd.
+/// [R15](anyloop::contract#r15): a foreign-thread remove lets at most the one already-claimed
+/// dispatch start; after the next iterations, never again. Repeated on an always-ready fd.
 pub fn r15_foreign_remove_never_started_again(env: &Env) {
     let d = env.start_pumped();
     let null = std::fs::File::open("/dev/null").expect("open /dev/null");
@@ -161,7 +164,8 @@ pub fn r15_foreign_remove_never_started_again(env: &Env) {
     }
 }
 
-/// R16: a callback that removes itself keeps its state alive until it returns.
+/// [R16](anyloop::contract#r16): a callback that removes itself keeps its state alive until it
+/// returns.
 pub fn r16_self_removal_state_alive_until_return(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -182,7 +186,8 @@ pub fn r16_self_removal_state_alive_until_return(env: &Env) {
     assert!(env.probe().wait_freed("self", TIMEOUT), "never freed");
 }
 
-/// R18: a callback narrowing its own interest gets only the new bits from then on.
+/// [R18](anyloop::contract#r18): a callback narrowing its own interest gets only the new bits from
+/// then on.
 pub fn r18_update_from_callback_applies_next_poll(env: &Env) {
     let d = env.start();
     let sp = crate::fds::SocketPair::new();
@@ -259,8 +264,12 @@ impl Churn {
             });
             lock(&self.watches).push(id.expect("add_watch"));
         } else {
-            let interval =
-                [Some(Duration::ZERO), None, Some(Duration::from_millis(1))][self.next(3)];
+            let interval = [
+                Schedule::EVERY_ITERATION,
+                Schedule::Disabled,
+                Schedule::Every(Duration::from_millis(1)),
+                Schedule::Once(Duration::ZERO),
+            ][self.next(4)];
             let id = self.lp.add_timer(interval, move |id: TimerId| {
                 let _ = &token;
                 me.check_alive(id.get());
@@ -285,9 +294,14 @@ impl Churn {
                 let list = lock(&self.timers).clone();
                 if !list.is_empty() {
                     let id = list[self.next(list.len())];
-                    let _ = self
-                        .lp
-                        .update_timer(id, [None, Some(Duration::ZERO)][self.next(2)]);
+                    let _ = self.lp.update_timer(
+                        id,
+                        [
+                            Schedule::Disabled,
+                            Schedule::EVERY_ITERATION,
+                            Schedule::Once(Duration::ZERO),
+                        ][self.next(3)],
+                    );
                 }
             }
             _ => {
@@ -314,9 +328,9 @@ impl Churn {
     }
 }
 
-/// R20: callbacks add, update and remove random registrations (including themselves) for
-/// hundreds of iterations: no skipped or doubled dispatch, nothing called after its removal,
-/// every free exactly once.
+/// [R20](anyloop::contract#r20): callbacks add, update and remove random registrations (including
+/// themselves) for hundreds of iterations: no skipped or doubled dispatch, nothing called after its
+/// removal, every free exactly once.
 pub fn r20_heavy_mutation_from_callbacks(env: &Env) {
     let d = env.start();
     let pipes: Vec<Pipe> = (0..4).map(|_| Pipe::new()).collect();
@@ -369,7 +383,8 @@ pub fn r20_heavy_mutation_from_callbacks(env: &Env) {
     lock(&churn.tokens).clear();
 }
 
-/// R20/R24: frees that add and remove registrations while many frees drain at once.
+/// [R20](anyloop::contract#r20)/[R24](anyloop::contract#r24): frees that add and remove
+/// registrations while many frees drain at once.
 pub fn r20_mutation_from_frees(env: &Env) {
     let d = env.start_pumped();
     let lp = d.lp().clone();
@@ -388,7 +403,7 @@ pub fn r20_mutation_from_frees(env: &Env) {
         let child_token = env.token(format!("child{i}"));
         let chain = Chain(Some(Box::new(move || {
             // Each free adds a timer that fires once and removes itself.
-            lp2.add_timer(Some(Duration::ZERO), {
+            lp2.add_timer(Schedule::EVERY_ITERATION, {
                 let (lp3, f3) = (lp2.clone(), f2.clone());
                 move |id| {
                     let _ = &child_token;
@@ -399,7 +414,7 @@ pub fn r20_mutation_from_frees(env: &Env) {
             .expect("add from a free");
         })));
         ids.push(
-            lp.add_timer(None, move |_| {
+            lp.add_timer(Schedule::Disabled, move |_| {
                 let _ = (&chain, &token);
             })
             .expect("add"),

@@ -2,13 +2,14 @@
 //! while it dispatches, with signals interrupting its poll, and invariants checked throughout
 //! and at the end.
 //!
-//! The loop thread blocks in `run_once(None)` (no tick): only wake-ups move it, so a lost
-//! wake-up shows as a hang, which the hang guards turn into a failure (R40). Workers check
-//! every operation's result; callbacks check that they never start in an iteration after
-//! their remove returned (R15: one dispatch already claimed when a foreign remove lands may
-//! still start, nothing later); "pings" (a 0-interval timer added from a worker, which must
-//! fire) check that the loop keeps answering; the harness checks that every callback state
-//! was freed exactly once, on the loop thread, never inside an operation (R21–R24).
+//! The loop thread blocks in `run_once(None)` (no tick): only wake-ups move it, so a lost wake-up
+//! shows as a hang, which the hang guards turn into a failure ([R40](anyloop::contract#r40)).
+//! Workers check every operation's result; callbacks check that they never start in an iteration
+//! after their remove returned ([R15](anyloop::contract#r15): one dispatch already claimed when a
+//! foreign remove lands may still start, nothing later); "pings" (a 0-interval timer added from a
+//! worker, which must fire) check that the loop keeps answering; the harness checks that every
+//! callback state was freed exactly once, on the loop thread, never inside an operation
+//! ([R21–R24](anyloop::contract#r21)).
 //!
 //! Size: `ANYLOOP_STRESS_OPS` operations per worker (default [`DEFAULT_OPS`]).
 
@@ -17,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, IoEvents, Loop, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Loop, Schedule, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::{drain, Pipe};
@@ -85,7 +86,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Called first by every callback: R15 against the owner's remove.
+    /// Called first by every callback: [R15](anyloop::contract#r15) against the owner's remove.
     fn check_not_removed(&self, what: &str, state: &RegState) {
         let now = self.iterations.load(Ordering::SeqCst);
         let removed_at = state.removed_at.load(Ordering::SeqCst);
@@ -97,12 +98,12 @@ impl Ctx {
         self.callbacks.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A 0-interval timer that removes itself and reports; it must fire while the loop is
-    /// blocked (R40). Returns false on timeout (a lost wake-up or a deadlock).
+    /// A 0-interval timer that removes itself and reports; it must fire while the loop is blocked
+    /// ([R40](anyloop::contract#r40)). Returns false on timeout (a lost wake-up or a deadlock).
     fn ping(&self) -> bool {
         let (tx, rx) = mpsc::channel();
         let lp = self.lp.clone();
-        let added = self.lp.add_timer(Some(Duration::ZERO), move |id| {
+        let added = self.lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _ = lp.remove_timer(id);
             let _ = tx.send(());
         });
@@ -170,16 +171,17 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                     Err(err) => ctx.violations.push(format!("add_watch: {err}")),
                 }
             }
-            // Add a timer: 0-interval, 1 ms, disabled or one hour.
+            // Add a timer: every iteration, every 1 ms, disabled, every hour, or once.
             5..=8 => {
                 let Some(token) = tokens.next() else { continue };
                 let state = RegState::new();
                 let interval = [
-                    Some(Duration::ZERO),
-                    Some(Duration::from_millis(1)),
-                    None,
-                    Some(Duration::from_secs(3600)),
-                ][rng.below(4)];
+                    Schedule::EVERY_ITERATION,
+                    Schedule::Every(Duration::from_millis(1)),
+                    Schedule::Disabled,
+                    Schedule::Every(Duration::from_secs(3600)),
+                    Schedule::Once(Duration::from_millis(1)),
+                ][rng.below(5)];
                 let action = rng.below(4); // 0: remove itself, 1: disable itself, else nothing
                 let (c, s, lp) = (ctx.clone(), state.clone(), ctx.lp.clone());
                 let added = ctx.lp.add_timer(interval, move |id| {
@@ -192,7 +194,7 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                             s.removed_at.store(now, Ordering::SeqCst);
                         }
                     } else if action == 1 {
-                        let _ = lp.update_timer(id, None);
+                        let _ = lp.update_timer(id, Schedule::Disabled);
                     }
                 });
                 match added {
@@ -213,7 +215,12 @@ fn worker(ctx: Ctx, env_tokens: Vec<crate::probe::Token>, seed: u64, ops: usize)
                     ),
                     Id::Timer(id) => ctx.lp.update_timer(
                         id,
-                        [None, Some(Duration::ZERO), Some(Duration::from_millis(2))][rng.below(3)],
+                        [
+                            Schedule::Disabled,
+                            Schedule::EVERY_ITERATION,
+                            Schedule::Every(Duration::from_millis(2)),
+                            Schedule::Once(Duration::ZERO),
+                        ][rng.below(4)],
                     ),
                 };
                 expect_ok_or_self_removed(&ctx, "update", got, state);
@@ -313,10 +320,12 @@ impl Drop for Signaller {
     }
 }
 
-/// Stress: four threads churn registrations (add, update, remove, self-removal in
-/// callbacks, writes, pings) on a loop that blocks in `run_once(None)` and is interrupted
-/// by signals; nothing runs after its remove, no wake-up is lost, no deadlock, every free
-/// runs exactly once, the loop ends empty (R15, R22, R23, R39, R40, R44, R55).
+/// Stress: four threads churn registrations (add, update, remove, self-removal in callbacks,
+/// writes, pings) on a loop that blocks in `run_once(None)` and is interrupted by signals; nothing
+/// runs after its remove, no wake-up is lost, no deadlock, every free runs exactly once, the loop
+/// ends empty ([R15](anyloop::contract#r15), [R22](anyloop::contract#r22),
+/// [R23](anyloop::contract#r23), [R39](anyloop::contract#r39), [R40](anyloop::contract#r40),
+/// [R44](anyloop::contract#r44), [R55](anyloop::contract#r55)).
 pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: &Env) {
     let ops: usize = std::env::var("ANYLOOP_STRESS_OPS")
         .ok()
@@ -384,7 +393,7 @@ pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: 
     done.store(true, Ordering::SeqCst);
     // Any op from this thread wakes the blocked loop, which then sees `done` (a ping would
     // not do: the job may end before the ping's timer runs).
-    let wake = ctx.lp.add_timer(None, |_| {}).expect("add");
+    let wake = ctx.lp.add_timer(Schedule::Disabled, |_| {}).expect("add");
     ctx.lp.remove_timer(wake).expect("remove");
     looping
         .wait_for(TIMEOUT)
@@ -423,12 +432,13 @@ pub fn t01_threads_churn_while_loop_blocks_and_signals_r15_r23_r39_r40_r55(env: 
     );
 }
 
-/// Fault: a callback blocks for a long while (until the test thread lets it go). Meanwhile
-/// another thread makes 300 operations on the loop, which all return without waiting for it
-/// (R43, R44); a 5 ms periodic timer due many times over fires once afterwards, not once per
-/// missed period (R30); a 0-interval timer added during the block fires in a later
-/// iteration; the blocked watch's own registration, removed meanwhile, is freed only after
-/// the callback returns and never started again (R15, R22).
+/// Fault: a callback blocks for a long while (until the test thread lets it go). Meanwhile another
+/// thread makes 300 operations on the loop, which all return without waiting for it
+/// ([R43](anyloop::contract#r43), [R44](anyloop::contract#r44)); a 5 ms periodic timer due many
+/// times over fires once afterwards, not once per missed period ([R30](anyloop::contract#r30)); a
+/// 0-interval timer added during the block fires in a later iteration; the blocked watch's own
+/// registration, removed meanwhile, is freed only after the callback returns and never started
+/// again ([R15](anyloop::contract#r15), [R22](anyloop::contract#r22)).
 pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &Env) {
     let d = env.start_pumped();
     let pipe = Pipe::new();
@@ -453,7 +463,7 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
     let (t, iterations) = (ticks.clone(), d.iteration_counter());
     let ticker = d
         .lp()
-        .add_timer(Some(Duration::from_millis(5)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_millis(5)), move |_| {
             let _ = &token;
             t.push(iterations.load(Ordering::SeqCst));
         })
@@ -474,15 +484,15 @@ pub fn t02_long_blocking_callback_ops_proceed_no_catch_up_r15_r22_r30_r44(env: &
     thread::spawn(move || {
         for token in tokens {
             let id = lp
-                .add_timer(Some(Duration::from_secs(3600)), move |_| {
+                .add_timer(Schedule::Every(Duration::from_secs(3600)), move |_| {
                     let _ = &token;
                 })
                 .expect("add");
-            lp.update_timer(id, None).expect("update");
+            lp.update_timer(id, Schedule::Disabled).expect("update");
             lp.remove_timer(id).expect("remove");
         }
         let zero = lp
-            .add_timer(Some(Duration::ZERO), move |_| {
+            .add_timer(Schedule::EVERY_ITERATION, move |_| {
                 zf.store(true, Ordering::SeqCst)
             })
             .expect("add zero timer");

@@ -1,4 +1,5 @@
-//! S44–S50 and R39–R45: operations from other threads, wake-ups, where callbacks run.
+//! [S44–S50](anyloop::contract#s44) and [R39–R45](anyloop::contract#r39): operations from other
+//! threads, wake-ups, where callbacks run.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -6,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Loop};
+use anyloop::{IoEvents, Loop, Schedule};
 
 use crate::driver::{Driver, Pending, TIMEOUT};
 use crate::fds::{read_one, Pipe};
@@ -30,8 +31,8 @@ fn on_foreign_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) 
     thread::spawn(f).join().expect("foreign thread panicked")
 }
 
-/// S44: a foreign thread adds a watch on a readable pipe while the loop blocks forever: the
-/// callback runs with no other activity (R40).
+/// [S44](anyloop::contract#s44): a foreign thread adds a watch on a readable pipe while the loop
+/// blocks forever: the callback runs with no other activity ([R40](anyloop::contract#r40)).
 pub fn s44_cross_thread_add_wakes_r40(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -55,8 +56,8 @@ pub fn s44_cross_thread_add_wakes_r40(env: &Env) {
     );
 }
 
-/// S45: a foreign thread enables a disabled watch on a readable pipe while the loop blocks:
-/// the callback runs (R40).
+/// [S45](anyloop::contract#s45): a foreign thread enables a disabled watch on a readable pipe while
+/// the loop blocks: the callback runs ([R40](anyloop::contract#r40)).
 pub fn s45_cross_thread_update_wakes_r40(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -78,9 +79,9 @@ pub fn s45_cross_thread_update_wakes_r40(env: &Env) {
     pending.wait();
 }
 
-/// R40: wake-ups are never lost: 400 rounds of "loop blocks forever, a foreign op makes
-/// something runnable", racing the op against the loop entering its poll, with four kinds of
-/// operation (add watch, enable watch, add 0 timer, arm timer).
+/// [R40](anyloop::contract#r40): wake-ups are never lost: 400 rounds of "loop blocks forever, a
+/// foreign op makes something runnable", racing the op against the loop entering its poll, with
+/// four kinds of operation (add watch, enable watch, add 0 timer, arm timer).
 pub fn r40_wakeups_never_lost_repeated(env: &Env) {
     let d = env.start();
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
@@ -90,10 +91,10 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
     let (f, token) = (flag.clone(), env.token("armed-timer"));
     let lp2 = lp.clone();
     let timer = lp
-        .add_timer(None, move |id| {
+        .add_timer(Schedule::Disabled, move |id| {
             let _ = &token;
             f.store(true, Ordering::SeqCst);
-            lp2.update_timer(id, None).expect("disable");
+            lp2.update_timer(id, Schedule::Disabled).expect("disable");
         })
         .expect("add timer");
     let (f, token, lp2) = (flag.clone(), env.token("enabled-watch"), lp.clone());
@@ -110,7 +111,8 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
         let (lp, f, token) = (lp.clone(), flag.clone(), env.token(format!("r{round}")));
         on_foreign_thread(move || match round % 4 {
             0 => {
-                lp.update_timer(timer, Some(Duration::ZERO)).expect("arm");
+                lp.update_timer(timer, Schedule::EVERY_ITERATION)
+                    .expect("arm");
                 drop(token);
             }
             1 => {
@@ -119,7 +121,7 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
             }
             2 => {
                 let lp2 = lp.clone();
-                lp.add_timer(Some(Duration::ZERO), move |id| {
+                lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
                     let _ = &token;
                     f.store(true, Ordering::SeqCst);
                     lp2.remove_timer(id).expect("remove");
@@ -145,7 +147,8 @@ pub fn r40_wakeups_never_lost_repeated(env: &Env) {
     }
 }
 
-/// R40/R46: a foreign remove and a foreign quit each wake a loop blocked forever.
+/// [R40](anyloop::contract#r40)/[R46](anyloop::contract#r46): a foreign remove and a foreign quit
+/// each wake a loop blocked forever.
 pub fn r40_cross_thread_remove_and_quit_wake(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
@@ -164,7 +167,7 @@ pub fn r40_cross_thread_remove_and_quit_wake(env: &Env) {
             on_foreign_thread(move || lp.remove_watch(id).expect("remove"));
         } else {
             let quit = d.quitter();
-            on_foreign_thread(move || quit());
+            on_foreign_thread(move || quit.quit());
         }
         let result = pending.wait_for(TIMEOUT);
         assert!(
@@ -175,8 +178,9 @@ pub fn r40_cross_thread_remove_and_quit_wake(env: &Env) {
     }
 }
 
-/// R39: four threads add, update and remove watches and timers concurrently while the loop
-/// dispatches them; ids stay unique, every free runs once, counts return to zero.
+/// [R39](anyloop::contract#r39): four threads add, update and remove watches and timers
+/// concurrently while the loop dispatches them; ids stay unique, every free runs once, counts
+/// return to zero.
 pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
     let d = env.start_pumped();
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
@@ -199,7 +203,7 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
                         .expect("add_watch");
                     let (c2, t2) = (calls.clone(), tokens.next().expect("token"));
                     let t = lp
-                        .add_timer(Some(Duration::ZERO), move |_| {
+                        .add_timer(Schedule::EVERY_ITERATION, move |_| {
                             let _ = &t2;
                             c2.fetch_add(1, Ordering::Relaxed);
                         })
@@ -211,8 +215,14 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
                     }
                     lp.update_watch(h, [IoEvents::empty(), IoEvents::WRITABLE][i % 2])
                         .expect("update_watch");
-                    lp.update_timer(t, [None, Some(Duration::from_millis(1))][i % 2])
-                        .expect("update_timer");
+                    lp.update_timer(
+                        t,
+                        [
+                            Schedule::Disabled,
+                            Schedule::Every(Duration::from_millis(1)),
+                        ][i % 2],
+                    )
+                    .expect("update_timer");
                     lp.remove_watch(h).expect("remove_watch");
                     lp.remove_timer(t).expect("remove_timer");
                 }
@@ -236,8 +246,8 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
     assert_eq!(all.len(), n, "R1: duplicate ids under concurrency");
 }
 
-/// S50: registrations made from four foreign threads: every callback and every free runs on
-/// the loop thread (R42, R50).
+/// [S50](anyloop::contract#s50): registrations made from four foreign threads: every callback and
+/// every free runs on the loop thread ([R42](anyloop::contract#r42), [R50](anyloop::contract#r50)).
 pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
     let d = env.start_pumped();
     let pipes: Vec<Arc<Pipe>> = (0..4).map(|_| Arc::new(Pipe::new())).collect();
@@ -258,7 +268,7 @@ pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
                 })
                 .expect("add_watch");
                 let (s, lp2) = (seen.clone(), lp.clone());
-                lp.add_timer(Some(Duration::from_millis(5)), move |id| {
+                lp.add_timer(Schedule::Every(Duration::from_millis(5)), move |id| {
                     let _ = &tt;
                     s.push(thread::current().id());
                     lp2.remove_timer(id).expect("remove");
@@ -284,8 +294,8 @@ pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
     }
 }
 
-/// R43: no backend lock is held around a callback or a free: both wait for another thread
-/// to complete all six operations on the same loop (a held lock would deadlock it).
+/// [R43](anyloop::contract#r43): no backend lock is held around a callback or a free: both wait for
+/// another thread to complete all six operations on the same loop (a held lock would deadlock it).
 pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
     let d = env.start_pumped();
     let pipe = Arc::new(Pipe::new());
@@ -298,8 +308,8 @@ pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
                 .expect("add");
             lp.update_watch(h, IoEvents::READABLE).expect("update");
             lp.remove_watch(h).expect("remove");
-            let t = lp.add_timer(None, |_| {}).expect("add");
-            lp.update_timer(t, Some(Duration::from_secs(9)))
+            let t = lp.add_timer(Schedule::Disabled, |_| {}).expect("add");
+            lp.update_timer(t, Schedule::Every(Duration::from_secs(9)))
                 .expect("update");
             lp.remove_timer(t).expect("remove");
             let _ = tx.send(());
@@ -326,7 +336,7 @@ pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
         env.token("t"),
     );
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |id| {
+        .add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _ = (&token, &on_free);
             r.push(("callback", ops_elsewhere(&lp, &p)));
             lp.remove_timer(id).expect("remove self");
@@ -343,8 +353,8 @@ pub fn r43_no_lock_held_around_callbacks_and_frees(env: &Env) {
     );
 }
 
-/// R44: removing a timer from another thread while its callback runs returns without
-/// waiting for the callback (which is itself waiting for the remove to return).
+/// [R44](anyloop::contract#r44): removing a timer from another thread while its callback runs
+/// returns without waiting for the callback (which is itself waiting for the remove to return).
 pub fn r44_remove_does_not_wait_for_running_timer(env: &Env) {
     let d = env.start_pumped();
     let (entered_tx, entered_rx) = mpsc::channel();
@@ -353,7 +363,7 @@ pub fn r44_remove_does_not_wait_for_running_timer(env: &Env) {
     let o = outcome.clone();
     let id = d
         .lp()
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             if o.is_empty() {
                 let _ = entered_tx.send(());

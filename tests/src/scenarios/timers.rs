@@ -1,4 +1,4 @@
-//! S32–S43 and R27–R38: timers.
+//! [S32–S43](anyloop::contract#s32) and [R27–R38](anyloop::contract#r27): timers.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, TimerId};
+use anyloop::{IoEvents, Schedule, TimerId};
 
 use crate::driver::TIMEOUT;
 use crate::probe::Log;
@@ -14,11 +14,13 @@ use crate::runner::Env;
 
 const MS: Duration = Duration::from_millis(1);
 
-/// The tolerance of "never early": deadlines have millisecond granularity (R31).
+/// The tolerance of "never early": deadlines have millisecond granularity
+/// ([R31](anyloop::contract#r31)).
 const GRANULARITY: Duration = MS;
 
-/// S32: a 0-interval timer fires exactly once per iteration, and an always-ready fd is still
-/// dispatched on every one of them (R27, R35).
+/// [S32](anyloop::contract#s32): a 0-interval timer fires exactly once per iteration, and an
+/// always-ready fd is still dispatched on every one of them ([R27](anyloop::contract#r27),
+/// [R35](anyloop::contract#r35)).
 pub fn s32_zero_interval_every_iteration_no_starvation_r27_r35(env: &Env) {
     let d = env.start();
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
@@ -29,7 +31,7 @@ pub fn s32_zero_interval_every_iteration_no_starvation_r27_r35(env: &Env) {
     );
     let (t, i, token) = (ticks.clone(), iters.clone(), env.token("t"));
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             t.push(i.load(Ordering::SeqCst));
         })
@@ -53,11 +55,11 @@ pub fn s32_zero_interval_every_iteration_no_starvation_r27_r35(env: &Env) {
     assert_eq!(reads.snapshot(), want, "R35: the fd starved");
 }
 
-/// R27/R30: as S32, with an fd the kernel reports ready (a socket's free buffer space) rather
-/// than an always-ready file, and non-blocking iterations too: one iteration still runs the
-/// 0-interval timer and the watch once each, never twice (a host whose poll reports both the
-/// fd and the timer must not run two engine iterations for them). (Found by the model-based
-/// tests on calloop.)
+/// [R27](anyloop::contract#r27)/[R30](anyloop::contract#r30): as [S32](anyloop::contract#s32), with
+/// an fd the kernel reports ready (a socket's free buffer space) rather than an always-ready file,
+/// and non-blocking iterations too: one iteration still runs the 0-interval timer and the watch
+/// once each, never twice (a host whose poll reports both the fd and the timer must not run two
+/// engine iterations for them). (Found by the model-based tests on calloop.)
 pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
     let d = env.start();
     let pair = crate::fds::SocketPair::new();
@@ -68,7 +70,7 @@ pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
     );
     let (t, i, token) = (ticks.clone(), iters.clone(), env.token("t"));
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |_| {
+        .add_timer(Schedule::EVERY_ITERATION, move |_| {
             let _ = &token;
             t.push(i.load(Ordering::SeqCst));
         })
@@ -100,16 +102,18 @@ pub fn r27_zero_interval_and_kernel_ready_fd_once_per_iteration_r30(env: &Env) {
     );
 }
 
-/// S33: a 0-interval timer that disables itself fires exactly once (one-shot).
+/// [S33](anyloop::contract#s33): a 0-interval timer that disables itself fires exactly once
+/// (one-shot).
 pub fn s33_one_shot_by_self_disable_r34(env: &Env) {
     let d = env.start_pumped();
     let (calls, lp, token) = (Arc::new(Log::new()), d.lp().clone(), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |id| {
+        .add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _ = &token;
             c.push(id);
-            lp.update_timer(id, None).expect("disable self");
+            lp.update_timer(id, Schedule::Disabled)
+                .expect("disable self");
         })
         .expect("add");
     assert!(calls.wait_len(1, TIMEOUT));
@@ -117,13 +121,14 @@ pub fn s33_one_shot_by_self_disable_r34(env: &Env) {
     assert_eq!(calls.len(), 1, "R34: fired again after disabling itself");
 }
 
-/// S34: a timer added disabled never fires, and causes no wake-ups (R27).
+/// [S34](anyloop::contract#s34): a timer added disabled never fires, and causes no wake-ups
+/// ([R27](anyloop::contract#r27)).
 pub fn s34_disabled_never_fires_r27(env: &Env) {
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &token;
             c.push(());
         })
@@ -133,15 +138,16 @@ pub fn s34_disabled_never_fires_r27(env: &Env) {
     assert_eq!(calls.len(), 0, "R27: a disabled timer fired");
 }
 
-/// S35: a foreign thread arms a disabled timer to 0 while the loop blocks with no deadline:
-/// the loop wakes, the timer fires on every iteration until disabled (R28, R40).
+/// [S35](anyloop::contract#s35): a foreign thread arms a disabled timer to 0 while the loop blocks
+/// with no deadline: the loop wakes, the timer fires on every iteration until disabled
+/// ([R28](anyloop::contract#r28), [R40](anyloop::contract#r40)).
 pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     let id = d
         .lp()
-        .add_timer(None, move |_| {
+        .add_timer(Schedule::Disabled, move |_| {
             let _ = &token;
             c.push(());
         })
@@ -155,7 +161,7 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     });
     thread::sleep(Duration::from_millis(30));
     let lp = d.lp().clone();
-    thread::spawn(move || lp.update_timer(id, Some(Duration::ZERO)).expect("arm"))
+    thread::spawn(move || lp.update_timer(id, Schedule::EVERY_ITERATION).expect("arm"))
         .join()
         .expect("arming thread");
     assert_eq!(
@@ -165,7 +171,9 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
     );
     d.on_loop(|ctx| ctx.turns(5));
     assert_eq!(calls.len(), 6, "R27: a 0 timer fires once per iteration");
-    d.lp().update_timer(id, None).expect("disable");
+    d.lp()
+        .update_timer(id, Schedule::Disabled)
+        .expect("disable");
     d.on_loop(|ctx| ctx.turns(3));
     assert_eq!(calls.len(), 6, "fired after being disabled");
 }
@@ -176,7 +184,7 @@ fn first_firing(env: &Env, interval: Duration, update_after: Duration, new: Dura
     let c = calls.clone();
     let lp = d.lp().clone();
     let id = lp
-        .add_timer(Some(interval), move |id: TimerId| {
+        .add_timer(Schedule::Every(interval), move |id: TimerId| {
             let _ = &token;
             c.push(Instant::now());
             let _ = id;
@@ -184,7 +192,7 @@ fn first_firing(env: &Env, interval: Duration, update_after: Duration, new: Dura
         .expect("add");
     thread::sleep(update_after);
     let updated_at = Instant::now();
-    lp.update_timer(id, Some(new)).expect("update");
+    lp.update_timer(id, Schedule::Every(new)).expect("update");
     // A firing before the update (this thread was descheduled for long) does not count.
     let fired_after = |v: &[Instant]| v.iter().copied().find(|t| *t >= updated_at);
     assert!(
@@ -196,8 +204,8 @@ fn first_firing(env: &Env, interval: Duration, update_after: Duration, new: Dura
     fired.duration_since(updated_at)
 }
 
-/// S36: updating a 300 ms timer after ~200 ms to 300 ms restarts it: it fires no earlier than
-/// 300 ms after the update (R29).
+/// [S36](anyloop::contract#s36): updating a 300 ms timer after ~200 ms to 300 ms restarts it: it
+/// fires no earlier than 300 ms after the update ([R29](anyloop::contract#r29)).
 pub fn s36_update_restarts_countdown_r29(env: &Env) {
     let d = Duration::from_millis(300);
     let since_update = first_firing(env, d, Duration::from_millis(200), d);
@@ -207,7 +215,8 @@ pub fn s36_update_restarts_countdown_r29(env: &Env) {
     );
 }
 
-/// S37: shortening a 5 s timer to 10 ms makes it fire soon, not after 5 s (R29, B7).
+/// [S37](anyloop::contract#s37): shortening a 5 s timer to 10 ms makes it fire soon, not after 5 s
+/// ([R29](anyloop::contract#r29), [B7](anyloop::contract#b7)).
 pub fn s37_update_shortens_r29(env: &Env) {
     let since_update = first_firing(
         env,
@@ -225,8 +234,9 @@ pub fn s37_update_shortens_r29(env: &Env) {
     );
 }
 
-/// S38: timers of 1, 10, 50 and 100 ms never fire before their deadline, on a monotonic
-/// clock, and periodic firings are at least one interval apart (R27, R31, R32).
+/// [S38](anyloop::contract#s38): timers of 1, 10, 50 and 100 ms never fire before their deadline,
+/// on a monotonic clock, and periodic firings are at least one interval apart
+/// ([R27](anyloop::contract#r27), [R31](anyloop::contract#r31), [R32](anyloop::contract#r32)).
 pub fn s38_never_early_r27_r31_r32(env: &Env) {
     let d = env.start_pumped();
     let intervals = [1u64, 10, 50, 100].map(Duration::from_millis);
@@ -240,7 +250,7 @@ pub fn s38_never_early_r27_r31_r32(env: &Env) {
         let c = calls.clone();
         let added = Instant::now();
         d.lp()
-            .add_timer(Some(interval), move |id| {
+            .add_timer(Schedule::Every(interval), move |id| {
                 let _ = &token;
                 c.push(Instant::now());
                 if c.len() == 3 {
@@ -269,8 +279,9 @@ pub fn s38_never_early_r27_r31_r32(env: &Env) {
     }
 }
 
-/// S40: expired timers fire in deadline order (30, 10, 20 ms created in that order, then two
-/// of 40 ms): 10, 20, 30, 40a, 40b, also when all are due in one iteration (R33).
+/// [S40](anyloop::contract#s40): expired timers fire in deadline order (30, 10, 20 ms created in
+/// that order, then two of 40 ms): 10, 20, 30, 40a, 40b, also when all are due in one iteration
+/// ([R33](anyloop::contract#r33)).
 pub fn s40_deadline_order_r33(env: &Env) {
     for same_iteration in [true, false] {
         let d = if same_iteration {
@@ -286,16 +297,14 @@ pub fn s40_deadline_order_r33(env: &Env) {
             ("40a", 40),
             ("40b", 40),
         ] {
-            let (o, lp, token) = (
+            let (o, token) = (
                 order.clone(),
-                d.lp().clone(),
                 env.token(format!("{label}-{same_iteration}")),
             );
             d.lp()
-                .add_timer(Some(Duration::from_millis(ms)), move |id| {
+                .add_timer(Schedule::Once(Duration::from_millis(ms)), move |_| {
                     let _ = &token;
                     o.push(label);
-                    lp.update_timer(id, None).expect("one-shot");
                 })
                 .expect("add");
         }
@@ -314,8 +323,9 @@ pub fn s40_deadline_order_r33(env: &Env) {
     }
 }
 
-/// S41: of two timers due in one iteration, the first disables the second: the second does
-/// not fire in that iteration (nor later, being disabled) (R34).
+/// [S41](anyloop::contract#s41): of two timers due in one iteration, the first disables the second:
+/// the second does not fire in that iteration (nor later, being disabled)
+/// ([R34](anyloop::contract#r34)).
 pub fn s41_timer_disabled_by_earlier_timer_r34(env: &Env) {
     for remove in [false, true] {
         let d = env.start();
@@ -323,21 +333,21 @@ pub fn s41_timer_disabled_by_earlier_timer_r34(env: &Env) {
         let (c2, token2) = (calls.clone(), env.token(format!("second-{remove}")));
         let lp = d.lp().clone();
         let (c1, token1) = (calls.clone(), env.token(format!("first-{remove}")));
-        let ten = Some(Duration::from_millis(10));
+        let ten = Schedule::Every(Duration::from_millis(10));
         // Created first, so due first; the second's id is filled in before either is due.
         let second_id = Arc::new(std::sync::Mutex::new(None::<TimerId>));
         let s = second_id.clone();
         let lp1 = lp.clone();
-        lp.add_timer(ten, move |id| {
+        lp.add_timer(Schedule::Once(Duration::from_millis(10)), move |_| {
             let _ = &token1;
             c1.push("first");
             let victim = crate::probe::lock(&s).expect("second id");
             if remove {
                 lp1.remove_timer(victim).expect("remove second");
             } else {
-                lp1.update_timer(victim, None).expect("disable second");
+                lp1.update_timer(victim, Schedule::Disabled)
+                    .expect("disable second");
             }
-            lp1.update_timer(id, None).expect("one-shot");
         })
         .expect("add first");
         let id2 = lp
@@ -353,8 +363,8 @@ pub fn s41_timer_disabled_by_earlier_timer_r34(env: &Env) {
     }
 }
 
-/// S42: a 0-interval timer added by a timer callback is not fired in that iteration, but in
-/// the next (R17, R37).
+/// [S42](anyloop::contract#s42): a 0-interval timer added by a timer callback is not fired in that
+/// iteration, but in the next ([R17](anyloop::contract#r17), [R37](anyloop::contract#r37)).
 pub fn s42_timer_added_in_timer_callback_waits_r37(env: &Env) {
     let d = env.start();
     let (calls, iters, lp) = (Arc::new(Log::new()), d.iteration_counter(), d.lp().clone());
@@ -362,13 +372,13 @@ pub fn s42_timer_added_in_timer_callback_waits_r37(env: &Env) {
     let mut child = Some(env.token("child"));
     let token = env.token("parent");
     d.lp()
-        .add_timer(Some(Duration::ZERO), move |id| {
+        .add_timer(Schedule::EVERY_ITERATION, move |id| {
             let _ = &token;
             c.push(("parent", i.load(Ordering::SeqCst)));
             lp.remove_timer(id).expect("remove self");
             if let Some(ct) = child.take() {
                 let (c2, i2) = (c.clone(), i.clone());
-                lp.add_timer(Some(Duration::ZERO), move |_| {
+                lp.add_timer(Schedule::EVERY_ITERATION, move |_| {
                     let _ = &ct;
                     c2.push(("child", i2.load(Ordering::SeqCst)));
                 })
@@ -386,8 +396,9 @@ pub fn s42_timer_added_in_timer_callback_waits_r37(env: &Env) {
     );
 }
 
-/// S43: huge intervals (Duration::MAX, u32::MAX ms, u64::MAX s) neither overflow nor fire;
-/// run_once with a short or a huge timeout still returns (R38, B24, B30).
+/// [S43](anyloop::contract#s43): huge intervals (Duration::MAX, u32::MAX ms, u64::MAX s) neither
+/// overflow nor fire; run_once with a short or a huge timeout still returns
+/// ([R38](anyloop::contract#r38), [B24](anyloop::contract#b24), [B30](anyloop::contract#b30)).
 pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
     let d = env.start();
     let huge = [
@@ -403,7 +414,7 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
         let (c, token) = (calls.clone(), env.token(format!("t{k}")));
         ids.push(
             d.lp()
-                .add_timer(Some(interval), move |_| {
+                .add_timer(Schedule::Every(interval), move |_| {
                     let _ = &token;
                     c.push(k);
                 })
@@ -419,13 +430,13 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
     assert!(start.elapsed() < TIMEOUT);
     for (&id, interval) in ids.iter().zip(huge) {
         d.lp()
-            .update_timer(id, Some(interval))
+            .update_timer(id, Schedule::Every(interval))
             .expect("update to huge");
     }
     // A huge loop timeout together with a short timer: the short one wins (B30).
     let (c, token) = (calls.clone(), env.token("short"));
     d.lp()
-        .add_timer(Some(Duration::from_millis(30)), move |id| {
+        .add_timer(Schedule::Every(Duration::from_millis(30)), move |id| {
             let _ = &token;
             let _ = id;
             c.push(99);
@@ -446,14 +457,14 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
     );
 }
 
-/// R30: after a stall of many periods, a periodic timer fires once, then resumes its cadence
-/// from that firing (no catch-up burst).
+/// [R30](anyloop::contract#r30): after a stall of many periods, a periodic timer fires once, then
+/// resumes its cadence from that firing (no catch-up burst).
 pub fn r30_no_catch_up_after_stall(env: &Env) {
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::from_millis(10)), move |_| {
+        .add_timer(Schedule::Every(Duration::from_millis(10)), move |_| {
             let _ = &token;
             c.push(Instant::now());
         })
@@ -477,8 +488,8 @@ pub fn r30_no_catch_up_after_stall(env: &Env) {
     );
 }
 
-/// R36: a timer callback re-arming itself restarts the countdown from the update, and does
-/// not fire again in the same iteration.
+/// [R36](anyloop::contract#r36): a timer callback re-arming itself restarts the countdown from the
+/// update, and does not fire again in the same iteration.
 pub fn r36_rearm_from_own_callback_r36(env: &Env) {
     let d = env.start_pumped();
     let (calls, lp, iters, token) = (
@@ -489,12 +500,12 @@ pub fn r36_rearm_from_own_callback_r36(env: &Env) {
     );
     let c = calls.clone();
     d.lp()
-        .add_timer(Some(Duration::from_millis(5)), move |id| {
+        .add_timer(Schedule::Every(Duration::from_millis(5)), move |id| {
             let _ = &token;
             let now = Instant::now();
             let first = c.is_empty();
             if first {
-                lp.update_timer(id, Some(Duration::from_millis(150)))
+                lp.update_timer(id, Schedule::Every(Duration::from_millis(150)))
                     .expect("re-arm");
             }
             c.push((now, Instant::now(), iters.load(Ordering::SeqCst)));
@@ -512,7 +523,8 @@ pub fn r36_rearm_from_own_callback_r36(env: &Env) {
     );
 }
 
-/// R29/R5: an update to the *same* interval still restarts the countdown.
+/// [R29](anyloop::contract#r29)/[R5](anyloop::contract#r5): an update to the *same* interval still
+/// restarts the countdown.
 pub fn r29_update_same_interval_restarts(env: &Env) {
     let d = Duration::from_millis(200);
     let since_update = first_firing(env, d, Duration::from_millis(120), d);
@@ -522,24 +534,27 @@ pub fn r29_update_same_interval_restarts(env: &Env) {
     );
 }
 
-/// R6/R27: a disabled timer can be enabled, disabled and enabled again, keeping its id.
+/// [R6](anyloop::contract#r6)/[R27](anyloop::contract#r27): a disabled timer can be enabled,
+/// disabled and enabled again, keeping its id.
 pub fn r06_timer_disable_enable_cycles(env: &Env) {
     let d = env.start();
     let (calls, token) = (Arc::new(Log::new()), env.token("t"));
     let c = calls.clone();
     let id = d
         .lp()
-        .add_timer(None, move |id| {
+        .add_timer(Schedule::Disabled, move |id| {
             let _ = &token;
             c.push(id);
         })
         .expect("add");
     for round in 0..5 {
         d.lp()
-            .update_timer(id, Some(Duration::ZERO))
+            .update_timer(id, Schedule::EVERY_ITERATION)
             .expect("enable");
         d.on_loop(|ctx| ctx.turns(1));
-        d.lp().update_timer(id, None).expect("disable");
+        d.lp()
+            .update_timer(id, Schedule::Disabled)
+            .expect("disable");
         d.on_loop(|ctx| ctx.turns(2));
         assert_eq!(calls.snapshot(), vec![id; round + 1], "round {round}");
     }

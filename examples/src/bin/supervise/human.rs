@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
-use anyloop_examples::loops::LoopChoice;
+use anyloop_backends::LoopChoice;
 use anyloop_examples::supervisor::{signal_name, ChildId, Stream, SupervisorEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

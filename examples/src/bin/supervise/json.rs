@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyloop_examples::loops::LoopChoice;
+use anyloop_backends::LoopChoice;
 use anyloop_examples::supervisor::{signal_name, ExitReason, ProgressSource, SupervisorEvent};
 use serde_json::{json, Value};
 

@@ -17,15 +17,16 @@ mod demo;
 mod human;
 mod json;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::process::{Command, ExitCode};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyloop::{IoEvents, KindSet, Watch};
-use anyloop_examples::loops::{LoopChoice, LoopRunner};
+use anyloop::{IoEvents, KindSet, Loop, Runner, Watch};
+use anyloop_backends::{ChooseError, LoopChoice};
 use anyloop_examples::supervisor::{
     ChildId, ExitReason, SpawnOptions, Supervisor, SupervisorError, SupervisorEvent,
     SupervisorHandle,
@@ -37,9 +38,16 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The loop that runs the supervisor (the same library code on each).
-    #[arg(long = "loop", value_enum, default_value_t = LoopArg::Select, value_name = "LOOP")]
-    event_loop: LoopArg,
+    /// The loop that runs the supervisor (the same library code on each): the built-in loop
+    /// on epoll (`select`) or on mio (`select-mio`), a GLib main context (`glib`, in builds
+    /// with the `glib` feature) or a calloop event loop (`calloop`).
+    #[arg(
+        long = "loop",
+        default_value_t = LoopChoice::Select,
+        value_name = "LOOP",
+        value_parser = anyloop_examples::cli::loop_choice()
+    )]
+    event_loop: LoopChoice,
     /// Print one JSON object per event instead of the terminal view.
     #[arg(long)]
     json: bool,
@@ -65,26 +73,6 @@ struct Args {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<OsString>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LoopArg {
-    /// The built-in loop (anyloop-select).
-    Select,
-    /// A GLib main context (anyloop-glib).
-    Glib,
-    /// A calloop event loop (anyloop-calloop).
-    Calloop,
-}
-
-impl From<LoopArg> for LoopChoice {
-    fn from(arg: LoopArg) -> LoopChoice {
-        match arg {
-            LoopArg::Select => LoopChoice::Select,
-            LoopArg::Glib => LoopChoice::Glib,
-            LoopArg::Calloop => LoopChoice::Calloop,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,7 +123,7 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 enum RunError {
     #[error(transparent)]
-    Loop(#[from] anyloop_examples::loops::LoopError),
+    Loop(#[from] ChooseError),
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
     #[error("the loop failed: {0}")]
@@ -144,7 +132,9 @@ enum RunError {
     Interrupt(std::io::Error),
 }
 
-/// What the event callback needs to know about the children, shared with `main`.
+/// What the event callback needs to know about the children, shared with `main` and the
+/// interrupt watch. Every one of them runs on this thread (the callbacks are thread-bound), so
+/// an `Rc<RefCell<..>>` is all the sharing needs.
 #[derive(Default)]
 struct Children {
     /// Display name of each child.
@@ -154,22 +144,25 @@ struct Children {
 }
 
 fn run(args: &Args) -> Result<ExitCode, RunError> {
-    let mut runner = LoopRunner::new(args.event_loop.into())?;
+    // This thread owns the loop and runs it: it is the loop thread.
+    let mut runner = args.event_loop.create()?;
     let supervisor = Supervisor::new(&runner.handle())?;
-    let children: Arc<Mutex<Children>> = Arc::default();
+    let children: Rc<RefCell<Children>> = Rc::default();
     let grace = Duration::from_secs_f64(args.grace);
 
     let mut render: Box<dyn Render> = if args.json {
-        Box::new(json::Json::new(runner.choice()))
+        Box::new(json::Json::new(args.event_loop))
     } else {
         Box::new(human::Terminal::new())
     };
     let quitter = runner.quitter();
-    let shared = Arc::clone(&children);
+    let shared = Rc::clone(&children);
+    // Thread-bound: the callback holds an `Rc` and a renderer that need not be `Send` (the
+    // progress bars); events are delivered on the loop's thread, this one.
     supervisor
         .events()
-        .on_kinds(KindSet::all(), move |_, event| {
-            let mut children = shared.lock().unwrap_or_else(|e| e.into_inner());
+        .on_kinds_local(KindSet::all(), move |_, event| {
+            let mut children = shared.borrow_mut();
             if let SupervisorEvent::SubprocessQuit(quit) = event {
                 children.ended.insert(quit.child, quit.reason);
             }
@@ -186,7 +179,12 @@ fn run(args: &Args) -> Result<ExitCode, RunError> {
 
     // Before any child exists: a signal that came earlier would kill this process and leave
     // the children (in process groups of their own) running.
-    let interrupt = watch_interrupts(&runner, supervisor.handle(), Arc::clone(&children), grace)?;
+    let interrupt = watch_interrupts(
+        &runner.handle(),
+        supervisor.handle(),
+        Rc::clone(&children),
+        grace,
+    )?;
     let plan = if args.demo {
         demo::children(&args.progress_prefix)
     } else {
@@ -195,11 +193,7 @@ fn run(args: &Args) -> Result<ExitCode, RunError> {
     for planned in plan {
         let name = planned.name.clone();
         let child = supervisor.spawn(planned.command, &planned.options)?;
-        children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .names
-            .insert(child, name);
+        children.borrow_mut().names.insert(child, name);
         if let Some(limit) = planned.timeout {
             supervisor.kill_after(child, limit, planned.grace.unwrap_or(grace))?;
         }
@@ -210,13 +204,13 @@ fn run(args: &Args) -> Result<ExitCode, RunError> {
     drop(interrupt);
     supervisor.close()?;
     // The frees of everything the supervisor removed run on the loop; let them.
-    runner.turn(Some(Duration::ZERO))?;
+    runner.run_once(Some(Duration::ZERO))?;
 
-    let children = children.lock().unwrap_or_else(|e| e.into_inner());
+    let children = children.borrow();
     let code = if args.demo {
         let as_scripted = demo::ended_as_scripted(&children.names, &children.ended);
         if !args.json {
-            human::demo_summary(as_scripted, started.elapsed(), runner.choice());
+            human::demo_summary(as_scripted, started.elapsed(), args.event_loop);
         }
         u8::from(!as_scripted)
     } else {
@@ -261,11 +255,12 @@ fn single_command(args: &Args) -> Planned {
 /// Ctrl-C (SIGINT), Ctrl-\\ (SIGQUIT), a hang-up (SIGHUP) or SIGTERM: the first kills every
 /// child with the grace period, the next kills at once; `supervise` itself ends when the
 /// children have. The signal handler only writes to a pipe; an fd watch on the loop does the
-/// rest, so no code runs in signal context and no thread is needed.
+/// rest, so no code runs in signal context and no thread is needed. The watch is
+/// thread-bound: it reads the children's table (an `Rc`) directly.
 fn watch_interrupts(
-    runner: &LoopRunner,
+    lp: &Loop,
     supervisor: SupervisorHandle,
-    children: Arc<Mutex<Children>>,
+    children: Rc<RefCell<Children>>,
     grace: Duration,
 ) -> Result<Watch, RunError> {
     let (read_end, write_end) = rustix::pipe::pipe_with(
@@ -280,10 +275,10 @@ fn watch_interrupts(
     let mut interrupts = 0u32;
     let fd = read_end.as_raw_fd();
     // The callback owns the read end: it is closed when the callback is freed, which the
-    // loop does only after the watch is removed (R21), so the watched fd stays valid.
-    let watch = runner
-        .handle()
-        .watch(fd, IoEvents::READABLE, move |_, _, _| {
+    // loop does only after the watch is removed (contract R21), so the watched fd stays
+    // valid.
+    let watch = lp
+        .watch_local(fd, IoEvents::READABLE, move |_, _, _| {
             let mut drained = [0u8; 64];
             while matches!(rustix::io::read(&read_end, &mut drained), Ok(n) if n > 0) {}
             interrupts += 1;
@@ -293,7 +288,7 @@ fn watch_interrupts(
                 Duration::ZERO
             };
             let ids: Vec<ChildId> = {
-                let children = children.lock().unwrap_or_else(|e| e.into_inner());
+                let children = children.borrow();
                 children
                     .names
                     .keys()
@@ -310,8 +305,8 @@ fn watch_interrupts(
     Ok(watch)
 }
 
-/// How events are shown.
-trait Render: Send {
+/// How events are shown (on the loop's thread only: a renderer need not be `Send`).
+trait Render {
     /// Shows one event of the child called `name`.
     fn event(&mut self, event: &SupervisorEvent, name: &str);
 }

@@ -1,4 +1,4 @@
-//! The contract's registry scenarios S59–S66.
+//! The contract's registry scenarios [S59–S66](anyloop::contract#s59).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +12,10 @@ use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
 
-/// S59: X for kind K on object 1, Y for K on any object, Z for kind L. Emit K(1), K(2),
-/// L(1). → X gets K(1); Y gets K(1) and K(2) in order; Z gets L(1); nothing is delivered
-/// inside `emit`; delivery on the loop thread (E6, E8, E24, E29).
+/// [S59](anyloop::contract#s59): X for kind K on object 1, Y for K on any object, Z for kind L.
+/// Emit K(1), K(2), L(1). → X gets K(1); Y gets K(1) and K(2) in order; Z gets L(1); nothing is
+/// delivered inside `emit`; delivery on the loop thread ([E6](anyloop::contract#e6),
+/// [E8](anyloop::contract#e8), [E24](anyloop::contract#e24), [E29](anyloop::contract#e29)).
 pub fn s59_filter_by_object_e06_e08_e29(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -68,9 +69,9 @@ pub fn s59_filter_by_object_e06_e08_e29(env: &Env) {
     reg.close().expect("close");
 }
 
-/// S60: three events queued; A deregisters itself on the first. → A sees exactly one; B
-/// (registered after A) sees all three; A's free runs after the flush, on the loop thread,
-/// not inside deregister (E10, E11).
+/// [S60](anyloop::contract#s60): three events queued; A deregisters itself on the first. → A sees
+/// exactly one; B (registered after A) sees all three; A's free runs after the flush, on the loop
+/// thread, not inside deregister ([E10](anyloop::contract#e10), [E11](anyloop::contract#e11)).
 pub fn s60_deregister_inside_flush_e10_e11(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -141,9 +142,10 @@ pub fn s60_deregister_inside_flush_e10_e11(env: &Env) {
     reg.close().expect("close");
 }
 
-/// S64: a registry with 3 callbacks and 2 queued events is closed (from a foreign thread).
-/// → No event delivered, three frees exactly once on the loop thread, the flush timer
-/// removed (no timer left on the loop, which is idle) (E14, E16).
+/// [S64](anyloop::contract#s64): a registry with 3 callbacks and 2 queued events is closed (from a
+/// foreign thread). → No event delivered, three frees exactly once on the loop thread, the flush
+/// timer removed (no timer left on the loop, which is idle) ([E14](anyloop::contract#e14),
+/// [E16](anyloop::contract#e16)).
 pub fn s64_close_drops_queue_and_frees_e16(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -192,8 +194,9 @@ pub fn s64_close_drops_queue_and_frees_e16(env: &Env) {
     assert!(!reg.emit(k(1, 2)), "E16: emit after close queued");
 }
 
-/// S65: unknown and double deregister → NotFound naming the id; ids of a closed registry →
-/// NotFound; ids positive and never reused across 10 000 register/deregister cycles (E2, E12).
+/// [S65](anyloop::contract#s65): unknown and double deregister → NotFound naming the id; ids of a
+/// closed registry → NotFound; ids positive and never reused across 10 000 register/deregister
+/// cycles ([E2](anyloop::contract#e2), [E12](anyloop::contract#e12)).
 pub fn s65_unknown_double_deregister_ids_never_reused_e02_e12(env: &Env) {
     let d = env.start_pumped();
     let reg = registry(&d);
@@ -237,11 +240,12 @@ pub fn s65_unknown_double_deregister_ids_never_reused_e02_e12(env: &Env) {
     d.settle();
 }
 
-/// S66: one callback for {LIBRARY, WARNING}, one for ALL; emit a WARNING with 5 bytes holding
-/// a NUL and a PROGRESS [1,2,3,4]. → The first gets only the WARNING, bytes identical; the
-/// second both, the array intact; a mask of 0 is refused (callback handed back, not freed);
-/// an event emitted by a callback during the flush is delivered in a later flush (E13, E20,
-/// E21, E3).
+/// [S66](anyloop::contract#s66): one callback for {LIBRARY, WARNING}, one for ALL; emit a WARNING
+/// with 5 bytes holding a NUL and a PROGRESS `[1,2,3,4]`. → The first gets only the WARNING, bytes
+/// identical; the second both, the array intact; a mask of 0 is refused (callback handed back, not
+/// freed); an event emitted by a callback during the flush is delivered in a later flush
+/// ([E13](anyloop::contract#e13), [E20](anyloop::contract#e20), [E21](anyloop::contract#e21),
+/// [E3](anyloop::contract#e3)).
 pub fn s66_bitmask_and_payload_e03_e13_e20_e21(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -271,9 +275,9 @@ pub fn s66_bitmask_and_payload_e03_e13_e20_e21(env: &Env) {
         })
         .expect_err("E21: a mask of 0 was accepted");
     assert!(
-        matches!(rejected.error, Error::InvalidArgument { .. }),
+        matches!(rejected.error(), Error::InvalidArgument { .. }),
         "{}",
-        rejected.error
+        rejected.error()
     );
     assert_eq!(
         env.probe().count("empty-mask"),

@@ -1,5 +1,6 @@
-//! Delivery rules: queueing, order, matching, flush boundaries, payloads (E5–E10, E13, E20,
-//! E22, E27).
+//! Delivery rules: queueing, order, matching, flush boundaries, payloads
+//! ([E5–E10](anyloop::contract#e5), [E13](anyloop::contract#e13), [E20](anyloop::contract#e20),
+//! [E22](anyloop::contract#e22), [E27](anyloop::contract#e27)).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -13,9 +14,9 @@ use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
 
-/// E5/E27: with no callback, emit drops the event at once and arms nothing (no timer on the
-/// loop, the loop stays asleep); an event emitted before a registration is not delivered to
-/// it (E5, E9).
+/// [E5](anyloop::contract#e5)/[E27](anyloop::contract#e27): with no callback, emit drops the event
+/// at once and arms nothing (no timer on the loop, the loop stays asleep); an event emitted before
+/// a registration is not delivered to it ([E5](anyloop::contract#e5), [E9](anyloop::contract#e9)).
 pub fn e05_no_callbacks_emit_drops_arms_nothing_e27(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -55,8 +56,8 @@ pub fn e05_no_callbacks_emit_drops_arms_nothing_e27(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E6: emit from the loop thread (a job, a callback) or a foreign thread never calls a
-/// callback synchronously; a foreign emit wakes a loop blocked with no deadline.
+/// [E6](anyloop::contract#e6): emit from the loop thread (a job, a callback) or a foreign thread
+/// never calls a callback synchronously; a foreign emit wakes a loop blocked with no deadline.
 pub fn e06_emit_never_delivers_synchronously_wakes_loop_e06(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -107,8 +108,9 @@ pub fn e06_emit_never_delivers_synchronously_wakes_loop_e06(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E7/E22: events arrive in emit order, each to every callback of its kind in registration
-/// order; per-thread emit order holds with two emitting threads.
+/// [E7](anyloop::contract#e7)/[E22](anyloop::contract#e22): events arrive in emit order, each to
+/// every callback of its kind in registration order; per-thread emit order holds with two emitting
+/// threads.
 pub fn e07_emit_order_and_registration_order_e22(env: &Env) {
     let d = env.start_pumped();
     let reg = registry(&d);
@@ -162,8 +164,8 @@ pub fn e07_emit_order_and_registration_order_e22(env: &Env) {
     d.settle();
 }
 
-/// E8: a predicate filters events, runs on the loop thread with no registry lock held (it
-/// may call the registry), and object filters and predicates combine.
+/// [E8](anyloop::contract#e8): a predicate filters events, runs on the loop thread with no registry
+/// lock held (it may call the registry), and object filters and predicates combine.
 pub fn e08_predicate_on_loop_thread_without_locks_e08(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -211,8 +213,8 @@ pub fn e08_predicate_on_loop_thread_without_locks_e08(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E9: a callback registered during a flush (by a callback) never sees the in-flight events
-/// of that flush, only events emitted after its register returned.
+/// [E9](anyloop::contract#e9): a callback registered during a flush (by a callback) never sees the
+/// in-flight events of that flush, only events emitted after its register returned.
 pub fn e09_register_during_flush_sees_only_later_events(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -261,9 +263,9 @@ pub fn e09_register_during_flush_sees_only_later_events(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E10: deregister during a flush stops delivery at once: a callback deregistering a later
-/// one (for the current event too), and a foreign thread deregistering one while another
-/// callback of the same flush runs (the call returns without waiting).
+/// [E10](anyloop::contract#e10): deregister during a flush stops delivery at once: a callback
+/// deregistering a later one (for the current event too), and a foreign thread deregistering one
+/// while another callback of the same flush runs (the call returns without waiting).
 pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -334,8 +336,8 @@ pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E13: a callback that emits on every event cannot livelock the loop: each flush delivers
-/// only the events queued before it started, and every iteration returns.
+/// [E13](anyloop::contract#e13): a callback that emits on every event cannot livelock the loop:
+/// each flush delivers only the events queued before it started, and every iteration returns.
 pub fn e13_self_emitting_callback_one_event_per_flush_e13(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -369,8 +371,8 @@ pub fn e13_self_emitting_callback_one_event_per_flush_e13(env: &Env) {
     flush(&d);
 }
 
-/// E20: byte payloads (empty, every byte value, NULs) and u64 arrays (0, MAX) arrive
-/// bit-exact, from a foreign thread.
+/// [E20](anyloop::contract#e20): byte payloads (empty, every byte value, NULs) and u64 arrays (0,
+/// MAX) arrive bit-exact, from a foreign thread.
 pub fn e20_bytes_and_u64_arrays_bit_exact(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -401,9 +403,10 @@ pub fn e20_bytes_and_u64_arrays_bit_exact(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E6/E27: the arming protocol under races: four threads emit bursts while the loop flushes;
-/// no event is stranded (all delivered, the last ones without any later emit), and once the
-/// queue is empty the flush timer is disarmed: the loop goes quiet, no spinning.
+/// [E6](anyloop::contract#e6)/[E27](anyloop::contract#e27): the arming protocol under races: four
+/// threads emit bursts while the loop flushes; no event is stranded (all delivered, the last ones
+/// without any later emit), and once the queue is empty the flush timer is disarmed: the loop goes
+/// quiet, no spinning.
 pub fn e27_arming_races_never_strand_nor_spin_e06(env: &Env) {
     let d = env.start_pumped();
     let reg = registry(&d);

@@ -35,7 +35,7 @@ impl EventKind for Kind {
     }
 }
 
-/// A stable object identity (libvirt's UUID), compared by value (E29).
+/// A stable object identity (libvirt's UUID), compared by value ([E29](anyloop::contract#e29)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Obj(pub(crate) u64);
 
@@ -139,8 +139,9 @@ pub(crate) fn flush(d: &Driver) {
 }
 
 thread_local! {
-    /// Set around registry calls made by the scenarios (emit, deregister), to catch a
-    /// callback or free that runs synchronously inside them (E6, E11).
+    /// Set around registry calls made by the scenarios (emit, deregister), to catch a callback or
+    /// free that runs synchronously inside them ([E6](anyloop::contract#e6),
+    /// [E11](anyloop::contract#e11)).
     static IN_REGISTRY_CALL: Cell<bool> = const { Cell::new(false) };
 }
 

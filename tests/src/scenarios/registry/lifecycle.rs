@@ -1,5 +1,6 @@
-//! Registration, deregistration, frees, close, panics and threads (E1–E4, E11, E14–E18,
-//! E23–E26, E30).
+//! Registration, deregistration, frees, close, panics and threads ([E1–E4](anyloop::contract#e1),
+//! [E11](anyloop::contract#e11), [E14–E18](anyloop::contract#e14),
+//! [E23–E26](anyloop::contract#e23), [E30](anyloop::contract#e30)).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -13,9 +14,10 @@ use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
 
-/// E1/E3: refused registrations hand the callback back untouched and never free it: on a
-/// closed registry (Closed), on a destroyed loop (LoopGone), for an object the library's
-/// check refuses (InvalidArgument); a registry without any loop is NoLoop.
+/// [E1](anyloop::contract#e1)/[E3](anyloop::contract#e3): refused registrations hand the callback
+/// back untouched and never free it: on a closed registry (Closed), on a destroyed loop (LoopGone),
+/// for an object the library's check refuses (InvalidArgument); a registry without any loop is
+/// NoLoop.
 pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
     let d = env.start();
     let owned = Registry::<Ev>::builder()
@@ -31,7 +33,7 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
             let _ = &token;
         })
         .expect_err("E1: an object of another registry was accepted");
-    assert!(matches!(rejected.error, Error::InvalidArgument { .. }));
+    assert!(matches!(rejected.error(), Error::InvalidArgument { .. }));
     assert_eq!(env.probe().count("foreign-object"), 0, "E3");
     drop(rejected);
     owned
@@ -52,11 +54,11 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
         })
         .expect_err("register on a closed registry");
     assert!(
-        matches!(rejected.error, Error::Closed),
+        matches!(rejected.error(), Error::Closed),
         "{}",
-        rejected.error
+        rejected.error()
     );
-    let mut callback = rejected.callback;
+    let mut callback = rejected.into_callback();
     callback(&Progress(vec![]));
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -98,9 +100,9 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
         })
         .expect_err("register with a destroyed loop");
     assert!(
-        matches!(rejected.error, Error::LoopGone),
+        matches!(rejected.error(), Error::LoopGone),
         "{}",
-        rejected.error
+        rejected.error()
     );
     assert_eq!(env.probe().count("on-dead-loop"), 0, "E3");
     drop(rejected);
@@ -114,9 +116,9 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
     }
 }
 
-/// E4: the keyed form refuses a second live registration with the same key, kind and object
-/// filter (AlreadyRegistered) and accepts it again after deregister; plain closures are never
-/// duplicates.
+/// [E4](anyloop::contract#e4): the keyed form refuses a second live registration with the same key,
+/// kind and object filter (AlreadyRegistered) and accepts it again after deregister; plain closures
+/// are never duplicates.
 pub fn e04_keyed_duplicates_refused_e04(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -137,9 +139,9 @@ pub fn e04_keyed_duplicates_refused_e04(env: &Env) {
         })
         .expect_err("E4: duplicate accepted");
     assert!(
-        matches!(dup.error, Error::AlreadyRegistered { .. }),
+        matches!(dup.error(), Error::AlreadyRegistered { .. }),
         "{}",
-        dup.error
+        dup.error()
     );
     assert_eq!(
         env.probe().count("dup"),
@@ -162,8 +164,8 @@ pub fn e04_keyed_duplicates_refused_e04(env: &Env) {
     flush(&d);
 }
 
-/// E11: the free never runs inside deregister nor while the callback runs: a foreign
-/// deregister of a running callback returns at once, the free waits for the return; a
+/// [E11](anyloop::contract#e11): the free never runs inside deregister nor while the callback runs:
+/// a foreign deregister of a running callback returns at once, the free waits for the return; a
 /// deregister with the loop idle frees on the loop thread at its next iteration.
 pub fn e11_free_never_inside_deregister_nor_while_running(env: &Env) {
     let d = env.start();
@@ -240,8 +242,8 @@ pub fn e11_free_never_inside_deregister_nor_while_running(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E14: the last deregister discards the queued events and removes the flush timer; a later
-/// registration starts clean.
+/// [E14](anyloop::contract#e14): the last deregister discards the queued events and removes the
+/// flush timer; a later registration starts clean.
 pub fn e14_last_deregister_discards_queue_and_timer(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -277,8 +279,9 @@ pub fn e14_last_deregister_discards_queue_and_timer(env: &Env) {
     reg.close().expect("close");
 }
 
-/// E15/E28: the library sees per-kind 0→1 and 1→0 transitions, in order, including from a
-/// kind-set registration and at close; deregister returns the callbacks left for the kind.
+/// [E15](anyloop::contract#e15)/[E28](anyloop::contract#e28): the library sees per-kind 0→1 and 1→0
+/// transitions, in order, including from a kind-set registration and at close; deregister returns
+/// the callbacks left for the kind.
 pub fn e15_transition_hooks_and_counts_e28(env: &Env) {
     let d = env.start();
     let transitions = Arc::new(Log::new());
@@ -321,9 +324,10 @@ pub fn e15_transition_hooks_and_counts_e28(env: &Env) {
     flush(&d);
 }
 
-/// E16/E17: close delivers the closing event synchronously on the closing thread to the
-/// callbacks registered for it, nothing is delivered after it, every callback is freed once
-/// on the loop thread; close from inside a callback on the loop thread works too.
+/// [E16](anyloop::contract#e16)/[E17](anyloop::contract#e17): close delivers the closing event
+/// synchronously on the closing thread to the callbacks registered for it, nothing is delivered
+/// after it, every callback is freed once on the loop thread; close from inside a callback on the
+/// loop thread works too.
 pub fn e16_close_delivers_closing_event_then_frees_e17(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -402,9 +406,9 @@ pub fn e16_close_delivers_closing_event_then_frees_e17(env: &Env) {
     assert_eq!(env.probe().count("closer"), 1, "E16: freed once");
 }
 
-/// E18: the flush timer keeps the registry state alive: the last handle dropped inside a
-/// callback, mid-flush, closes the registry without crashing the flush; the other callbacks
-/// of that flush are not called, every callback is freed once and no timer is left.
+/// [E18](anyloop::contract#e18): the flush timer keeps the registry state alive: the last handle
+/// dropped inside a callback, mid-flush, closes the registry without crashing the flush; the other
+/// callbacks of that flush are not called, every callback is freed once and no timer is left.
 pub fn e18_last_handle_dropped_during_its_own_flush(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -438,8 +442,8 @@ pub fn e18_last_handle_dropped_during_its_own_flush(env: &Env) {
     assert_eq!(stats.timers, 0, "E16: timer left: {stats:?}");
 }
 
-/// E23: panics in a callback and in a predicate do not stop the flush; the loop reports
-/// CallbackPanicked naming the event callback and stays usable; the callbacks stay
+/// [E23](anyloop::contract#e23): panics in a callback and in a predicate do not stop the flush; the
+/// loop reports CallbackPanicked naming the event callback and stays usable; the callbacks stay
 /// registered and are freed once.
 pub fn e23_panics_do_not_stop_the_flush(env: &Env) {
     let d = env.start();
@@ -527,10 +531,10 @@ pub fn e23_panics_do_not_stop_the_flush(env: &Env) {
     flush(&d);
 }
 
-/// E24/E25: two loops on two threads, each with its own registry (created on its thread
-/// without naming a loop) and its own objects; four foreign threads emit for both. Each
-/// callback receives only its own objects' events, on its own loop's thread. Callbacks
-/// register, deregister and emit on their registry re-entrantly.
+/// [E24](anyloop::contract#e24)/[E25](anyloop::contract#e25): two loops on two threads, each with
+/// its own registry (created on its thread without naming a loop) and its own objects; four foreign
+/// threads emit for both. Each callback receives only its own objects' events, on its own loop's
+/// thread. Callbacks register, deregister and emit on their registry re-entrantly.
 pub fn e24_two_loops_two_threads_own_objects_e25(env: &Env) {
     let drivers = [env.start_pumped(), env.start_pumped()];
     let log = Arc::new(Log::new());
@@ -609,7 +613,7 @@ pub fn e24_two_loops_two_threads_own_objects_e25(env: &Env) {
     }
 }
 
-/// E26: counts of live callbacks, per-kind callbacks and queued events.
+/// [E26](anyloop::contract#e26): counts of live callbacks, per-kind callbacks and queued events.
 pub fn e26_counts_of_callbacks_and_queued_events(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -631,8 +635,8 @@ pub fn e26_counts_of_callbacks_and_queued_events(env: &Env) {
     flush(&d);
 }
 
-/// E30: the fallback sink runs only for events no callback took (no callback, or all
-/// filtered out), on the loop thread.
+/// [E30](anyloop::contract#e30): the fallback sink runs only for events no callback took (no
+/// callback, or all filtered out), on the loop thread.
 pub fn e30_fallback_only_when_no_callback_matched(env: &Env) {
     let d = env.start();
     let fallen = Arc::new(Log::new());
@@ -712,9 +716,9 @@ pub fn e30_fallback_only_when_no_callback_matched(env: &Env) {
     );
 }
 
-/// E16/E25: callbacks holding a weak handle do not keep the registry open: dropping the last
-/// strong handle closes it (callbacks freed once on the loop thread, timer removed), and a
-/// weak handle used from a callback works while it is open.
+/// [E16](anyloop::contract#e16)/[E25](anyloop::contract#e25): callbacks holding a weak handle do
+/// not keep the registry open: dropping the last strong handle closes it (callbacks freed once on
+/// the loop thread, timer removed), and a weak handle used from a callback works while it is open.
 pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
@@ -764,9 +768,9 @@ pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
     assert_eq!(d.stats().timers, 0, "E16: flush timer left");
 }
 
-/// E17: close from a foreign thread while a callback runs on the loop thread: close waits for
-/// it, then delivers the closing event to every callback registered for it; no callback gets
-/// any event after the closing one, and the rest of the flush is not delivered.
+/// [E17](anyloop::contract#e17): close from a foreign thread while a callback runs on the loop
+/// thread: close waits for it, then delivers the closing event to every callback registered for it;
+/// no callback gets any event after the closing one, and the rest of the flush is not delivered.
 pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
