@@ -26,8 +26,12 @@ bitflags! {
         const READABLE = 1;
         /// Data can be written without blocking.
         const WRITABLE = 2;
-        /// An error condition on the descriptor; also reported for a descriptor that is
-        /// not open any more (`POLLNVAL`).
+        /// An error condition on the descriptor. Also how a watch learns that the number it
+        /// watches was closed under it, once the loop notices ([R52](crate::contract#r52)):
+        /// that `ERROR` comes at most once, disables the watch, and is the last thing it
+        /// hears until updated or removed. A number closed while no other descriptor keeps
+        /// its file open is forgotten by the kernel without a report: that watch hears
+        /// nothing at all (it stays registered until removed).
         const ERROR = 4;
         /// The peer hung up (for a pipe: every writer closed).
         const HANGUP = 8;

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
 use super::panic::catch_user_panic;
-use super::poller::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use super::poller::{FdCheck, Poller, Probe, Readiness, Registered, Registrar, Token};
 use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
 use anyloop::IoEvents;
 use anyloop::Loop;
@@ -92,6 +92,8 @@ struct Work {
     stale_before: Vec<Token>,
     batch: Vec<Item>,
     freeing: Vec<Freed>,
+    /// Counts collections, to recognise an fd reported ready in consecutive iterations.
+    round: u64,
 }
 
 impl<P: Poller> std::fmt::Debug for Engine<P> {
@@ -306,7 +308,7 @@ impl<P: Poller> Engine<P> {
         if !std::mem::take(&mut st.poll_counted) {
             st.iterations += 1;
         }
-        work.collect(&mut st, P::EDGE_TRIGGERED);
+        work.collect(&mut st, P::EDGE_TRIGGERED, &shared.registrar);
         work.purge_stale(&mut st, &shared.registrar);
         let (count, mut st) = work.dispatch(shared, st, &mut first_error);
 
@@ -355,8 +357,10 @@ impl Work {
         }
     }
 
-    fn collect(&mut self, st: &mut State, edge_triggered: bool) {
+    fn collect<R: Registrar>(&mut self, st: &mut State, edge_triggered: bool, registrar: &R) {
         self.batch.clear();
+        self.round += 1;
+        let round = self.round;
 
         // Timers first: everything due now, earliest first (R33).
         if !st.heap.is_empty() {
@@ -421,13 +425,33 @@ impl Work {
                 fds,
                 watches,
                 always_ready,
+                next_generation,
                 ..
             } = &mut *st;
             let Some(slot) = fds.get_mut(key) else {
                 continue;
             };
             let ready = std::mem::take(&mut slot.pending);
-            let invalid = std::mem::take(&mut slot.invalid);
+            let mut invalid = std::mem::take(&mut slot.invalid);
+            // (Round 0 is "never reported".)
+            let consecutive = slot.last_round != 0 && slot.last_round + 1 == round;
+            slot.last_round = round;
+            if !invalid && !slot.interest.is_empty() {
+                invalid = match check_fd_identity(slot, key, consecutive, registrar) {
+                    FdCheck::Same => false,
+                    FdCheck::Closed | FdCheck::Replaced => {
+                        if slot.kernel == Kernel::Registered {
+                            // The kernel may still hold the old file under this token and
+                            // cannot drop it by number: a new generation makes its reports
+                            // stale, and stale reports in consecutive iterations rebuild the
+                            // kernel state (see `purge_stale`, B62).
+                            *next_generation = next_generation.wrapping_add(1);
+                            slot.generation = *next_generation;
+                        }
+                        true
+                    }
+                };
+            }
             let mut dispatched = false;
             for &w in &slot.watches {
                 let Some(handle) = watches.get_mut(w) else {
@@ -508,6 +532,7 @@ impl Work {
                 Ok(Registered::Kernel) => Kernel::Registered,
                 Ok(Registered::AlwaysReady) => {
                     always_ready.push(key);
+                    slot.identity = registrar.identity(slot.fd);
                     Kernel::AlwaysReady
                 }
                 Ok(Registered::Gone) => Kernel::Gone,
@@ -704,5 +729,35 @@ fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
         if first_error.is_none() {
             *first_error = Some(err);
         }
+    }
+}
+
+/// Whether a reported fd still names the file its watches were registered for
+/// ([R52](anyloop::contract#r52)). Costs a syscall, so it runs only when it can matter: for an
+/// fd probed by number (always ready, e.g. a regular file), on every report, since a number
+/// reused by another file would otherwise be probed as if it were the old one; for an fd the
+/// kernel tracks, when it is reported ready in consecutive iterations, which is how a closed
+/// number whose file stays open elsewhere (a dup, a forked child, an fd passed over a socket)
+/// shows up, level-triggered, on every wait.
+fn check_fd_identity<R: Registrar>(
+    slot: &super::table::FdSlot,
+    key: usize,
+    consecutive: bool,
+    registrar: &R,
+) -> FdCheck {
+    match slot.kernel {
+        Kernel::AlwaysReady => match (slot.identity, registrar.identity(slot.fd)) {
+            (None, _) => FdCheck::Same,
+            (Some(was), Some(now)) if was == now => FdCheck::Same,
+            (Some(_), Some(_)) => FdCheck::Replaced,
+            (Some(_), None) => FdCheck::Closed,
+        },
+        Kernel::Registered if consecutive => registrar
+            .verify(slot.fd, slot.token(key), slot.interest)
+            .unwrap_or_else(|err| {
+                tracing::warn!(fd = slot.fd, %err, "verifying a ready fd failed");
+                FdCheck::Same
+            }),
+        _ => FdCheck::Same,
     }
 }

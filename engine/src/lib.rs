@@ -36,5 +36,5 @@ pub use dispatch::Engine;
 pub use frees::{DeferredFrees, FreeTicket};
 pub use heap::TimerHeap;
 pub use panic::catch_user_panic;
-pub use poller::{Poller, Probe, Readiness, Registered, Registrar, Token};
+pub use poller::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
 pub use table::Shared;

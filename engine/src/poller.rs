@@ -81,6 +81,28 @@ pub enum Registered {
     Gone,
 }
 
+/// What an fd number names now, compared with the file a registration was made for
+/// ([`Registrar::verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdCheck {
+    /// The same open file: nothing happened.
+    Same,
+    /// The number is not open any more.
+    Closed,
+    /// The number was closed and now names another file.
+    Replaced,
+}
+
+/// The identity of an open file (device and inode numbers): the same file behind an fd
+/// number has the same identity, a file that reused the number has another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// The device the file lives on.
+    pub dev: u64,
+    /// Its inode number on that device.
+    pub ino: u64,
+}
+
 /// The thread-safe half of an OS layer: kernel registration changes and the wake-up.
 ///
 /// Called from any thread, always under the engine's lock (so calls never race with each
@@ -123,6 +145,29 @@ pub trait Registrar: Send + Sync + 'static {
     /// OS failures; the engine logs them and carries on.
     fn reset(&self) -> io::Result<bool> {
         Ok(false)
+    }
+
+    /// Whether `fd` still names the open file that was registered under `token` with
+    /// `interest` (a registration the kernel tracks), without changing what the kernel
+    /// watches. Costs a syscall, so the engine asks only when it can matter: for a
+    /// registration reported ready in consecutive iterations, which is what a closed fd whose
+    /// file stays open elsewhere looks like ([R52](anyloop::contract#r52)). The default answers
+    /// [`FdCheck::Same`] (no check).
+    ///
+    /// # Errors
+    /// Unexpected OS failures (the engine logs them and assumes [`FdCheck::Same`]).
+    fn verify(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<FdCheck> {
+        let _ = (fd, token, interest);
+        Ok(FdCheck::Same)
+    }
+
+    /// The identity of the file `fd` names now (`None`: not open). The engine takes it when
+    /// the kernel refuses an fd as always ready ([`Registered::AlwaysReady`]: it is then probed
+    /// by number, so nothing else would notice that the number was closed and reused), and
+    /// compares it on every report. The default answers `None` (no check).
+    fn identity(&self, fd: RawFd) -> Option<FileId> {
+        let _ = fd;
+        None
     }
 
     /// Wakes the loop thread out of [`Poller::wait`]. Must not block; a wake-up that is

@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 use super::clock::{deadline_after, poll_timeout};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
-use super::poller::{Registered, Registrar, Token};
+use super::poller::{FileId, Registered, Registrar, Token};
 use anyloop::IoEvents;
 use anyloop::{Backend, LoopStats, Schedule};
 use anyloop::{Error, Rejected, Result};
@@ -81,6 +81,11 @@ pub(crate) struct FdSlot {
     /// Readiness collected in the current iteration (merges duplicate reports, [R12](anyloop::contract#r12)).
     pub(crate) pending: IoEvents,
     pub(crate) invalid: bool,
+    /// The engine round in which the fd was last reported ready: a report in the very next
+    /// round is what a closed fd whose file lives on looks like, and is verified ([R52](anyloop::contract#r52)).
+    pub(crate) last_round: u64,
+    /// For an always-ready fd (probed by number): the file it named when registered.
+    pub(crate) identity: Option<FileId>,
 }
 
 impl FdSlot {
@@ -146,7 +151,7 @@ pub(crate) struct State {
     pub(crate) frees: DeferredFrees<Freed>,
     pub(crate) running: Option<Running>,
     next_seq: u64,
-    next_generation: u32,
+    pub(crate) next_generation: u32,
 }
 
 /// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
@@ -324,6 +329,10 @@ impl State {
             }
             (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
         };
+        if kernel == Kernel::AlwaysReady && slot.kernel != Kernel::AlwaysReady {
+            // Probed by number from now on: remember which file it is (R52).
+            slot.identity = registrar.identity(fd);
+        }
         let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest.is_empty();
         let listed = kernel == Kernel::AlwaysReady && !want.is_empty();
         slot.kernel = kernel;
@@ -606,6 +615,8 @@ impl<R: Registrar> Backend for Shared<R> {
                     kernel: Kernel::Unregistered,
                     pending: IoEvents::empty(),
                     invalid: false,
+                    last_round: 0,
+                    identity: None,
                 });
                 st.fd_index.insert(fd, key);
                 (key, false)

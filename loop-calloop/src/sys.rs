@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyloop::{IoEvents, Result};
 use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
-use anyloop_engine::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop_engine::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
 
 /// The loop-thread half: [`EpollPoller`] as is.
 #[derive(Debug)]
@@ -51,6 +51,14 @@ impl Registrar for HostedRegistrar {
 
     fn deregister(&self, fd: RawFd) -> io::Result<()> {
         self.inner.deregister(fd)
+    }
+
+    fn verify(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<FdCheck> {
+        self.inner.verify(fd, token, interest)
+    }
+
+    fn identity(&self, fd: RawFd) -> Option<FileId> {
+        self.inner.identity(fd)
     }
 
     fn reset(&self) -> io::Result<bool> {

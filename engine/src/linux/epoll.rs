@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use crate::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
 use anyloop::IoEvents;
 use anyloop::{Error, Result};
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
@@ -190,8 +190,42 @@ impl Registrar for EpollRegistrar {
         Ok(true)
     }
 
+    fn verify(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<FdCheck> {
+        verify_epoll(&*self.epoll, fd, token, interest)
+    }
+
+    fn identity(&self, fd: RawFd) -> Option<FileId> {
+        super::file_identity(fd)
+    }
+
     fn wake(&self) -> io::Result<()> {
         self.waker.wake()
+    }
+}
+
+/// [`Registrar::verify`] for an epoll registration: `EPOLL_CTL_MOD` with the registration's
+/// own token and interest changes nothing when the number still names the registered file,
+/// and fails with `ENOENT` when it names another file (epoll keys registrations by file and
+/// number), `EBADF` when it names none. (mio registrations are epoll registrations too.)
+///
+/// # Errors
+/// Other OS failures.
+pub fn verify_epoll(
+    epoll: &impl AsFd,
+    fd: RawFd,
+    token: Token,
+    interest: IoEvents,
+) -> io::Result<FdCheck> {
+    let Some(target) = borrow_fd(fd) else {
+        return Ok(FdCheck::Closed);
+    };
+    let data = EventData::new_u64(token.0);
+    match epoll::modify(epoll, target, data, flags(interest)) {
+        Ok(()) => Ok(FdCheck::Same),
+        Err(Errno::BADF) => Ok(FdCheck::Closed),
+        // Another file: not registered (ENOENT), or one epoll refuses (a regular file: EPERM).
+        Err(Errno::NOENT | Errno::PERM) => Ok(FdCheck::Replaced),
+        Err(err) => Err(err.into()),
     }
 }
 

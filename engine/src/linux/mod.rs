@@ -21,7 +21,7 @@ use rustix::io::Errno;
 
 use anyloop::{Error, Result};
 
-pub use epoll::{new_epoll, EpollPoller, EpollRegistrar};
+pub use epoll::{new_epoll, verify_epoll, EpollPoller, EpollRegistrar};
 pub use probe::Prober;
 pub use waker::EventFdWaker;
 
@@ -65,4 +65,15 @@ pub fn check_open(fd: RawFd) -> Result<()> {
             source: err.into(),
         }),
     }
+}
+
+/// The identity of the file `fd` names now (`fstat`'s device and inode), `None` if it is not
+/// open: what [`Registrar::identity`](crate::Registrar::identity) answers on Linux.
+pub fn file_identity(fd: RawFd) -> Option<crate::FileId> {
+    let target = borrow_fd(fd)?;
+    let stat = rustix::fs::fstat(target).ok()?;
+    Some(crate::FileId {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+    })
 }

@@ -14,7 +14,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use anyloop::{Error, IoEvents, Result};
-use anyloop_engine::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop_engine::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Waker};
 use rustix::io::Errno;
@@ -111,6 +111,26 @@ impl Registrar for MioRegistrar {
                 _ => Err(err),
             },
         }
+    }
+
+    /// mio's registration is an epoll one: re-registering it unchanged succeeds for the same
+    /// file, and fails with `ENOENT` for another file behind the number, `EBADF` for none.
+    fn verify(&self, fd: RawFd, token: Token, events: IoEvents) -> io::Result<FdCheck> {
+        match self
+            .registry
+            .reregister(&mut SourceFd(&fd), mio_token(token), interest(events))
+        {
+            Ok(()) => Ok(FdCheck::Same),
+            Err(err) => match errno(&err) {
+                Some(Errno::BADF) => Ok(FdCheck::Closed),
+                Some(Errno::NOENT | Errno::PERM) => Ok(FdCheck::Replaced),
+                _ => Err(err),
+            },
+        }
+    }
+
+    fn identity(&self, fd: RawFd) -> Option<FileId> {
+        anyloop_engine::linux::file_identity(fd)
     }
 
     fn deregister(&self, fd: RawFd) -> io::Result<()> {
