@@ -26,13 +26,15 @@
 //! ```
 //!
 //! Which backends a build includes is decided by cargo features: `glib` (a private GLib main
-//! context, needs `libglib2.0-dev`) and `calloop` (a calloop event loop), both on by default;
-//! the built-in loop is always there. Asking for a backend left out of the build is a clear
-//! error ([`ChooseError::NotBuilt`]), never a panic.
+//! context, needs `libglib2.0-dev`), `calloop` (a calloop event loop) and `tokio` (a
+//! current-thread tokio runtime), all on by default; the built-in loop is always there.
+//! Asking for a backend left out of the build is a clear error ([`ChooseError::NotBuilt`]),
+//! never a panic.
 //!
 //! An application that embeds anyloop in a loop it already runs (a GTK application's default
-//! context, a compositor's calloop loop) does not need this crate: it uses that backend's
-//! crate directly (`anyloop_glib::install_default`, `anyloop_calloop::CalloopSource`).
+//! context, a compositor's calloop loop, a tokio application's `LocalSet`) does not need this
+//! crate: it uses that backend's crate directly (`anyloop_glib::install_default`,
+//! `anyloop_calloop::CalloopSource`, `anyloop_tokio::LocalDriver`).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -56,24 +58,29 @@ pub enum LoopChoice {
     /// `anyloop-calloop`'s [`CalloopLoop`](https://docs.rs/anyloop-calloop): a calloop event
     /// loop that anyloop owns (cargo feature `calloop`).
     Calloop,
+    /// `anyloop-tokio`'s [`TokioLoop`](https://docs.rs/anyloop-tokio): a current-thread tokio
+    /// runtime that anyloop owns (cargo feature `tokio`).
+    Tokio,
 }
 
 impl LoopChoice {
     /// Every backend, built into this binary or not, in the order `--help` lists them.
-    pub const ALL: [LoopChoice; 4] = [
+    pub const ALL: [LoopChoice; 5] = [
         LoopChoice::Select,
         LoopChoice::SelectMio,
         LoopChoice::Glib,
         LoopChoice::Calloop,
+        LoopChoice::Tokio,
     ];
 
-    /// The name a `--loop` option takes: `select`, `select-mio`, `glib` or `calloop`.
+    /// The name a `--loop` option takes: `select`, `select-mio`, `glib`, `calloop` or `tokio`.
     pub fn name(self) -> &'static str {
         match self {
             LoopChoice::Select => "select",
             LoopChoice::SelectMio => "select-mio",
             LoopChoice::Glib => "glib",
             LoopChoice::Calloop => "calloop",
+            LoopChoice::Tokio => "tokio",
         }
     }
 
@@ -83,6 +90,7 @@ impl LoopChoice {
             LoopChoice::Select | LoopChoice::SelectMio => None,
             LoopChoice::Glib => Some("glib"),
             LoopChoice::Calloop => Some("calloop"),
+            LoopChoice::Tokio => Some("tokio"),
         }
     }
 
@@ -92,6 +100,7 @@ impl LoopChoice {
             LoopChoice::Select | LoopChoice::SelectMio => true,
             LoopChoice::Glib => cfg!(feature = "glib"),
             LoopChoice::Calloop => cfg!(feature = "calloop"),
+            LoopChoice::Tokio => cfg!(feature = "tokio"),
         }
     }
 
@@ -156,6 +165,17 @@ impl LoopChoice {
                     Err(self.not_built())
                 }
             }
+            LoopChoice::Tokio => {
+                #[cfg(feature = "tokio")]
+                {
+                    Ok(Box::new(anyloop_tokio::TokioLoop::new().map_err(create)?))
+                }
+                #[cfg(not(feature = "tokio"))]
+                {
+                    let _ = create;
+                    Err(self.not_built())
+                }
+            }
         }
     }
 
@@ -202,7 +222,7 @@ impl FromStr for LoopChoice {
 #[non_exhaustive]
 pub enum ChooseError {
     /// No backend has this name.
-    #[error("unknown loop `{0}` (expected select, select-mio, glib or calloop)")]
+    #[error("unknown loop `{0}` (expected select, select-mio, glib, calloop or tokio)")]
     Unknown(String),
     /// The backend exists but this build left it out.
     #[error(
@@ -239,7 +259,7 @@ mod tests {
         let err = "qt".parse::<LoopChoice>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown loop `qt` (expected select, select-mio, glib or calloop)"
+            "unknown loop `qt` (expected select, select-mio, glib, calloop or tokio)"
         );
     }
 

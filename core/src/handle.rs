@@ -159,9 +159,17 @@ impl Loop {
         self.backend.loop_thread() == Some(current_thread())
     }
 
+    /// Whether the loop still exists (see [`Backend::is_alive`]): once it was destroyed,
+    /// every operation fails with [`LoopGone`](crate::Error::LoopGone). From any thread.
+    pub fn is_alive(&self) -> bool {
+        self.backend.is_alive()
+    }
+
     fn check_thread(&self, thread: ThreadId) -> Result<()> {
         if self.backend.loop_thread() == Some(thread) && thread == current_thread() {
             Ok(())
+        } else if !self.backend.is_alive() {
+            Err(Error::LoopGone)
         } else {
             Err(Error::WrongThread {
                 id: None,

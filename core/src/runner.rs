@@ -139,8 +139,9 @@ pub trait Runner {
     /// requested, and says which ([`Stopped`]).
     ///
     /// `done` is checked before the first iteration and after each one. An iteration ends
-    /// when callbacks ran, a timer fired, an op from another thread or a quit arrived, or the
-    /// deadline came: a condition that a callback of this loop makes true is seen at once; one
+    /// when callbacks or frees ran, a timer fired, an op from another thread or a quit arrived,
+    /// or the deadline came: a condition that a callback (or a free) of this loop makes true is
+    /// seen at once; one
     /// that another thread makes true should be followed by [`Loop::wake`] (or any op on the
     /// loop) from that thread, or it is only seen at the next event.
     ///

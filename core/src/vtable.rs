@@ -177,6 +177,13 @@ pub trait Backend: Send + Sync {
     fn loop_thread(&self) -> Option<ThreadId> {
         None
     }
+
+    /// Whether the loop still exists: `false` once it was destroyed, after which every
+    /// operation fails with [`LoopGone`](crate::Error::LoopGone) ([R48](crate::contract#r48)).
+    /// The default, `true`, suits a backend that lives as long as its handles.
+    fn is_alive(&self) -> bool {
+        true
+    }
 }
 
 /// Counts a loop reports for diagnosis and tests ([R25](crate::contract#r25),

@@ -276,10 +276,12 @@ impl<P: Poller> Engine<P> {
             armed: true,
         };
 
-        // 1. Frees left over from ops made while the loop was not running.
+        // 1. Frees left over from ops made while the loop was not running. They are user code
+        // (a drop may change what the caller waits for), so this iteration then does not block.
+        let mut freed_early = false;
         if !st.frees.is_empty() {
             drop(st);
-            work.run_frees(shared, &mut first_error);
+            freed_early = work.run_frees(shared, &mut first_error) > 0;
             st = shared.lock();
         }
 
@@ -289,7 +291,7 @@ impl<P: Poller> Engine<P> {
         let deadline = st.heap.peek().map(|(deadline, _)| deadline);
         drop(st);
         let timeout = match (deadline, limit) {
-            _ if quitting => Some(Duration::ZERO),
+            _ if quitting || freed_early => Some(Duration::ZERO),
             // No clock read on the pure-fd path.
             (None, None) => None,
             (None, Some(limit)) => Some(limit.min(MAX_WAIT)),

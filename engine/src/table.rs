@@ -782,4 +782,8 @@ impl<R: Registrar> Backend for Shared<R> {
         let st = self.lock();
         (!st.gone).then_some(st.home)
     }
+
+    fn is_alive(&self) -> bool {
+        !self.lock().gone
+    }
 }

@@ -11,6 +11,9 @@
 //!   libdbus's watch functions): its state is not `Send`, and it asks its host, through
 //!   callbacks, to watch fds and arm one timeout. Bound to anyloop with thread-bound
 //!   callbacks, no `unsafe`; the `cstyle` program runs it on the loop chosen with `--loop`.
+//! - [`linechat`]: an `async fn` library (a line-protocol client over a Unix socket with a
+//!   time limit per request, and its server) written with `anyloop-async` only; the
+//!   `async_client` program runs it on the loop chosen with `--loop`.
 //! - [`cli`]: the `--loop` option the programs share.
 //!
 //! Every program with a `--loop` option takes anyloop's one backend chooser,
@@ -19,6 +22,7 @@
 
 pub mod cli;
 pub mod cstyle;
+pub mod linechat;
 pub mod relay;
 pub mod supervisor;
 

@@ -159,7 +159,11 @@ fn position_of(events: &[SupervisorEvent], wanted: impl Fn(&SupervisorEvent) -> 
 
 fn each_backend(scenario: impl Fn(LoopChoice)) {
     let built: Vec<_> = LoopChoice::built().collect();
-    assert!(built.contains(&LoopChoice::Select) && built.contains(&LoopChoice::Calloop));
+    assert!(
+        built.contains(&LoopChoice::Select)
+            && built.contains(&LoopChoice::Calloop)
+            && built.contains(&LoopChoice::Tokio)
+    );
     for choice in built {
         scenario(choice);
     }

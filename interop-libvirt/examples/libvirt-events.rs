@@ -36,8 +36,8 @@ struct Args {
     #[arg(default_value = "test:///default")]
     uri: String,
     /// The event loop that runs libvirt's events: the built-in loop on epoll (`select`) or on
-    /// mio (`select-mio`), a GLib main context (`glib`) as in a GTK application, or a calloop
-    /// event loop (`calloop`) as in a Wayland compositor.
+    /// mio (`select-mio`), a GLib main context (`glib`) as in a GTK application, a calloop
+    /// event loop (`calloop`) as in a Wayland compositor, or a tokio runtime (`tokio`).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

@@ -190,3 +190,39 @@ fn dropping_the_loop_frees_everything_once_and_handles_report_loop_gone() {
         assert!(matches!(rejected.error(), Error::LoopGone));
     }
 }
+
+/// A free left over from a removal made while the loop was not running is user code that may
+/// be what the owner waits for: the iteration that runs it does not block
+/// ([R46](anyloop::contract#r46)), so `run_until` sees the condition at once instead of at
+/// its deadline.
+#[test]
+fn a_free_run_first_ends_the_iteration_for_run_until() {
+    use anyloop::Stopped;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let freed = Arc::new(AtomicBool::new(false));
+        let guard = SetOnDrop(freed.clone());
+        let timer = lp
+            .handle()
+            .timer(Schedule::Disabled, move |_| {
+                let _ = &guard;
+            })
+            .expect("timer");
+        drop(timer); // removed while the loop is not running: its free is pending
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stopped = lp
+            .run_until(Some(deadline), &mut || freed.load(Ordering::SeqCst))
+            .expect("run_until");
+        assert_eq!(stopped, Stopped::Done, "{poller:?}");
+    }
+}

@@ -308,6 +308,10 @@ impl Backend for PollHandle {
         let st = self.shared.lock();
         (!st.gone).then_some(st.thread)
     }
+
+    fn is_alive(&self) -> bool {
+        !self.shared.lock().gone
+    }
 }
 
 /// The reference loop: create it, take [`handle`](Runner::handle)s, iterate it with

@@ -296,4 +296,8 @@ impl Backend for Tracked {
     fn loop_thread(&self) -> Option<ThreadId> {
         self.inner.loop_thread()
     }
+
+    fn is_alive(&self) -> bool {
+        self.inner.is_alive()
+    }
 }

@@ -37,7 +37,7 @@ use clap::Parser;
 #[command(version)]
 struct Args {
     /// The loop that runs the library: `select`, `select-mio`, `glib` (in builds with the
-    /// `glib` feature) or `calloop`.
+    /// `glib` feature), `calloop` or `tokio`.
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

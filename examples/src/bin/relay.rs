@@ -48,7 +48,8 @@ struct Args {
     plain: bool,
     /// The loop that runs the relay: the built-in loop on level-triggered epoll (`select`) or
     /// on mio's edge-triggered epoll (`select-mio`), a GLib main context (`glib`, in builds
-    /// with the `glib` feature) or a calloop event loop (`calloop`).
+    /// with the `glib` feature), a calloop event loop (`calloop`) or a tokio runtime
+    /// (`tokio`).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

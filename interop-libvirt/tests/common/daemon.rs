@@ -161,22 +161,32 @@ impl Daemon {
             );
             thread::sleep(Duration::from_millis(10));
         }
-        // The socket listens before the daemon serves: a first connection proves it serves.
-        // Opened on a helper thread so that a daemon that never answers fails the test
-        // instead of hanging it.
-        let (sender, opened) = mpsc::channel();
-        let uri = self.uri();
-        thread::spawn(move || {
-            let _ = sender.send(Connection::open(&uri).and_then(Connection::close));
-        });
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match opened.recv_timeout(remaining.max(Duration::from_secs(1))) {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => panic!("libvirtd refused a connection: {err}\n{}", self.log()),
-            Err(_) => panic!(
-                "no connection to libvirtd within {START_DEADLINE:?}:\n{}",
-                self.log()
-            ),
+        // The socket file appears at bind(), before listen(): a connection made in between is
+        // refused, so a refusal is retried until the deadline. A first connection proves the
+        // daemon serves; each try runs on a helper thread so that a daemon that never answers
+        // fails the test instead of hanging it.
+        loop {
+            let (sender, opened) = mpsc::channel();
+            let uri = self.uri();
+            thread::spawn(move || {
+                let _ = sender.send(Connection::open(&uri).and_then(Connection::close));
+            });
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match opened.recv_timeout(remaining.max(Duration::from_secs(1))) {
+                Ok(Ok(_)) => return,
+                Ok(Err(err))
+                    if err.to_string().contains("Connection refused")
+                        && Instant::now() < deadline =>
+                {
+                    self.assert_running();
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Ok(Err(err)) => panic!("libvirtd refused a connection: {err}\n{}", self.log()),
+                Err(_) => panic!(
+                    "no connection to libvirtd within {START_DEADLINE:?}:\n{}",
+                    self.log()
+                ),
+            }
         }
     }
 

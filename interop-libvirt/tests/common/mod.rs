@@ -1,8 +1,8 @@
 //! Shared by the per-backend test binaries: a loop thread per backend, and the scenarios.
 //!
 //! libvirt takes one event implementation per process, so each backend has its own test
-//! binary (its own process): `select.rs`, `select_mio.rs`, `glib.rs`, `calloop.rs`, each
-//! naming its backend with anyloop's one chooser, [`LoopChoice`]. In each, the loop runs on
+//! binary (its own process): `select.rs`, `select_mio.rs`, `glib.rs`, `calloop.rs`,
+//! `tokio.rs`, each naming its backend with anyloop's one chooser, [`LoopChoice`]. In each, the loop runs on
 //! one dedicated thread for the whole process, and a lock runs the scenarios one at a time
 //! because libvirt's `test:///default` driver state and the vtable counters are
 //! process-wide.

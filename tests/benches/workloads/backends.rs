@@ -40,3 +40,11 @@ pub struct Calloop;
 impl Choice for Calloop {
     const CHOICE: LoopChoice = LoopChoice::Calloop;
 }
+
+/// `anyloop-tokio`: the engine's epoll fd as one `AsyncFd` of a current-thread tokio runtime
+/// that anyloop owns (`anyloop_tokio::TokioLoop`).
+pub struct Tokio;
+
+impl Choice for Tokio {
+    const CHOICE: LoopChoice = LoopChoice::Tokio;
+}

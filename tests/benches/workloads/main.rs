@@ -17,6 +17,7 @@
 //! `backends.rs`), then add one line to [`backends`].
 
 mod anyloop_adapter;
+mod async_layer;
 mod backends;
 mod calloop_raw;
 mod contender;
@@ -25,6 +26,7 @@ mod glib_raw;
 mod measure;
 mod report;
 mod sys;
+mod tokio_raw;
 mod w1;
 mod w2;
 mod w3;
@@ -81,11 +83,11 @@ fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
     }
 }
 
-/// Every backend, the floor first; a raw substrate (`glib-raw`) beside the anyloop backend
-/// built on it (`glib`).
+/// Every backend, the floor first; a raw substrate (`glib-raw`, `calloop-raw`, `tokio-raw`)
+/// beside the anyloop backend built on it.
 fn backends() -> Vec<Backend> {
     use anyloop_adapter::Anyloop;
-    use backends::{Calloop, Glib, Select, SelectMio};
+    use backends::{Calloop, Glib, Select, SelectMio, Tokio};
     vec![
         backend::<floor::Floor>("floor"),
         backend::<Anyloop<Select>>("select"),
@@ -94,6 +96,8 @@ fn backends() -> Vec<Backend> {
         backend::<glib_raw::GlibRaw>("glib-raw"),
         backend::<Anyloop<Calloop>>("calloop"),
         backend::<calloop_raw::CalloopRaw>("calloop-raw"),
+        backend::<Anyloop<Tokio>>("tokio"),
+        backend::<tokio_raw::TokioRaw>("tokio-raw"),
     ]
 }
 
@@ -102,8 +106,9 @@ fn run_job<C: Contender + 'static>(job: Job, p: &Params) -> Vec<Measure> {
         Job::W1 { n } => w1::run::<C>(n, p),
         Job::W2Churn { n } => w2::churn::<C>(n, p),
         Job::W2Fire { k, batch } => vec![w2::fire::<C>(k, batch, p)],
-        Job::W3 => w3::run::<C>(p),
-        Job::W4 => vec![w4::run::<C>(p)],
+        // The futures layer (`anyloop-async`) beside the callbacks: W3a, W4a.
+        Job::W3 => [w3::run::<C>(p), async_layer::w3::<C>(p)].concat(),
+        Job::W4 => [vec![w4::run::<C>(p)], async_layer::w4::<C>(p)].concat(),
         Job::W5 => w5::run::<C>(p),
     }
 }

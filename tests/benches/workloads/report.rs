@@ -104,6 +104,15 @@ fn comparable(floor: &Row, row: &Row) -> bool {
     if row.workload == "W5" {
         return row.phase == Some("latency") && floor.workload == "W3";
     }
+    // The futures layer's W3a and W4a: against the floor's W3 and W4.
+    let workload = match row.workload {
+        "W3a" => "W3",
+        "W4a" => "W4",
+        other => other,
+    };
+    if workload != row.workload {
+        return floor.workload == workload && (workload == "W3" || floor.n == row.n);
+    }
     floor.workload == row.workload
         && floor.n == row.n
         && floor.a == row.a
@@ -161,6 +170,8 @@ fn label(r: &Row) -> String {
         ),
         ("W3", Some(variant)) => format!("W3 p50 / p99 µs ({variant})"),
         ("W4", _) => "W4 ns/round trip".into(),
+        ("W3a", _) => "W3a futures: task woken from another thread, p50 / p99 µs".into(),
+        ("W4a", _) => "W4a futures: ping-pong with readable().await, ns/round trip".into(),
         ("W5", Some("throughput")) => {
             format!("W5 C={} ns/event (events/s), E={n}", r.a.unwrap_or(0))
         }
@@ -170,7 +181,10 @@ fn label(r: &Row) -> String {
 }
 
 fn cell(r: &Row) -> String {
-    let value = if r.workload == "W3" || (r.workload == "W5" && r.phase == Some("latency")) {
+    let value = if r.workload == "W3"
+        || r.workload == "W3a"
+        || (r.workload == "W5" && r.phase == Some("latency"))
+    {
         format!("{:.1} / {:.1}", extra(r, "p50_us"), extra(r, "p99_us"))
     } else if r.workload == "W5" {
         format!("{:.0} ({:.2} M/s)", r.ns, extra(r, "events_per_s") / 1e6)

@@ -87,7 +87,24 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     d.on_loop(|ctx| ctx.turns(2));
     drop(rd);
     pipe.write(1); // readable through the surviving description
-    d.on_loop(|ctx| ctx.turns(3));
+                   // The window with the number closed and its file alive: no spin, at most one report of
+                   // the old file before the loop notices, at most one ERROR, then silence; still counted.
+    let report = d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)));
+    report.assert_quiet("while a watched fd is closed but its file lives on (R52)");
+    let heard = calls.snapshot();
+    assert!(
+        heard.len() <= 2 && heard.iter().filter(|e| e.contains(IoEvents::ERROR)).count() <= 1,
+        "R52: a closed number's watch heard {} callbacks (first {:?}): at most one report and one ERROR",
+        heard.len(),
+        &heard[..heard.len().min(4)]
+    );
+    let quiet = d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(100)));
+    assert_eq!(quiet.callbacks, 0, "R52: not silent after the ERROR");
+    assert_eq!(
+        d.stats().watches,
+        1,
+        "R52: the watch stays registered until removed"
+    );
     d.lp().remove_watch(id).expect("R52: remove after close");
     d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
         .assert_quiet("after removing a watch whose fd was closed but still open elsewhere");

@@ -1,5 +1,5 @@
 //! The kit's factory for anyloop's own backends, written once: the battery binaries
-//! (`select.rs`, `glib.rs`, `calloop.rs`) expand the battery on one backend each, and the
+//! (`select.rs`, `glib.rs`, `calloop.rs`, `tokio.rs`) expand the battery on one backend each, and the
 //! process-wide fault binaries (`emfile`, `id_exhaustion`, `soak`) run on all of them one after
 //! the other, because those faults change the whole process.
 //!
