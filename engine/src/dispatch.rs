@@ -320,6 +320,9 @@ impl<P: Poller> Engine<P> {
             work.run_frees(shared, &mut first_error);
             st = shared.lock();
         }
+        // 7. Interest changes made by this iteration's callbacks reach the kernel, coalesced,
+        // before anyone waits again.
+        st.flush_dirty(&shared.registrar);
         st.loop_thread = None;
         loop_thread.armed = false;
         drop(st);

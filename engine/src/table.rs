@@ -86,6 +86,11 @@ pub(crate) struct FdSlot {
     pub(crate) last_round: u64,
     /// For an always-ready fd (probed by number): the file it named when registered.
     pub(crate) identity: Option<FileId>,
+    /// An interest change made by a callback is waiting in [`State::dirty`] for the kernel.
+    pub(crate) dirty: bool,
+    /// That change enabled a watch: check the kernel registration even if the union of the
+    /// interests ends up unchanged (as [`State::sync_kernel`]'s `verify`).
+    pub(crate) dirty_verify: bool,
 }
 
 impl FdSlot {
@@ -126,6 +131,10 @@ pub(crate) struct State {
     pub(crate) gone: bool,
     /// The thread inside `run_once`, if any; ops from other threads wake it ([R40](anyloop::contract#r40), [R41](anyloop::contract#r41)).
     pub(crate) loop_thread: Option<ThreadId>,
+    /// Fd slots whose interest a callback changed during the current iteration; their kernel
+    /// registration is brought in line once, before the next wait (`flush_dirty`), so that
+    /// changes which cancel out within an iteration cost no syscall.
+    pub(crate) dirty: Vec<usize>,
     /// The thread of the host loop (GLib, calloop) of a hosted engine while it may block in
     /// the host's poll, i.e. *outside* `run_once`: from the host's prepare step
     /// ([`Engine::prepare_host_wait`](super::Engine::prepare_host_wait)) until its poll is
@@ -188,6 +197,7 @@ impl State {
         State {
             gone: false,
             loop_thread: None,
+            dirty: Vec::new(),
             host_waiting: None,
             wake_pending: false,
             iterations: 0,
@@ -262,6 +272,33 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Brings the kernel registrations of the fd slots that callbacks changed during this
+    /// iteration in line with their interests: one kernel call per slot whose interest in force
+    /// differs from the kernel's, none for changes that cancelled out. Called by the loop
+    /// before it waits again.
+    pub(crate) fn flush_dirty<R: Registrar>(&mut self, registrar: &R) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            // A slot removed since (and maybe reused by another fd) has nothing pending.
+            let Some(slot) = self.fds.get_mut(key) else {
+                continue;
+            };
+            if !std::mem::take(&mut slot.dirty) {
+                continue;
+            }
+            let verify = std::mem::take(&mut slot.dirty_verify);
+            let fd = slot.fd;
+            if let Err(err) = self.sync_kernel(registrar, key, verify) {
+                tracing::warn!(fd, %err, "applying an interest change to the kernel failed");
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
     }
 
     /// Brings the kernel registration of fd slot `key` in line with its watches' interests.
@@ -617,6 +654,8 @@ impl<R: Registrar> Backend for Shared<R> {
                     invalid: false,
                     last_round: 0,
                     identity: None,
+                    dirty: false,
+                    dirty_verify: false,
                 });
                 st.fd_index.insert(fd, key);
                 (key, false)
@@ -672,6 +711,19 @@ impl<R: Registrar> Backend for Shared<R> {
             // have been closed and reused under another watch of this slot, and the kernel
             // forgot the closed file, so an unchanged combined interest proves nothing (R19).
             let verify = old.is_empty() && !events.is_empty();
+            if st.loop_thread == Some(current_thread()) {
+                // Made by a callback (or a free) of the running iteration: dispatch already
+                // filters by the new interest (R18), and the kernel only needs it by the next
+                // wait, so the change is coalesced with the iteration's others (a toggle
+                // READABLE -> READABLE|WRITABLE -> READABLE then costs no syscall).
+                let fd_slot = &mut st.fds[key];
+                fd_slot.dirty_verify |= verify;
+                if !std::mem::replace(&mut fd_slot.dirty, true) {
+                    st.dirty.push(key);
+                }
+                tracing::trace!(%id, fd, ?events, "update watch (kernel at the next wait)");
+                return Ok(());
+            }
             if let Err(err) = st.sync_kernel(registrar, key, verify) {
                 st.watches[slot].interest = old;
                 return Err(err);

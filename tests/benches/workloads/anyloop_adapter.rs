@@ -20,7 +20,7 @@ thread_local! {
     static CURRENT: RefCell<Option<Loop>> = const { RefCell::new(None) };
 }
 
-fn with_current(f: impl FnOnce(&Loop)) {
+pub(crate) fn with_current(f: impl FnOnce(&Loop)) {
     CURRENT.with(|slot| {
         f(slot
             .borrow()
@@ -34,6 +34,15 @@ pub struct Anyloop<C: Choice> {
     runner: Box<dyn Runner>,
     lp: Loop,
     choice: PhantomData<C>,
+}
+
+impl<C: Choice> Anyloop<C> {
+    /// One iteration that does not block (W6: lets a backend apply lazy registrations).
+    pub(crate) fn run_nonblocking(&mut self) {
+        self.runner
+            .run_once(Some(Duration::ZERO))
+            .expect("run_once");
+    }
 }
 
 impl<C: Choice> Drop for Anyloop<C> {
@@ -114,6 +123,14 @@ impl<C: Choice> Contender for Anyloop<C> {
             })
             .map_err(anyloop::Error::from)
             .expect("add_timer(0)");
+    }
+
+    fn w6(kind: &str, n: usize) -> Option<f64> {
+        Some(crate::w6::anyloop::<C>(kind, n))
+    }
+
+    fn w7(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+        crate::w7::anyloop::<C>(p)
     }
 
     fn xt_variants() -> &'static [&'static str] {

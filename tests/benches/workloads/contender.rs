@@ -56,6 +56,17 @@ pub trait Contender: Sized {
     /// releases the timer (it removes or disables itself).
     fn oneshot0(&mut self);
 
+    /// W6, in a fresh child process: resident bytes per registration of `kind` for `n`
+    /// registrations (`None`: not measured on this contender).
+    fn w6(_kind: &str, _n: usize) -> Option<f64> {
+        None
+    }
+
+    /// W7: the interest-toggling ping-pong (empty: not measured on this contender).
+    fn w7(_p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+        Vec::new()
+    }
+
     /// W3: names of the cross-thread wake-up mechanisms this contender offers.
     fn xt_variants() -> &'static [&'static str];
     /// W3, on the loop thread before the loop runs: prepares `variant` and returns the poster

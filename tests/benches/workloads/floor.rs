@@ -32,7 +32,7 @@ const NONE: u32 = u32::MAX;
 
 /// Timer nodes live in a slab (a vector plus a free list); the heap holds slab indices.
 #[derive(Default)]
-struct Heap {
+pub(crate) struct Heap {
     nodes: Vec<Node>,
     free: Vec<u32>,
     heap: Vec<u32>,
@@ -88,7 +88,7 @@ impl Heap {
         self.place(pos, node);
     }
 
-    fn insert(&mut self, expiry: u64, cb: fn(), oneshot: bool) -> u32 {
+    pub(crate) fn insert(&mut self, expiry: u64, cb: fn(), oneshot: bool) -> u32 {
         let node = Node {
             expiry,
             pos: NONE,
@@ -111,7 +111,7 @@ impl Heap {
     }
 
     /// Takes `idx` out of the heap (the node stays allocated).
-    fn unlink(&mut self, idx: u32) {
+    pub(crate) fn unlink(&mut self, idx: u32) {
         let pos = self.nodes[idx as usize].pos as usize;
         let last = self.heap.pop().expect("unlink from an empty heap");
         self.nodes[idx as usize].pos = NONE;
@@ -123,7 +123,7 @@ impl Heap {
         }
     }
 
-    fn rekey(&mut self, idx: u32, expiry: u64) {
+    pub(crate) fn rekey(&mut self, idx: u32, expiry: u64) {
         self.nodes[idx as usize].expiry = expiry;
         let pos = self.nodes[idx as usize].pos as usize;
         self.sift_up(pos);
@@ -136,7 +136,7 @@ impl Heap {
         self.free.push(idx);
     }
 
-    fn earliest(&self) -> Option<u64> {
+    pub(crate) fn earliest(&self) -> Option<u64> {
         self.heap
             .first()
             .map(|&idx| self.nodes[idx as usize].expiry)
@@ -151,6 +151,17 @@ pub struct Floor {
     events: Vec<epoll::Event>,
     /// W3's eventfd, kept open for the loop's lifetime.
     wake: Option<OwnedFd>,
+}
+
+impl Floor {
+    /// W6: a timer node that is not queued (the floor's "disabled" timer).
+    pub(crate) fn timer_add_disabled(&mut self) -> u32 {
+        let idx = self
+            .timers
+            .insert(u64::MAX, crate::contender::never_fires, false);
+        self.timers.unlink(idx);
+        idx
+    }
 }
 
 fn deadline(after: Duration) -> u64 {
@@ -245,6 +256,14 @@ impl Contender for Floor {
 
     fn oneshot0(&mut self) {
         self.timers.insert(now_ns(), oneshot_fired, true);
+    }
+
+    fn w6(kind: &str, n: usize) -> Option<f64> {
+        Some(crate::w6::floor(kind, n))
+    }
+
+    fn w7(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+        crate::w7::floor(p)
     }
 
     fn xt_variants() -> &'static [&'static str] {

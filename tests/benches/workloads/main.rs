@@ -1,4 +1,4 @@
-//! Cross-backend workloads W1–W5 (described in `BENCHMARKS.md` at the repository root), with
+//! Cross-backend workloads W1–W7 (described in `BENCHMARKS.md` at the repository root), with
 //! the same method as the C peers' harness: calibrated rounds, repeats, medians, the same
 //! shuffled orders, one-fd pipes. Every backend is measured beside a raw level-triggered epoll
 //! floor in the same run, and reported as a ratio to it.
@@ -32,6 +32,8 @@ mod w2;
 mod w3;
 mod w4;
 mod w5;
+mod w6;
+mod w7;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -42,12 +44,24 @@ use measure::{Measure, Params};
 /// One workload configuration; each pass runs every job on every backend.
 #[derive(Debug, Clone, Copy)]
 enum Job {
-    W1 { n: usize },
-    W2Churn { n: usize },
-    W2Fire { k: usize, batch: bool },
+    W1 {
+        n: usize,
+    },
+    W2Churn {
+        n: usize,
+    },
+    W2Fire {
+        k: usize,
+        batch: bool,
+    },
     W3,
     W4,
     W5,
+    /// W6 memory: an index into [`w6::KINDS`]; measured in a fresh child process.
+    W6 {
+        kind: usize,
+    },
+    W7,
 }
 
 impl Job {
@@ -58,6 +72,8 @@ impl Job {
             Job::W3 => "W3",
             Job::W4 => "W4",
             Job::W5 => "W5",
+            Job::W6 { .. } => "W6",
+            Job::W7 => "W7",
         }
     }
 
@@ -65,7 +81,8 @@ impl Job {
         match self {
             Job::W1 { n } | Job::W2Churn { n } => Some(n),
             Job::W2Fire { k, .. } => Some(k),
-            Job::W3 | Job::W4 | Job::W5 => None,
+            Job::W6 { kind } => Some(w6::KINDS[kind].1),
+            Job::W3 | Job::W4 | Job::W5 | Job::W7 => None,
         }
     }
 }
@@ -74,12 +91,15 @@ impl Job {
 struct Backend {
     name: &'static str,
     run: fn(Job, &Params) -> Vec<Measure>,
+    /// W6 in the child process: bytes per registration, `None` where not measured.
+    w6: fn(&str, usize) -> Option<f64>,
 }
 
 fn backend<C: Contender + 'static>(name: &'static str) -> Backend {
     Backend {
         name,
         run: run_job::<C>,
+        w6: C::w6,
     }
 }
 
@@ -110,6 +130,9 @@ fn run_job<C: Contender + 'static>(job: Job, p: &Params) -> Vec<Measure> {
         Job::W3 => [w3::run::<C>(p), async_layer::w3::<C>(p)].concat(),
         Job::W4 => [vec![w4::run::<C>(p)], async_layer::w4::<C>(p)].concat(),
         Job::W5 => w5::run::<C>(p),
+        // Run by the driver in a child process per backend (see `main`).
+        Job::W6 { .. } => Vec::new(),
+        Job::W7 => C::w7(p),
     }
 }
 
@@ -124,6 +147,8 @@ fn all_jobs() -> Vec<Job> {
     }
     jobs.push(Job::W4);
     jobs.push(Job::W5);
+    jobs.push(Job::W7);
+    jobs.extend((0..w6::KINDS.len()).map(|kind| Job::W6 { kind }));
     jobs
 }
 
@@ -135,7 +160,7 @@ struct Options {
     json: Option<PathBuf>,
 }
 
-const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4,W5] \
+const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4,W5,W6,W7] \
 [--backend floor,select,...] [--n 10,1000,...] [--json PATH]";
 
 fn parse_args() -> Option<Options> {
@@ -202,7 +227,28 @@ fn target_dir() -> PathBuf {
     }
 }
 
+/// W6's child process: `--w6-child BACKEND KIND N` (see `w6.rs`).
+fn w6_child() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("--w6-child") {
+        return false;
+    }
+    let [_, backend, kind, n] = &args[..] else {
+        panic!("usage: workloads --w6-child BACKEND KIND N");
+    };
+    sys::raise_nofile();
+    let b = backends()
+        .into_iter()
+        .find(|b| b.name == backend)
+        .unwrap_or_else(|| panic!("unknown backend {backend}"));
+    w6::child(b.w6, kind, n.parse().expect("N"));
+    true
+}
+
 fn main() {
+    if w6_child() {
+        return;
+    }
     let Some(opts) = parse_args() else { return };
     sys::raise_nofile();
     let p = &opts.params;
@@ -237,9 +283,13 @@ fn main() {
             for i in 0..backends.len() {
                 let b = &backends[(i + pass) % backends.len()];
                 let t = Instant::now();
-                for m in (b.run)(*job, p) {
+                let measures = match job {
+                    Job::W6 { kind } => w6::spawn(b.name, *kind),
+                    _ => (b.run)(*job, p),
+                };
+                for m in measures {
                     eprintln!(
-                        "  [pass {}/{}] {:<10} {} {}{} n={} a={:?}: {:.1} ns ({:.1} s)",
+                        "  [pass {}/{}] {:<10} {} {}{} n={} a={:?}: {:.1} {} ({:.1} s)",
                         pass + 1,
                         p.passes,
                         b.name,
@@ -249,6 +299,7 @@ fn main() {
                         m.n,
                         m.a,
                         m.ns,
+                        if m.workload == "W6" { "bytes" } else { "ns" },
                         t.elapsed().as_secs_f64()
                     );
                     collector.add(b.name, m);

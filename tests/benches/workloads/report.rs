@@ -170,6 +170,10 @@ fn label(r: &Row) -> String {
         ),
         ("W3", Some(variant)) => format!("W3 p50 / p99 µs ({variant})"),
         ("W4", _) => "W4 ns/round trip".into(),
+        ("W6", Some(kind)) => format!(
+            "W6 {kind} N={n}, resident bytes/registration (fresh process, zero-sized closures)"
+        ),
+        ("W7", _) => "W7 interest R→RW→R + timer re-arm per side, ns/round trip".into(),
         ("W3a", _) => "W3a futures: task woken from another thread, p50 / p99 µs".into(),
         ("W4a", _) => "W4a futures: ping-pong with readable().await, ns/round trip".into(),
         ("W5", Some("throughput")) => {
@@ -188,6 +192,8 @@ fn cell(r: &Row) -> String {
         format!("{:.1} / {:.1}", extra(r, "p50_us"), extra(r, "p99_us"))
     } else if r.workload == "W5" {
         format!("{:.0} ({:.2} M/s)", r.ns, extra(r, "events_per_s") / 1e6)
+    } else if r.workload == "W6" {
+        format!("{:.1}", r.ns)
     } else if r.workload == "W1slope" {
         format!("{:.3}", r.ns)
     } else {
