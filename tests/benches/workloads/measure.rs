@@ -63,6 +63,27 @@ pub fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// The spread of one figure over passes: (max − min) / median; `None` for fewer than two
+/// values. A median of zero with differing values is infinitely spread.
+pub fn spread(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let (lo, hi) = (min(values), max(values));
+    if hi == lo {
+        return Some(0.0);
+    }
+    let m = median(values).abs();
+    Some(if m > 0.0 {
+        (hi - lo) / m
+    } else {
+        f64::INFINITY
+    })
+}
+
+/// A figure whose passes disagree by more than this spread is rerun once.
+pub const RERUN_SPREAD: f64 = 0.15;
+
 /// How much work each workload does. `full()` is the C peers' method (their harness'
 /// defaults); `quick()` trades repeats for time.
 #[derive(Debug, Clone)]

@@ -6,10 +6,39 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::measure::{max, median, min, Measure};
+use crate::measure::{max, median, min, spread, Measure, RERUN_SPREAD};
 
 /// The key of one figure: which workload, phase or mechanism, N and A.
-type Key = (&'static str, Option<&'static str>, u64, Option<u64>);
+pub type Key = (&'static str, Option<&'static str>, u64, Option<u64>);
+
+/// Whether a figure was rerun because its passes disagreed by more than
+/// [`RERUN_SPREAD`](crate::measure::RERUN_SPREAD), and how the rerun went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    No,
+    /// Rerun once; the rerun's passes agree (marked †).
+    Settled,
+    /// Rerun once; its passes still disagree (marked ‡).
+    StillNoisy,
+}
+
+impl Rerun {
+    fn mark(self) -> &'static str {
+        match self {
+            Rerun::No => "",
+            Rerun::Settled => "†",
+            Rerun::StillNoisy => "‡",
+        }
+    }
+
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Rerun::No => None,
+            Rerun::Settled => Some("rerun"),
+            Rerun::StillNoisy => Some("still-noisy-after-rerun"),
+        }
+    }
+}
 
 /// One aggregated figure of one backend: medians over passes.
 #[derive(Debug, Clone)]
@@ -23,6 +52,13 @@ pub struct Row {
     pub pass_min: f64,
     pub pass_max: f64,
     pub passes: usize,
+    /// The headline value of every pass, in pass order (empty for derived rows).
+    pub pass_values: Vec<f64>,
+    /// (max − min) / median over passes; `None` for one pass or a derived row.
+    pub spread: Option<f64>,
+    pub rerun: Rerun,
+    /// A rerun figure: the first passes' values, which the rerun replaced.
+    pub replaced: Vec<f64>,
     pub extra: Vec<(&'static str, f64)>,
     pub ratio: Option<f64>,
 }
@@ -32,16 +68,57 @@ pub struct Row {
 pub struct Collector {
     order: Vec<(&'static str, Key)>,
     seen: BTreeMap<(&'static str, Key), Vec<Measure>>,
+    /// Which job (an index the driver gives) produced each figure: what a rerun runs again.
+    job: BTreeMap<(&'static str, Key), usize>,
+    /// Figures rerun once: the replaced passes' values and how the rerun went.
+    reruns: BTreeMap<(&'static str, Key), (Vec<f64>, Rerun)>,
 }
 
 impl Collector {
-    pub fn add(&mut self, backend: &'static str, m: Measure) {
+    pub fn add(&mut self, backend: &'static str, job: usize, m: Measure) {
         let key = (m.workload, m.phase, m.n, m.a);
         let slot = self.seen.entry((backend, key)).or_default();
         if slot.is_empty() {
             self.order.push((backend, key));
+            self.job.insert((backend, key), job);
         }
         slot.push(m);
+    }
+
+    /// Figures not yet rerun whose passes disagree by more than [`RERUN_SPREAD`]: backend,
+    /// job index and key, in the order they were produced.
+    pub fn noisy(&self) -> Vec<(&'static str, usize, Key)> {
+        self.order
+            .iter()
+            .filter(|id| !self.reruns.contains_key(*id))
+            .filter(|id| {
+                let ns: Vec<f64> = self.seen[*id].iter().map(|m| m.ns).collect();
+                spread(&ns).is_some_and(|s| s > RERUN_SPREAD)
+            })
+            .map(|&(backend, key)| (backend, self.job[&(backend, key)], key))
+            .collect()
+    }
+
+    /// Replaces a figure's passes by those of its rerun (once per figure) and returns its
+    /// rerun spread.
+    pub fn replace(&mut self, backend: &'static str, key: Key, rerun: Vec<Measure>) -> Option<f64> {
+        let ns: Vec<f64> = rerun.iter().map(|m| m.ns).collect();
+        let s = spread(&ns);
+        let outcome = if s.is_some_and(|s| s > RERUN_SPREAD) {
+            Rerun::StillNoisy
+        } else {
+            Rerun::Settled
+        };
+        let slot = self
+            .seen
+            .get_mut(&(backend, key))
+            .expect("a measured figure");
+        let old = std::mem::replace(slot, rerun);
+        self.reruns.insert(
+            (backend, key),
+            (old.iter().map(|m| m.ns).collect(), outcome),
+        );
+        s
     }
 
     /// Medians over passes, the derived W1 slope, and ratios to the floor.
@@ -64,6 +141,11 @@ impl Collector {
                         (*name, median(&v))
                     })
                     .collect();
+                let (replaced, rerun) = self
+                    .reruns
+                    .get(&(*backend, *key))
+                    .cloned()
+                    .unwrap_or((Vec::new(), Rerun::No));
                 Row {
                     backend,
                     workload: key.0,
@@ -74,6 +156,10 @@ impl Collector {
                     pass_min: min(&ns),
                     pass_max: max(&ns),
                     passes: ns.len(),
+                    spread: spread(&ns),
+                    pass_values: ns,
+                    rerun,
+                    replaced,
                     extra,
                     ratio: None,
                 }
@@ -148,6 +234,10 @@ fn slopes(rows: &[Row]) -> Vec<Row> {
                 pass_min: slope,
                 pass_max: slope,
                 passes: small.passes,
+                pass_values: Vec::new(),
+                spread: None,
+                rerun: Rerun::No,
+                replaced: Vec::new(),
                 extra: Vec::new(),
                 ratio: None,
             })
@@ -199,9 +289,14 @@ fn cell(r: &Row) -> String {
     } else {
         group(r.ns.round() as u64)
     };
+    let spread = match r.spread {
+        Some(s) => format!(" ±{:.0}%", s * 100.0),
+        None => String::new(),
+    };
+    let mark = r.rerun.mark();
     match r.ratio {
-        Some(ratio) => format!("{value} ({ratio:.2}×)"),
-        None => value,
+        Some(ratio) => format!("{value}{spread}{mark} ({ratio:.2}×)"),
+        None => format!("{value}{spread}{mark}"),
     }
 }
 
@@ -251,8 +346,18 @@ pub fn markdown(rows: &[Row]) -> String {
         };
         lines[idx].1.insert(r.backend, cell(r));
     }
+    let spreads = rows.iter().any(|r| r.spread.is_some());
     let mut out = String::new();
-    let _ = writeln!(out, "| figure (median) | {} |", backends.join(" | "));
+    let _ = writeln!(
+        out,
+        "| figure ({}) | {} |",
+        if spreads {
+            "median ±spread over passes"
+        } else {
+            "median"
+        },
+        backends.join(" | ")
+    );
     let _ = writeln!(out, "|---|{}", "---|".repeat(backends.len()));
     for (l, cells) in &lines {
         let cols: Vec<&str> = backends
@@ -260,6 +365,28 @@ pub fn markdown(rows: &[Row]) -> String {
             .map(|b| cells.get(b).map_or("–", |s| s.as_str()))
             .collect();
         let _ = writeln!(out, "| {l} | {} |", cols.join(" | "));
+    }
+    if spreads {
+        let _ = writeln!(
+            out,
+            "\nSpread: (max − min) / median of the headline value over passes (W3, W5 latency: \
+             the p50)."
+        );
+    }
+    if rows.iter().any(|r| r.rerun == Rerun::Settled) {
+        let _ = writeln!(
+            out,
+            "\n† rerun: passes disagreed by more than {:.0} %; the figure is the rerun's.",
+            RERUN_SPREAD * 100.0
+        );
+    }
+    if rows.iter().any(|r| r.rerun == Rerun::StillNoisy) {
+        let _ = writeln!(
+            out,
+            "\n‡ still noisy after a rerun (passes disagreed by more than {:.0} % twice); the \
+             figure is the rerun's.",
+            RERUN_SPREAD * 100.0
+        );
     }
     out
 }
@@ -546,7 +673,10 @@ fn glib_targets(rows: &[Row], out: &mut String) {
 
 /// The machine-readable rows: `workload`, `backend`, `n`, `a`, `ns` on every row (null where
 /// a key does not apply); W3 and W5 latency rows add `p50_us` .. `p999_us`, W5 throughput rows
-/// `events_per_s` and `calls_per_s`; W2, W3 and W5 rows carry `phase`.
+/// `events_per_s` and `calls_per_s`; W2, W3 and W5 rows carry `phase`. Every row has
+/// `passes` (a count), `pass_ns` (each pass's headline value, the rerun's for a rerun figure)
+/// and `spread` ((max − min) / median, null for one pass); a rerun figure adds `rerun`
+/// ("rerun" or "still-noisy-after-rerun") and `replaced_pass_ns` (the first passes' values).
 pub fn json(rows: &[Row]) -> Value {
     Value::Array(
         rows.iter()
@@ -560,8 +690,14 @@ pub fn json(rows: &[Row]) -> Value {
                     "pass_min_ns": r.pass_min,
                     "pass_max_ns": r.pass_max,
                     "passes": r.passes,
+                    "pass_ns": r.pass_values,
+                    "spread": r.spread,
                     "ratio_to_floor": r.ratio,
                 });
+                if let Some(rerun) = r.rerun.name() {
+                    v["rerun"] = json!(rerun);
+                    v["replaced_pass_ns"] = json!(r.replaced);
+                }
                 if let Some(phase) = r.phase {
                     v["phase"] = json!(phase);
                 }
