@@ -50,7 +50,7 @@ enum Item {
     Timer {
         slot: usize,
         id: TimerId,
-        epoch: u64,
+        epoch: u32,
         /// A one-shot firing: the timer is already disabled.
         once: bool,
     },
@@ -374,13 +374,13 @@ impl Work {
                 let Some(timer) = st.timers.get_mut(slot) else {
                     continue;
                 };
-                let once = timer.schedule.is_one_shot();
+                let once = timer.is_one_shot();
                 if once {
                     // A one-shot timer fires once and is disabled from now on (R27). Its
                     // epoch moves on with the change, so the batch entry below is the one
                     // firing; an update by an earlier callback moves it again and cancels it.
-                    timer.schedule = Schedule::Disabled;
-                    timer.epoch += 1;
+                    timer.set_schedule(Schedule::Disabled);
+                    timer.epoch = timer.epoch.wrapping_add(1);
                 }
                 self.batch.push(Item::Timer {
                     slot,
@@ -395,7 +395,7 @@ impl Work {
             for item in &self.batch {
                 if let Item::Timer { slot, .. } = *item {
                     if let Some(timer) = st.timers.get(slot) {
-                        if let Schedule::Every(period) = timer.schedule {
+                        if let Some(period) = timer.period() {
                             let seq = timer.seq;
                             st.heap.schedule(slot, deadline_after(now, period), seq);
                         }
@@ -537,7 +537,7 @@ impl Work {
                 Ok(Registered::Kernel) => Kernel::Registered,
                 Ok(Registered::AlwaysReady) => {
                     always_ready.push(key);
-                    slot.identity = registrar.identity(slot.fd);
+                    slot.identity = registrar.identity(slot.fd).map(Box::new);
                     Kernel::AlwaysReady
                 }
                 Ok(Registered::Gone) => Kernel::Gone,
@@ -571,10 +571,7 @@ impl Work {
                         continue;
                     };
                     // Removed, disabled or restarted by an earlier callback: not now (R34).
-                    if timer.id != id
-                        || timer.epoch != epoch
-                        || (!once && !timer.schedule.is_enabled())
-                    {
+                    if timer.id != id || timer.epoch != epoch || (!once && !timer.is_enabled()) {
                         continue;
                     }
                     if !timer.callback.as_ref().is_some_and(|cb| cb.runs_here()) {
@@ -751,9 +748,9 @@ fn check_fd_identity<R: Registrar>(
     registrar: &R,
 ) -> FdCheck {
     match slot.kernel {
-        Kernel::AlwaysReady => match (slot.identity, registrar.identity(slot.fd)) {
+        Kernel::AlwaysReady => match (slot.identity.as_deref(), registrar.identity(slot.fd)) {
             (None, _) => FdCheck::Same,
-            (Some(was), Some(now)) if was == now => FdCheck::Same,
+            (Some(was), Some(now)) if *was == now => FdCheck::Same,
             (Some(_), Some(_)) => FdCheck::Replaced,
             (Some(_), None) => FdCheck::Closed,
         },

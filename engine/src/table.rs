@@ -84,8 +84,9 @@ pub(crate) struct FdSlot {
     /// The engine round in which the fd was last reported ready: a report in the very next
     /// round is what a closed fd whose file lives on looks like, and is verified ([R52](anyloop::contract#r52)).
     pub(crate) last_round: u64,
-    /// For an always-ready fd (probed by number): the file it named when registered.
-    pub(crate) identity: Option<FileId>,
+    /// For an always-ready fd (probed by number): the file it named when registered. Boxed:
+    /// few fds need it, and every fd slot pays for the field (W6).
+    pub(crate) identity: Option<Box<FileId>>,
     /// An interest change made by a callback is waiting in [`State::dirty`] for the kernel.
     pub(crate) dirty: bool,
     /// That change enabled a watch: check the kernel registration even if the union of the
@@ -108,14 +109,73 @@ pub(crate) struct HandleSlot {
     pub(crate) callback: Option<WatchCallback>,
 }
 
+/// A timer's [`Schedule`], kept as its delay and a one-byte kind: `Schedule` itself takes 24
+/// bytes, this 16 plus a byte that packs beside the epoch (a slot per timer, W6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Disabled,
+    Every,
+    Once,
+}
+
 pub(crate) struct TimerSlot {
     pub(crate) id: TimerId,
-    pub(crate) schedule: Schedule,
-    /// Bumped by every update, so a firing collected before an update is dropped ([R29](anyloop::contract#r29), [R34](anyloop::contract#r34)).
-    pub(crate) epoch: u64,
+    /// The schedule's delay (zero when disabled); see [`TimerSlot::schedule`].
+    delay: Duration,
+    kind: Kind,
+    /// Bumped by every update, so a firing collected before an update is dropped
+    /// ([R29](anyloop::contract#r29), [R34](anyloop::contract#r34)). Compared for equality
+    /// only, so wrapping is harmless.
+    pub(crate) epoch: u32,
     /// Creation sequence: ties between equal deadlines fire in creation order ([R33](anyloop::contract#r33)).
     pub(crate) seq: u64,
     pub(crate) callback: Option<TimerCallback>,
+}
+
+impl TimerSlot {
+    pub(crate) fn new(id: TimerId, schedule: Schedule, seq: u64, callback: TimerCallback) -> Self {
+        let mut slot = TimerSlot {
+            id,
+            delay: Duration::ZERO,
+            kind: Kind::Disabled,
+            epoch: 0,
+            seq,
+            callback: Some(callback),
+        };
+        slot.set_schedule(schedule);
+        slot
+    }
+
+    /// The schedule in force.
+    pub(crate) fn schedule(&self) -> Schedule {
+        match self.kind {
+            Kind::Disabled => Schedule::Disabled,
+            Kind::Every => Schedule::Every(self.delay),
+            Kind::Once => Schedule::Once(self.delay),
+        }
+    }
+
+    pub(crate) fn set_schedule(&mut self, schedule: Schedule) {
+        (self.kind, self.delay) = match schedule {
+            Schedule::Every(delay) => (Kind::Every, delay),
+            Schedule::Once(delay) => (Kind::Once, delay),
+            Schedule::Disabled => (Kind::Disabled, Duration::ZERO),
+        };
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.kind != Kind::Disabled
+    }
+
+    pub(crate) fn is_one_shot(&self) -> bool {
+        self.kind == Kind::Once
+    }
+
+    /// The period of a periodic timer.
+    pub(crate) fn period(&self) -> Option<Duration> {
+        (self.kind == Kind::Every).then_some(self.delay)
+    }
 }
 
 /// The callback the loop is running right now, if any.
@@ -368,7 +428,7 @@ impl State {
         };
         if kernel == Kernel::AlwaysReady && slot.kernel != Kernel::AlwaysReady {
             // Probed by number from now on: remember which file it is (R52).
-            slot.identity = registrar.identity(fd);
+            slot.identity = registrar.identity(fd).map(Box::new);
         }
         let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest.is_empty();
         let listed = kernel == Kernel::AlwaysReady && !want.is_empty();
@@ -764,13 +824,9 @@ impl<R: Registrar> Backend for Shared<R> {
         };
         let seq = st.next_seq();
         tracing::trace!(%id, ?schedule, name = callback.name(), "add timer");
-        let slot = st.timers.insert(TimerSlot {
-            id,
-            schedule,
-            epoch: 0,
-            seq,
-            callback: Some(callback),
-        });
+        let slot = st
+            .timers
+            .insert(TimerSlot::new(id, schedule, seq, callback));
         if let Some(delay) = schedule.delay() {
             // Read the clock now, not from a cached loop time (B55).
             st.heap
@@ -784,8 +840,8 @@ impl<R: Registrar> Backend for Shared<R> {
         self.change(|st, _| {
             let slot = st.timer_slot(id)?;
             let timer = &mut st.timers[slot];
-            timer.schedule = schedule;
-            timer.epoch += 1;
+            timer.set_schedule(schedule);
+            timer.epoch = timer.epoch.wrapping_add(1);
             let seq = timer.seq;
             match schedule.delay() {
                 // Always a restart from now, even with the same schedule (R5, R29).
@@ -819,7 +875,7 @@ impl<R: Registrar> Backend for Shared<R> {
             return Err(Error::LoopGone);
         }
         let slot = st.timer_slot(id)?;
-        Ok(st.timers[slot].schedule)
+        Ok(st.timers[slot].schedule())
     }
 
     fn stats(&self) -> LoopStats {
