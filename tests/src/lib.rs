@@ -243,6 +243,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] stats r57_iterations_count_idle_waits_and_stand_still_r46);
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
+        $crate::__scenario_item!([$($mode)*] bad_input r18_disabled_earlier_in_iteration_no_error_for_closed_fd_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);
         $crate::__scenario_item!([$($mode)*] bad_input r52_reused_fd_number_watch_enabled_by_update_r19);
         $crate::__scenario_item!([$($mode)*] bad_input s56_invalid_fd_and_unknown_bits_r02_r51_r59);

@@ -721,3 +721,50 @@ pub fn r60_bad_input_never_panics(env: &Env) {
     let stats = d.stats();
     assert_eq!((stats.watches, stats.timers), (0, 0), "{stats:?}");
 }
+
+/// [R18](anyloop::contract#r18)/[R10](anyloop::contract#r10)/[R52](anyloop::contract#r52): a
+/// watch disabled by an earlier callback of the same iteration hears nothing, not even the
+/// `ERROR` of its fd found closed in that iteration. A regular file (re-checked every iteration,
+/// so the closed number is reported deterministically) whose file a dup keeps open; a
+/// zero-delay one-shot timer (timers run before watches) disables the watch in the iteration
+/// after the close. Callbacks are counted over the whole window.
+pub fn r18_disabled_earlier_in_iteration_no_error_for_closed_fd_r52(env: &Env) {
+    let d = env.start();
+    let file = std::fs::File::open("/proc/self/status").expect("a regular file");
+    let watched = high_fd(OwnedFd::from(file), 330);
+    let keeper = watched.try_clone().expect("dup keeps the file open");
+    let (calls, token) = (Arc::new(Log::new()), env.token("w"));
+    let c = calls.clone();
+    let id = d
+        .lp()
+        .add_watch(watched.as_raw_fd(), IoEvents::READABLE, move |_, _, ev| {
+            let _ = &token;
+            c.push(ev);
+        })
+        .expect("add");
+    d.on_loop(|ctx| ctx.turns(1));
+    let before = calls.snapshot().len();
+    assert!(before >= 1, "R8: a regular file is always readable");
+    // Close the number; the next iteration's timer disables the watch before its turn.
+    drop(watched);
+    let lp = d.lp().clone();
+    let timer = d
+        .lp()
+        .timer(Schedule::Once(Duration::ZERO), move |_| {
+            lp.update_watch(id, IoEvents::empty())
+                .expect("R52: update after close must work");
+        })
+        .expect("timer");
+    d.on_loop(|ctx| ctx.turns(5));
+    let after: Vec<IoEvents> = calls.snapshot().split_off(before);
+    assert!(
+        after.is_empty(),
+        "R18: a watch disabled earlier in the iteration was called: {:?}",
+        &after[..after.len().min(4)]
+    );
+    drop(timer);
+    d.lp().remove_watch(id).expect("R52: remove after close");
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(env.probe().count("w"), 1, "R52: freed once");
+    drop(keeper);
+}
