@@ -426,12 +426,6 @@ impl<T: AsFd> Async<T> {
         self.state.poll_slot(Dir::Write, cx)
     }
 
-    /// Forgets the poll API's waiter for `dir` (after the operation it waited for succeeded).
-    fn clear_slot(&self, dir: Dir) {
-        let mut key = POLL_SLOT;
-        self.state.forget(dir, &mut key);
-    }
-
     /// Runs `op` until it does not fail with [`WouldBlock`](io::ErrorKind::WouldBlock),
     /// awaiting [`readable`](Self::readable) in between: the non-blocking read loop.
     ///
@@ -477,19 +471,42 @@ impl<T: AsFd> Async<T> {
         cx: &mut Context<'_>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            match op(self.get_ref()) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                other => {
-                    self.clear_slot(dir);
-                    return Poll::Ready(other);
-                }
+        poll_until_ready(&self.state, dir, cx, || op(self.get_ref()))
+    }
+
+    /// [`poll_io`](Self::poll_io) for an operation that needs `&mut T`.
+    fn poll_io_mut<R>(
+        &mut self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.io.as_mut().expect("present until into_inner");
+        poll_until_ready(&self.state, dir, cx, || op(io))
+    }
+}
+
+/// Tries `attempt` until it does not fail with [`WouldBlock`](io::ErrorKind::WouldBlock),
+/// polling `dir`'s readiness in between; forgets the poll API's waiter once it succeeded.
+fn poll_until_ready<R>(
+    state: &IoState,
+    dir: Dir,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    loop {
+        match attempt() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            other => {
+                let mut key = POLL_SLOT;
+                state.forget(dir, &mut key);
+                return Poll::Ready(other);
             }
-            match self.state.poll_slot(dir, cx) {
-                Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Poll::Pending => return Poll::Pending,
-            }
+        }
+        match state.poll_slot(dir, cx) {
+            Poll::Ready(Ok(_)) => continue,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
+            Poll::Pending => return Poll::Pending,
         }
     }
 }
@@ -653,26 +670,7 @@ impl<T: AsFd + Read> futures_io::AsyncRead for Async<T> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        loop {
-            match this
-                .io
-                .as_mut()
-                .expect("present until into_inner")
-                .read(buf)
-            {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                other => {
-                    this.clear_slot(Dir::Read);
-                    return Poll::Ready(other);
-                }
-            }
-            match this.state.poll_slot(Dir::Read, cx) {
-                Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.poll_io_mut(Dir::Read, cx, |io| io.read(buf))
     }
 }
 
@@ -682,44 +680,11 @@ impl<T: AsFd + Write> futures_io::AsyncWrite for Async<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        loop {
-            match this
-                .io
-                .as_mut()
-                .expect("present until into_inner")
-                .write(buf)
-            {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                other => {
-                    this.clear_slot(Dir::Write);
-                    return Poll::Ready(other);
-                }
-            }
-            match this.state.poll_slot(Dir::Write, cx) {
-                Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.poll_io_mut(Dir::Write, cx, |io| io.write(buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            match this.io.as_mut().expect("present until into_inner").flush() {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                other => {
-                    this.clear_slot(Dir::Write);
-                    return Poll::Ready(other);
-                }
-            }
-            match this.state.poll_slot(Dir::Write, cx) {
-                Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.poll_io_mut(Dir::Write, cx, |io| io.flush())
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -4,17 +4,15 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyloop::{Error, Loop, Quitter, Result};
-use anyloop_engine::linux::{borrow_fd, new_epoll};
+use anyloop_engine::linux::{borrow_fd, new_epoll, EpollRegistrar};
 use anyloop_engine::{Engine, Shared};
 use calloop::{EventLoop, LoopHandle, LoopSignal, RegistrationToken};
 
 use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};
-use crate::sys::{HostedPoller, HostedRegistrar};
 
 /// The anyloop vtable inserted into a calloop event loop that the application keeps driving
 /// itself, whatever its shared data type (a compositor's `EventLoop<'l, State>`).
@@ -53,7 +51,7 @@ pub struct CalloopSource<'l> {
     token: RegistrationToken,
     hook_token: RegistrationToken,
     host: Box<dyn Host + 'l>,
-    shared: Arc<Shared<HostedRegistrar>>,
+    shared: Arc<Shared<EpollRegistrar>>,
     quitter: Quitter,
     lp: Loop,
     status: Rc<Status>,
@@ -79,9 +77,10 @@ impl<'l> CalloopSource<'l> {
                 reason: "negative",
             });
         };
-        let resets = Arc::new(AtomicU64::new(0));
-        let registrar = HostedRegistrar::new(registrar, resets.clone());
-        let engine = Engine::new(HostedPoller(poller), registrar);
+        // calloop registered the epoll fd in its own poller: after a reset (B62) it must
+        // register the new instance (see `source.rs`).
+        let resets = registrar.reset_counter();
+        let engine = Engine::new(poller, registrar);
         let shared = engine.shared().clone();
         let quitter = engine.quitter();
         let lp = engine.handle();

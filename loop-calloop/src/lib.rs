@@ -102,7 +102,6 @@ compile_error!("anyloop-calloop supports 64-bit Linux only (epoll)");
 mod backend;
 mod owned;
 mod source;
-mod sys;
 
 pub use backend::CalloopSource;
 pub use owned::CalloopLoop;

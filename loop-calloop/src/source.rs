@@ -56,7 +56,7 @@ use calloop::{
     EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory,
 };
 
-use crate::sys::{HostedPoller, HostedRegistrar};
+use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
 
 /// An armed calloop timer within this distance of the wanted deadline is kept as is: the
 /// deadline is recomputed from `now` after every iteration and jitters by nanoseconds.
@@ -111,7 +111,7 @@ pub(crate) struct Status {
 /// lifecycle hooks to its hook list again on every re-registration (never removing the old
 /// entry), and `AnyloopSource` re-registers whenever its timer moves.
 pub(crate) struct SleepHook {
-    pub(crate) shared: Arc<Shared<HostedRegistrar>>,
+    pub(crate) shared: Arc<Shared<EpollRegistrar>>,
     pub(crate) status: Rc<Status>,
 }
 
@@ -197,7 +197,7 @@ pub(crate) struct AnyloopSource {
     resets_seen: u64,
     resets: Arc<AtomicU64>,
     status: Rc<Status>,
-    engine: Engine<HostedPoller>,
+    engine: Engine<EpollPoller>,
 }
 
 impl std::fmt::Debug for AnyloopSource {
@@ -213,7 +213,7 @@ impl std::fmt::Debug for AnyloopSource {
 impl AnyloopSource {
     /// `epoll` must name the engine's epoll fd, which lives as long as the engine.
     pub(crate) fn new(
-        engine: Engine<HostedPoller>,
+        engine: Engine<EpollPoller>,
         epoll: BorrowedFd<'static>,
         resets: Arc<AtomicU64>,
         status: Rc<Status>,

@@ -24,7 +24,7 @@ use anyloop::{
 };
 use anyloop_engine::Shared;
 
-use crate::sys::HostedRegistrar;
+use anyloop_engine::linux::EpollRegistrar;
 
 /// The current thread's id, cached (`thread::current()` is not free).
 pub(crate) fn current_thread() -> ThreadId {
@@ -108,7 +108,7 @@ impl Nudge {
 /// The [`Backend`] every [`Loop`](anyloop::Loop) handle of the loop points to: the engine's
 /// table, and a [`Nudge`] after each change.
 pub(crate) struct TokioBackend {
-    pub(crate) shared: Arc<Shared<HostedRegistrar>>,
+    pub(crate) shared: Arc<Shared<EpollRegistrar>>,
     pub(crate) nudge: Arc<Nudge>,
 }
 

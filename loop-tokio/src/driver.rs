@@ -50,7 +50,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyloop::{Error, Loop, Quitter, Result};
-use anyloop_engine::linux::{borrow_fd, new_epoll};
+use anyloop_engine::linux::{borrow_fd, new_epoll, EpollRegistrar};
 
 use anyloop_engine::{Engine, Shared};
 use tokio::io::unix::AsyncFd;
@@ -58,7 +58,7 @@ use tokio::io::Interest;
 
 use crate::backend::{Nudge, TokioBackend};
 use crate::deadline::Deadline;
-use crate::sys::{HostedPoller, HostedRegistrar};
+use crate::sys::HostedPoller;
 
 /// The anyloop engine as a tokio task: for an application that already runs tokio and keeps
 /// driving its own runtime (a current-thread runtime, or a `LocalSet` on any runtime).
@@ -115,7 +115,7 @@ pub struct LocalDriver {
     /// not yet reported.
     error: Option<Error>,
     engine: Engine<HostedPoller>,
-    shared: Arc<Shared<HostedRegistrar>>,
+    shared: Arc<Shared<EpollRegistrar>>,
     nudge: Arc<Nudge>,
     handle: Loop,
     quitter: Quitter,
@@ -149,7 +149,7 @@ enum Woken<'a> {
 /// dropped in the middle of its wait (a cancelled task, `TokioLoop::block_on` returning), so
 /// that ops from other threads stop writing wake-ups.
 struct Window<'a> {
-    shared: &'a Shared<HostedRegistrar>,
+    shared: &'a Shared<EpollRegistrar>,
     nudge: &'a Nudge,
     open: bool,
 }
@@ -187,8 +187,10 @@ impl LocalDriver {
         })?;
         let poller = HostedPoller::new(poller);
         let epoll = poller.fd();
-        let resets = Arc::new(AtomicU64::new(0));
-        let engine = Engine::new(poller, HostedRegistrar::new(registrar, resets.clone()));
+        // tokio registered the epoll fd in its reactor: after a reset (B62) the driver
+        // registers the new instance before it next waits.
+        let resets = registrar.reset_counter();
+        let engine = Engine::new(poller, registrar);
         let shared = engine.shared().clone();
         let nudge = Arc::new(Nudge::new());
         let handle = Loop::from_arc(Arc::new(TokioBackend {

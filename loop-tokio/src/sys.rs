@@ -1,4 +1,4 @@
-//! The OS layer: anyloop's shared Linux epoll layer, with two additions for an engine hosted by
+//! The OS layer: anyloop's shared Linux epoll layer, with one addition for an engine hosted by
 //! tokio.
 //!
 //! The engine owns a level-triggered epoll instance (with its eventfd wake-up inside); tokio
@@ -9,23 +9,20 @@
 //!   longer remove (a watched fd closed while a dup keeps its file open) it calls
 //!   [`Registrar::reset`], which swaps a fresh epoll instance in behind the *same fd number*
 //!   with `dup3`. That closes the old epoll file, and the kernel silently drops tokio's
-//!   registration of it: tokio would never hear of the engine again. [`HostedRegistrar`]
-//!   counts the resets, so that the driver registers the new instance with tokio (a new
-//!   `AsyncFd`) before it next waits.
+//!   registration of it: tokio would never hear of the engine again.
+//!   [`EpollRegistrar::reset_counter`](anyloop_engine::linux::EpollRegistrar::reset_counter) counts the resets, so that the driver registers the new
+//!   instance with tokio (a new `AsyncFd`) before it next waits.
 //! - **What the last wait found.** tokio's readiness is edge-based: once it reported the epoll
 //!   fd readable, it keeps saying so until the driver clears it. The driver clears it only
 //!   after the fd was found *not* ready, and the engine's own zero-timeout `epoll_wait` is that
 //!   re-check: [`HostedPoller::found`] says whether it reported anything.
 
-use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyloop::{IoEvents, Result};
+use anyloop::Result;
 use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
-use anyloop_engine::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop_engine::{Poller, Probe, Readiness};
 
 /// The loop-thread half: [`EpollPoller`], remembering whether its last wait found anything.
 #[derive(Debug)]
@@ -56,60 +53,8 @@ impl HostedPoller {
     }
 }
 
-/// The any-thread half: [`EpollRegistrar`] plus a count of the resets it performed.
-#[derive(Debug)]
-pub(crate) struct HostedRegistrar {
-    inner: EpollRegistrar,
-    resets: Arc<AtomicU64>,
-}
-
-impl HostedRegistrar {
-    pub(crate) fn new(inner: EpollRegistrar, resets: Arc<AtomicU64>) -> Self {
-        HostedRegistrar { inner, resets }
-    }
-}
-
-impl Registrar for HostedRegistrar {
-    fn check_fd(&self, fd: RawFd) -> Result<()> {
-        self.inner.check_fd(fd)
-    }
-
-    fn register(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
-        self.inner.register(fd, token, interest)
-    }
-
-    fn reregister(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
-        self.inner.reregister(fd, token, interest)
-    }
-
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        self.inner.deregister(fd)
-    }
-
-    fn verify(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<FdCheck> {
-        self.inner.verify(fd, token, interest)
-    }
-
-    fn identity(&self, fd: RawFd) -> Option<FileId> {
-        self.inner.identity(fd)
-    }
-
-    fn reset(&self) -> io::Result<bool> {
-        let done = self.inner.reset()?;
-        if done {
-            // Read by the driver on the loop thread before it next waits.
-            self.resets.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(done)
-    }
-
-    fn wake(&self) -> io::Result<()> {
-        self.inner.wake()
-    }
-}
-
 impl Poller for HostedPoller {
-    type Registrar = HostedRegistrar;
+    type Registrar = EpollRegistrar;
     const EDGE_TRIGGERED: bool = false;
 
     fn wait(

@@ -169,6 +169,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] frees s20_drain_pending_frees_r25_r57);
         $crate::__scenario_item!([$($mode)*] frees r26_frees_run_in_removal_order);
         $crate::__scenario_item!([$($mode)*] frees r25_free_by_end_of_next_iteration);
+        $crate::__scenario_item!([$($mode)*] frees r46_leftover_free_ends_the_iteration_r25);
         $crate::__scenario_item!([$($mode)*] delivery s21_level_triggered_partial_read_r08);
         $crate::__scenario_item!([$($mode)*] delivery r08_writable_is_level_triggered);
         $crate::__scenario_item!([$($mode)*] delivery s22_hangup_without_asking_r09);

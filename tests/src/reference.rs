@@ -481,6 +481,9 @@ impl PollLoop {
         // Whoever iterates the loop is its loop thread from now on (R42, R50).
         let here = thread::current().id();
         self.shared.lock().thread = here;
+        // Frees left over from removals made while the loop was not running are user code:
+        // an iteration that ran some does not block (R46).
+        let freed_early = !self.shared.lock().frees.is_empty();
         let mut first_error = self.run_frees();
         let start = Instant::now();
 
@@ -507,7 +510,7 @@ impl PollLoop {
         // A timeout too large to represent is "forever" (R38); a pending wake-up (R46) or
         // quit request (R47) makes the wait return at once.
         let mut deadline = timeout.and_then(|t| start.checked_add(t));
-        if st.woken {
+        if st.woken || freed_early {
             deadline = Some(start);
         }
         // Disabled timers (and fired `Once` ones) have no deadline.

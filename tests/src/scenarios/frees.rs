@@ -1,12 +1,13 @@
 //! [S13–S20](anyloop::contract#s13) and [R21–R26](anyloop::contract#r21): when, where and how often
 //! a callback's state is freed (dropped).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyloop::{Error, IoEvents, Schedule, TimerId, WatchId};
+use anyloop::{Error, IoEvents, Schedule, Stopped, TimerId, WatchId};
 
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
@@ -572,4 +573,40 @@ pub fn r25_free_by_end_of_next_iteration(env: &Env) {
         counts[1], 1,
         "R25: not freed by the end of the next iteration: {counts:?}"
     );
+}
+
+/// [R46](anyloop::contract#r46)/[R25](anyloop::contract#r25): a free left over from a removal
+/// made while the loop was not running is user code that may be what the owner waits for: the
+/// iteration that runs it does not block, so `run_until` sees the condition it makes true at
+/// once instead of at its deadline (30 s here: a backend that blocks fails the assertion).
+pub fn r46_leftover_free_ends_the_iteration_r25(env: &Env) {
+    let d = env.start();
+    let freed = Arc::new(AtomicBool::new(false));
+    let (flag, token) = (freed.clone(), env.token("t"));
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let guard = SetOnDrop(flag);
+    let id = d
+        .lp()
+        .add_timer(Schedule::Disabled, move |_| {
+            let _ = (&guard, &token);
+        })
+        .expect("add");
+    // Removed from this thread while the loop is not running: its free is pending.
+    d.lp().remove_timer(id).expect("remove");
+    let stopped = d.on_loop(move |ctx| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        ctx.run_until(Some(deadline), &mut || freed.load(Ordering::SeqCst))
+            .expect("run_until")
+    });
+    assert_eq!(
+        stopped,
+        Stopped::Done,
+        "R46: the iteration that ran the free blocked"
+    );
+    assert_eq!(env.probe().count("t"), 1, "R23: freed once");
 }

@@ -159,13 +159,28 @@ pub fn r47_quit_from_timer_then_run_again(env: &Env) {
     }
 }
 
-/// [R48](anyloop::contract#r48): a destroyed loop refuses adds with LoopGone, handing the callback
-/// back unfreed, and answers other operations with LoopGone or NotFound.
+/// [R48](anyloop::contract#r48): a destroyed loop says so (`is_alive`), refuses adds (thread-bound
+/// ones included) with LoopGone, handing the callback back unfreed, and answers other operations
+/// with LoopGone or NotFound.
 pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     let d = env.start();
     let pipe = Pipe::new();
     let lp = d.raw().clone();
+    assert!(lp.is_alive(), "R48: a running loop is alive");
     d.destroy();
+    assert!(!lp.is_alive(), "R48: a destroyed loop says so");
+    // A thread-bound add is refused for the same reason, not for the thread it came from.
+    let local = lp
+        .add_timer(
+            anyloop::Schedule::Disabled,
+            anyloop::TimerCallback::local(|_| {}),
+        )
+        .expect_err("thread-bound add on a dead loop");
+    assert!(
+        matches!(local.error(), Error::LoopGone),
+        "R48: {:?}",
+        local.error()
+    );
     let token = env.token("h");
     let rejected = lp
         .add_watch(pipe.fd(), IoEvents::READABLE, move |_, _, _| {
