@@ -59,6 +59,67 @@ pub fn poll_timeout(
     Some(wait.min(MAX_WAIT))
 }
 
+/// When an engine next needs an iteration: what a host loop (GLib, calloop, tokio) asks before
+/// it sleeps. The engine answers without reading the clock; the host reads it once, when it
+/// turns the answer into its own poll timeout ([`timeout`](Self::timeout)) or checks whether
+/// the deadline has come ([`is_due`](Self::is_due)).
+///
+/// ```
+/// use anyloop_engine::NextIteration;
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert_eq!(NextIteration::Now.timeout(now), Some(Duration::ZERO));
+/// assert_eq!(NextIteration::OnReadiness.timeout(now), None);
+/// let at = NextIteration::At(now + Duration::from_millis(5));
+/// assert_eq!(at.timeout(now), Some(Duration::from_millis(5)));
+/// assert!(!at.is_due(now) && at.is_due(now + Duration::from_millis(5)));
+/// assert!(NextIteration::Now.earliest(at) == NextIteration::Now);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextIteration {
+    /// At once: a timer is due without a deadline to wait for (it fired already and is
+    /// re-armed with zero interval), a free or a quit is pending, or an always-ready fd (a
+    /// regular file) is enabled.
+    Now,
+    /// At this instant, the earliest timer deadline (it may have passed already), or sooner
+    /// if the poller's fd becomes readable.
+    At(Instant),
+    /// Only when the poller's fd becomes readable.
+    OnReadiness,
+}
+
+impl NextIteration {
+    /// How long a host may sleep from `now`: `Some(ZERO)` when the iteration is due, `None`
+    /// for no limit, never more than [`MAX_WAIT`].
+    pub fn timeout(self, now: Instant) -> Option<Duration> {
+        match self {
+            NextIteration::Now => Some(Duration::ZERO),
+            NextIteration::At(deadline) => poll_timeout(now, Some(deadline), None),
+            NextIteration::OnReadiness => None,
+        }
+    }
+
+    /// Whether the iteration is due at `now` (readiness of the poller's fd aside).
+    pub fn is_due(self, now: Instant) -> bool {
+        match self {
+            NextIteration::Now => true,
+            NextIteration::At(deadline) => deadline <= now,
+            NextIteration::OnReadiness => false,
+        }
+    }
+
+    /// The earlier of two answers (e.g. the engine's and a host's own bound).
+    pub fn earliest(self, other: NextIteration) -> NextIteration {
+        match (self, other) {
+            (NextIteration::Now, _) | (_, NextIteration::Now) => NextIteration::Now,
+            (NextIteration::At(a), NextIteration::At(b)) => NextIteration::At(a.min(b)),
+            (NextIteration::At(a), NextIteration::OnReadiness)
+            | (NextIteration::OnReadiness, NextIteration::At(a)) => NextIteration::At(a),
+            (NextIteration::OnReadiness, NextIteration::OnReadiness) => NextIteration::OnReadiness,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,10 @@
 //!    substrate also the fds dispatched last iteration, [R8](anyloop::contract#r8)) and the wait timeout from the
 //!    earliest timer deadline (zero when a timer is already due, e.g. a 0-interval timer,
 //!    [R27](anyloop::contract#r27); zero when quit is pending).
-//! 3. **Wait.** [`Poller::wait`] without the lock. It consumes the wake-up before returning,
-//!    so any op that lands after this point leaves a new wake-up behind ([R40](anyloop::contract#r40)).
+//! 3. **Wait.** [`Poller::wait`] without the lock (with it when the timeout is zero: a
+//!    hosted engine's iteration, a due timer; nothing to wait for, so no acquisition is spent
+//!    on it). It consumes the wake-up before returning, so any op that lands after this point
+//!    leaves a new wake-up behind ([R40](anyloop::contract#r40)).
 //! 4. **Collect.** Under the lock: expired timers in deadline order, ties in creation order
 //!    ([R33](anyloop::contract#r33)), each re-armed from *now* (no catch-up, [R30](anyloop::contract#r30)); then each ready fd is fanned out to
 //!    its watches in registration order, one batch entry per watch whose *current* interest
@@ -34,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
+use super::clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};
 use super::panic::catch_user_panic;
 use super::poller::{FdCheck, Poller, Probe, Readiness, Registered, Registrar, Token};
 use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
@@ -92,8 +94,10 @@ struct Work {
     stale_before: Vec<Token>,
     batch: Vec<Item>,
     freeing: Vec<Freed>,
-    /// Counts collections, to recognise an fd reported ready in consecutive iterations.
-    round: u64,
+    /// Counts collections, to recognise an fd reported ready in consecutive iterations
+    /// (wrapping, skipping 0; 32 bits because every fd slot keeps one, W6: after 2^32
+    /// iterations an aliased round costs at most one needless identity check).
+    round: u32,
 }
 
 impl<P: Poller> std::fmt::Debug for Engine<P> {
@@ -139,7 +143,7 @@ impl<P: Poller> Engine<P> {
 
     /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
     /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
-    /// [`next_timeout`](Shared::next_timeout) and the host-sleep hooks
+    /// [`next_iteration`](Shared::next_iteration) and the host-sleep hooks
     /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
     /// [`wake_host`](Shared::wake_host))
     /// stay reachable without borrowing the engine (e.g. from another source of the host, or
@@ -174,49 +178,47 @@ impl<P: Poller> Engine<P> {
         &self.poller
     }
 
-    /// For a backend hosted by another loop (GLib, calloop): how long that loop may sleep
-    /// before this engine needs an iteration, not counting readiness of the poller's own fd
-    /// (the host watches that). `Some(ZERO)`: iterate now (a timer is due, an always-ready fd
-    /// such as a regular file is enabled, an edge-triggered re-check or a free is pending, or
-    /// a quit was requested); `None`: only when the poller's fd becomes ready.
+    /// For a backend hosted by another loop (GLib, calloop, tokio): when that loop must run an
+    /// engine iteration, not counting readiness of the poller's own fd (the host watches that):
+    /// [`NextIteration::Now`] (a timer is due with no deadline to wait for, an always-ready fd
+    /// such as a regular file is enabled, an edge-triggered re-check or a free is pending, or a
+    /// quit was requested), [`NextIteration::At`] the earliest timer deadline, or
+    /// [`NextIteration::OnReadiness`]. No clock read: the host has its own.
     ///
-    /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when this
-    /// time has elapsed or the poller's fd is readable, and asks again before it next sleeps.
+    /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when that
+    /// time has come or the poller's fd is readable, and asks again before it next sleeps.
     /// A host that may block in its own poll should ask through
     /// [`prepare_host_wait`](Self::prepare_host_wait) instead, so that ops from other
     /// threads wake it.
-    pub fn next_timeout(&self) -> Option<Duration> {
+    pub fn next_iteration(&self) -> NextIteration {
         if !self.work.recheck.is_empty() {
-            return Some(Duration::ZERO);
+            return NextIteration::Now;
         }
-        self.shared.next_timeout()
+        self.shared.next_iteration()
     }
 
-    /// [`next_timeout`](Self::next_timeout) for a host loop about to poll (its prepare step,
-    /// on the thread that iterates the host, every time): opens the host-wait window of
+    /// [`next_iteration`](Self::next_iteration) for a host loop about to poll (its prepare
+    /// step, on the thread that iterates the host, every time): opens the host-wait window of
     /// [`Shared::host_sleeps`], during which an op from any other thread wakes the poller (its
     /// fd becomes readable) although the engine is not inside [`run_once`](Self::run_once),
     /// because the host may be blocked in its own poll on that fd ([R40](anyloop::contract#r40)); ops on the host
-    /// thread itself need no wake-up ([R41](anyloop::contract#r41)).
-    pub fn prepare_host_wait(&self) -> Option<Duration> {
-        let timeout = self.shared.host_sleeps();
+    /// thread itself need no wake-up ([R41](anyloop::contract#r41)). Keep the answer for the
+    /// host's check step: the deadline is computed once per host iteration.
+    pub fn prepare_host_wait(&self) -> NextIteration {
+        let next = self.shared.host_sleeps();
         if self.work.recheck.is_empty() {
-            timeout
+            next
         } else {
-            Some(Duration::ZERO)
+            NextIteration::Now
         }
     }
 
-    /// The host's poll is over (its check step): closes the window opened by
-    /// [`prepare_host_wait`](Self::prepare_host_wait) ([`Shared::host_awake`]) and returns
-    /// [`next_timeout`](Self::next_timeout).
-    pub fn end_host_wait(&self) -> Option<Duration> {
-        let timeout = self.shared.host_awake();
-        if self.work.recheck.is_empty() {
-            timeout
-        } else {
-            Some(Duration::ZERO)
-        }
+    /// The host's poll is over and no engine iteration follows (its check step found nothing
+    /// due): closes the window opened by [`prepare_host_wait`](Self::prepare_host_wait)
+    /// ([`Shared::host_awake`]). [`run_once`](Self::run_once) closes it too, so a host that
+    /// goes on to dispatch the engine need not call this.
+    pub fn end_host_wait(&self) {
+        self.shared.host_awake();
     }
 
     /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:
@@ -261,8 +263,9 @@ impl<P: Poller> Engine<P> {
         let shared: &Shared<P::Registrar> = shared;
         let mut first_error = None;
         // The lock is taken three times in an iteration that runs one callback (prepare;
-        // collect and dispatch; after the callback, which also closes the iteration): every
-        // acquisition costs atomics on the hot path, so phases share them where they can.
+        // collect and dispatch; after the callback, which also closes the iteration), twice
+        // when the wait cannot sleep (prepare through dispatch share one): every acquisition
+        // costs atomics on the hot path, so phases share them where they can.
         let mut st = shared.lock();
         let here = current_thread();
         st.loop_thread = Some(here);
@@ -288,22 +291,36 @@ impl<P: Poller> Engine<P> {
         // 2. Prepare.
         work.build_probes(&st, P::EDGE_TRIGGERED);
         let quitting = shared.quit.load(Ordering::SeqCst);
-        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
-        drop(st);
-        let timeout = match (deadline, limit) {
+        let timeout = match (st.heap.peek(), limit) {
             _ if quitting || freed_early => Some(Duration::ZERO),
+            // A hosted engine's iteration (its host polled already): no clock read here.
+            (_, Some(Duration::ZERO)) => Some(Duration::ZERO),
             // No clock read on the pure-fd path.
             (None, None) => None,
             (None, Some(limit)) => Some(limit.min(MAX_WAIT)),
-            (Some(deadline), limit) => poll_timeout(Instant::now(), Some(deadline), limit),
+            (Some((deadline, _)), limit) => poll_timeout(Instant::now(), Some(deadline), limit),
         };
 
-        // 3. Wait.
+        // 3. Wait. Without the lock, so that ops from other threads go on while the loop
+        // sleeps; a wait that cannot sleep keeps it: the collection below then needs no
+        // second acquisition (the hosted backends' every iteration, a due timer's here).
         work.events.clear();
-        let woken = poller.wait(&work.probes, timeout, &mut work.events)?;
+        let (waited, mut st) = if timeout == Some(Duration::ZERO) {
+            (poller.wait(&work.probes, timeout, &mut work.events), st)
+        } else {
+            drop(st);
+            let waited = poller.wait(&work.probes, timeout, &mut work.events);
+            (waited, shared.lock())
+        };
+        let woken = match waited {
+            Ok(woken) => woken,
+            Err(err) => {
+                drop(st); // before `loop_thread`'s drop takes the lock
+                return Err(err);
+            }
+        };
 
         // 4. Collect, and 5. dispatch, starting under the same lock.
-        let mut st = shared.lock();
         if woken {
             st.wake_pending = false;
         }
@@ -364,7 +381,7 @@ impl Work {
 
     fn collect<R: Registrar>(&mut self, st: &mut State, edge_triggered: bool, registrar: &R) {
         self.batch.clear();
-        self.round += 1;
+        self.round = self.round.wrapping_add(1).max(1);
         let round = self.round;
 
         // Timers first: everything due now, earliest first (R33).
@@ -439,7 +456,7 @@ impl Work {
             let ready = std::mem::take(&mut slot.pending);
             let mut invalid = std::mem::take(&mut slot.invalid);
             // (Round 0 is "never reported".)
-            let consecutive = slot.last_round != 0 && slot.last_round + 1 == round;
+            let consecutive = slot.last_round != 0 && slot.last_round.wrapping_add(1) == round;
             slot.last_round = round;
             if !invalid && !slot.interest.is_empty() {
                 invalid = match check_fd_identity(slot, key, consecutive, registrar) {
@@ -471,7 +488,7 @@ impl Work {
                         self.batch.push(Item::Handle {
                             slot: w,
                             id: handle.id,
-                            fd: handle.fd,
+                            fd: slot.fd,
                             ready: IoEvents::ERROR,
                             forced: true,
                         });
@@ -481,7 +498,7 @@ impl Work {
                     self.batch.push(Item::Handle {
                         slot: w,
                         id: handle.id,
-                        fd: handle.fd,
+                        fd: slot.fd,
                         ready,
                         forced: false,
                     });

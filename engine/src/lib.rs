@@ -23,6 +23,7 @@
 
 mod clock;
 mod dispatch;
+mod fd_index;
 mod frees;
 mod heap;
 #[cfg(target_os = "linux")]
@@ -31,7 +32,7 @@ mod panic;
 mod poller;
 mod table;
 
-pub use clock::{deadline_after, poll_timeout, MAX_WAIT};
+pub use clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};
 pub use dispatch::Engine;
 pub use frees::{DeferredFrees, FreeTicket};
 pub use heap::TimerHeap;

@@ -18,11 +18,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
 use slab::Slab;
 use smallvec::SmallVec;
 
-use super::clock::{deadline_after, poll_timeout};
+use super::clock::{deadline_after, NextIteration};
+use super::fd_index::FdIndex;
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
 use super::poller::{FileId, Registered, Registrar, Token};
@@ -83,7 +83,7 @@ pub(crate) struct FdSlot {
     pub(crate) invalid: bool,
     /// The engine round in which the fd was last reported ready: a report in the very next
     /// round is what a closed fd whose file lives on looks like, and is verified ([R52](anyloop::contract#r52)).
-    pub(crate) last_round: u64,
+    pub(crate) last_round: u32,
     /// For an always-ready fd (probed by number): the file it named when registered. Boxed:
     /// few fds need it, and every fd slot pays for the field (W6).
     pub(crate) identity: Option<Box<FileId>>,
@@ -94,6 +94,13 @@ pub(crate) struct FdSlot {
     pub(crate) dirty_verify: bool,
 }
 
+impl HandleSlot {
+    /// The slot of the watch's fd in [`State::fds`].
+    pub(crate) fn fd_key(&self) -> usize {
+        self.fd_key as usize
+    }
+}
+
 impl FdSlot {
     pub(crate) fn token(&self, key: usize) -> Token {
         Token::new(key, self.generation)
@@ -102,28 +109,37 @@ impl FdSlot {
 
 pub(crate) struct HandleSlot {
     pub(crate) id: WatchId,
-    pub(crate) fd: RawFd,
-    pub(crate) fd_key: usize,
+    /// The slot of the watch's fd in [`State::fds`] (which holds the fd number). 32 bits: the
+    /// table holds fewer registrations than ids have tag bits for, and a watch slot is paid per
+    /// watch (W6).
+    fd_key: u32,
     pub(crate) interest: IoEvents,
     /// `None` while the callback runs (the loop holds it, [R20](anyloop::contract#r20), [R43](anyloop::contract#r43)).
     pub(crate) callback: Option<WatchCallback>,
 }
 
-/// A timer's [`Schedule`], kept as its delay and a one-byte kind: `Schedule` itself takes 24
-/// bytes, this 16 plus a byte that packs beside the epoch (a slot per timer, W6).
+/// A timer's [`Schedule`] kind, kept in the two high bits of [`TimerSlot`]'s nanoseconds
+/// field (a nanosecond count below one second needs 30 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
+#[repr(u32)]
 pub(crate) enum Kind {
-    Disabled,
-    Every,
-    Once,
+    Disabled = 0,
+    Every = 1,
+    Once = 2,
 }
+
+/// Where [`Kind`] sits in `TimerSlot::nanos_kind`.
+const KIND_SHIFT: u32 = 30;
+const NANOS_MASK: u32 = (1 << KIND_SHIFT) - 1;
 
 pub(crate) struct TimerSlot {
     pub(crate) id: TimerId,
-    /// The schedule's delay (zero when disabled); see [`TimerSlot::schedule`].
-    delay: Duration,
-    kind: Kind,
+    /// The schedule's delay, whole seconds (zero when disabled); see [`TimerSlot::schedule`].
+    /// Kept as seconds here plus nanoseconds and the kind packed in `nanos_kind`, rather than
+    /// a `Schedule` (24 bytes) or a `Duration` (16 with its padding): a slot per timer, W6.
+    delay_secs: u64,
+    /// Bits 0..30: the delay's nanoseconds; bits 30..32: the [`Kind`].
+    nanos_kind: u32,
     /// Bumped by every update, so a firing collected before an update is dropped
     /// ([R29](anyloop::contract#r29), [R34](anyloop::contract#r34)). Compared for equality
     /// only, so wrapping is harmless.
@@ -137,8 +153,8 @@ impl TimerSlot {
     pub(crate) fn new(id: TimerId, schedule: Schedule, seq: u64, callback: TimerCallback) -> Self {
         let mut slot = TimerSlot {
             id,
-            delay: Duration::ZERO,
-            kind: Kind::Disabled,
+            delay_secs: 0,
+            nanos_kind: 0,
             epoch: 0,
             seq,
             callback: Some(callback),
@@ -147,34 +163,49 @@ impl TimerSlot {
         slot
     }
 
+    fn kind(&self) -> Kind {
+        match self.nanos_kind >> KIND_SHIFT {
+            1 => Kind::Every,
+            2 => Kind::Once,
+            _ => Kind::Disabled,
+        }
+    }
+
+    fn delay(&self) -> Duration {
+        Duration::new(self.delay_secs, self.nanos_kind & NANOS_MASK)
+    }
+
     /// The schedule in force.
     pub(crate) fn schedule(&self) -> Schedule {
-        match self.kind {
+        match self.kind() {
             Kind::Disabled => Schedule::Disabled,
-            Kind::Every => Schedule::Every(self.delay),
-            Kind::Once => Schedule::Once(self.delay),
+            Kind::Every => Schedule::Every(self.delay()),
+            Kind::Once => Schedule::Once(self.delay()),
         }
     }
 
     pub(crate) fn set_schedule(&mut self, schedule: Schedule) {
-        (self.kind, self.delay) = match schedule {
+        let (kind, delay) = match schedule {
             Schedule::Every(delay) => (Kind::Every, delay),
             Schedule::Once(delay) => (Kind::Once, delay),
             Schedule::Disabled => (Kind::Disabled, Duration::ZERO),
         };
+        self.delay_secs = delay.as_secs();
+        // `subsec_nanos` is below 10^9 < 2^30: it never reaches the kind's bits.
+        self.nanos_kind = (delay.subsec_nanos() & NANOS_MASK) | ((kind as u32) << KIND_SHIFT);
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
-        self.kind != Kind::Disabled
+        self.kind() != Kind::Disabled
     }
 
     pub(crate) fn is_one_shot(&self) -> bool {
-        self.kind == Kind::Once
+        self.kind() == Kind::Once
     }
 
     /// The period of a periodic timer.
     pub(crate) fn period(&self) -> Option<Duration> {
-        (self.kind == Kind::Every).then_some(self.delay)
+        (self.kind() == Kind::Every).then(|| self.delay())
     }
 }
 
@@ -212,7 +243,7 @@ pub(crate) struct State {
     pub(crate) home: ThreadId,
     pub(crate) watches: Slab<HandleSlot>,
     pub(crate) fds: Slab<FdSlot>,
-    pub(crate) fd_index: FxHashMap<RawFd, usize>,
+    pub(crate) fd_index: FdIndex,
     /// Fd slots in state `AlwaysReady` with a non-empty interest.
     pub(crate) always_ready: Vec<usize>,
     pub(crate) timers: Slab<TimerSlot>,
@@ -265,7 +296,7 @@ impl State {
             home: current_thread(),
             watches: Slab::new(),
             fds: Slab::new(),
-            fd_index: FxHashMap::default(),
+            fd_index: FdIndex::default(),
             always_ready: Vec::new(),
             timers: Slab::new(),
             heap: TimerHeap::new(),
@@ -445,7 +476,7 @@ impl State {
     /// Takes a handle out of the table (the id is already unmapped) and tidies its fd slot.
     fn unlink_handle<R: Registrar>(&mut self, registrar: &R, slot: usize) -> HandleSlot {
         let handle = self.watches.remove(slot);
-        let key = handle.fd_key;
+        let key = handle.fd_key();
         let now_empty = match self.fds.get_mut(key) {
             Some(fd_slot) => {
                 if let Some(pos) = fd_slot.watches.iter().position(|&w| w == slot) {
@@ -466,11 +497,12 @@ impl State {
             if fd_slot.kernel == Kernel::AlwaysReady {
                 self.always_ready.retain(|&k| k != key);
             }
-            if self.fd_index.get(&fd_slot.fd) == Some(&key) {
-                self.fd_index.remove(&fd_slot.fd);
+            if self.fd_index.get(fd_slot.fd) == Some(key) {
+                self.fd_index.remove(fd_slot.fd);
             }
         } else if let Err(err) = self.sync_kernel(registrar, key, false) {
-            tracing::warn!(fd = handle.fd, %err, "narrowing an fd's interest failed");
+            let fd = self.fds.get(key).map(|fd_slot| fd_slot.fd);
+            tracing::warn!(?fd, %err, "narrowing an fd's interest failed");
         }
         handle
     }
@@ -547,70 +579,76 @@ impl<R: Registrar> Shared<R> {
         self.quit.load(Ordering::SeqCst) && self.quit.swap(false, Ordering::SeqCst)
     }
 
-    /// [`Engine::next_timeout`](super::Engine::next_timeout) for a level-triggered OS layer
-    /// (which has no re-check list): how long a host may sleep before the engine needs an
-    /// iteration, `Some(ZERO)` for "now" (a timer is due, an always-ready fd is enabled, a
-    /// free is pending, a quit was requested), `None` for "only when the poller's fd is
-    /// ready".
-    pub fn next_timeout(&self) -> Option<Duration> {
+    /// [`Engine::next_iteration`](super::Engine::next_iteration) for a level-triggered OS
+    /// layer (which has no re-check list): when the engine next needs an iteration, if the
+    /// poller's fd stays quiet. [`NextIteration::Now`] when a free or a quit is pending or an
+    /// always-ready fd is enabled; the earliest timer deadline otherwise (no clock read: the
+    /// host compares it with its own reading of the clock).
+    pub fn next_iteration(&self) -> NextIteration {
         if self.quit.load(Ordering::SeqCst) {
-            return Some(Duration::ZERO);
+            return NextIteration::Now;
         }
         let st = self.lock();
-        self.next_timeout_locked(st)
+        self.next_iteration_locked(&st)
     }
 
-    fn next_timeout_locked(&self, st: MutexGuard<'_, State>) -> Option<Duration> {
+    fn next_iteration_locked(&self, st: &State) -> NextIteration {
         if self.quit.load(Ordering::SeqCst)
-            || st.stats().pending_frees > 0
+            || !st.frees.is_empty()
             || st.always_ready.iter().any(|&key| {
                 st.fds
                     .get(key)
                     .is_some_and(|slot| !slot.interest.is_empty())
             })
         {
-            return Some(Duration::ZERO);
+            return NextIteration::Now;
         }
-        let deadline = st.heap.peek().map(|(deadline, _)| deadline);
-        drop(st);
-        deadline.and_then(|deadline| poll_timeout(Instant::now(), Some(deadline), None))
+        match st.heap.peek() {
+            Some((deadline, _)) => NextIteration::At(deadline),
+            None => NextIteration::OnReadiness,
+        }
     }
 
-    /// For a backend hosted by another loop (GLib, calloop) that polls the poller's fd, right
-    /// before the host sleeps in its own poll, on the host's thread: from now on ops from
-    /// other threads write the wake-up (coalesced), exactly as while
+    /// For a backend hosted by another loop (GLib, calloop, tokio) that polls the poller's
+    /// fd, right before the host sleeps in its own poll, on the host's thread: from now on ops
+    /// from other threads write the wake-up (coalesced), exactly as while
     /// [`Engine::run_once`](super::Engine::run_once) waits, so they wake the host through the
-    /// poller's fd ([R40](anyloop::contract#r40)). Returns [`next_timeout`](Self::next_timeout), read under the same
-    /// lock: an op is either seen by this answer or wakes the host.
+    /// poller's fd ([R40](anyloop::contract#r40)). Returns
+    /// [`next_iteration`](Self::next_iteration), read under the same lock: an op is either
+    /// seen by this answer or wakes the host. This is the one lock and the one deadline
+    /// computation of a host iteration before its poll; the host keeps the answer for its
+    /// check step.
     ///
     /// Ops made while the host does not sleep write nothing ([R41](anyloop::contract#r41)), so the backend must act on
     /// the answer before the host sleeps (a new timer, a pending free or a quit changes it;
     /// new fd readiness shows on the poller's fd by itself), e.g. with
-    /// [`wake_host`](Self::wake_host). Call [`host_awake`](Self::host_awake) when the host's
-    /// poll returned.
-    pub fn host_sleeps(&self) -> Option<Duration> {
+    /// [`wake_host`](Self::wake_host). When the host's poll returned, the window is closed by
+    /// the engine iteration that dispatches what it found
+    /// ([`run_once`](super::Engine::run_once)) or, when there is none, by
+    /// [`host_awake`](Self::host_awake).
+    pub fn host_sleeps(&self) -> NextIteration {
         let mut st = self.lock();
         st.host_waiting = Some(current_thread());
         // A new host iteration: whether it is counted is decided afresh (by `host_awake`, or
         // by the engine iteration that dispatches it when the host skips its check step).
         st.poll_counted = false;
-        self.next_timeout_locked(st)
+        self.next_iteration_locked(&st)
     }
 
-    /// The host's poll returned (see [`host_sleeps`](Self::host_sleeps)): ops need no
-    /// wake-up until it sleeps again, so no stale wake-up is left to end a later poll early.
-    /// ([`Engine::run_once`](super::Engine::run_once) ends the window too.) Returns
-    /// [`next_timeout`](Self::next_timeout), read under the same lock.
+    /// The host's poll returned and no engine iteration follows (see
+    /// [`host_sleeps`](Self::host_sleeps)): ops need no wake-up until it sleeps again, so no
+    /// stale wake-up is left to end a later poll early.
+    /// ([`Engine::run_once`](super::Engine::run_once) ends the window too, so a host that goes
+    /// on to dispatch the engine need not call this.)
     ///
     /// A host poll that ends here counts as an iteration in [`LoopStats::iterations`] (the
     /// engine iteration that may follow to dispatch what it found does not count again).
-    pub fn host_awake(&self) -> Option<Duration> {
+    pub fn host_awake(&self) {
         let mut st = self.lock();
         if st.host_waiting.take().is_some() {
             st.iterations += 1;
             st.poll_counted = true;
         }
-        self.next_timeout_locked(st)
     }
 
     /// Makes the poller's fd readable (the wake-up, unless one is pending already), so that a
@@ -699,8 +737,8 @@ impl<R: Registrar> Backend for Shared<R> {
                 callback,
             ));
         };
-        let (key, joined) = match st.fd_index.get(&fd) {
-            Some(&key) => (key, true),
+        let (key, joined) = match st.fd_index.get(fd) {
+            Some(key) => (key, true),
             None => {
                 st.next_generation = st.next_generation.wrapping_add(1);
                 let generation = st.next_generation;
@@ -721,10 +759,17 @@ impl<R: Registrar> Backend for Shared<R> {
                 (key, false)
             }
         };
+        let Ok(fd_key) = u32::try_from(key) else {
+            // Unreachable: fd slots are no more than watch slots, whose number the id tags
+            // bound far below this.
+            return Err(Rejected::new(
+                Error::Exhausted { what: "fd slots" },
+                callback,
+            ));
+        };
         let slot = st.watches.insert(HandleSlot {
             id,
-            fd,
-            fd_key: key,
+            fd_key,
             interest: events,
             callback: None,
         });
@@ -753,20 +798,17 @@ impl<R: Registrar> Backend for Shared<R> {
     fn update_watch(&self, id: WatchId, events: IoEvents) -> Result<()> {
         self.change(|st, registrar| {
             let slot = st.handle_slot(id)?;
+            let key = st.watches[slot].fd_key();
+            let fd = st.fds.get(key).map_or(-1, |fd_slot| fd_slot.fd);
             let handle = &mut st.watches[slot];
             let bits = events.unknown_bits();
             if bits != 0 {
-                return Err(Error::UnknownEvents {
-                    fd: handle.fd,
-                    bits,
-                });
+                return Err(Error::UnknownEvents { fd, bits });
             }
             if handle.interest == events {
                 return Ok(()); // R5: same interest, nothing to do.
             }
             let old = std::mem::replace(&mut handle.interest, events);
-            let key = handle.fd_key;
-            let fd = handle.fd;
             // Enabling a watch checks the kernel registration as an add does: the number may
             // have been closed and reused under another watch of this slot, and the kernel
             // forgot the closed file, so an unchanged combined interest proves nothing (R19).
@@ -797,7 +839,7 @@ impl<R: Registrar> Backend for Shared<R> {
         self.change(|st, registrar| {
             let slot = st.handle_slot(id)?;
             let handle = st.unlink_handle(registrar, slot);
-            tracing::trace!(%id, fd = handle.fd, "remove watch");
+            tracing::trace!(%id, "remove watch");
             let freed = handle.callback.map(|cb| Freed::Handle(id, cb));
             st.defer_free(id.into(), freed);
             Ok(())
@@ -893,5 +935,36 @@ impl<R: Registrar> Backend for Shared<R> {
 
     fn is_alive(&self) -> bool {
         !self.lock().gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_slot_keeps_every_schedule_exactly() {
+        let mut slot = TimerSlot::new(
+            TimerId::from_raw(1).expect("nonzero"),
+            Schedule::Disabled,
+            0,
+            TimerCallback::new(|_| {}),
+        );
+        for schedule in [
+            Schedule::Disabled,
+            Schedule::Every(Duration::ZERO),
+            Schedule::Every(Duration::new(1, 999_999_999)),
+            Schedule::Every(Duration::MAX),
+            Schedule::Once(Duration::from_nanos(1)),
+            Schedule::Once(Duration::MAX),
+            Schedule::Once(Duration::from_secs(u64::MAX)),
+        ] {
+            slot.set_schedule(schedule);
+            assert_eq!(slot.schedule(), schedule);
+            assert_eq!(slot.is_enabled(), schedule != Schedule::Disabled);
+            assert_eq!(slot.is_one_shot(), matches!(schedule, Schedule::Once(_)));
+        }
+        // What W6 counts per timer: 56 bytes (it was 64 with a `Duration` and a kind byte).
+        assert!(std::mem::size_of::<TimerSlot>() <= 56);
     }
 }

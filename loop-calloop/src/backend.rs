@@ -153,7 +153,10 @@ impl<'l> CalloopSource<'l> {
         self.status.dispatched.set(0);
         // Outside calloop's dispatch, the source can re-arm its timer for ops made since the
         // last dispatch, without making calloop return early (see `SleepHook::before_sleep`).
-        if needs_rearm(self.status.armed.get(), wanted(self.shared.next_timeout())) {
+        if needs_rearm(
+            self.status.armed.get(),
+            wanted(self.shared.next_iteration()),
+        ) {
             self.host.update(&self.token);
         }
         event_loop

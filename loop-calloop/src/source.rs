@@ -14,7 +14,7 @@
 //!    the path): frees, `epoll_wait(0)` on the engine's epoll, timers then watches, each
 //!    callback with the table unlocked, frees again. ERROR/HANGUP are exact, as the engine's
 //!    own epoll reports them (calloop's `Readiness` is not used).
-//! 4. Afterwards the source asks [`Engine::next_timeout`] when the engine needs the next
+//! 4. Afterwards the source asks [`Engine::next_iteration`] when the engine needs the next
 //!    iteration and, if that moved, returns [`PostAction::Reregister`], and calloop re-arms
 //!    the one timer through [`AnyloopSource::reregister`] (no syscall: calloop's timers live in
 //!    its own heap). A zero timeout (a zero-interval timer, an always-ready file, a pending
@@ -27,7 +27,7 @@
 //!
 //! - right before calloop sleeps it tells the engine that the host sleeps, so that from then
 //!   on an op from another thread writes the eventfd (as while the built-in loop waits, [R40](anyloop::contract#r40));
-//!   and it looks at [`Shared::next_timeout`]: if an op made meanwhile (by another thread, or
+//!   and it looks at [`Shared::next_iteration`]: if an op made meanwhile (by another thread, or
 //!   on the loop thread by another calloop source's callback, [R41](anyloop::contract#r41)) needs an iteration sooner
 //!   than the armed timer, it writes the eventfd itself, so calloop does not sleep and the
 //!   source re-arms (step 4);
@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyloop::Error;
-use anyloop_engine::{Engine, Shared};
+use anyloop_engine::{Engine, NextIteration, Shared};
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{
@@ -62,11 +62,14 @@ use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
 /// deadline is recomputed from `now` after every iteration and jitters by nanoseconds.
 const REARM_SLACK: Duration = Duration::from_micros(20);
 
-/// The deadline matching a [`next_timeout`](Engine::next_timeout) answer: `now` is read after
-/// the engine's own clock read, so it is never earlier than the engine's deadline.
-pub(crate) fn wanted(wait: Option<Duration>) -> Option<Instant> {
-    // No clock read on the pure-fd path.
-    wait.and_then(|wait| Instant::now().checked_add(wait))
+/// The deadline for the source's calloop timer matching a
+/// [`next_iteration`](Engine::next_iteration) answer (the clock is read only for "now").
+pub(crate) fn wanted(next: NextIteration) -> Option<Instant> {
+    match next {
+        NextIteration::Now => Some(Instant::now()),
+        NextIteration::At(deadline) => Some(deadline),
+        NextIteration::OnReadiness => None,
+    }
 }
 
 /// Whether a calloop timer armed for `armed` must be re-registered for `wanted`. It is kept
@@ -190,6 +193,9 @@ pub(crate) struct AnyloopSource {
     timer: Timer,
     /// The deadline the engine wants next (set after every iteration).
     wanted: Option<Instant>,
+    /// `wanted` was computed by the dispatch that asked calloop for this re-registration: it
+    /// need not be asked again (one lock and one deadline per iteration).
+    wanted_fresh: bool,
     /// Alternates the token of successive timer registrations, so that a report for the
     /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
     flip: bool,
@@ -222,6 +228,7 @@ impl AnyloopSource {
             epoll: Generic::new(epoll, calloop::Interest::READ, calloop::Mode::Level),
             timer: Timer::from_deadline(Instant::now()),
             wanted: None,
+            wanted_fresh: false,
             flip: false,
             resets_seen: resets.load(Ordering::SeqCst),
             resets,
@@ -256,7 +263,7 @@ impl AnyloopSource {
 
     /// Asks the engine when it next needs an iteration (`None`: only on readiness).
     fn compute_wanted(&mut self) {
-        self.wanted = wanted(self.engine.next_timeout());
+        self.wanted = wanted(self.engine.next_iteration());
     }
 
     /// Whether the calloop timer must be re-registered for `wanted`.
@@ -328,6 +335,7 @@ impl EventSource for AnyloopSource {
         }
         self.compute_wanted();
         if self.reset_pending() || self.needs_rearm() {
+            self.wanted_fresh = true;
             Ok(PostAction::Reregister)
         } else {
             Ok(PostAction::Continue)
@@ -343,6 +351,7 @@ impl EventSource for AnyloopSource {
     }
 
     fn reregister(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
+        let fresh = std::mem::take(&mut self.wanted_fresh);
         let resets = self.resets.load(Ordering::SeqCst);
         if resets != self.resets_seen {
             // The engine swapped a fresh epoll instance in behind the same fd number (B62):
@@ -353,7 +362,9 @@ impl EventSource for AnyloopSource {
             self.epoll.register(poll, tokens)?;
             self.resets_seen = resets;
         } else {
-            self.compute_wanted();
+            if !fresh {
+                self.compute_wanted();
+            }
             if !self.needs_rearm() {
                 return Ok(()); // Nothing moved (e.g. `CalloopSource::dispatch`'s check).
             }

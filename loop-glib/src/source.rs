@@ -51,21 +51,33 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyloop::Error;
-use anyloop_engine::linux::EpollPoller;
-use anyloop_engine::Engine;
+use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
+use anyloop_engine::{Engine, NextIteration, Poller, Shared};
 use glib::ffi;
 use glib::translate::{from_glib_full, ToGlibPtr};
 
-/// No `iterate` bound is set.
+/// No `iterate` bound is set (and, for `wake_at`, no deadline).
 const NO_BOUND: u64 = u64::MAX;
+
+// `Core::prepare` bypasses `Engine::prepare_host_wait`, which differs only for an
+// edge-triggered OS layer.
+const _: () = assert!(!<EpollPoller as Poller>::EDGE_TRIGGERED);
 
 /// What the source and the [`GlibLoop`](crate::GlibLoop) share. `Send + Sync`: GLib may call
 /// the source from whichever thread iterates the context.
 pub(crate) struct Core {
     /// `None` once the loop was dropped (or while the engine is torn down).
     engine: Mutex<Option<Engine<EpollPoller>>>,
-    /// Base of `bound`.
+    /// The engine's shared table: *prepare* asks it directly, so a GLib iteration takes the
+    /// engine's mutex only to dispatch. (The epoll layer is level-triggered: the engine keeps
+    /// no re-check list that only `Engine::prepare_host_wait` could see.)
+    shared: Arc<Shared<EpollRegistrar>>,
+    /// Base of `bound` and `wake_at`.
     epoch: Instant,
+    /// When the engine (or the `iterate` bound) needs the next dispatch, as *prepare* computed
+    /// it for this GLib iteration, in nanoseconds after `epoch`; [`NO_BOUND`] for "only on
+    /// readiness". *check* compares it with the clock instead of asking the engine again.
+    wake_at: AtomicU64,
     /// Deadline of the current [`GlibLoop::run_once`](crate::GlibLoop), in
     /// nanoseconds after `epoch`, or [`NO_BOUND`].
     bound: AtomicU64,
@@ -97,8 +109,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Core {
     fn new(engine: Engine<EpollPoller>) -> Core {
         Core {
+            shared: engine.shared().clone(),
             engine: Mutex::new(Some(engine)),
             epoch: Instant::now(),
+            wake_at: AtomicU64::new(NO_BOUND),
             bound: AtomicU64::new(NO_BOUND),
             ran: AtomicUsize::new(0),
             error: Mutex::new(None),
@@ -127,14 +141,12 @@ impl Core {
         self.bound.store(value, Ordering::SeqCst);
     }
 
-    /// Time left until the bound, if one is set.
-    fn bound_left(&self) -> Option<Duration> {
-        let bound = self.bound.load(Ordering::SeqCst);
-        if bound == NO_BOUND {
-            return None;
+    /// The bound as an instant, if one is set.
+    fn bound(&self) -> NextIteration {
+        match self.bound.load(Ordering::SeqCst) {
+            NO_BOUND => NextIteration::OnReadiness,
+            bound => NextIteration::At(self.epoch + Duration::from_nanos(bound)),
         }
-        let now = Instant::now().saturating_duration_since(self.epoch);
-        Some(Duration::from_nanos(bound).saturating_sub(now))
     }
 
     pub(crate) fn take_ran(&self) -> usize {
@@ -168,24 +180,41 @@ impl Core {
     }
 
     /// Prepare: `Some(ZERO)` = ready now; `Some(d)` = may sleep `d`; `None` = no deadline.
-    /// (Never called from inside our own dispatch: the callbacks check that first. Another
-    /// thread may hold the engine lock only briefly, e.g. for `stats`: wait for it rather
-    /// than guess, or a due timer could be missed until the next fd event.)
+    /// One lock (the engine's table, which also opens the host-wait window) and one clock
+    /// read; the answer is kept in `wake_at` for *check*. (Never called from inside our own
+    /// dispatch: the callbacks check that first.)
     fn prepare(&self) -> Option<Duration> {
-        let engine = lock(&self.engine)
-            .as_ref()
-            .and_then(Engine::prepare_host_wait);
-        match (engine, self.bound_left()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let next = self.shared.host_sleeps().earliest(self.bound());
+        let wake_at = match next {
+            NextIteration::Now => 0,
+            NextIteration::At(at) => {
+                u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+                    .unwrap_or(NO_BOUND - 1)
+            }
+            NextIteration::OnReadiness => NO_BOUND,
+        };
+        self.wake_at.store(wake_at, Ordering::Relaxed);
+        match next {
+            NextIteration::OnReadiness => None,
+            next => next.timeout(Instant::now()),
         }
     }
 
-    /// Check, after GLib's poll: is a deadline reached? Also ends the host wait, so that ops
-    /// from other threads stop writing wake-ups until the next prepare.
+    /// Check, after GLib's poll, when the epoll fd is not readable: has the deadline that
+    /// *prepare* computed come? If not, no dispatch follows: the host wait ends here, so that
+    /// ops from other threads stop writing wake-ups until the next prepare.
     fn due(&self) -> bool {
-        let engine = lock(&self.engine).as_ref().and_then(Engine::end_host_wait);
-        engine == Some(Duration::ZERO) || self.bound_left() == Some(Duration::ZERO)
+        let wake_at = self.wake_at.load(Ordering::Relaxed);
+        let due = wake_at != NO_BOUND
+            && (wake_at == 0
+                || Instant::now()
+                    .saturating_duration_since(self.epoch)
+                    .as_nanos()
+                    >= u128::from(wake_at));
+        if !due {
+            self.shared.host_awake();
+        }
+        due
     }
 
     /// Dispatch: one engine iteration that does not wait.
@@ -293,8 +322,8 @@ unsafe extern "C" fn check(source: *mut ffi::GSource) -> ffi::gboolean {
     // SAFETY: `tag` was returned by `g_source_add_unix_fd` on this very source and never
     // removed.
     let revents = unsafe { ffi::g_source_query_unix_fd(source, (*source.cast::<RawSource>()).tag) };
-    // `due` first: it also ends the host wait.
-    if core.due() || revents != 0 {
+    // Readable: dispatch, whose engine iteration ends the host wait (no lock taken here).
+    if revents != 0 || core.due() {
         ffi::GTRUE
     } else {
         ffi::GFALSE

@@ -8,7 +8,7 @@
 //!    `tokio::io::unix::AsyncFd` in the runtime's reactor, whatever the number of watches
 //!    (delivery is O(ready), not O(registered)), and one `timerfd`, another `AsyncFd`, serves
 //!    the engine's earliest deadline (the engine's timers stay in its own O(log n) heap).
-//! 2. **Prepare**: [`Engine::prepare_host_wait`] says how long the engine may wait (`Some(ZERO)`:
+//! 2. **Prepare**: [`Engine::prepare_host_wait`] says when the engine needs an iteration (now:
 //!    a timer is due, a free is pending, an always-ready fd such as a regular file is enabled,
 //!    or a quit was requested) and opens the host-wait window, in which an op from another
 //!    thread writes the engine's eventfd: the epoll fd becomes readable and tokio wakes the
@@ -19,8 +19,8 @@
 //!    deadline, or the bound of `run_once`), or a nudge. With nothing to wait for, the driver
 //!    still yields to tokio once (`tokio::task::yield_now`), so that the runtime's other tasks
 //!    and its I/O are never starved by a busy anyloop ([R35](anyloop::contract#r35), for the host).
-//! 4. **Iterate**: the window is closed ([`Engine::end_host_wait`]) and one
-//!    [`Engine::run_once`] with a zero timeout runs: frees, `epoll_wait(0)` on the engine's
+//! 4. **Iterate**: one [`Engine::run_once`] with a zero timeout runs (it closes the window
+//!    under the lock it takes anyway; [`Engine::end_host_wait`] when the turn is dropped): frees, `epoll_wait(0)` on the engine's
 //!    epoll, timers then watches, each callback with no lock held, frees again (read
 //!    `engine/src/dispatch.rs` for that path). `ERROR` and `HANGUP` are exact: they come from
 //!    the engine's epoll, not from tokio's readiness.
@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use anyloop::{Error, Loop, Quitter, Result};
 use anyloop_engine::linux::{borrow_fd, new_epoll, EpollRegistrar};
 
-use anyloop_engine::{Engine, Shared};
+use anyloop_engine::{Engine, NextIteration, Shared};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -155,6 +155,14 @@ struct Window<'a> {
 }
 
 impl Window<'_> {
+    /// The wait is over and an engine iteration follows, which closes the host-wait window
+    /// itself (`Engine::run_once`): only the nudge is disarmed here.
+    fn hand_over(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.nudge.disarm();
+        }
+    }
+
     fn close(&mut self) {
         if std::mem::take(&mut self.open) {
             self.nudge.disarm();
@@ -423,18 +431,19 @@ impl LocalDriver {
         let mut waited = false;
         loop {
             nudge.arm();
-            let wait = match (engine.prepare_host_wait(), bound) {
-                (wait, None) => wait,
-                (None, Some(bound)) => Some(bound.saturating_duration_since(Instant::now())),
-                (Some(wait), Some(bound)) => {
-                    Some(wait.min(bound.saturating_duration_since(Instant::now())))
-                }
+            let next = match bound {
+                Some(bound) => engine
+                    .prepare_host_wait()
+                    .earliest(NextIteration::At(bound)),
+                None => engine.prepare_host_wait(),
             };
-            if wait == Some(Duration::ZERO) {
-                break;
-            }
             // The deadline to wait for; `None`: only readiness (or a nudge) ends the wait.
-            let deadline = wait.and_then(|wait| Instant::now().checked_add(wait));
+            let deadline = match next {
+                NextIteration::Now => break,
+                NextIteration::At(at) if at <= Instant::now() => break,
+                NextIteration::At(at) => Some(at),
+                NextIteration::OnReadiness => None,
+            };
             timer.set(deadline).map_err(|source| Error::Os {
                 op: "arming the anyloop timerfd",
                 fd: None,
@@ -474,7 +483,8 @@ impl LocalDriver {
             // callback that never drains its fd) cannot starve them.
             tokio::task::yield_now().await;
         }
-        window.close();
+        // The engine iteration ends the host wait itself, under the lock it takes anyway.
+        window.hand_over();
         let outcome = engine.run_once(Some(Duration::ZERO));
         if let Some(mut guard) = ready {
             // Level-triggered delivery over tokio's edges (R8): forget tokio's report only

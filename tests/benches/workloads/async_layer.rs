@@ -185,6 +185,7 @@ pub fn w4<C: Contender + 'static>(p: &Params) -> Vec<Measure> {
     });
 
     let mut reps = Vec::with_capacity(p.w4_reps);
+    let mut total = 0;
     // Round -1 is the warm-up (K/10 round trips).
     for r in -1..p.w4_reps as i64 {
         let n = if r < 0 { p.w4_k / 10 } else { p.w4_k };
@@ -196,9 +197,12 @@ pub fn w4<C: Contender + 'static>(p: &Params) -> Vec<Measure> {
             c.run_once();
         }
         let t1 = now_ns();
+        total += n;
         if r >= 0 {
             reps.push((t1 - t0) as f64 / n as f64);
         }
     }
+    // Read by `tests/benches/syscalls.sh` (W4 and W4a run in one process).
+    eprintln!("  W4: {total} round trips in all (warm-up included)");
     vec![Measure::new("W4a", p.w4_k, median(&reps)).phase("readable-await")]
 }

@@ -52,6 +52,7 @@ pub fn run<C: Contender>(p: &Params) -> Measure {
     c.watch_add(sp2.1.as_raw_fd(), back);
 
     let mut reps = Vec::with_capacity(p.w4_reps);
+    let mut total = 0;
     // Round -1 is the warm-up (K/10 round trips).
     for r in -1..p.w4_reps as i64 {
         let n = if r < 0 { p.w4_k / 10 } else { p.w4_k };
@@ -63,9 +64,12 @@ pub fn run<C: Contender>(p: &Params) -> Measure {
             c.run_once();
         }
         let t1 = now_ns();
+        total += n;
         if r >= 0 {
             reps.push((t1 - t0) as f64 / n as f64);
         }
     }
+    // Read by `tests/benches/syscalls.sh`, which counts kernel calls per round trip.
+    eprintln!("  W4: {total} round trips in all (warm-up included)");
     Measure::new("W4", p.w4_k, median(&reps))
 }

@@ -5,7 +5,7 @@
 //!
 //! Reported: ns per round trip. The floor calls `epoll_ctl(MOD)` on every interest change
 //! (four per round trip) and re-keys a node of its timer heap (no syscall). Kernel calls per
-//! round trip are counted outside the benchmark by `tests/benches/w7_syscalls.sh` (strace);
+//! round trip are counted outside the benchmark by `tests/benches/syscalls.sh W7` (strace);
 //! `W7_ROUND_TRIPS=K` in the environment shrinks K for that purpose.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Kernel calls per round trip of W4 (ping-pong) or W7 (interest toggling) for one backend,
+# counted by strace (outside the benchmark, which strace would slow down): epoll_ctl,
+# epoll_wait/epoll_pwait, poll/ppoll, timerfd_settime, and the 1-byte reads and writes of the
+# ping-pong. The reads also count the drains of wake-up eventfds, if any.
+#
+#   tests/benches/syscalls.sh W7 select          # or floor, select-mio, glib, glib-raw,
+#   tests/benches/syscalls.sh W4 calloop-raw     #   calloop, calloop-raw, tokio, tokio-raw
+#   W7_ROUND_TRIPS=20000 tests/benches/syscalls.sh W7 glib
+#
+# The counts include the setup (a handful of epoll_ctl ADDs, the loop's creation): with the
+# quick mode's round trips (W4: 310 000, W7: 31 000) that is well under 0.01 per round trip.
+set -eu
+workload=${1:?usage: syscalls.sh W4|W7 BACKEND}
+backend=${2:?usage: syscalls.sh W4|W7 BACKEND}
+case $workload in
+W4 | W7) ;;
+*) echo "syscalls.sh: W4 or W7, not $workload" >&2; exit 2 ;;
+esac
+export W7_ROUND_TRIPS=${W7_ROUND_TRIPS:-10000}
+cd "$(dirname "$0")/../.."
+exe=$(cargo bench -p anyloop-conformance --bench workloads --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$exe" ] || { echo "syscalls.sh: cannot find the workloads bench binary" >&2; exit 1; }
+out=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$out" "$log"' EXIT
+strace -f -c -o "$out" \
+    -e trace=epoll_ctl,epoll_wait,epoll_pwait,epoll_pwait2,timerfd_settime,read,write,poll,ppoll \
+    "$exe" --bench --quick --only "$workload" --backend "$backend" --json /dev/null >/dev/null 2>"$log" || {
+    cat "$log" >&2
+    exit 1
+}
+# One line per run of the workload in the process (W4 and its futures variant W4a both count).
+trips=$(sed -n "s/.*$workload: \([0-9]*\) round trips in all.*/\1/p" "$log" | awk '{ t += $1 } END { if (t) print t }')
+[ -n "$trips" ] || { cat "$log" >&2; echo "syscalls.sh: no round-trip count" >&2; exit 1; }
+echo "$workload on $backend: $trips round trips (warm-up included); syscalls per round trip:"
+awk -v trips="$trips" '
+    $NF ~ /^(epoll_ctl|epoll_wait|epoll_pwait|epoll_pwait2|timerfd_settime|read|write|poll|ppoll)$/ {
+        # columns: % time, seconds, usecs/call, calls, [errors], syscall
+        calls = $4
+        printf "  %-16s %10d calls  %6.2f per round trip\n", $NF, calls, calls / trips
+        if ($NF != "read" && $NF != "write") loop += calls
+    }
+    END { printf "  %-16s %10d calls  %6.2f per round trip\n", "(loop calls)", loop, loop / trips }
+' "$out"
