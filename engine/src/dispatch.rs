@@ -413,7 +413,7 @@ impl Work {
                 if let Item::Timer { slot, .. } = *item {
                     if let Some(timer) = st.timers.get(slot) {
                         if let Some(period) = timer.period() {
-                            let seq = timer.seq;
+                            let seq = timer.seq();
                             st.heap.schedule(slot, deadline_after(now, period), seq);
                         }
                     }
@@ -447,6 +447,7 @@ impl Work {
                 fds,
                 watches,
                 always_ready,
+                identities,
                 next_generation,
                 ..
             } = &mut *st;
@@ -459,7 +460,7 @@ impl Work {
             let consecutive = slot.last_round != 0 && slot.last_round.wrapping_add(1) == round;
             slot.last_round = round;
             if !invalid && !slot.interest.is_empty() {
-                invalid = match check_fd_identity(slot, key, consecutive, registrar) {
+                invalid = match check_fd_identity(slot, identities, key, consecutive, registrar) {
                     FdCheck::Same => false,
                     FdCheck::Closed | FdCheck::Replaced => {
                         if slot.kernel == Kernel::Registered {
@@ -544,7 +545,10 @@ impl Work {
         }
         tracing::debug!("kernel poller rebuilt to drop a registration of a closed fd");
         let State {
-            fds, always_ready, ..
+            fds,
+            always_ready,
+            identities,
+            ..
         } = st;
         for (key, slot) in fds.iter_mut() {
             if slot.kernel != Kernel::Registered {
@@ -554,7 +558,7 @@ impl Work {
                 Ok(Registered::Kernel) => Kernel::Registered,
                 Ok(Registered::AlwaysReady) => {
                     always_ready.push(key);
-                    slot.identity = registrar.identity(slot.fd).map(Box::new);
+                    identities.remember(key, registrar.identity(slot.fd));
                     Kernel::AlwaysReady
                 }
                 Ok(Registered::Gone) => Kernel::Gone,
@@ -760,12 +764,13 @@ fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
 /// shows up, level-triggered, on every wait.
 fn check_fd_identity<R: Registrar>(
     slot: &super::table::FdSlot,
+    identities: &super::table::Identities,
     key: usize,
     consecutive: bool,
     registrar: &R,
 ) -> FdCheck {
     match slot.kernel {
-        Kernel::AlwaysReady => match (slot.identity.as_deref(), registrar.identity(slot.fd)) {
+        Kernel::AlwaysReady => match (identities.get(key), registrar.identity(slot.fd)) {
             (None, _) => FdCheck::Same,
             (Some(was), Some(now)) if *was == now => FdCheck::Same,
             (Some(_), Some(_)) => FdCheck::Replaced,

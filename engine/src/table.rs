@@ -22,6 +22,8 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use super::clock::{deadline_after, NextIteration};
+use rustc_hash::FxHashMap;
+
 use super::fd_index::FdIndex;
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
@@ -84,14 +86,44 @@ pub(crate) struct FdSlot {
     /// The engine round in which the fd was last reported ready: a report in the very next
     /// round is what a closed fd whose file lives on looks like, and is verified ([R52](anyloop::contract#r52)).
     pub(crate) last_round: u32,
-    /// For an always-ready fd (probed by number): the file it named when registered. Boxed:
-    /// few fds need it, and every fd slot pays for the field (W6).
-    pub(crate) identity: Option<Box<FileId>>,
     /// An interest change made by a callback is waiting in [`State::dirty`] for the kernel.
     pub(crate) dirty: bool,
     /// That change enabled a watch: check the kernel registration even if the union of the
     /// interests ends up unchanged (as [`State::sync_kernel`]'s `verify`).
     pub(crate) dirty_verify: bool,
+}
+
+/// For an fd probed by number (always ready, e.g. a regular file; [D4](anyloop::contract#d4)):
+/// the file it named when registered, by fd slot, so that a number reused by another file is
+/// told apart ([R52](anyloop::contract#r52)). A side table: few fds need it, and a field would
+/// cost every fd slot (W6).
+#[derive(Default)]
+pub(crate) struct Identities(FxHashMap<usize, FileId>);
+
+impl Identities {
+    /// Records the file of fd slot `key` (or forgets it if it could not be read).
+    pub(crate) fn remember(&mut self, key: usize, file: Option<FileId>) {
+        match file {
+            Some(file) => {
+                self.0.insert(key, file);
+            }
+            None => {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// The file recorded for fd slot `key`.
+    pub(crate) fn get(&self, key: usize) -> Option<&FileId> {
+        self.0.get(&key)
+    }
+
+    /// Fd slot `key` was removed (its number may be reused by a new slot).
+    pub(crate) fn forget(&mut self, key: usize) {
+        if !self.0.is_empty() {
+            self.0.remove(&key);
+        }
+    }
 }
 
 impl HandleSlot {
@@ -144,19 +176,16 @@ pub(crate) struct TimerSlot {
     /// ([R29](anyloop::contract#r29), [R34](anyloop::contract#r34)). Compared for equality
     /// only, so wrapping is harmless.
     pub(crate) epoch: u32,
-    /// Creation sequence: ties between equal deadlines fire in creation order ([R33](anyloop::contract#r33)).
-    pub(crate) seq: u64,
     pub(crate) callback: Option<TimerCallback>,
 }
 
 impl TimerSlot {
-    pub(crate) fn new(id: TimerId, schedule: Schedule, seq: u64, callback: TimerCallback) -> Self {
+    pub(crate) fn new(id: TimerId, schedule: Schedule, callback: TimerCallback) -> Self {
         let mut slot = TimerSlot {
             id,
             delay_secs: 0,
             nanos_kind: 0,
             epoch: 0,
-            seq,
             callback: Some(callback),
         };
         slot.set_schedule(schedule);
@@ -193,6 +222,15 @@ impl TimerSlot {
         self.delay_secs = delay.as_secs();
         // `subsec_nanos` is below 10^9 < 2^30: it never reaches the kind's bits.
         self.nanos_kind = (delay.subsec_nanos() & NANOS_MASK) | ((kind as u32) << KIND_SHIFT);
+    }
+
+    /// Creation sequence: ties between equal deadlines fire in creation order
+    /// ([R33](anyloop::contract#r33)). The id is it: ids come from a process-wide counter in
+    /// their high bits, and a loop takes a timer's id under its lock as it adds the timer, so
+    /// within one loop a later timer always has a larger id (and the slot needs no counter
+    /// of its own, W6).
+    pub(crate) fn seq(&self) -> u64 {
+        self.id.get()
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
@@ -246,11 +284,12 @@ pub(crate) struct State {
     pub(crate) fd_index: FdIndex,
     /// Fd slots in state `AlwaysReady` with a non-empty interest.
     pub(crate) always_ready: Vec<usize>,
+    /// The files that always-ready fds named when registered.
+    pub(crate) identities: Identities,
     pub(crate) timers: Slab<TimerSlot>,
     pub(crate) heap: TimerHeap,
     pub(crate) frees: DeferredFrees<Freed>,
     pub(crate) running: Option<Running>,
-    next_seq: u64,
     pub(crate) next_generation: u32,
 }
 
@@ -298,11 +337,11 @@ impl State {
             fds: Slab::new(),
             fd_index: FdIndex::default(),
             always_ready: Vec::new(),
+            identities: Identities::default(),
             timers: Slab::new(),
             heap: TimerHeap::new(),
             frees: DeferredFrees::new(),
             running: None,
-            next_seq: 0,
             next_generation: 0,
         }
     }
@@ -407,6 +446,7 @@ impl State {
             fds,
             watches,
             always_ready,
+            identities,
             ..
         } = self;
         let Some(slot) = fds.get_mut(key) else {
@@ -459,7 +499,7 @@ impl State {
         };
         if kernel == Kernel::AlwaysReady && slot.kernel != Kernel::AlwaysReady {
             // Probed by number from now on: remember which file it is (R52).
-            slot.identity = registrar.identity(fd).map(Box::new);
+            identities.remember(key, registrar.identity(fd));
         }
         let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest.is_empty();
         let listed = kernel == Kernel::AlwaysReady && !want.is_empty();
@@ -497,6 +537,7 @@ impl State {
             if fd_slot.kernel == Kernel::AlwaysReady {
                 self.always_ready.retain(|&k| k != key);
             }
+            self.identities.forget(key);
             if self.fd_index.get(fd_slot.fd) == Some(key) {
                 self.fd_index.remove(fd_slot.fd);
             }
@@ -505,11 +546,6 @@ impl State {
             tracing::warn!(?fd, %err, "narrowing an fd's interest failed");
         }
         handle
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
     }
 
     /// Empties the table for loop destruction: every callback still held, pending frees
@@ -526,6 +562,7 @@ impl State {
         self.fds.clear();
         self.fd_index.clear();
         self.always_ready.clear();
+        self.identities = Identities::default();
         self.heap.clear();
         let mut watches: Vec<_> = std::mem::take(&mut self.watches)
             .into_iter()
@@ -751,7 +788,6 @@ impl<R: Registrar> Backend for Shared<R> {
                     pending: IoEvents::empty(),
                     invalid: false,
                     last_round: 0,
-                    identity: None,
                     dirty: false,
                     dirty_verify: false,
                 });
@@ -864,11 +900,9 @@ impl<R: Registrar> Backend for Shared<R> {
                 callback,
             ));
         };
-        let seq = st.next_seq();
         tracing::trace!(%id, ?schedule, name = callback.name(), "add timer");
-        let slot = st
-            .timers
-            .insert(TimerSlot::new(id, schedule, seq, callback));
+        let slot = st.timers.insert(TimerSlot::new(id, schedule, callback));
+        let seq = st.timers[slot].seq();
         if let Some(delay) = schedule.delay() {
             // Read the clock now, not from a cached loop time (B55).
             st.heap
@@ -884,7 +918,7 @@ impl<R: Registrar> Backend for Shared<R> {
             let timer = &mut st.timers[slot];
             timer.set_schedule(schedule);
             timer.epoch = timer.epoch.wrapping_add(1);
-            let seq = timer.seq;
+            let seq = timer.seq();
             match schedule.delay() {
                 // Always a restart from now, even with the same schedule (R5, R29).
                 Some(delay) => st
@@ -947,7 +981,6 @@ mod tests {
         let mut slot = TimerSlot::new(
             TimerId::from_raw(1).expect("nonzero"),
             Schedule::Disabled,
-            0,
             TimerCallback::new(|_| {}),
         );
         for schedule in [
@@ -964,7 +997,15 @@ mod tests {
             assert_eq!(slot.is_enabled(), schedule != Schedule::Disabled);
             assert_eq!(slot.is_one_shot(), matches!(schedule, Schedule::Once(_)));
         }
-        // What W6 counts per timer: 56 bytes (it was 64 with a `Duration` and a kind byte).
-        assert!(std::mem::size_of::<TimerSlot>() <= 56);
+        // What W6 counts per timer: 48 bytes (it was 64 with a `Duration`, a kind byte and a
+        // sequence number of its own).
+        assert!(std::mem::size_of::<TimerSlot>() <= 48);
+    }
+
+    #[test]
+    fn a_watch_costs_a_watch_slot_and_at_most_one_fd_slot() {
+        // What W6 counts per watch besides the fd index: 40 + 48 bytes (they were 48 + 72).
+        assert!(std::mem::size_of::<HandleSlot>() <= 40);
+        assert!(std::mem::size_of::<FdSlot>() <= 48);
     }
 }
