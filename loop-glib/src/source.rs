@@ -4,21 +4,25 @@
 //! GLib iterates a context in four steps, and this source takes part in each (read top to
 //! bottom, then `engine/src/dispatch.rs` for what [`Engine::run_once`] does):
 //!
-//! 1. **prepare** (on the thread iterating the context, before it polls): asks the engine how
-//!    long the context may sleep ([`Engine::prepare_host_wait`]: the earliest timer deadline;
-//!    zero when a timer is due, a free is pending or an always-ready fd such as a regular
-//!    file is enabled). That call also records this thread as the host thread, so that from
-//!    now on an op from any *other* thread writes the engine's wake-up eventfd ([R40](anyloop::contract#r40)). Zero
-//!    means "ready now"; anything else becomes GLib's poll timeout, rounded *up* to whole
-//!    milliseconds (a timer is never early, [R31](anyloop::contract#r31)). The bound of
+//! 1. **prepare** (on the thread iterating the context, before it polls): asks the engine when
+//!    it next needs an iteration (the engine's `host_sleeps`, as
+//!    [`Engine::prepare_host_wait`] does: the earliest timer deadline; now when a free is
+//!    pending or an always-ready fd such as a regular file is enabled), under the engine's
+//!    lock, the only one this step takes. That call also records this thread as the host
+//!    thread, so that from now on an op from any *other* thread writes the engine's wake-up
+//!    eventfd ([R40](anyloop::contract#r40)). "Now" means ready; a deadline becomes GLib's poll
+//!    timeout, rounded *up* to whole milliseconds (a timer is never early,
+//!    [R31](anyloop::contract#r31)), and is kept for *check*. The bound of
 //!    [`GlibLoop::run_once`](crate::GlibLoop) is folded in here too.
 //! 2. **poll** (GLib's `poll(2)`): our only entry in GLib's poll set is the engine's epoll fd.
 //!    It is readable when a watched fd is ready or the wake-up eventfd (inside the epoll set)
 //!    was written, so GLib's cost per iteration does not grow with the number of watches.
-//! 3. **check**: ready if GLib saw the epoll fd readable, or the engine's next deadline has
-//!    come (or the `iterate` bound expired). The poll is over: [`Engine::end_host_wait`]
-//!    stops ops from other threads writing wake-ups until the next prepare (which reads the
-//!    state afresh), so no stale wake-up ends a later poll early.
+//! 3. **check**: ready if GLib saw the epoll fd readable (no lock, no clock read), or the
+//!    deadline kept by *prepare* has come (the deadline is computed once per iteration). When
+//!    neither, no dispatch follows and [`Engine::end_host_wait`] stops ops from other threads
+//!    writing wake-ups until the next prepare (which reads the state afresh), so no stale
+//!    wake-up ends a later poll early; when dispatching, the engine iteration ends that
+//!    window itself.
 //! 4. **dispatch**: one [`Engine::run_once`] with a zero timeout: one `epoll_wait` collects
 //!    the ready fds and expired timers, the callbacks run (level-triggered: an fd still
 //!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, [R8](anyloop::contract#r8)),

@@ -213,6 +213,14 @@ fn parse_args() -> Option<Options> {
     if let Some(p) = passes {
         o.params.passes = p;
     }
+    // For `tests/benches/syscalls.sh`, which counts kernel calls under strace (slow): fewer
+    // W4 round trips per repeat.
+    if let Some(k) = std::env::var("W4_ROUND_TRIPS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+    {
+        o.params.w4_k = k;
+    }
     Some(o)
 }
 
