@@ -77,9 +77,9 @@ pub fn poll_timeout(
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextIteration {
-    /// At once: a timer is due without a deadline to wait for (it fired already and is
-    /// re-armed with zero interval), a free or a quit is pending, or an always-ready fd (a
-    /// regular file) is enabled.
+    /// At once: a free or a quit is pending, an always-ready fd (a regular file) is enabled,
+    /// or an edge-triggered re-check is pending. (A due timer is [`At`](Self::At) a deadline
+    /// that has passed.)
     Now,
     /// At this instant, the earliest timer deadline (it may have passed already), or sooner
     /// if the poller's fd becomes readable.

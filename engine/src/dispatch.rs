@@ -180,10 +180,10 @@ impl<P: Poller> Engine<P> {
 
     /// For a backend hosted by another loop (GLib, calloop, tokio): when that loop must run an
     /// engine iteration, not counting readiness of the poller's own fd (the host watches that):
-    /// [`NextIteration::Now`] (a timer is due with no deadline to wait for, an always-ready fd
-    /// such as a regular file is enabled, an edge-triggered re-check or a free is pending, or a
-    /// quit was requested), [`NextIteration::At`] the earliest timer deadline, or
-    /// [`NextIteration::OnReadiness`]. No clock read: the host has its own.
+    /// [`NextIteration::Now`] (an always-ready fd such as a regular file is enabled, an
+    /// edge-triggered re-check or a free is pending, or a quit was requested),
+    /// [`NextIteration::At`] the earliest timer deadline (passed already when a timer is due),
+    /// or [`NextIteration::OnReadiness`]. No clock read: the host has its own.
     ///
     /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when that
     /// time has come or the poller's fd is readable, and asks again before it next sleeps.

@@ -26,17 +26,25 @@ pub(crate) struct FdIndex {
 impl FdIndex {
     /// The slot of `fd`, if one is indexed.
     pub(crate) fn get(&self, fd: RawFd) -> Option<usize> {
-        match usize::try_from(fd) {
-            Ok(n) if n < DENSE_LIMIT => match self.dense.get(n) {
-                Some(&entry) if entry != 0 => Some(entry as usize - 1),
-                _ => None,
-            },
-            _ => self.sparse.get(&fd).copied(),
+        if let Ok(n) = usize::try_from(fd) {
+            if let Some(&entry) = self.dense.get(n) {
+                if entry != 0 {
+                    return Some(entry as usize - 1);
+                }
+            }
+        }
+        // Numbers at or above the limit, and (never in practice) a slot too large for the
+        // dense entry.
+        if self.sparse.is_empty() {
+            None
+        } else {
+            self.sparse.get(&fd).copied()
         }
     }
 
     /// Indexes `fd` at `slot`, replacing any previous entry.
     pub(crate) fn insert(&mut self, fd: RawFd, slot: usize) {
+        self.remove(fd);
         let entry = u32::try_from(slot).ok().and_then(|s| s.checked_add(1));
         match (usize::try_from(fd), entry) {
             (Ok(n), Some(entry)) if n < DENSE_LIMIT => {
@@ -53,13 +61,11 @@ impl FdIndex {
 
     /// Forgets `fd`.
     pub(crate) fn remove(&mut self, fd: RawFd) {
-        match usize::try_from(fd) {
-            Ok(n) if n < DENSE_LIMIT && self.dense.get(n).is_some_and(|&e| e != 0) => {
-                self.dense[n] = 0;
-            }
-            _ => {
-                self.sparse.remove(&fd);
-            }
+        if let Some(entry) = usize::try_from(fd).ok().and_then(|n| self.dense.get_mut(n)) {
+            *entry = 0;
+        }
+        if !self.sparse.is_empty() {
+            self.sparse.remove(&fd);
         }
     }
 
@@ -92,6 +98,11 @@ mod tests {
         assert_eq!(index.get(70_000), None);
         index.insert(3, 7);
         assert_eq!(index.get(3), Some(7));
+        // A slot too large for a dense entry still maps (through the hash map).
+        index.insert(5, u32::MAX as usize);
+        assert_eq!(index.get(5), Some(u32::MAX as usize));
+        index.remove(5);
+        assert_eq!(index.get(5), None);
         index.clear();
         assert_eq!(index.get(3), None);
         assert_eq!(index.get(-1), None);

@@ -199,8 +199,9 @@ impl Core {
         };
         self.wake_at.store(wake_at, Ordering::Relaxed);
         match next {
+            NextIteration::Now => Some(Duration::ZERO),
+            NextIteration::At(_) => next.timeout(Instant::now()),
             NextIteration::OnReadiness => None,
-            next => next.timeout(Instant::now()),
         }
     }
 

@@ -198,6 +198,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] timers s37_update_shortens_r29);
         $crate::__scenario_item!([$($mode)*] timers s38_never_early_r27_r31_r32);
         $crate::__scenario_item!([$($mode)*] timers s40_deadline_order_r33);
+        $crate::__scenario_item!([$($mode)*] timers r33_equal_deadlines_fire_in_creation_order);
         $crate::__scenario_item!([$($mode)*] timers s41_timer_disabled_by_earlier_timer_r34);
         $crate::__scenario_item!([$($mode)*] timers s42_timer_added_in_timer_callback_waits_r37);
         $crate::__scenario_item!([$($mode)*] timers s43_huge_intervals_no_overflow_r38);

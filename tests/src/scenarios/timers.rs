@@ -279,6 +279,50 @@ pub fn s38_never_early_r27_r31_r32(env: &Env) {
     }
 }
 
+/// [R33](anyloop::contract#r33): two periodic timers with the same period that fire in one
+/// iteration are re-armed from the same instant, so their next deadlines tie exactly; they
+/// then fire in creation order, even when the later one took a table slot freed by an earlier
+/// timer (creation order is not slot order).
+pub fn r33_equal_deadlines_fire_in_creation_order(env: &Env) {
+    let d = env.start();
+    let order = Arc::new(Log::new());
+    // `first` takes a slot, `early` a later one; removing `first` frees the earlier slot for
+    // `late`, created after `early`.
+    let first = d
+        .lp()
+        .add_timer(Schedule::Disabled, |_| {})
+        .expect("add first");
+    let mut ids = Vec::new();
+    for label in ["early", "late"] {
+        if label == "late" {
+            d.lp().remove_timer(first).expect("remove first");
+        }
+        let (o, token) = (order.clone(), env.token(label));
+        let id = d
+            .lp()
+            .add_timer(Schedule::Every(Duration::from_millis(20)), move |_| {
+                let _ = &token;
+                o.push(label);
+            })
+            .expect("add");
+        ids.push(id);
+    }
+    for round in 0..3 {
+        // Both due: one iteration fires both (in round 0 by deadline, after that by the tie).
+        thread::sleep(Duration::from_millis(30));
+        let ran = d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)).expect("run_once"));
+        assert_eq!(ran, 2, "round {round}: both periodic timers were due");
+    }
+    assert_eq!(
+        order.snapshot(),
+        vec!["early", "late", "early", "late", "early", "late"],
+        "R33: equal deadlines fire in creation order"
+    );
+    for id in ids {
+        d.lp().remove_timer(id).expect("remove");
+    }
+}
+
 /// [S40](anyloop::contract#s40): expired timers fire in deadline order (30, 10, 20 ms created in
 /// that order, then two of 40 ms): 10, 20, 30, 40a, 40b, also when all are due in one iteration
 /// ([R33](anyloop::contract#r33)).
