@@ -23,9 +23,6 @@ use fragile::Sticky;
 use crate::events::IoEvents;
 use crate::id::{TimerId, WatchId};
 
-type WatchFn = dyn FnMut(WatchId, RawFd, IoEvents) + Send;
-type TimerFn = dyn FnMut(TimerId) + Send;
-
 /// The calling thread's id, cached (`thread::current()` clones an `Arc`).
 pub(crate) fn current_thread() -> ThreadId {
     thread_local! {
@@ -35,54 +32,151 @@ pub(crate) fn current_thread() -> ThreadId {
         .unwrap_or_else(|_| std::thread::current().id())
 }
 
-/// What most callbacks do not have: kept behind one pointer, so that a registration slot
-/// stays small (100 000 timers are cache-bound) and the hot path checks one `Option`.
-#[derive(Debug)]
+/// What few callbacks have: a debug name, a home thread.
+#[derive(Debug, Default)]
 struct Meta {
     name: Option<Cow<'static, str>>,
     /// The thread a thread-bound callback belongs to.
     thread: Option<ThreadId>,
 }
 
-/// Shared by both callback kinds: the optional name and home thread.
-#[derive(Debug, Default)]
-struct Extra(Option<Box<Meta>>);
+/// A callback's closure and, for the few that have one, its [`Meta`], behind one pointer: a
+/// callback is a 16-byte fat pointer, so a registration slot stays small (100 000 timers are
+/// cache-bound, W6), and a closure that captures nothing allocates nothing. `Args` is the
+/// argument tuple of the callback kind.
+trait Body<Args>: Send {
+    fn call(&mut self, args: Args);
+    fn meta(&self) -> Option<&Meta> {
+        None
+    }
+    fn meta_mut(&mut self) -> Option<&mut Meta> {
+        None
+    }
+}
 
-impl Extra {
-    fn bound_here() -> Extra {
-        Extra(Some(Box::new(Meta {
-            name: None,
-            thread: Some(current_thread()),
-        })))
+/// A plain `Send` closure: no name, no home thread.
+struct Plain<F>(F);
+
+/// A closure that is not `Send`, callable only on the thread that made it.
+struct Local<F: 'static>(Sticky<F>);
+
+/// A body with a name or a home thread.
+struct Dressed<B> {
+    meta: Meta,
+    body: B,
+}
+
+type WatchArgs = (WatchId, RawFd, IoEvents);
+
+impl<F: FnMut(WatchId, RawFd, IoEvents) + Send> Body<WatchArgs> for Plain<F> {
+    #[inline]
+    fn call(&mut self, (id, fd, events): WatchArgs) {
+        (self.0)(id, fd, events)
+    }
+}
+
+impl<F: FnMut(TimerId) + Send> Body<TimerId> for Plain<F> {
+    #[inline]
+    fn call(&mut self, id: TimerId) {
+        (self.0)(id)
+    }
+}
+
+impl<F: FnMut(WatchId, RawFd, IoEvents) + 'static> Body<WatchArgs> for Local<F> {
+    fn call(&mut self, (id, fd, events): WatchArgs) {
+        // Never fails on the loop thread: backends check `runs_here` first.
+        let _ = self.0.try_with_mut(|func| func(id, fd, events));
+    }
+}
+
+impl<F: FnMut(TimerId) + 'static> Body<TimerId> for Local<F> {
+    fn call(&mut self, id: TimerId) {
+        let _ = self.0.try_with_mut(|func| func(id));
+    }
+}
+
+impl<Args, B: Body<Args>> Body<Args> for Dressed<B> {
+    fn call(&mut self, args: Args) {
+        self.body.call(args)
+    }
+    fn meta(&self) -> Option<&Meta> {
+        Some(&self.meta)
+    }
+    fn meta_mut(&mut self) -> Option<&mut Meta> {
+        Some(&mut self.meta)
+    }
+}
+
+impl<Args> Body<Args> for Box<dyn Body<Args>> {
+    fn call(&mut self, args: Args) {
+        (**self).call(args)
+    }
+    fn meta(&self) -> Option<&Meta> {
+        (**self).meta()
+    }
+    fn meta_mut(&mut self) -> Option<&mut Meta> {
+        (**self).meta_mut()
+    }
+}
+
+/// The shared half of both callback kinds: the boxed body and what is read off its [`Meta`].
+struct Boxed<Args: 'static>(Box<dyn Body<Args>>);
+
+impl<Args: 'static> Boxed<Args> {
+    fn bound_here<B: Body<Args> + 'static>(body: B) -> Self {
+        Boxed(Box::new(Dressed {
+            meta: Meta {
+                name: None,
+                thread: Some(current_thread()),
+            },
+            body,
+        }))
     }
 
     fn set_name(&mut self, name: Cow<'static, str>) {
-        match &mut self.0 {
-            Some(meta) => meta.name = Some(name),
-            None => {
-                self.0 = Some(Box::new(Meta {
-                    name: Some(name),
-                    thread: None,
-                }))
-            }
+        if let Some(meta) = self.0.meta_mut() {
+            meta.name = Some(name);
+            return;
         }
+        // A plain closure: wrapped once more (naming is for debugging, not the hot path).
+        let body = std::mem::replace(&mut self.0, Box::new(Nothing));
+        self.0 = Box::new(Dressed {
+            meta: Meta {
+                name: Some(name),
+                thread: None,
+            },
+            body,
+        });
+    }
+
+    #[inline]
+    fn call(&mut self, args: Args) {
+        self.0.call(args)
     }
 
     fn name(&self) -> Option<&str> {
-        self.0.as_ref().and_then(|meta| meta.name.as_deref())
+        self.0.meta().and_then(|meta| meta.name.as_deref())
     }
 
     fn thread(&self) -> Option<ThreadId> {
-        self.0.as_ref().and_then(|meta| meta.thread)
+        self.0.meta().and_then(|meta| meta.thread)
     }
 
     #[inline]
     fn runs_here(&self) -> bool {
-        match &self.0 {
+        match self.0.meta() {
             None => true,
             Some(meta) => meta.thread.is_none_or(|thread| thread == current_thread()),
         }
     }
+}
+
+/// A placeholder body, held for an instant while [`Boxed::set_name`] rewraps (zero-sized: no
+/// allocation).
+struct Nothing;
+
+impl<Args> Body<Args> for Nothing {
+    fn call(&mut self, _: Args) {}
 }
 
 /// The callback of an fd watch: called with its own id, its fd and the events
@@ -109,62 +203,49 @@ impl Extra {
 /// assert_eq!(local.thread(), Some(std::thread::current().id()));
 /// assert!(local.runs_here());
 /// ```
-pub struct WatchCallback {
-    func: Box<WatchFn>,
-    extra: Extra,
-}
+pub struct WatchCallback(Boxed<WatchArgs>);
 
 impl WatchCallback {
     /// Wraps a closure that may be called on any thread.
     pub fn new(func: impl FnMut(WatchId, RawFd, IoEvents) + Send + 'static) -> Self {
-        WatchCallback {
-            func: Box::new(func),
-            extra: Extra::default(),
-        }
+        WatchCallback(Boxed(Box::new(Plain(func))))
     }
 
     /// Wraps a closure that is not `Send`, bound to the calling thread: it is only ever called
     /// and dropped there ([R42](crate::contract#r42)). Register it on the loop's own thread;
     /// elsewhere the add fails with [`WrongThread`](crate::Error::WrongThread).
     pub fn local(func: impl FnMut(WatchId, RawFd, IoEvents) + 'static) -> Self {
-        let mut cell = Sticky::new(func);
-        WatchCallback {
-            func: Box::new(move |id, fd, events| {
-                // Never fails on the loop thread: backends check `runs_here` first.
-                let _ = cell.try_with_mut(|func| func(id, fd, events));
-            }),
-            extra: Extra::bound_here(),
-        }
+        WatchCallback(Boxed::bound_here(Local(Sticky::new(func))))
     }
 
     /// Gives the registration a debug name ([R56](crate::contract#r56)).
     pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.extra.set_name(name.into());
+        self.0.set_name(name.into());
         self
     }
 
     /// The debug name, if one was given.
     pub fn name(&self) -> Option<&str> {
-        self.extra.name()
+        self.0.name()
     }
 
     /// The thread a thread-bound callback belongs to; `None` for a `Send` one.
     pub fn thread(&self) -> Option<ThreadId> {
-        self.extra.thread()
+        self.0.thread()
     }
 
     /// False when this is a thread-bound callback of another thread: it must not be called
     /// here (a call would do nothing).
     #[inline]
     pub fn runs_here(&self) -> bool {
-        self.extra.runs_here()
+        self.0.runs_here()
     }
 
     /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
     /// lock held, after checking [`runs_here`](Self::runs_here).
     #[inline]
     pub fn call(&mut self, id: WatchId, fd: RawFd, events: IoEvents) {
-        (self.func)(id, fd, events)
+        self.0.call((id, fd, events))
     }
 }
 
@@ -202,59 +283,47 @@ impl fmt::Debug for WatchCallback {
 /// callback.call(anyloop::TimerId::allocate());
 /// assert_eq!(callback.name(), Some("keepalive"));
 /// ```
-pub struct TimerCallback {
-    func: Box<TimerFn>,
-    extra: Extra,
-}
+pub struct TimerCallback(Boxed<TimerId>);
 
 impl TimerCallback {
     /// Wraps a closure that may be called on any thread.
     pub fn new(func: impl FnMut(TimerId) + Send + 'static) -> Self {
-        TimerCallback {
-            func: Box::new(func),
-            extra: Extra::default(),
-        }
+        TimerCallback(Boxed(Box::new(Plain(func))))
     }
 
     /// Wraps a closure that is not `Send`, bound to the calling thread (see
     /// [`WatchCallback::local`]).
     pub fn local(func: impl FnMut(TimerId) + 'static) -> Self {
-        let mut cell = Sticky::new(func);
-        TimerCallback {
-            func: Box::new(move |id| {
-                let _ = cell.try_with_mut(|func| func(id));
-            }),
-            extra: Extra::bound_here(),
-        }
+        TimerCallback(Boxed::bound_here(Local(Sticky::new(func))))
     }
 
     /// Gives the registration a debug name ([R56](crate::contract#r56)).
     pub fn named(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.extra.set_name(name.into());
+        self.0.set_name(name.into());
         self
     }
 
     /// The debug name, if one was given.
     pub fn name(&self) -> Option<&str> {
-        self.extra.name()
+        self.0.name()
     }
 
     /// The thread a thread-bound callback belongs to; `None` for a `Send` one.
     pub fn thread(&self) -> Option<ThreadId> {
-        self.extra.thread()
+        self.0.thread()
     }
 
     /// False when this is a thread-bound callback of another thread.
     #[inline]
     pub fn runs_here(&self) -> bool {
-        self.extra.runs_here()
+        self.0.runs_here()
     }
 
     /// Runs the callback. Backends call this from their dispatch, on the loop thread, with no
     /// lock held, after checking [`runs_here`](Self::runs_here).
     #[inline]
     pub fn call(&mut self, id: TimerId) {
-        (self.func)(id)
+        self.0.call(id)
     }
 }
 
@@ -273,5 +342,46 @@ impl fmt::Debug for TimerCallback {
             .field("name", &self.name())
             .field("thread", &self.thread())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// A callback is one fat pointer (W6): a name or a home thread lives in the box.
+    #[test]
+    fn callbacks_are_two_words() {
+        assert_eq!(size_of::<TimerCallback>(), 16);
+        assert_eq!(size_of::<Option<TimerCallback>>(), 16);
+        assert_eq!(size_of::<Option<WatchCallback>>(), 16);
+    }
+
+    #[test]
+    fn naming_keeps_the_closure_and_the_home_thread() {
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = hits.clone();
+        let mut plain = TimerCallback::new(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .named("a")
+        .named("b");
+        assert_eq!(plain.name(), Some("b"));
+        assert_eq!(plain.thread(), None);
+        assert!(plain.runs_here());
+        plain.call(TimerId::allocate());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        let cell = std::rc::Rc::new(std::cell::Cell::new(0));
+        let inner = cell.clone();
+        let mut local = WatchCallback::local(move |_, _, _| inner.set(inner.get() + 1)).named("c");
+        assert_eq!(local.name(), Some("c"));
+        assert_eq!(local.thread(), Some(std::thread::current().id()));
+        local.call(WatchId::allocate(), 0, IoEvents::READABLE);
+        assert_eq!(cell.get(), 1);
+        // Handed back so that it is dropped on its own thread.
+        let elsewhere = std::thread::spawn(move || (local.runs_here(), local)).join();
+        assert!(matches!(elsewhere, Ok((false, _))));
     }
 }

@@ -77,6 +77,13 @@ macro_rules! registration_id {
                 (self.0.get() & TAG_MASK) as u32
             }
 
+            /// The process-wide serial number: the id without its tag, below 2^40. Ids
+            /// allocated later have larger serial numbers, so it orders registrations by
+            /// creation (what a backend needs for [R33](crate::contract#r33)).
+            pub const fn serial(self) -> u64 {
+                self.0.get() >> TAG_BITS
+            }
+
             /// The id as a positive number, for logs and C bindings.
             pub const fn get(self) -> u64 {
                 self.0.get()

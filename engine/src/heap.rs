@@ -10,8 +10,10 @@
 //!
 //! Why it is shaped like this: with 100 000 timers every level of the heap is a cache miss,
 //! so the heap is 4-ary (half the depth of a binary heap; the four children share a cache
-//! line or two), entries are small (a 64-bit nanosecond key instead of a 16-byte `Instant`),
-//! and sifting moves a hole instead of swapping, writing each position once.
+//! line or two), entries are 16 bytes (a 64-bit nanosecond key instead of a 16-byte `Instant`,
+//! and the sequence number and slot packed in one word: four entries to a cache line, and 16
+//! bytes per armed timer, W6), and sifting moves a hole instead of swapping, writing each
+//! position once.
 
 use std::time::{Duration, Instant};
 
@@ -21,26 +23,38 @@ const ABSENT: u32 = u32::MAX;
 /// Children per node.
 const ARITY: usize = 4;
 
+/// Bits of [`Entry::order`] that hold the slot; the sequence number sits above them. The
+/// same split as a [`TimerId`](anyloop::TimerId): a 24-bit tag (the engine's slot + 1) under a
+/// 40-bit serial number.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Nanoseconds from the heap's base instant (deadlines before it count as 0).
     key: u64,
-    seq: u64,
-    slot: u32,
+    /// `seq << SLOT_BITS | slot`: comparing it compares sequence numbers (slots only break
+    /// ties between equal sequence numbers, which the engine never passes).
+    order: u64,
 }
 
 impl Entry {
     /// Strict "fires before": deadline first, then creation sequence.
     #[inline]
     fn before(&self, other: &Entry) -> bool {
-        (self.key, self.seq) < (other.key, other.seq)
+        (self.key, self.order) < (other.key, other.order)
+    }
+
+    #[inline]
+    fn slot(&self) -> usize {
+        (self.order & SLOT_MASK) as usize
     }
 }
 
 /// A min-heap of `(deadline, seq)` keyed by slot number.
 ///
-/// Slots are small integers chosen by the caller (typically `slab` keys, below `u32::MAX`); a
-/// slot is in the heap at most once. `seq` breaks ties between equal deadlines: pass the
+/// Slots are small integers chosen by the caller (typically `slab` keys, below
+/// [`SLOT_LIMIT`](Self::SLOT_LIMIT) = 2^24); a slot is in the heap at most once. `seq` breaks ties between equal deadlines: pass the
 /// timer's creation sequence so that equal deadlines fire in creation order ([R33](anyloop::contract#r33)). Deadlines
 /// are kept with nanosecond precision relative to the moment the heap was created; earlier
 /// deadlines are all "due" and keep their sequence order.
@@ -74,6 +88,11 @@ impl Default for TimerHeap {
 }
 
 impl TimerHeap {
+    /// Slots the heap can hold: `0..SLOT_LIMIT` (2^24).
+    pub const SLOT_LIMIT: usize = 1 << SLOT_BITS;
+    /// Sequence numbers the heap can hold: `0..SEQ_LIMIT` (2^40).
+    pub const SEQ_LIMIT: u64 = 1 << (64 - SLOT_BITS);
+
     /// An empty heap.
     pub fn new() -> Self {
         TimerHeap {
@@ -109,23 +128,21 @@ impl TimerHeap {
     pub fn peek(&self) -> Option<(Instant, usize)> {
         self.entries
             .first()
-            .map(|e| (self.instant(e.key), e.slot as usize))
+            .map(|e| (self.instant(e.key), e.slot()))
     }
 
     /// Schedules `slot` at `deadline`, or moves it there if it was already scheduled
-    /// (the sequence number is replaced too). O(log n). A slot of `u32::MAX` or more is
-    /// ignored (no table holds that many timers).
-    pub fn schedule(&mut self, slot: usize, deadline: Instant, seq: u64) {
-        let Ok(slot32) = u32::try_from(slot) else {
-            return;
-        };
-        if slot32 == ABSENT {
-            return;
+    /// (the sequence number is replaced too). O(log n). Returns false, and changes nothing,
+    /// for a slot of [`SLOT_LIMIT`](Self::SLOT_LIMIT) or more or a sequence number of [`SEQ_LIMIT`](Self::SEQ_LIMIT) or more
+    /// (the limits of a [`TimerId`](anyloop::TimerId)'s tag and serial number, which is what
+    /// the engine passes).
+    pub fn schedule(&mut self, slot: usize, deadline: Instant, seq: u64) -> bool {
+        if slot >= Self::SLOT_LIMIT || seq >= Self::SEQ_LIMIT {
+            return false;
         }
         let entry = Entry {
             key: self.key(deadline),
-            seq,
-            slot: slot32,
+            order: seq << SLOT_BITS | slot as u64,
         };
         match self.position(slot) {
             Some(pos) => {
@@ -144,6 +161,7 @@ impl TimerHeap {
                 self.sift_up(pos, entry);
             }
         }
+        true
     }
 
     /// Removes `slot` from the heap; returns whether it was scheduled. O(log n).
@@ -161,7 +179,7 @@ impl TimerHeap {
         if first.key > self.key(now) {
             return None;
         }
-        let slot = first.slot as usize;
+        let slot = first.slot();
         self.remove_at(0);
         Some(slot)
     }
@@ -190,8 +208,8 @@ impl TimerHeap {
     }
 
     fn remove_at(&mut self, pos: usize) {
-        let removed = self.entries[pos].slot;
-        self.positions[removed as usize] = ABSENT;
+        let removed = self.entries[pos].slot();
+        self.positions[removed] = ABSENT;
         let Some(last) = self.entries.pop() else {
             return;
         };
@@ -208,7 +226,7 @@ impl TimerHeap {
     /// Writes `entry` at `pos` and records where it sits.
     #[inline]
     fn place(&mut self, pos: usize, entry: Entry) {
-        self.positions[entry.slot as usize] = pos as u32;
+        self.positions[entry.slot()] = pos as u32;
         self.entries[pos] = entry;
     }
 
@@ -274,6 +292,28 @@ mod tests {
         }
         let order: Vec<_> = std::iter::from_fn(|| heap.pop_expired(now)).collect();
         assert_eq!(order, vec![9, 4, 2, 0]);
+    }
+
+    /// An armed timer pays one entry (W6).
+    #[test]
+    fn entries_are_16_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    }
+
+    /// Sequence numbers up to the limit keep their order; beyond the limits nothing changes.
+    #[test]
+    fn limits_are_refused_whole() {
+        let now = Instant::now();
+        let mut heap = TimerHeap::new();
+        let top = TimerHeap::SLOT_LIMIT - 1;
+        assert!(heap.schedule(top, now, TimerHeap::SEQ_LIMIT - 1));
+        assert!(heap.schedule(0, now, TimerHeap::SEQ_LIMIT - 2));
+        assert!(!heap.schedule(TimerHeap::SLOT_LIMIT, now, 0));
+        assert!(!heap.schedule(1, now, TimerHeap::SEQ_LIMIT));
+        assert_eq!(heap.len(), 2);
+        assert_eq!(heap.pop_expired(now), Some(0));
+        assert_eq!(heap.pop_expired(now), Some(top));
+        assert_eq!(heap.pop_expired(now), None);
     }
 
     #[test]

@@ -225,12 +225,13 @@ impl TimerSlot {
     }
 
     /// Creation sequence: ties between equal deadlines fire in creation order
-    /// ([R33](anyloop::contract#r33)). The id is it: ids come from a process-wide counter in
-    /// their high bits, and a loop takes a timer's id under its lock as it adds the timer, so
-    /// within one loop a later timer always has a larger id (and the slot needs no counter
-    /// of its own, W6).
+    /// ([R33](anyloop::contract#r33)). The id's serial number is it: it comes from a
+    /// process-wide counter, and a loop takes a timer's id under its lock as it adds the
+    /// timer, so within one loop a later timer always has a larger serial (and the slot needs
+    /// no counter of its own, W6). Below 2^40 and with the slot below 2^24 (the id's tag),
+    /// it always fits the heap's packed entry.
     pub(crate) fn seq(&self) -> u64 {
-        self.id.get()
+        self.id.serial()
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
@@ -905,8 +906,10 @@ impl<R: Registrar> Backend for Shared<R> {
         let seq = st.timers[slot].seq();
         if let Some(delay) = schedule.delay() {
             // Read the clock now, not from a cached loop time (B55).
-            st.heap
+            let scheduled = st
+                .heap
                 .schedule(slot, deadline_after(Instant::now(), delay), seq);
+            debug_assert!(scheduled, "a timer's slot and serial fit the heap");
         }
         self.finish(st);
         Ok(id)
@@ -921,9 +924,12 @@ impl<R: Registrar> Backend for Shared<R> {
             let seq = timer.seq();
             match schedule.delay() {
                 // Always a restart from now, even with the same schedule (R5, R29).
-                Some(delay) => st
-                    .heap
-                    .schedule(slot, deadline_after(Instant::now(), delay), seq),
+                Some(delay) => {
+                    let scheduled =
+                        st.heap
+                            .schedule(slot, deadline_after(Instant::now(), delay), seq);
+                    debug_assert!(scheduled, "a timer's slot and serial fit the heap");
+                }
                 None => {
                     st.heap.cancel(slot);
                 }
@@ -999,13 +1005,13 @@ mod tests {
         }
         // What W6 counts per timer: 48 bytes (it was 64 with a `Duration`, a kind byte and a
         // sequence number of its own).
-        assert!(std::mem::size_of::<TimerSlot>() <= 48);
+        assert!(std::mem::size_of::<TimerSlot>() <= 40);
     }
 
     #[test]
     fn a_watch_costs_a_watch_slot_and_at_most_one_fd_slot() {
         // What W6 counts per watch besides the fd index: 40 + 48 bytes (they were 48 + 72).
-        assert!(std::mem::size_of::<HandleSlot>() <= 40);
+        assert!(std::mem::size_of::<HandleSlot>() <= 32);
         assert!(std::mem::size_of::<FdSlot>() <= 48);
     }
 }
