@@ -355,7 +355,7 @@ impl Work {
                 self.probes.push(Probe {
                     token: slot.token(key),
                     fd: slot.fd,
-                    interest: slot.interest,
+                    interest: slot.interest(),
                 });
             }
         }
@@ -365,12 +365,12 @@ impl Work {
                     Some(slot)
                         if slot.generation == token.generation()
                             && slot.kernel == Kernel::Registered
-                            && !slot.interest.is_empty() =>
+                            && !slot.interest().is_empty() =>
                     {
                         self.probes.push(Probe {
                             token,
                             fd: slot.fd,
-                            interest: slot.interest,
+                            interest: slot.interest(),
                         });
                     }
                     _ => {}
@@ -434,11 +434,9 @@ impl Work {
                 self.stale.push(report.token);
                 continue;
             }
-            if slot.pending.is_empty() && !slot.invalid {
+            if slot.add_report(report.events, report.invalid) {
                 self.touched.push(key);
             }
-            slot.pending |= report.events;
-            slot.invalid |= report.invalid;
         }
 
         // Fan out to the watches, in registration order.
@@ -448,18 +446,18 @@ impl Work {
                 watches,
                 always_ready,
                 identities,
+                crowds,
                 next_generation,
                 ..
             } = &mut *st;
             let Some(slot) = fds.get_mut(key) else {
                 continue;
             };
-            let ready = std::mem::take(&mut slot.pending);
-            let mut invalid = std::mem::take(&mut slot.invalid);
+            let (ready, mut invalid) = slot.take_report();
             // (Round 0 is "never reported".)
             let consecutive = slot.last_round != 0 && slot.last_round.wrapping_add(1) == round;
             slot.last_round = round;
-            if !invalid && !slot.interest.is_empty() {
+            if !invalid && !slot.interest().is_empty() {
                 invalid = match check_fd_identity(slot, identities, key, consecutive, registrar) {
                     FdCheck::Same => false,
                     FdCheck::Closed | FdCheck::Replaced => {
@@ -476,7 +474,7 @@ impl Work {
                 };
             }
             let mut dispatched = false;
-            for &w in &slot.watches {
+            for w in slot.watch_keys(key, crowds) {
                 let Some(handle) = watches.get_mut(w) else {
                     continue;
                 };
@@ -512,7 +510,7 @@ impl Work {
                 }
                 // Nothing to tell the kernel: it already forgot the fd.
                 slot.kernel = Kernel::Gone;
-                slot.interest = IoEvents::empty();
+                slot.set_interest(IoEvents::empty());
             } else if edge_triggered && dispatched && slot.kernel == Kernel::Registered {
                 self.recheck.push(slot.token(key));
             }
@@ -554,7 +552,7 @@ impl Work {
             if slot.kernel != Kernel::Registered {
                 continue;
             }
-            slot.kernel = match registrar.register(slot.fd, slot.token(key), slot.interest) {
+            slot.kernel = match registrar.register(slot.fd, slot.token(key), slot.interest()) {
                 Ok(Registered::Kernel) => Kernel::Registered,
                 Ok(Registered::AlwaysReady) => {
                     always_ready.push(key);
@@ -777,7 +775,7 @@ fn check_fd_identity<R: Registrar>(
             (Some(_), None) => FdCheck::Closed,
         },
         Kernel::Registered if consecutive => registrar
-            .verify(slot.fd, slot.token(key), slot.interest)
+            .verify(slot.fd, slot.token(key), slot.interest())
             .unwrap_or_else(|err| {
                 tracing::warn!(fd = slot.fd, %err, "verifying a ready fd failed");
                 FdCheck::Same

@@ -24,6 +24,7 @@
 mod clock;
 mod dispatch;
 mod fd_index;
+mod fd_slot;
 mod frees;
 mod heap;
 #[cfg(target_os = "linux")]

@@ -19,15 +19,14 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use smallvec::SmallVec;
 
 use super::clock::{deadline_after, NextIteration};
-use rustc_hash::FxHashMap;
 
 use super::fd_index::FdIndex;
+pub(crate) use super::fd_slot::{Crowds, FdSlot, Identities, Kernel};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
-use super::poller::{FileId, Registered, Registrar, Token};
+use super::poller::{Registered, Registrar};
 use anyloop::IoEvents;
 use anyloop::{Backend, LoopStats, Schedule};
 use anyloop::{Error, Rejected, Result};
@@ -57,85 +56,10 @@ impl Freed {
     }
 }
 
-/// How the kernel currently knows an fd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    /// Not registered (no enabled watch): a disabled watch is silent ([R10](anyloop::contract#r10)).
-    Unregistered,
-    /// Registered with the fd slot's interest.
-    Registered,
-    /// Refused as always ready: probed every iteration ([D4](anyloop::contract#d4)).
-    AlwaysReady,
-    /// The fd was found closed; nothing is registered and the watches are quiet ([R52](anyloop::contract#r52)).
-    Gone,
-}
-
-pub(crate) struct FdSlot {
-    pub(crate) fd: RawFd,
-    pub(crate) generation: u32,
-    /// Handle slots of the watches on this fd, in registration order. Inline for up to two
-    /// watches (nearly every fd): dispatch then reaches the watch without a pointer chase,
-    /// which is a cache miss per event with 10 000 fds.
-    pub(crate) watches: SmallVec<[usize; 2]>,
-    /// Union of the watches' interests: what the kernel is asked for.
-    pub(crate) interest: IoEvents,
-    pub(crate) kernel: Kernel,
-    /// Readiness collected in the current iteration (merges duplicate reports, [R12](anyloop::contract#r12)).
-    pub(crate) pending: IoEvents,
-    pub(crate) invalid: bool,
-    /// The engine round in which the fd was last reported ready: a report in the very next
-    /// round is what a closed fd whose file lives on looks like, and is verified ([R52](anyloop::contract#r52)).
-    pub(crate) last_round: u32,
-    /// An interest change made by a callback is waiting in [`State::dirty`] for the kernel.
-    pub(crate) dirty: bool,
-    /// That change enabled a watch: check the kernel registration even if the union of the
-    /// interests ends up unchanged (as [`State::sync_kernel`]'s `verify`).
-    pub(crate) dirty_verify: bool,
-}
-
-/// For an fd probed by number (always ready, e.g. a regular file; [D4](anyloop::contract#d4)):
-/// the file it named when registered, by fd slot, so that a number reused by another file is
-/// told apart ([R52](anyloop::contract#r52)). A side table: few fds need it, and a field would
-/// cost every fd slot (W6).
-#[derive(Default)]
-pub(crate) struct Identities(FxHashMap<usize, FileId>);
-
-impl Identities {
-    /// Records the file of fd slot `key` (or forgets it if it could not be read).
-    pub(crate) fn remember(&mut self, key: usize, file: Option<FileId>) {
-        match file {
-            Some(file) => {
-                self.0.insert(key, file);
-            }
-            None => {
-                self.0.remove(&key);
-            }
-        }
-    }
-
-    /// The file recorded for fd slot `key`.
-    pub(crate) fn get(&self, key: usize) -> Option<&FileId> {
-        self.0.get(&key)
-    }
-
-    /// Fd slot `key` was removed (its number may be reused by a new slot).
-    pub(crate) fn forget(&mut self, key: usize) {
-        if !self.0.is_empty() {
-            self.0.remove(&key);
-        }
-    }
-}
-
 impl HandleSlot {
     /// The slot of the watch's fd in [`State::fds`].
     pub(crate) fn fd_key(&self) -> usize {
         self.fd_key as usize
-    }
-}
-
-impl FdSlot {
-    pub(crate) fn token(&self, key: usize) -> Token {
-        Token::new(key, self.generation)
     }
 }
 
@@ -287,6 +211,8 @@ pub(crate) struct State {
     pub(crate) always_ready: Vec<usize>,
     /// The files that always-ready fds named when registered.
     pub(crate) identities: Identities,
+    /// The watches beyond the second on an fd.
+    pub(crate) crowds: Crowds,
     pub(crate) timers: Slab<TimerSlot>,
     pub(crate) heap: TimerHeap,
     pub(crate) frees: DeferredFrees<Freed>,
@@ -339,6 +265,7 @@ impl State {
             fd_index: FdIndex::default(),
             always_ready: Vec::new(),
             identities: Identities::default(),
+            crowds: Crowds::default(),
             timers: Slab::new(),
             heap: TimerHeap::new(),
             frees: DeferredFrees::new(),
@@ -419,10 +346,9 @@ impl State {
             let Some(slot) = self.fds.get_mut(key) else {
                 continue;
             };
-            if !std::mem::take(&mut slot.dirty) {
+            let Some(verify) = slot.take_dirty() else {
                 continue;
-            }
-            let verify = std::mem::take(&mut slot.dirty_verify);
+            };
             let fd = slot.fd;
             if let Err(err) = self.sync_kernel(registrar, key, verify) {
                 tracing::warn!(fd, %err, "applying an interest change to the kernel failed");
@@ -448,15 +374,15 @@ impl State {
             watches,
             always_ready,
             identities,
+            crowds,
             ..
         } = self;
         let Some(slot) = fds.get_mut(key) else {
             return Ok(());
         };
         let want = slot
-            .watches
-            .iter()
-            .filter_map(|&w| watches.get(w))
+            .watch_keys(key, crowds)
+            .filter_map(|w| watches.get(w))
             .fold(IoEvents::empty(), |acc, h| acc | h.interest);
         let token = slot.token(key);
         let fd = slot.fd;
@@ -467,45 +393,44 @@ impl State {
                 source,
             }
         };
-        let kernel = match (slot.kernel, want.is_empty()) {
-            (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
-            (Kernel::Registered, true) => {
-                if let Err(err) = registrar.deregister(fd) {
-                    tracing::warn!(fd, %err, "deregistering a disabled fd failed");
+        let kernel =
+            match (slot.kernel, want.is_empty()) {
+                (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
+                (Kernel::Registered, true) => {
+                    if let Err(err) = registrar.deregister(fd) {
+                        tracing::warn!(fd, %err, "deregistering a disabled fd failed");
+                    }
+                    Kernel::Unregistered
                 }
-                Kernel::Unregistered
-            }
-            (Kernel::AlwaysReady, true) => Kernel::Unregistered,
-            (Kernel::Unregistered | Kernel::Gone, false) => {
-                match registrar
-                    .register(fd, token, want)
-                    .map_err(os("register"))?
-                {
-                    Registered::Kernel => Kernel::Registered,
-                    Registered::AlwaysReady => Kernel::AlwaysReady,
-                    Registered::Gone => Kernel::Gone,
+                (Kernel::AlwaysReady, true) => Kernel::Unregistered,
+                (Kernel::Unregistered | Kernel::Gone, false) => {
+                    match registrar
+                        .register(fd, token, want)
+                        .map_err(os("register"))?
+                    {
+                        Registered::Kernel => Kernel::Registered,
+                        Registered::AlwaysReady => Kernel::AlwaysReady,
+                        Registered::Gone => Kernel::Gone,
+                    }
                 }
-            }
-            (Kernel::Registered, false) if want != slot.interest || verify => {
-                match registrar
+                (Kernel::Registered, false) if want != slot.interest() || verify => match registrar
                     .reregister(fd, token, want)
                     .map_err(os("reregister"))?
                 {
                     Registered::Kernel => Kernel::Registered,
                     Registered::AlwaysReady => Kernel::AlwaysReady,
                     Registered::Gone => Kernel::Gone,
-                }
-            }
-            (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
-        };
+                },
+                (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
+            };
         if kernel == Kernel::AlwaysReady && slot.kernel != Kernel::AlwaysReady {
             // Probed by number from now on: remember which file it is (R52).
             identities.remember(key, registrar.identity(fd));
         }
-        let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest.is_empty();
+        let was_listed = slot.kernel == Kernel::AlwaysReady && !slot.interest().is_empty();
         let listed = kernel == Kernel::AlwaysReady && !want.is_empty();
         slot.kernel = kernel;
-        slot.interest = want;
+        slot.set_interest(want);
         if was_listed && !listed {
             always_ready.retain(|&k| k != key);
         } else if listed && !was_listed {
@@ -519,12 +444,7 @@ impl State {
         let handle = self.watches.remove(slot);
         let key = handle.fd_key();
         let now_empty = match self.fds.get_mut(key) {
-            Some(fd_slot) => {
-                if let Some(pos) = fd_slot.watches.iter().position(|&w| w == slot) {
-                    fd_slot.watches.remove(pos); // keeps registration order
-                }
-                fd_slot.watches.is_empty()
-            }
+            Some(fd_slot) => fd_slot.remove_watch(key, slot, &mut self.crowds),
             None => false,
         };
         if now_empty {
@@ -564,6 +484,7 @@ impl State {
         self.fd_index.clear();
         self.always_ready.clear();
         self.identities = Identities::default();
+        self.crowds = Crowds::default();
         self.heap.clear();
         let mut watches: Vec<_> = std::mem::take(&mut self.watches)
             .into_iter()
@@ -636,7 +557,7 @@ impl<R: Registrar> Shared<R> {
             || st.always_ready.iter().any(|&key| {
                 st.fds
                     .get(key)
-                    .is_some_and(|slot| !slot.interest.is_empty())
+                    .is_some_and(|slot| !slot.interest().is_empty())
             })
         {
             return NextIteration::Now;
@@ -780,18 +701,7 @@ impl<R: Registrar> Backend for Shared<R> {
             None => {
                 st.next_generation = st.next_generation.wrapping_add(1);
                 let generation = st.next_generation;
-                let key = st.fds.insert(FdSlot {
-                    fd,
-                    generation,
-                    watches: SmallVec::new(),
-                    interest: IoEvents::empty(),
-                    kernel: Kernel::Unregistered,
-                    pending: IoEvents::empty(),
-                    invalid: false,
-                    last_round: 0,
-                    dirty: false,
-                    dirty_verify: false,
-                });
+                let key = st.fds.insert(FdSlot::new(fd, generation));
                 st.fd_index.insert(fd, key);
                 (key, false)
             }
@@ -810,7 +720,8 @@ impl<R: Registrar> Backend for Shared<R> {
             interest: events,
             callback: None,
         });
-        st.fds[key].watches.push(slot);
+        let state = &mut *st;
+        state.fds[key].push_watch(key, slot, &mut state.crowds);
         let verify = joined && !events.is_empty();
         let outcome = match st.sync_kernel(&self.registrar, key, verify) {
             Ok(()) if !events.is_empty() && st.fds[key].kernel == Kernel::Gone => {
@@ -855,9 +766,7 @@ impl<R: Registrar> Backend for Shared<R> {
                 // filters by the new interest (R18), and the kernel only needs it by the next
                 // wait, so the change is coalesced with the iteration's others (a toggle
                 // READABLE -> READABLE|WRITABLE -> READABLE then costs no syscall).
-                let fd_slot = &mut st.fds[key];
-                fd_slot.dirty_verify |= verify;
-                if !std::mem::replace(&mut fd_slot.dirty, true) {
+                if st.fds[key].mark_dirty(verify) {
                     st.dirty.push(key);
                 }
                 tracing::trace!(%id, fd, ?events, "update watch (kernel at the next wait)");
@@ -1003,15 +912,16 @@ mod tests {
             assert_eq!(slot.is_enabled(), schedule != Schedule::Disabled);
             assert_eq!(slot.is_one_shot(), matches!(schedule, Schedule::Once(_)));
         }
-        // What W6 counts per timer: 48 bytes (it was 64 with a `Duration`, a kind byte and a
-        // sequence number of its own).
+        // What W6 counts per timer: 40 bytes (it was 64 with a `Duration`, a kind byte, a
+        // sequence number of its own and a callback of three words).
         assert!(std::mem::size_of::<TimerSlot>() <= 40);
     }
 
     #[test]
     fn a_watch_costs_a_watch_slot_and_at_most_one_fd_slot() {
-        // What W6 counts per watch besides the fd index: 40 + 48 bytes (they were 48 + 72).
+        // What W6 counts per watch besides the fd index: 32 + 24 bytes (they were 48 + 72,
+        // then 40 + 48).
         assert!(std::mem::size_of::<HandleSlot>() <= 32);
-        assert!(std::mem::size_of::<FdSlot>() <= 48);
+        assert!(std::mem::size_of::<FdSlot>() <= 24);
     }
 }
