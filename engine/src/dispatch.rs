@@ -185,8 +185,9 @@ impl<P: Poller> Engine<P> {
     /// [`NextIteration::At`] the earliest timer deadline (passed already when a timer is due),
     /// or [`NextIteration::OnReadiness`]. No clock read: the host has its own.
     ///
-    /// The host calls [`run_once`](Self::run_once) with `Some(Duration::ZERO)` when that
-    /// time has come or the poller's fd is readable, and asks again before it next sleeps.
+    /// The host calls [`run_hosted`](Self::run_hosted) (or [`run_once`](Self::run_once) with
+    /// `Some(Duration::ZERO)`) when that time has come or the poller's fd is readable, and
+    /// asks again before it next sleeps.
     /// A host that may block in its own poll should ask through
     /// [`prepare_host_wait`](Self::prepare_host_wait) instead, so that ops from other
     /// threads wake it.
@@ -255,6 +256,28 @@ impl<P: Poller> Engine<P> {
     /// panicked (the rest of the iteration still ran, later panics are traced; the loop
     /// stays usable, [R54](anyloop::contract#r54)); [`Error::Os`] if the wait itself failed.
     pub fn run_once(&mut self, limit: Option<Duration>) -> Result<usize> {
+        self.iterate(limit, false)
+    }
+
+    /// A hosted engine's iteration (GLib, calloop), after the host's poll: as
+    /// [`run_once`](Self::run_once) with `Some(Duration::ZERO)`, except that when the host
+    /// found the poller's fd *not* readable (`poller_ready` false: the host dispatches for a
+    /// due timer, a pending free or a quit) and no fd needs a probe, the engine does not ask
+    /// its own poller: the host's poll just showed that nothing is ready there, so that wait
+    /// would be a kernel call that finds nothing. A timer firing then costs the host's poll
+    /// alone, as it does on the host's own timers. Readiness that arrives after the host's
+    /// poll is not lost: the poller's fd is level-triggered in the host, whose next poll
+    /// returns at once.
+    ///
+    /// # Errors
+    /// As [`run_once`](Self::run_once).
+    pub fn run_hosted(&mut self, poller_ready: bool) -> Result<usize> {
+        self.iterate(Some(Duration::ZERO), !poller_ready)
+    }
+
+    /// [`run_once`](Self::run_once), skipping the wait when `skip_wait` and nothing needs a
+    /// probe (see [`run_hosted`](Self::run_hosted)).
+    fn iterate(&mut self, limit: Option<Duration>, skip_wait: bool) -> Result<usize> {
         let Engine {
             shared,
             poller,
@@ -306,7 +329,11 @@ impl<P: Poller> Engine<P> {
         // second acquisition (the hosted backends' every iteration, a due timer's here).
         work.events.clear();
         let (waited, mut st) = if timeout == Some(Duration::ZERO) {
-            (poller.wait(&work.probes, timeout, &mut work.events), st)
+            if skip_wait && work.probes.is_empty() {
+                (Ok(false), st)
+            } else {
+                (poller.wait(&work.probes, timeout, &mut work.events), st)
+            }
         } else {
             drop(st);
             let waited = poller.wait(&work.probes, timeout, &mut work.events);

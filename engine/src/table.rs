@@ -393,36 +393,35 @@ impl State {
                 source,
             }
         };
-        let kernel =
-            match (slot.kernel, want.is_empty()) {
-                (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
-                (Kernel::Registered, true) => {
-                    if let Err(err) = registrar.deregister(fd) {
-                        tracing::warn!(fd, %err, "deregistering a disabled fd failed");
-                    }
-                    Kernel::Unregistered
+        let kernel = match (slot.kernel, want.is_empty()) {
+            (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
+            (Kernel::Registered, true) => {
+                if let Err(err) = registrar.deregister(fd) {
+                    tracing::warn!(fd, %err, "deregistering a disabled fd failed");
                 }
-                (Kernel::AlwaysReady, true) => Kernel::Unregistered,
-                (Kernel::Unregistered | Kernel::Gone, false) => {
-                    match registrar
-                        .register(fd, token, want)
-                        .map_err(os("register"))?
-                    {
-                        Registered::Kernel => Kernel::Registered,
-                        Registered::AlwaysReady => Kernel::AlwaysReady,
-                        Registered::Gone => Kernel::Gone,
-                    }
-                }
-                (Kernel::Registered, false) if want != slot.interest() || verify => match registrar
-                    .reregister(fd, token, want)
-                    .map_err(os("reregister"))?
+                Kernel::Unregistered
+            }
+            (Kernel::AlwaysReady, true) => Kernel::Unregistered,
+            (Kernel::Unregistered | Kernel::Gone, false) => {
+                match registrar
+                    .register(fd, token, want)
+                    .map_err(os("register"))?
                 {
                     Registered::Kernel => Kernel::Registered,
                     Registered::AlwaysReady => Kernel::AlwaysReady,
                     Registered::Gone => Kernel::Gone,
-                },
-                (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
-            };
+                }
+            }
+            (Kernel::Registered, false) if want != slot.interest() || verify => match registrar
+                .reregister(fd, token, want)
+                .map_err(os("reregister"))?
+            {
+                Registered::Kernel => Kernel::Registered,
+                Registered::AlwaysReady => Kernel::AlwaysReady,
+                Registered::Gone => Kernel::Gone,
+            },
+            (Kernel::Registered | Kernel::AlwaysReady, false) => slot.kernel,
+        };
         if kernel == Kernel::AlwaysReady && slot.kernel != Kernel::AlwaysReady {
             // Probed by number from now on: remember which file it is (R52).
             identities.remember(key, registrar.identity(fd));

@@ -3,87 +3,16 @@
 //! READABLE|WRITABLE -> READABLE around every message it sends). Checked with an OS layer that
 //! records every kernel call.
 
-use std::collections::HashMap;
-use std::io;
+mod common;
+
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyloop::{IoEvents, Result};
-use anyloop_engine::{Engine, Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop::IoEvents;
+use anyloop_engine::Engine;
 
-#[derive(Default)]
-struct Kernel {
-    /// Every registration change, in order.
-    calls: Vec<(&'static str, RawFd, IoEvents)>,
-    tokens: HashMap<RawFd, Token>,
-    /// Fds the next wait reports readable.
-    ready: Vec<RawFd>,
-}
-
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<Kernel>>);
-
-impl Fake {
-    fn calls(&self) -> Vec<(&'static str, RawFd, IoEvents)> {
-        self.0.lock().unwrap().calls.clone()
-    }
-}
-
-impl Registrar for Fake {
-    fn check_fd(&self, _fd: RawFd) -> Result<()> {
-        Ok(())
-    }
-
-    fn register(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
-        let mut k = self.0.lock().unwrap();
-        k.calls.push(("register", fd, interest));
-        k.tokens.insert(fd, token);
-        Ok(Registered::Kernel)
-    }
-
-    fn reregister(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
-        let mut k = self.0.lock().unwrap();
-        k.calls.push(("reregister", fd, interest));
-        k.tokens.insert(fd, token);
-        Ok(Registered::Kernel)
-    }
-
-    fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        self.0
-            .lock()
-            .unwrap()
-            .calls
-            .push(("deregister", fd, IoEvents::empty()));
-        Ok(())
-    }
-
-    fn wake(&self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Poller for Fake {
-    type Registrar = Fake;
-    const EDGE_TRIGGERED: bool = false;
-
-    fn wait(
-        &mut self,
-        _probes: &[Probe],
-        _timeout: Option<Duration>,
-        events: &mut Vec<Readiness>,
-    ) -> Result<bool> {
-        let k = self.0.lock().unwrap();
-        for fd in &k.ready {
-            events.push(Readiness {
-                token: k.tokens[fd],
-                events: IoEvents::READABLE,
-                invalid: false,
-            });
-        }
-        Ok(false)
-    }
-}
+use common::Fake;
 
 const FD: RawFd = 1000;
 

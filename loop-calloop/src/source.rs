@@ -10,8 +10,9 @@
 //! 2. Or the engine's earliest timer is due: calloop's own timer wheel holds **one** calloop
 //!    `Timer` for that deadline (our timers stay in the engine's O(log n) heap).
 //! 3. calloop calls [`AnyloopSource::process_events`], which runs one engine iteration with a
-//!    zero timeout ([`Engine::run_once`]; read `engine/src/dispatch.rs` for the rest of
-//!    the path): frees, `epoll_wait(0)` on the engine's epoll, timers then watches, each
+//!    zero timeout ([`Engine::run_hosted`]; read `engine/src/dispatch.rs` for the rest of
+//!    the path): frees, `epoll_wait(0)` on the engine's epoll (not when only the timer was
+//!    reported: calloop's poll just found that fd quiet), timers then watches, each
 //!    callback with the table unlocked, frees again. ERROR/HANGUP are exact, as the engine's
 //!    own epoll reports them (calloop's `Readiness` is not used).
 //! 4. Afterwards the source asks [`Engine::next_iteration`] when the engine needs the next
@@ -237,9 +238,10 @@ impl AnyloopSource {
         }
     }
 
-    /// One engine iteration that does not wait; records its count or its first error.
-    fn iterate(&mut self) {
-        match self.engine.run_once(Some(Duration::ZERO)) {
+    /// One engine iteration that does not wait (nor polls the engine's epoll unless
+    /// `poller_ready`, [`Engine::run_hosted`]); records its count or its first error.
+    fn iterate(&mut self, poller_ready: bool) {
+        match self.engine.run_hosted(poller_ready) {
             Ok(count) => {
                 let total = self.status.dispatched.get().wrapping_add(count);
                 self.status.dispatched.set(total);
@@ -316,6 +318,7 @@ impl EventSource for AnyloopSource {
             ours = true;
             Ok::<_, std::io::Error>(PostAction::Continue)
         });
+        let poller_ready = ours;
         if !ours {
             // Our timer: calloop already took it out of its wheel.
             let _ = self.timer.process_events(readiness, token, |_, _| {
@@ -330,8 +333,14 @@ impl EventSource for AnyloopSource {
         }
         // One engine iteration per calloop dispatch; what the second report stood for is
         // still there at the next poll (the epoll fd is level-triggered, the timer re-armed).
+        //
+        // An iteration for the timer alone skips the engine's `epoll_wait`: calloop lists a
+        // poll's fd reports before its timers, so had the epoll fd been readable, its report
+        // would have run this dispatch's iteration already. (Were that order ever different,
+        // nothing would be lost, only delayed to the next poll, which the level-triggered
+        // epoll fd makes return at once.)
         if !self.status.iterated.replace(true) {
-            self.iterate();
+            self.iterate(poller_ready);
         }
         self.compute_wanted();
         if self.reset_pending() || self.needs_rearm() {

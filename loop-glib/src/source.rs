@@ -23,8 +23,10 @@
 //!    writing wake-ups until the next prepare (which reads the state afresh), so no stale
 //!    wake-up ends a later poll early; when dispatching, the engine iteration ends that
 //!    window itself.
-//! 4. **dispatch**: one [`Engine::run_once`] with a zero timeout: one `epoll_wait` collects
-//!    the ready fds and expired timers, the callbacks run (level-triggered: an fd still
+//! 4. **dispatch**: one engine iteration that does not wait ([`Engine::run_hosted`]): one
+//!    `epoll_wait` collects the ready fds (skipped when *check* saw the epoll fd quiet and
+//!    dispatches for a deadline: GLib's poll just found nothing there, so a timer firing
+//!    costs GLib's `poll` alone), the expired timers are collected, the callbacks run (level-triggered: an fd still
 //!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, [R8](anyloop::contract#r8)),
 //!    then the frees. Callbacks and frees thus run on the thread that iterates the context,
 //!    with no GLib or anyloop lock held ([R42](anyloop::contract#r42), [R43](anyloop::contract#r43)).
@@ -85,6 +87,11 @@ pub(crate) struct Core {
     /// Deadline of the current [`GlibLoop::run_once`](crate::GlibLoop), in
     /// nanoseconds after `epoch`, or [`NO_BOUND`].
     bound: AtomicU64,
+    /// *check* found the epoll fd not readable after GLib's poll and dispatches for a
+    /// deadline: the engine's iteration then skips its own `epoll_wait`, which would find
+    /// nothing ([`Engine::run_hosted`]). False whenever that is not known (e.g. *prepare*
+    /// answered "ready now", and GLib calls no *check* for a ready source).
+    poller_quiet: AtomicBool,
     /// Callbacks run by this source's dispatches (reset by `iterate`).
     ran: AtomicUsize,
     /// The first error of a dispatch not yet reported by `iterate`/`run`.
@@ -118,6 +125,7 @@ impl Core {
             epoch: Instant::now(),
             wake_at: AtomicU64::new(NO_BOUND),
             bound: AtomicU64::new(NO_BOUND),
+            poller_quiet: AtomicBool::new(false),
             ran: AtomicUsize::new(0),
             error: Mutex::new(None),
             dispose: AtomicBool::new(false),
@@ -198,6 +206,7 @@ impl Core {
             NextIteration::OnReadiness => NO_BOUND,
         };
         self.wake_at.store(wake_at, Ordering::Relaxed);
+        self.poller_quiet.store(false, Ordering::Relaxed);
         match next {
             NextIteration::Now => Some(Duration::ZERO),
             NextIteration::At(_) => next.timeout(Instant::now()),
@@ -216,18 +225,22 @@ impl Core {
                     .saturating_duration_since(self.epoch)
                     .as_nanos()
                     >= u128::from(wake_at));
-        if !due {
+        if due {
+            self.poller_quiet.store(true, Ordering::Relaxed);
+        } else {
             self.shared.host_awake();
         }
         due
     }
 
-    /// Dispatch: one engine iteration that does not wait.
+    /// Dispatch: one engine iteration that does not wait (and does not poll the engine's
+    /// epoll at all when *check* found its fd quiet).
     fn dispatch(&self) {
         let previous = DISPATCHING.with(|d| d.replace(self));
         let mut guard = lock(&self.engine);
+        let poller_ready = !self.poller_quiet.swap(false, Ordering::Relaxed);
         if let Some(engine) = guard.as_mut() {
-            match engine.run_once(Some(Duration::ZERO)) {
+            match engine.run_hosted(poller_ready) {
                 Ok(count) => {
                     self.ran.fetch_add(count, Ordering::SeqCst);
                 }
