@@ -24,8 +24,8 @@
 //!    wake-up ends a later poll early; when dispatching, the engine iteration ends that
 //!    window itself.
 //! 4. **dispatch**: one engine iteration that does not wait ([`Engine::run_hosted`]): one
-//!    `epoll_wait` collects the ready fds (skipped when *check* saw the epoll fd quiet and
-//!    dispatches for a deadline: GLib's poll just found nothing there, so a timer firing
+//!    `epoll_wait` collects the ready fds (skipped when GLib's poll found the epoll fd quiet
+//!    and the dispatch is for a deadline: that wait would find nothing, so a timer firing
 //!    costs GLib's `poll` alone), the expired timers are collected, the callbacks run (level-triggered: an fd still
 //!    readable keeps the epoll fd readable, so GLib dispatches again next iteration, [R8](anyloop::contract#r8)),
 //!    then the frees. Callbacks and frees thus run on the thread that iterates the context,
@@ -87,11 +87,6 @@ pub(crate) struct Core {
     /// Deadline of the current [`GlibLoop::run_once`](crate::GlibLoop), in
     /// nanoseconds after `epoch`, or [`NO_BOUND`].
     bound: AtomicU64,
-    /// *check* found the epoll fd not readable after GLib's poll and dispatches for a
-    /// deadline: the engine's iteration then skips its own `epoll_wait`, which would find
-    /// nothing ([`Engine::run_hosted`]). False whenever that is not known (e.g. *prepare*
-    /// answered "ready now", and GLib calls no *check* for a ready source).
-    poller_quiet: AtomicBool,
     /// Callbacks run by this source's dispatches (reset by `iterate`).
     ran: AtomicUsize,
     /// The first error of a dispatch not yet reported by `iterate`/`run`.
@@ -125,7 +120,6 @@ impl Core {
             epoch: Instant::now(),
             wake_at: AtomicU64::new(NO_BOUND),
             bound: AtomicU64::new(NO_BOUND),
-            poller_quiet: AtomicBool::new(false),
             ran: AtomicUsize::new(0),
             error: Mutex::new(None),
             dispose: AtomicBool::new(false),
@@ -206,7 +200,6 @@ impl Core {
             NextIteration::OnReadiness => NO_BOUND,
         };
         self.wake_at.store(wake_at, Ordering::Relaxed);
-        self.poller_quiet.store(false, Ordering::Relaxed);
         match next {
             NextIteration::Now => Some(Duration::ZERO),
             NextIteration::At(_) => next.timeout(Instant::now()),
@@ -225,20 +218,17 @@ impl Core {
                     .saturating_duration_since(self.epoch)
                     .as_nanos()
                     >= u128::from(wake_at));
-        if due {
-            self.poller_quiet.store(true, Ordering::Relaxed);
-        } else {
+        if !due {
             self.shared.host_awake();
         }
         due
     }
 
-    /// Dispatch: one engine iteration that does not wait (and does not poll the engine's
-    /// epoll at all when *check* found its fd quiet).
-    fn dispatch(&self) {
+    /// Dispatch: one engine iteration that does not wait, and does not poll the engine's
+    /// epoll at all unless GLib's poll found its fd readable (`poller_ready`).
+    fn dispatch(&self, poller_ready: bool) {
         let previous = DISPATCHING.with(|d| d.replace(self));
         let mut guard = lock(&self.engine);
-        let poller_ready = !self.poller_quiet.swap(false, Ordering::Relaxed);
         if let Some(engine) = guard.as_mut() {
             match engine.run_hosted(poller_ready) {
                 Ok(count) => {
@@ -359,7 +349,13 @@ unsafe extern "C" fn dispatch(
     if core.dispatching_here() {
         return ffi::G_SOURCE_CONTINUE; // nested: never re-enter the engine
     }
-    core.dispatch();
+    // What this iteration's poll saw on the epoll fd (defined in dispatch as in check, also
+    // when *prepare* said "ready now" and GLib called no *check*): nothing there means the
+    // dispatch is for a deadline, a free or a quit, and the engine skips its `epoll_wait`.
+    // SAFETY: `tag` was returned by `g_source_add_unix_fd` on this very source and never
+    // removed.
+    let revents = unsafe { ffi::g_source_query_unix_fd(source, (*source.cast::<RawSource>()).tag) };
+    core.dispatch(revents != 0);
     // SAFETY: `source` is alive for the whole call (see above).
     let destroyed = unsafe { ffi::g_source_is_destroyed(source) } != ffi::GFALSE;
     if core.muted.swap(false, Ordering::SeqCst) && !destroyed {
