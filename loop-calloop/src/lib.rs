@@ -72,7 +72,9 @@
 //! armed for the engine's earliest deadline. So a watch costs nothing per calloop iteration
 //! (delivery is O(ready), however many watches are registered), a timer operation is
 //! O(log n) in the engine's heap (one calloop `Timer` per anyloop timeout would cost a linear
-//! scan per operation), and an event costs one `epoll_wait` on top of calloop's own poll.
+//! scan per operation), and an fd event costs one `epoll_wait` on top of calloop's own poll
+//! (a timer firing does not: when calloop reports only the timer, the engine skips its own
+//! wait, [`Engine::run_hosted`](anyloop_engine::Engine::run_hosted)).
 //! The source's module (`src/source.rs`) follows one event from calloop to the callback.
 //!
 //! ## Behaviour

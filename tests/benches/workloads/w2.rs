@@ -89,6 +89,13 @@ pub fn fire<C: Contender>(k: usize, batch: bool, p: &Params) -> Measure {
         assert_eq!(fired() - base, k as u64, "W2 fire: wrong number of firings");
         reps.push((t1 - t0) as f64 / k as f64);
     }
+    if !batch {
+        // For `tests/benches/syscalls.sh W2`: kernel calls per sequential firing.
+        eprintln!(
+            "  W2: {} round trips in all (one sequential one-shot firing each)",
+            k * p.w2_reps
+        );
+    }
     let phase = if batch { "fire-batch" } else { "fire-seq" };
     Measure::new("W2", k as u64, median(&reps)).phase(phase)
 }
