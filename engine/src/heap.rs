@@ -54,10 +54,11 @@ impl Entry {
 /// A min-heap of `(deadline, seq)` keyed by slot number.
 ///
 /// Slots are small integers chosen by the caller (typically `slab` keys, below
-/// [`SLOT_LIMIT`](Self::SLOT_LIMIT) = 2^24); a slot is in the heap at most once. `seq` breaks ties between equal deadlines: pass the
-/// timer's creation sequence so that equal deadlines fire in creation order ([R33](anyloop::contract#r33)). Deadlines
-/// are kept with nanosecond precision relative to the moment the heap was created; earlier
-/// deadlines are all "due" and keep their sequence order.
+/// [`SLOT_LIMIT`](Self::SLOT_LIMIT) = 2^24); a slot is in the heap at most once. `seq` breaks
+/// ties between equal deadlines: pass the timer's creation sequence so that equal deadlines
+/// fire in creation order ([R33](anyloop::contract#r33)). Deadlines are kept with nanosecond
+/// precision relative to the moment the heap was created; earlier deadlines are all "due" and
+/// keep their sequence order.
 ///
 /// ```
 /// use anyloop_engine::TimerHeap;
@@ -133,9 +134,9 @@ impl TimerHeap {
 
     /// Schedules `slot` at `deadline`, or moves it there if it was already scheduled
     /// (the sequence number is replaced too). O(log n). Returns false, and changes nothing,
-    /// for a slot of [`SLOT_LIMIT`](Self::SLOT_LIMIT) or more or a sequence number of [`SEQ_LIMIT`](Self::SEQ_LIMIT) or more
-    /// (the limits of a [`TimerId`](anyloop::TimerId)'s tag and serial number, which is what
-    /// the engine passes).
+    /// for a slot of [`SLOT_LIMIT`](Self::SLOT_LIMIT) or more or a sequence number of
+    /// [`SEQ_LIMIT`](Self::SEQ_LIMIT) or more (the limits of a [`TimerId`](anyloop::TimerId)'s
+    /// tag and serial number, which is what the engine passes).
     pub fn schedule(&mut self, slot: usize, deadline: Instant, seq: u64) -> bool {
         if slot >= Self::SLOT_LIMIT || seq >= Self::SEQ_LIMIT {
             return false;

@@ -2,7 +2,7 @@
 //! the user's callback.
 //!
 //! GLib iterates a context in four steps, and this source takes part in each (read top to
-//! bottom, then `engine/src/dispatch.rs` for what [`Engine::run_once`] does):
+//! bottom, then `engine/src/dispatch.rs` for what [`Engine::run_hosted`] does):
 //!
 //! 1. **prepare** (on the thread iterating the context, before it polls): asks the engine when
 //!    it next needs an iteration (the engine's `host_sleeps`, as
