@@ -99,6 +99,23 @@ impl NextIteration {
         }
     }
 
+    /// [`timeout`](Self::timeout) in `poll(2)`'s terms: milliseconds rounded *up* (a timer is
+    /// never early, [R31](anyloop::contract#r31)), `-1` for no limit.
+    ///
+    /// ```
+    /// use anyloop_engine::NextIteration;
+    /// use std::time::{Duration, Instant};
+    /// let now = Instant::now();
+    /// assert_eq!(NextIteration::At(now + Duration::from_micros(1)).timeout_ms(now), 1);
+    /// assert_eq!(NextIteration::OnReadiness.timeout_ms(now), -1);
+    /// ```
+    pub fn timeout_ms(self, now: Instant) -> i32 {
+        match self.timeout(now) {
+            None => -1,
+            Some(wait) => i32::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+        }
+    }
+
     /// Whether the iteration is due at `now` (readiness of the poller's fd aside).
     pub fn is_due(self, now: Instant) -> bool {
         match self {

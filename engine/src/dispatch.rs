@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};
+use super::clock::{deadline_after, poll_timeout, MAX_WAIT};
 use super::panic::catch_user_panic;
 use super::poller::{FdCheck, Poller, Probe, Readiness, Registered, Registrar, Token};
 use super::table::{current_thread, Freed, Kernel, Running, Shared, State};
@@ -94,6 +94,8 @@ struct Work {
     stale_before: Vec<Token>,
     batch: Vec<Item>,
     freeing: Vec<Freed>,
+    /// The last wait reported readiness (see `Engine::last_wait_found`).
+    found: bool,
     /// Counts collections, to recognise an fd reported ready in consecutive iterations
     /// (wrapping, skipping 0; 32 bits because every fd slot keeps one, W6: after 2^32
     /// iterations an aliased round costs at most one needless identity check).
@@ -141,13 +143,10 @@ impl<P: Poller> Engine<P> {
         Loop::from_arc(self.shared.clone())
     }
 
-    /// The table shared with the [`Loop`] handles: for a hosted backend whose host owns the
-    /// engine, its [`stats`](Shared::stats), [`take_quit`](Shared::take_quit),
-    /// [`next_iteration`](Shared::next_iteration) and the host-sleep hooks
-    /// ([`host_sleeps`](Shared::host_sleeps), [`host_awake`](Shared::host_awake),
-    /// [`wake_host`](Shared::wake_host))
-    /// stay reachable without borrowing the engine (e.g. from another source of the host, or
-    /// from inside a callback the engine is running).
+    /// The table shared with the [`Loop`] handles (it implements [`anyloop::Backend`]): for a
+    /// backend that wraps the vtable in its own [`Backend`](anyloop::Backend) (to add a
+    /// side effect to every op, as the tokio backend does) while the engine itself is owned
+    /// elsewhere.
     pub fn shared(&self) -> &Arc<Shared<P::Registrar>> {
         &self.shared
     }
@@ -178,48 +177,10 @@ impl<P: Poller> Engine<P> {
         &self.poller
     }
 
-    /// For a backend hosted by another loop (GLib, calloop, tokio): when that loop must run an
-    /// engine iteration, not counting readiness of the poller's own fd (the host watches that):
-    /// [`NextIteration::Now`] (an always-ready fd such as a regular file is enabled, an
-    /// edge-triggered re-check or a free is pending, or a quit was requested),
-    /// [`NextIteration::At`] the earliest timer deadline (passed already when a timer is due),
-    /// or [`NextIteration::OnReadiness`]. No clock read: the host has its own.
-    ///
-    /// The host calls [`run_hosted`](Self::run_hosted) (or [`run_once`](Self::run_once) with
-    /// `Some(Duration::ZERO)`) when that time has come or the poller's fd is readable, and
-    /// asks again before it next sleeps.
-    /// A host that may block in its own poll should ask through
-    /// [`prepare_host_wait`](Self::prepare_host_wait) instead, so that ops from other
-    /// threads wake it.
-    pub fn next_iteration(&self) -> NextIteration {
-        if !self.work.recheck.is_empty() {
-            return NextIteration::Now;
-        }
-        self.shared.next_iteration()
-    }
-
-    /// [`next_iteration`](Self::next_iteration) for a host loop about to poll (its prepare
-    /// step, on the thread that iterates the host, every time): opens the host-wait window of
-    /// [`Shared::host_sleeps`], during which an op from any other thread wakes the poller (its
-    /// fd becomes readable) although the engine is not inside [`run_once`](Self::run_once),
-    /// because the host may be blocked in its own poll on that fd ([R40](anyloop::contract#r40)); ops on the host
-    /// thread itself need no wake-up ([R41](anyloop::contract#r41)). Keep the answer for the
-    /// host's check step: the deadline is computed once per host iteration.
-    pub fn prepare_host_wait(&self) -> NextIteration {
-        let next = self.shared.host_sleeps();
-        if self.work.recheck.is_empty() {
-            next
-        } else {
-            NextIteration::Now
-        }
-    }
-
-    /// The host's poll is over and no engine iteration follows (its check step found nothing
-    /// due): closes the window opened by [`prepare_host_wait`](Self::prepare_host_wait)
-    /// ([`Shared::host_awake`]). [`run_once`](Self::run_once) closes it too, so a host that
-    /// goes on to dispatch the engine need not call this.
-    pub fn end_host_wait(&self) {
-        self.shared.host_awake();
+    /// Whether the last iteration's wait on the poller reported anything ready (a wake-up alone
+    /// does not count: the wait consumed it). `false` also when the wait was skipped.
+    pub(crate) fn last_wait_found(&self) -> bool {
+        self.work.found
     }
 
     /// Iterates until [`quit`](Self::quit) is called. A quit issued before `run` is not lost:
@@ -259,7 +220,8 @@ impl<P: Poller> Engine<P> {
         self.iterate(limit, false)
     }
 
-    /// A hosted engine's iteration (GLib, calloop), after the host's poll: as
+    /// A hosted engine's iteration (GLib, calloop, tokio, a custom loop), after the host's
+    /// poll ([`HostedEngine::dispatch`](crate::HostedEngine::dispatch)): as
     /// [`run_once`](Self::run_once) with `Some(Duration::ZERO)`, except that when the host
     /// found the poller's fd *not* readable (`poller_ready` false: the host dispatches for a
     /// due timer, a pending free or a quit) and no fd needs a probe, the engine does not ask
@@ -271,7 +233,7 @@ impl<P: Poller> Engine<P> {
     ///
     /// # Errors
     /// As [`run_once`](Self::run_once).
-    pub fn run_hosted(&mut self, poller_ready: bool) -> Result<usize> {
+    pub(crate) fn run_hosted(&mut self, poller_ready: bool) -> Result<usize> {
         self.iterate(Some(Duration::ZERO), !poller_ready)
     }
 
@@ -339,6 +301,7 @@ impl<P: Poller> Engine<P> {
             let waited = poller.wait(&work.probes, timeout, &mut work.events);
             (waited, shared.lock())
         };
+        work.found = !work.events.is_empty();
         let woken = match waited {
             Ok(woken) => woken,
             Err(err) => {
@@ -561,7 +524,7 @@ impl Work {
         }
         self.stale_before.clear();
         match registrar.reset() {
-            Ok(true) => {}
+            Ok(true) => st.resets = st.resets.wrapping_add(1),
             Ok(false) => return,
             Err(err) => {
                 tracing::warn!(%err, "resetting the kernel poller failed");

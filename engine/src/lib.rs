@@ -27,6 +27,7 @@ mod fd_index;
 mod fd_slot;
 mod frees;
 mod heap;
+mod hosted;
 #[cfg(target_os = "linux")]
 pub mod linux;
 mod panic;
@@ -37,6 +38,7 @@ pub use clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};
 pub use dispatch::Engine;
 pub use frees::{DeferredFrees, FreeTicket};
 pub use heap::TimerHeap;
+pub use hosted::{HostPoller, HostWait, HostedEngine};
 pub use panic::catch_user_panic;
 pub use poller::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token};
 pub use table::Shared;

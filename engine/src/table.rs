@@ -218,6 +218,8 @@ pub(crate) struct State {
     pub(crate) frees: DeferredFrees<Freed>,
     pub(crate) running: Option<Running>,
     pub(crate) next_generation: u32,
+    /// Times the OS layer rebuilt its kernel state ([`Registrar::reset`], [B62](anyloop::contract#b62)).
+    pub(crate) resets: u64,
 }
 
 /// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
@@ -271,6 +273,7 @@ impl State {
             frees: DeferredFrees::new(),
             running: None,
             next_generation: 0,
+            resets: 0,
         }
     }
 
@@ -542,7 +545,7 @@ impl<R: Registrar> Shared<R> {
     /// poller's fd stays quiet. [`NextIteration::Now`] when a free or a quit is pending or an
     /// always-ready fd is enabled; the earliest timer deadline otherwise (no clock read: the
     /// host compares it with its own reading of the clock).
-    pub fn next_iteration(&self) -> NextIteration {
+    pub(crate) fn next_iteration(&self) -> NextIteration {
         if self.quit.load(Ordering::SeqCst) {
             return NextIteration::Now;
         }
@@ -584,7 +587,7 @@ impl<R: Registrar> Shared<R> {
     /// the engine iteration that dispatches what it found
     /// ([`run_once`](super::Engine::run_once)) or, when there is none, by
     /// [`host_awake`](Self::host_awake).
-    pub fn host_sleeps(&self) -> NextIteration {
+    pub(crate) fn host_sleeps(&self) -> NextIteration {
         let mut st = self.lock();
         st.host_waiting = Some(current_thread());
         // A new host iteration: whether it is counted is decided afresh (by `host_awake`, or
@@ -601,7 +604,7 @@ impl<R: Registrar> Shared<R> {
     ///
     /// A host poll that ends here counts as an iteration in [`LoopStats::iterations`] (the
     /// engine iteration that may follow to dispatch what it found does not count again).
-    pub fn host_awake(&self) {
+    pub(crate) fn host_awake(&self) {
         let mut st = self.lock();
         if st.host_waiting.take().is_some() {
             st.iterations += 1;
@@ -609,11 +612,17 @@ impl<R: Registrar> Shared<R> {
         }
     }
 
+    /// How many times the OS layer rebuilt its kernel state so far ([`Registrar::reset`]): a
+    /// hosted engine's host that registered the poller's fd by file must register it again.
+    pub(crate) fn resets(&self) -> u64 {
+        self.lock().resets
+    }
+
     /// Makes the poller's fd readable (the wake-up, unless one is pending already), so that a
     /// host about to poll it returns at once and runs the engine: for a backend that sees,
     /// right before its host sleeps, that the engine needs an iteration sooner than the host
     /// would otherwise wake.
-    pub fn wake_host(&self) {
+    pub(crate) fn wake_host(&self) {
         let claimed = {
             let mut st = self.lock();
             !std::mem::replace(&mut st.wake_pending, true)

@@ -2,17 +2,14 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyloop::{Error, Loop, Quitter, Result};
-use anyloop_engine::linux::{borrow_fd, new_epoll, EpollRegistrar};
-use anyloop_engine::{Engine, Shared};
+use anyloop_engine::HostedEngine;
 use calloop::{EventLoop, LoopHandle, LoopSignal, RegistrationToken};
 
-use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};
+use crate::source::{needs_rearm, wanted, AnyloopSource, Host, SleepHook, Status};
 
 /// The anyloop vtable inserted into a calloop event loop that the application keeps driving
 /// itself, whatever its shared data type (a compositor's `EventLoop<'l, State>`).
@@ -50,8 +47,8 @@ use crate::source::{needs_rearm, wanted, AnyloopSource, SleepHook, Status};
 pub struct CalloopSource<'l> {
     token: RegistrationToken,
     hook_token: RegistrationToken,
-    host: Box<dyn Host + 'l>,
-    shared: Arc<Shared<EpollRegistrar>>,
+    calloop: Box<dyn CalloopHandle + 'l>,
+    host: Host,
     quitter: Quitter,
     lp: Loop,
     status: Rc<Status>,
@@ -65,34 +62,16 @@ impl<'l> CalloopSource<'l> {
     /// [`Error::Os`] if the epoll instance or the eventfd cannot be created, or if calloop
     /// refuses the source.
     pub fn new<Data: 'l>(handle: &LoopHandle<'l, Data>) -> Result<CalloopSource<'l>> {
-        let (poller, registrar) = new_epoll().map_err(|source| Error::Os {
-            op: "creating the epoll instance",
-            fd: None,
-            source,
-        })?;
-        let raw = poller.fd().as_raw_fd();
-        let Some(epoll) = borrow_fd(raw) else {
-            return Err(Error::InvalidFd {
-                fd: raw,
-                reason: "negative",
-            });
-        };
-        // calloop registered the epoll fd in its own poller: after a reset (B62) it must
-        // register the new instance (see `source.rs`).
-        let resets = registrar.reset_counter();
-        let engine = Engine::new(poller, registrar);
-        let shared = engine.shared().clone();
-        let quitter = engine.quitter();
-        let lp = engine.handle();
+        let host = Rc::new(HostedEngine::epoll()?);
+        let quitter = host.quitter();
+        let lp = host.handle();
         let status = Rc::new(Status::default());
-        // `epoll` borrows the engine's fd: the source owns both and drops its calloop
-        // registration before the engine closes the fd (field order).
-        let source = AnyloopSource::new(engine, epoll, resets, status.clone());
+        let source = AnyloopSource::new(host.clone(), status.clone());
         let token = handle
             .insert_source(source, |(), &mut (), _: &mut Data| {})
             .map_err(|err| calloop_error("inserting the anyloop source", err.error))?;
         let hook = SleepHook {
-            shared: shared.clone(),
+            host: host.clone(),
             status: status.clone(),
         };
         let hook_token = match handle.insert_source(hook, |(), &mut (), _: &mut Data| {}) {
@@ -102,12 +81,15 @@ impl<'l> CalloopSource<'l> {
                 return Err(calloop_error("inserting the anyloop hook", err.error));
             }
         };
-        tracing::debug!(epoll = raw, "anyloop source inserted into calloop");
+        tracing::debug!(
+            epoll = host.raw_fd(),
+            "anyloop source inserted into calloop"
+        );
         Ok(CalloopSource {
             token,
             hook_token,
-            host: Box::new(WeakHost(weak_upgrader(handle))),
-            shared,
+            calloop: Box::new(WeakCalloop(weak_upgrader(handle))),
+            host,
             quitter,
             lp,
             status,
@@ -150,46 +132,44 @@ impl<'l> CalloopSource<'l> {
         timeout: Option<Duration>,
         data: &mut Data,
     ) -> Result<usize> {
-        self.status.dispatched.set(0);
+        // An error of a dispatch calloop's own `run` made is reported now; the callbacks it
+        // ran are not counted as this dispatch's.
+        let earlier = self.take_error();
         // Outside calloop's dispatch, the source can re-arm its timer for ops made since the
         // last dispatch, without making calloop return early (see `SleepHook::before_sleep`).
-        if needs_rearm(
-            self.status.armed.get(),
-            wanted(self.shared.next_iteration()),
-        ) {
-            self.host.update(&self.token);
+        if needs_rearm(self.status.armed.get(), wanted(self.host.next_iteration())) {
+            self.calloop.update(&self.token);
         }
         event_loop
             .dispatch(timeout, data)
             .map_err(|err| calloop_error("calloop dispatch", err))?;
-        if let Some(err) = self.take_error() {
-            return Err(err);
+        match earlier {
+            Some(err) => Err(err),
+            None => self.host.take_outcome(),
         }
-        Ok(self.status.dispatched.replace(0))
     }
 
     /// Consumes a pending quit request: `true` once per request (what
     /// [`CalloopLoop`](crate::CalloopLoop)'s `run` looks at between dispatches).
     pub fn take_quit(&self) -> bool {
-        // Both are consumed: a request seen by the source's dispatch, and one still pending
-        // in the engine because no dispatch ran since.
-        let seen = self.status.quit.replace(false);
-        self.shared.take_quit() || seen
+        self.host.take_quit()
     }
 
     /// The first error of an anyloop iteration that was not reported yet (when the loop is
     /// driven by calloop's own `dispatch`/`run`, which cannot return it): a callback or free
     /// panicked ([R54](anyloop::contract#r54)), or the engine's poll failed.
     pub fn take_error(&self) -> Option<Error> {
-        self.status.error.borrow_mut().take()
+        self.host.take_outcome().err()
     }
 }
 
 impl Drop for CalloopSource<'_> {
     fn drop(&mut self) {
-        // Drops the source, hence the engine: every remaining free runs now, on this thread.
-        self.host.remove(self.hook_token);
-        self.host.remove(self.token);
+        // Out of calloop first (its registration of the engine's fd goes), then every
+        // remaining free runs now, on this thread (R48).
+        self.calloop.remove(self.hook_token);
+        self.calloop.remove(self.token);
+        self.host.close();
     }
 }
 
@@ -204,7 +184,7 @@ impl fmt::Debug for CalloopSource<'_> {
 
 /// The calloop loop, seen through a weak handle whatever its data type: the backend never
 /// keeps it alive.
-trait Host {
+trait CalloopHandle {
     fn update(&self, token: &RegistrationToken);
     fn remove(&self, token: RegistrationToken);
 }
@@ -217,9 +197,9 @@ fn weak_upgrader<'l, Data: 'l>(handle: &LoopHandle<'l, Data>) -> Upgrader<'l, Da
     Box::new(move || weak.upgrade())
 }
 
-struct WeakHost<'l, Data>(Upgrader<'l, Data>);
+struct WeakCalloop<'l, Data>(Upgrader<'l, Data>);
 
-impl<Data> Host for WeakHost<'_, Data> {
+impl<Data> CalloopHandle for WeakCalloop<'_, Data> {
     fn update(&self, token: &RegistrationToken) {
         if let Some(handle) = (self.0)() {
             if let Err(err) = handle.update(token) {

@@ -9,31 +9,33 @@
 //!    O(registered)).
 //! 2. Or the engine's earliest timer is due: calloop's own timer wheel holds **one** calloop
 //!    `Timer` for that deadline (our timers stay in the engine's O(log n) heap).
-//! 3. calloop calls [`AnyloopSource::process_events`], which runs one engine iteration with a
-//!    zero timeout ([`Engine::run_hosted`]; read `engine/src/dispatch.rs` for the rest of
-//!    the path): frees, `epoll_wait(0)` on the engine's epoll (not when only the timer was
-//!    reported: calloop's poll just found that fd quiet), timers then watches, each
-//!    callback with the table unlocked, frees again. ERROR/HANGUP are exact, as the engine's
-//!    own epoll reports them (calloop's `Readiness` is not used).
-//! 4. Afterwards the source asks [`Engine::next_iteration`] when the engine needs the next
-//!    iteration and, if that moved, returns [`PostAction::Reregister`], and calloop re-arms
-//!    the one timer through [`AnyloopSource::reregister`] (no syscall: calloop's timers live in
-//!    its own heap). A zero timeout (a zero-interval timer, an always-ready file, a pending
-//!    free, a quit) arms it at *now*, so calloop polls without sleeping.
+//! 3. calloop calls [`AnyloopSource::process_events`], which runs one engine iteration that
+//!    does not wait ([`HostedEngine::dispatch`]; read its module docs, then
+//!    `engine/src/dispatch.rs` for the rest of the path): frees, `epoll_wait(0)` on the
+//!    engine's epoll (not when only the timer was reported: calloop's poll just found that fd
+//!    quiet), timers then watches, each callback with the table unlocked, frees again.
+//!    ERROR/HANGUP are exact, as the engine's own epoll reports them (calloop's `Readiness` is
+//!    not used).
+//! 4. Afterwards the source asks [`HostedEngine::next_iteration`] when the engine needs the
+//!    next iteration and, if that moved, returns [`PostAction::Reregister`], and calloop
+//!    re-arms the one timer through [`AnyloopSource::reregister`] (no syscall: calloop's
+//!    timers live in its own heap). A zero timeout (a zero-interval timer, an always-ready
+//!    file, a pending free, a quit) arms it at *now*, so calloop polls without sleeping.
 //!
 //! **Wake-ups.** calloop's `LoopHandle` is not `Send`, and no other thread ever touches
 //! calloop: vtable ops from any thread go straight into the engine's table (ids are returned
 //! synchronously) and the engine's eventfd, inside the epoll set calloop watches, wakes
 //! calloop when needed. A second, fd-less source, [`SleepHook`], brackets calloop's poll:
 //!
-//! - right before calloop sleeps it tells the engine that the host sleeps, so that from then
-//!   on an op from another thread writes the eventfd (as while the built-in loop waits, [R40](anyloop::contract#r40));
-//!   and it looks at [`Shared::next_iteration`]: if an op made meanwhile (by another thread, or
-//!   on the loop thread by another calloop source's callback, [R41](anyloop::contract#r41)) needs an iteration sooner
-//!   than the armed timer, it writes the eventfd itself, so calloop does not sleep and the
+//! - right before calloop sleeps it calls [`HostedEngine::prepare`], so that from then on an
+//!   op from another thread writes the eventfd (as while the built-in loop waits,
+//!   [R40](anyloop::contract#r40)); and it looks at the answer: if an op made meanwhile (by
+//!   another thread, or on the loop thread by another calloop source's callback,
+//!   [R41](anyloop::contract#r41)) needs an iteration sooner than the armed timer, it makes
+//!   the epoll fd readable itself ([`HostedEngine::wake`]), so calloop does not sleep and the
 //!   source re-arms (step 4);
-//! - right after the poll it tells the engine that the host is awake again: ops need no
-//!   wake-up until the next look.
+//! - right after the poll it calls [`HostedEngine::end_wait`]: ops need no wake-up until the
+//!   next look.
 //!
 //! An op is thus either seen by that look or made while calloop sleeps (and wakes it): no
 //! wake-up can be lost (calloop [B51](anyloop::contract#b51)/B52 were lost wake-ups through a coalescing flag; the
@@ -43,28 +45,28 @@
 //! touch the loop from a hook, so callbacks can never hit calloop's double borrow ([B50](anyloop::contract#b50)).
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyloop::Error;
-use anyloop_engine::{Engine, NextIteration, Shared};
+use anyloop_engine::linux::EpollPoller;
+use anyloop_engine::{HostedEngine, NextIteration};
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{
     EventIterator, EventSource, LoopSignal, Poll, PostAction, Readiness, Token, TokenFactory,
 };
 
-use anyloop_engine::linux::{EpollPoller, EpollRegistrar};
+/// The engine as calloop hosts it: shared by the source, its sleep hook and the
+/// [`CalloopSource`](crate::CalloopSource) on the loop thread.
+pub(crate) type Host = Rc<HostedEngine<EpollPoller>>;
 
 /// An armed calloop timer within this distance of the wanted deadline is kept as is: the
 /// deadline is recomputed from `now` after every iteration and jitters by nanoseconds.
 const REARM_SLACK: Duration = Duration::from_micros(20);
 
 /// The deadline for the source's calloop timer matching a
-/// [`next_iteration`](Engine::next_iteration) answer (the clock is read only for "now").
+/// [`next_iteration`](HostedEngine::next_iteration) answer (the clock is read only for "now").
 pub(crate) fn wanted(next: NextIteration) -> Option<Instant> {
     match next {
         NextIteration::Now => Some(Instant::now()),
@@ -91,15 +93,9 @@ pub(crate) fn needs_rearm(armed: Option<Instant>, wanted: Option<Instant>) -> bo
     }
 }
 
-/// What the backend and its sources share on the loop thread.
+/// What the backend and its sources share on the loop thread, besides the engine.
 #[derive(Debug, Default)]
 pub(crate) struct Status {
-    /// Callbacks run by the engine since the backend last reset the count.
-    pub(crate) dispatched: Cell<usize>,
-    /// The first error of an iteration not yet reported (a callback or free panicked).
-    pub(crate) error: RefCell<Option<Error>>,
-    /// A quit request consumed from the engine, not yet acted on by the backend's `run`.
-    pub(crate) quit: Cell<bool>,
     /// Stopped when a quit request arrives, so calloop's own `EventLoop::run` returns too.
     pub(crate) signal: RefCell<Option<LoopSignal>>,
     /// The deadline the source's calloop timer is registered for in calloop's wheel, if any.
@@ -115,7 +111,7 @@ pub(crate) struct Status {
 /// lifecycle hooks to its hook list again on every re-registration (never removing the old
 /// entry), and `AnyloopSource` re-registers whenever its timer moves.
 pub(crate) struct SleepHook {
-    pub(crate) shared: Arc<Shared<EpollRegistrar>>,
+    pub(crate) host: Host,
     pub(crate) status: Rc<Status>,
 }
 
@@ -152,7 +148,7 @@ impl EventSource for SleepHook {
     }
 
     fn unregister(&mut self, _poll: &mut Poll) -> calloop::Result<()> {
-        self.shared.host_awake();
+        self.host.end_wait();
         Ok(())
     }
 
@@ -166,21 +162,21 @@ impl EventSource for SleepHook {
     /// re-arms. (This hook cannot re-arm the timer itself: calloop lends no `Poll` here, and
     /// touching the loop from a hook is calloop's double-borrow trap, [B50](anyloop::contract#b50).)
     fn before_sleep(&mut self) -> calloop::Result<Option<(Readiness, Token)>> {
-        let wanted = wanted(self.shared.host_sleeps());
+        let wanted = wanted(self.host.prepare().next());
         let sooner = match (wanted, self.status.armed.get()) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(wanted), Some(armed)) => wanted + REARM_SLACK < armed,
         };
         if sooner {
-            self.shared.wake_host();
+            self.host.wake();
         }
         Ok(None)
     }
 
     /// calloop's poll returned: ops need no wake-up until the next `before_sleep`.
     fn before_handle_events(&mut self, _events: EventIterator<'_>) {
-        self.shared.host_awake();
+        self.host.end_wait();
         self.status.iterated.set(false);
     }
 }
@@ -200,63 +196,47 @@ pub(crate) struct AnyloopSource {
     /// Alternates the token of successive timer registrations, so that a report for the
     /// previous one, still queued in the same calloop dispatch, is not taken for the new one.
     flip: bool,
-    /// Resets of the engine's epoll instance ([B62](anyloop::contract#b62)) that calloop has registered.
-    resets_seen: u64,
-    resets: Arc<AtomicU64>,
+    /// The engine replaced its epoll instance behind the fd ([B62](anyloop::contract#b62)):
+    /// calloop must register it again.
+    fd_stale: bool,
     status: Rc<Status>,
-    engine: Engine<EpollPoller>,
+    host: Host,
 }
 
 impl std::fmt::Debug for AnyloopSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnyloopSource")
-            .field("epoll", &self.epoll.get_ref().as_raw_fd())
             .field("armed", &self.status.armed.get())
-            .field("engine", &self.engine)
+            .field("host", &self.host)
             .finish_non_exhaustive()
     }
 }
 
 impl AnyloopSource {
-    /// `epoll` must name the engine's epoll fd, which lives as long as the engine.
-    pub(crate) fn new(
-        engine: Engine<EpollPoller>,
-        epoll: BorrowedFd<'static>,
-        resets: Arc<AtomicU64>,
-        status: Rc<Status>,
-    ) -> Self {
+    pub(crate) fn new(host: Host, status: Rc<Status>) -> Self {
+        // SAFETY: the number is the hosted engine's fd, which stays open as long as the
+        // `HostedEngine` lives; this source holds it (`host`, declared after `epoll`, so the
+        // calloop registration is dropped first). The borrow is only handed to calloop's
+        // poller, which registers and deregisters it by number and never closes it.
+        let epoll = unsafe { BorrowedFd::borrow_raw(host.raw_fd()) };
         AnyloopSource {
             epoll: Generic::new(epoll, calloop::Interest::READ, calloop::Mode::Level),
             timer: Timer::from_deadline(Instant::now()),
             wanted: None,
             wanted_fresh: false,
             flip: false,
-            resets_seen: resets.load(Ordering::SeqCst),
-            resets,
+            fd_stale: false,
             status,
-            engine,
+            host,
         }
     }
 
     /// One engine iteration that does not wait (nor polls the engine's epoll unless
-    /// `poller_ready`, [`Engine::run_hosted`]); records its count or its first error.
+    /// `poller_ready`, [`HostedEngine::dispatch`]); a quit request stops calloop's own `run`
+    /// too (it is consumed by [`CalloopSource::take_quit`](crate::CalloopSource)).
     fn iterate(&mut self, poller_ready: bool) {
-        match self.engine.run_hosted(poller_ready) {
-            Ok(count) => {
-                let total = self.status.dispatched.get().wrapping_add(count);
-                self.status.dispatched.set(total);
-            }
-            Err(err) => {
-                let mut slot = self.status.error.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(err);
-                } else {
-                    tracing::error!(%err, "anyloop iteration failed (an earlier error is pending)");
-                }
-            }
-        }
-        if self.engine.shared().take_quit() {
-            self.status.quit.set(true);
+        self.host.dispatch(poller_ready);
+        if self.host.quit_requested() {
             if let Some(signal) = self.status.signal.borrow().as_ref() {
                 signal.stop();
             }
@@ -265,16 +245,12 @@ impl AnyloopSource {
 
     /// Asks the engine when it next needs an iteration (`None`: only on readiness).
     fn compute_wanted(&mut self) {
-        self.wanted = wanted(self.engine.next_iteration());
+        self.wanted = wanted(self.host.next_iteration());
     }
 
     /// Whether the calloop timer must be re-registered for `wanted`.
     fn needs_rearm(&self) -> bool {
         needs_rearm(self.status.armed.get(), self.wanted)
-    }
-
-    fn reset_pending(&self) -> bool {
-        self.resets.load(Ordering::SeqCst) != self.resets_seen
     }
 
     /// Registers the calloop timer for `wanted` (the fd's token was taken already).
@@ -293,6 +269,15 @@ impl AnyloopSource {
             self.status.armed.set(Some(deadline));
         }
         Ok(())
+    }
+}
+
+/// The calloop loop dropped its source (the loop itself was dropped, or the source was
+/// removed): the engine goes with it, so every remaining free runs now, on this thread
+/// ([R48](anyloop::contract#r48)), whichever of the two the application drops first.
+impl Drop for AnyloopSource {
+    fn drop(&mut self) {
+        self.host.close();
     }
 }
 
@@ -343,7 +328,10 @@ impl EventSource for AnyloopSource {
             self.iterate(poller_ready);
         }
         self.compute_wanted();
-        if self.reset_pending() || self.needs_rearm() {
+        if self.host.fd_replaced() {
+            self.fd_stale = true;
+        }
+        if self.fd_stale || self.needs_rearm() {
             self.wanted_fresh = true;
             Ok(PostAction::Reregister)
         } else {
@@ -352,7 +340,7 @@ impl EventSource for AnyloopSource {
     }
 
     fn register(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
-        self.resets_seen = self.resets.load(Ordering::SeqCst);
+        self.fd_stale = false;
         self.epoll.register(poll, tokens)?;
         self.compute_wanted();
         self.status.armed.set(None);
@@ -361,15 +349,13 @@ impl EventSource for AnyloopSource {
 
     fn reregister(&mut self, poll: &mut Poll, tokens: &mut TokenFactory) -> calloop::Result<()> {
         let fresh = std::mem::take(&mut self.wanted_fresh);
-        let resets = self.resets.load(Ordering::SeqCst);
-        if resets != self.resets_seen {
+        if std::mem::take(&mut self.fd_stale) {
             // The engine swapped a fresh epoll instance in behind the same fd number (B62):
             // the kernel dropped calloop's registration of the old one with it. Register the
             // new one (the delete fails with ENOENT: nothing is registered under the number).
             tracing::debug!("anyloop epoll instance was reset: registering it with calloop again");
             let _ = self.epoll.unregister(poll);
             self.epoll.register(poll, tokens)?;
-            self.resets_seen = resets;
         } else {
             if !fresh {
                 self.compute_wanted();

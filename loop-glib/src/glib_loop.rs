@@ -1,13 +1,11 @@
 //! [`GlibLoop`] and [`install_default`].
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyloop::{Error, Loop, Quitter, Result, Runner};
-use anyloop_engine::linux::new_epoll;
-use anyloop_engine::Engine;
+use anyloop_engine::HostedEngine;
 use glib::{MainContext, Priority};
 
 use crate::source::{new_source, set_priority, Core};
@@ -77,14 +75,9 @@ impl GlibLoop {
     /// # Errors
     /// [`Error::Os`] if the epoll instance or the wake-up eventfd cannot be created.
     pub fn with_priority(context: &MainContext, priority: Priority) -> Result<GlibLoop> {
-        let (poller, registrar) = new_epoll().map_err(|source| Error::Os {
-            op: "creating the epoll instance",
-            fd: None,
-            source,
-        })?;
-        let engine = Engine::new(poller, registrar);
-        let handle = engine.handle();
-        let (source, core) = new_source(engine);
+        let host = HostedEngine::epoll()?;
+        let handle = host.handle();
+        let (source, core) = new_source(host);
         set_priority(&source, priority);
         source.attach(Some(context));
         Ok(GlibLoop {
@@ -118,23 +111,28 @@ impl GlibLoop {
     /// # Errors
     /// [`Error::CallbackPanicked`] if a free panicked.
     pub fn drain(&mut self) -> Result<usize> {
-        self.core.drain()
+        self.core.host.drain()
     }
 
     /// One iteration of the context, with the context already acquired by this thread.
     fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
-        self.core.take_ran();
+        // An error of an iteration someone else drove (GTK, a `glib::MainLoop`) is reported
+        // now; callbacks they ran are not counted as this iteration's.
+        let earlier = self.core.host.take_outcome().err();
         if timeout == Some(Duration::ZERO) {
             self.context.iteration(false);
         } else {
             // The bound is a deadline of our own source: when it expires, the source is
-            // dispatched (doing nothing), which ends the loop below.
+            // dispatched (doing nothing), which ends the loop below. So is a quit request: the
+            // engine asks for a dispatch, which consumes it.
             self.core.set_bound(timeout);
-            while !self.context.iteration(true) && !self.core.quit.load(Ordering::SeqCst) {}
+            while !self.context.iteration(true) && !self.core.host.quit_requested() {}
             self.core.set_bound(None);
         }
-        let ran = self.core.take_ran();
-        self.core.take_error().map_or(Ok(ran), Err)
+        match earlier {
+            Some(err) => Err(err),
+            None => self.core.host.take_outcome(),
+        }
     }
 }
 
@@ -174,16 +172,11 @@ impl Runner for GlibLoop {
     }
 
     fn quitter(&self) -> Quitter {
-        let flag = self.core.quit.clone();
-        let context = self.context.clone();
-        Quitter::new(move || {
-            flag.store(true, Ordering::SeqCst);
-            context.wakeup();
-        })
+        self.core.host.quitter()
     }
 
     fn take_quit(&mut self) -> bool {
-        self.core.quit.swap(false, Ordering::SeqCst)
+        self.core.host.take_quit()
     }
 }
 
@@ -195,7 +188,7 @@ impl Drop for GlibLoop {
         // The frees of every survivor run here, on the dropping thread, with no lock held
         // (R23, R48). From inside one of our own callbacks this happens as soon as that
         // dispatch returns instead.
-        drop(self.core.take_engine());
+        self.core.host.close();
     }
 }
 

@@ -33,25 +33,61 @@ pub(crate) const REARM_SLACK: Duration = Duration::from_micros(20);
 /// A monotonic `timerfd` in tokio's reactor, armed (one-shot) for the engine's next deadline.
 #[derive(Debug)]
 pub(crate) struct Deadline {
-    fd: AsyncFd<OwnedFd>,
+    fd: TimerFd,
     /// What the timer is armed for (`None`: disarmed, or fired and consumed).
     armed: Option<Instant>,
 }
 
+/// The timer's fd, made with the driver and registered with tokio's reactor at its first turn.
+#[derive(Debug)]
+enum TimerFd {
+    Made(OwnedFd),
+    Registered(AsyncFd<OwnedFd>),
+    /// Only while the fd moves into the reactor (and after a failed registration).
+    Moving,
+}
+
 impl Deadline {
-    /// A disarmed timer, registered with the current runtime's reactor (the caller checked
-    /// that there is one, with I/O enabled).
+    /// A disarmed timer, not registered with any reactor yet (no runtime is needed).
     pub(crate) fn new() -> std::io::Result<Deadline> {
         let timer = timerfd_create(
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
+        Ok(Deadline {
+            fd: TimerFd::Made(timer),
+            armed: None,
+        })
+    }
+
+    /// Whether the timer is in a reactor.
+    pub(crate) fn is_registered(&self) -> bool {
+        matches!(self.fd, TimerFd::Registered(_))
+    }
+
+    /// Registers the timer with the current runtime's reactor (the caller checked that there
+    /// is one, with I/O enabled); nothing if it is registered already.
+    pub(crate) fn register(&mut self) -> std::io::Result<()> {
+        if !matches!(self.fd, TimerFd::Made(_)) {
+            return Ok(());
+        }
+        let TimerFd::Made(timer) = std::mem::replace(&mut self.fd, TimerFd::Moving) else {
+            return Ok(());
+        };
         // SAFETY: `timer` is an `OwnedFd` that the `AsyncFd` takes ownership of: its number
         // stays open and names the same timer for the whole life of the `AsyncFd`, and
         // `OwnedFd::as_raw_fd` always returns that number.
-        let fd = unsafe { AsyncFd::register_with_interest(timer, Interest::READABLE) }
-            .map_err(|err| err.into_parts().1)?;
-        Ok(Deadline { fd, armed: None })
+        match unsafe { AsyncFd::register_with_interest(timer, Interest::READABLE) } {
+            Ok(registered) => {
+                self.fd = TimerFd::Registered(registered);
+                Ok(())
+            }
+            Err(err) => {
+                let (timer, source) = err.into_parts();
+                self.fd = TimerFd::Made(timer);
+                Err(source)
+            }
+        }
     }
 
     /// Arms the timer for `wanted` (`None`: disarms it), unless it is armed for that already.
@@ -91,27 +127,35 @@ impl Deadline {
         // and on a multi-thread runtime tokio's reactor may record it on another thread before
         // the clear: it then has a newer tick, and tokio ignores a clear made with the older
         // one, so the expiry is not lost.
+        let TimerFd::Registered(fd) = &self.fd else {
+            return Err(std::io::Error::other(
+                "the anyloop timerfd is not in a reactor",
+            ));
+        };
         let mut cx = Context::from_waker(Waker::noop());
-        let stale = match self.fd.poll_read_ready(&mut cx) {
+        let stale = match fd.poll_read_ready(&mut cx) {
             Poll::Ready(Ok(guard)) => Some(guard),
             _ => None,
         };
-        timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
+        timerfd_settime(fd.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
         if let Some(mut guard) = stale {
             guard.clear_ready();
         }
         self.armed = wanted;
-        tracing::trace!(fd = self.fd.as_raw_fd(), ?wanted, "deadline armed");
+        tracing::trace!(fd = fd.as_raw_fd(), ?wanted, "deadline armed");
         Ok(())
     }
 
     /// Whether the armed deadline has expired (tokio reports the timer readable). The
     /// expiry is consumed: the next [`set`](Self::set) re-arms the timer.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let TimerFd::Registered(fd) = &self.fd else {
+            return Poll::Pending;
+        };
         if self.armed.is_none() {
             return Poll::Pending;
         }
-        match self.fd.poll_read_ready(cx) {
+        match fd.poll_read_ready(cx) {
             Poll::Ready(Ok(mut guard)) => {
                 guard.clear_ready();
                 self.armed = None;

@@ -1,15 +1,21 @@
 //! [`LocalDriver`]: the engine driven by a tokio task, from tokio's report to the user's
 //! callback.
 //!
-//! One turn of the driver ([`LocalDriver::run_once`]), top to bottom:
+//! The engine is an [`anyloop_engine::HostedEngine`] (read its module docs: the three calls
+//! every host makes). One turn of the driver ([`LocalDriver::run_once`]), top to bottom:
 //!
-//! 1. **Register** (first turn, and after a reset of the engine's epoll instance,
+//! 1. **Register** (first turn, and after the engine replaced its epoll instance,
 //!    [B62](anyloop::contract#b62)): the engine's **epoll fd** becomes one
 //!    `tokio::io::unix::AsyncFd` in the runtime's reactor, whatever the number of watches
 //!    (delivery is O(ready), not O(registered)), and one `timerfd`, another `AsyncFd`, serves
-//!    the engine's earliest deadline (the engine's timers stay in its own O(log n) heap).
-//! 2. **Prepare**: [`Engine::prepare_host_wait`] says when the engine needs an iteration (now:
-//!    a timer is due, a free is pending, an always-ready fd such as a regular file is enabled,
+//!    the engine's earliest deadline (the engine's timers stay in its own O(log n) heap). Both
+//!    fds are made when the driver is made, before any library can add a watch: a driver
+//!    that opened them at its first turn would take the numbers of fds a library closed under
+//!    their watches (R53 broken), and the engine's updates of those watches would then reach
+//!    the driver's own files ([R52](anyloop::contract#r52)). A replaced epoll instance is
+//!    followed in place, by `dup3` onto the driver's own duplicate: no new number either.
+//! 2. **Prepare**: [`HostedEngine::prepare`] says when the engine needs an iteration (now: a
+//!    timer is due, a free is pending, an always-ready fd such as a regular file is enabled,
 //!    or a quit was requested) and opens the host-wait window, in which an op from another
 //!    thread writes the engine's eventfd: the epoll fd becomes readable and tokio wakes the
 //!    driver ([R40](anyloop::contract#r40)). An op made on the loop thread by another tokio
@@ -19,19 +25,19 @@
 //!    deadline, or the bound of `run_once`), or a nudge. With nothing to wait for, the driver
 //!    still yields to tokio once (`tokio::task::yield_now`), so that the runtime's other tasks
 //!    and its I/O are never starved by a busy anyloop ([R35](anyloop::contract#r35), for the host).
-//! 4. **Iterate**: one [`Engine::run_once`] with a zero timeout runs (it closes the window
-//!    under the lock it takes anyway; [`Engine::end_host_wait`] when the turn is dropped): frees, `epoll_wait(0)` on the engine's
-//!    epoll, timers then watches, each callback with no lock held, frees again (read
-//!    `engine/src/dispatch.rs` for that path). `ERROR` and `HANGUP` are exact: they come from
-//!    the engine's epoll, not from tokio's readiness.
+//! 4. **Dispatch**: [`HostedEngine::dispatch`] runs one engine iteration that does not wait
+//!    (it closes the host-wait window; the window closes too when the turn is dropped in its
+//!    wait): frees, `epoll_wait(0)` on the engine's epoll, timers then watches, each callback
+//!    with no lock held, frees again (read `engine/src/dispatch.rs` for that path). `ERROR`
+//!    and `HANGUP` are exact: they come from the engine's epoll, not from tokio's readiness.
 //! 5. **Level triggering over tokio's edges** ([R8](anyloop::contract#r8)): tokio keeps
 //!    reporting the epoll fd readable until the driver clears that readiness, and the driver
-//!    clears it only when the engine's own `epoll_wait` of step 4 found nothing ready: the fd
-//!    was re-checked and found not ready, never "a callback ran, so it must be drained". A
-//!    watched fd that stays ready keeps the epoll fd ready, so the next turn iterates again
-//!    without waiting; readiness that appears after the engine looked is a new edge in
-//!    tokio's own epoll, so clearing loses nothing (and tokio ignores a clear made with a
-//!    stale readiness tick).
+//!    clears it only when the engine's own `epoll_wait` of step 4 found nothing ready
+//!    ([`HostedEngine::fd_found_quiet`]): the fd was re-checked and found not ready, never "a
+//!    callback ran, so it must be drained". A watched fd that stays ready keeps the epoll fd
+//!    ready, so the next turn iterates again without waiting; readiness that appears after the
+//!    engine looked is a new edge in tokio's own epoll, so clearing loses nothing (and tokio
+//!    ignores a clear made with a stale readiness tick).
 //!
 //! **Timers.** The engine's earliest deadline is one `timerfd`, re-armed only when the
 //! deadline moves by more than `REARM_SLACK` (a system call); it never expires early
@@ -41,24 +47,22 @@
 
 use std::future::poll_fn;
 use std::marker::PhantomData;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyloop::{Error, Loop, Quitter, Result};
-use anyloop_engine::linux::{borrow_fd, new_epoll, EpollRegistrar};
-
-use anyloop_engine::{Engine, NextIteration, Shared};
+use anyloop_engine::linux::EpollPoller;
+use anyloop_engine::{HostedEngine, NextIteration};
+use rustix::io::DupFlags;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::backend::{Nudge, TokioBackend};
 use crate::deadline::Deadline;
-use crate::sys::HostedPoller;
 
 /// The anyloop engine as a tokio task: for an application that already runs tokio and keeps
 /// driving its own runtime (a current-thread runtime, or a `LocalSet` on any runtime).
@@ -98,39 +102,57 @@ use crate::sys::HostedPoller;
 /// exactly once, on the dropping thread ([R48](anyloop::contract#r48)); [`Loop`] handles that
 /// outlive it answer [`Error::LoopGone`].
 pub struct LocalDriver {
-    /// A duplicate of the engine's epoll fd, in tokio's reactor. It names the epoll instance
-    /// it was made from for as long as tokio knows it, also once the engine swapped a fresh
-    /// instance in behind its own fd number (a reset, [B62](anyloop::contract#b62)): `None`
-    /// until the first turn, and from a reset until the next turn registers the new instance.
-    io: Option<AsyncFd<OwnedFd>>,
+    /// The driver's duplicate of the engine's epoll fd: made with the driver, in tokio's
+    /// reactor from the first turn on (`Reactor::Registered`). tokio deregisters by number and
+    /// requires the number to name the same open file while it is registered, so it gets a
+    /// number of its own, which the engine's rebuild of its epoll instance (`dup3` onto the
+    /// engine's number, [B62](anyloop::contract#b62)) leaves alone: the driver then
+    /// deregisters its duplicate and `dup3`s the new instance onto it.
+    io: Reactor,
     /// The one timer in tokio's reactor, for the engine's next deadline (or a `run_once`
-    /// bound). Created with `io`.
-    deadline: Option<Deadline>,
-    /// Resets of the engine's epoll instance that tokio has registered.
-    resets_seen: u64,
-    resets: Arc<AtomicU64>,
-    /// A quit request consumed from the engine, not yet acted on by `run`.
-    quit: bool,
-    /// The first error of an iteration run in the background (by `TokioLoop::block_on`),
-    /// not yet reported.
+    /// bound). Its fd is made with the driver too.
+    deadline: Deadline,
+    /// An error registering with the runtime or waiting in it, from a turn run in the
+    /// background (by `TokioLoop::block_on`), not yet reported.
     error: Option<Error>,
-    engine: Engine<HostedPoller>,
-    shared: Arc<Shared<EpollRegistrar>>,
+    host: HostedEngine<EpollPoller>,
     nudge: Arc<Nudge>,
     handle: Loop,
     quitter: Quitter,
-    /// The engine's epoll fd number (the same across resets).
-    epoll: RawFd,
     /// Pinned to the thread that made it: its callbacks' loop thread.
     _not_send: PhantomData<Rc<()>>,
+}
+
+/// The driver's duplicate of the engine's epoll fd, and its registration with tokio's reactor
+/// (from the first turn on).
+struct Reactor {
+    /// Declared first: dropped (deregistered from tokio by number) before `dup` closes it.
+    registered: Option<AsyncFd<FdNumber>>,
+    dup: OwnedFd,
+}
+
+impl Reactor {
+    fn is_registered(&self) -> bool {
+        self.registered.is_some()
+    }
+}
+
+/// The number of an fd owned elsewhere, for tokio's reactor: the `OwnedFd` stays with the
+/// driver, so a registration that fails (or panics, on a runtime without I/O) loses nothing.
+struct FdNumber(std::os::fd::RawFd);
+
+impl AsRawFd for FdNumber {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 impl std::fmt::Debug for LocalDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalDriver")
-            .field("registered", &self.io.is_some())
+            .field("registered", &self.io.is_registered())
             .field("deadline", &self.deadline)
-            .field("engine", &self.engine)
+            .field("host", &self.host)
             .finish_non_exhaustive()
     }
 }
@@ -138,7 +160,7 @@ impl std::fmt::Debug for LocalDriver {
 /// What ended a wait.
 enum Woken<'a> {
     /// tokio reports the epoll fd readable (the guard clears that report).
-    Ready(tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>),
+    Ready(tokio::io::unix::AsyncFdReadyGuard<'a, FdNumber>),
     /// The deadline (engine's or caller's) passed.
     Deadline,
     /// An op on the loop thread: prepare again.
@@ -149,14 +171,14 @@ enum Woken<'a> {
 /// dropped in the middle of its wait (a cancelled task, `TokioLoop::block_on` returning), so
 /// that ops from other threads stop writing wake-ups.
 struct Window<'a> {
-    shared: &'a Shared<EpollRegistrar>,
+    host: &'a HostedEngine<EpollPoller>,
     nudge: &'a Nudge,
     open: bool,
 }
 
 impl Window<'_> {
     /// The wait is over and an engine iteration follows, which closes the host-wait window
-    /// itself (`Engine::run_once`): only the nudge is disarmed here.
+    /// itself (`HostedEngine::dispatch`): only the nudge is disarmed here.
     fn hand_over(&mut self) {
         if std::mem::take(&mut self.open) {
             self.nudge.disarm();
@@ -166,7 +188,7 @@ impl Window<'_> {
     fn close(&mut self) {
         if std::mem::take(&mut self.open) {
             self.nudge.disarm();
-            self.shared.host_awake();
+            self.host.end_wait();
         }
     }
 }
@@ -179,55 +201,56 @@ impl Drop for Window<'_> {
 
 impl LocalDriver {
     /// Creates the engine (its epoll instance and wake-up eventfd) on the calling thread,
-    /// which becomes the loop thread. It registers with tokio on its first turn, inside the
-    /// runtime that polls it; that runtime must have its I/O driver enabled
+    /// which becomes the loop thread, and the driver's two fds for tokio's reactor (a
+    /// duplicate of the epoll fd, a timerfd). It registers them with tokio on its first turn,
+    /// inside the runtime that polls it; that runtime must have its I/O driver enabled
     /// (`Builder::enable_io` or `enable_all`, as `#[tokio::main]` does; anyloop's timers do not
     /// use tokio's timer wheel). Keep polling it in that runtime: its fds are registered with
     /// that runtime's reactor, which must keep running for the driver to hear of them.
     ///
     /// # Errors
-    /// [`Error::Os`] if the epoll instance or the eventfd cannot be created (e.g. `EMFILE`).
+    /// [`Error::Os`] if the epoll instance, the eventfd or the driver's fds cannot be made
+    /// (e.g. `EMFILE`).
     pub fn new() -> Result<LocalDriver> {
-        let (poller, registrar) = new_epoll().map_err(|source| Error::Os {
-            op: "creating the epoll instance",
-            fd: None,
-            source,
-        })?;
-        let poller = HostedPoller::new(poller);
-        let epoll = poller.fd();
-        // tokio registered the epoll fd in its reactor: after a reset (B62) the driver
-        // registers the new instance before it next waits.
-        let resets = registrar.reset_counter();
-        let engine = Engine::new(poller, registrar);
-        let shared = engine.shared().clone();
+        let host = HostedEngine::epoll()?;
+        let os = |op| {
+            move |source| Error::Os {
+                op,
+                fd: None,
+                source,
+            }
+        };
+        let dup = host
+            .fd()
+            .try_clone_to_owned()
+            .map_err(os("duplicating the anyloop epoll fd for tokio"))?;
+        let deadline = Deadline::new().map_err(os("creating the anyloop timerfd"))?;
         let nudge = Arc::new(Nudge::new());
         let handle = Loop::from_arc(Arc::new(TokioBackend {
-            shared: shared.clone(),
+            shared: host.shared().clone(),
             nudge: nudge.clone(),
         }));
         let quitter = {
             // The engine's own request wakes a driver waiting on another thread (eventfd);
             // the nudge wakes it when the request comes from another task of the loop thread.
-            let (inner, nudge) = (engine.quitter(), nudge.clone());
+            let (inner, nudge) = (host.quitter(), nudge.clone());
             Quitter::new(move || {
                 inner.quit();
                 nudge.poke();
             })
         };
-        tracing::debug!(epoll, "anyloop engine created for tokio");
+        tracing::debug!(epoll = host.raw_fd(), "anyloop engine created for tokio");
         Ok(LocalDriver {
-            io: None,
-            deadline: None,
-            resets_seen: resets.load(Ordering::SeqCst),
-            resets,
-            quit: false,
+            io: Reactor {
+                registered: None,
+                dup,
+            },
+            deadline,
             error: None,
-            engine,
-            shared,
+            host,
             nudge,
             handle,
             quitter,
-            epoll,
             _not_send: PhantomData,
         })
     }
@@ -246,9 +269,7 @@ impl LocalDriver {
 
     /// Consumes a pending quit request: `true` once per request.
     pub fn take_quit(&mut self) -> bool {
-        // Both: a request the driver consumed from the engine, and one still pending in it.
-        let seen = std::mem::take(&mut self.quit);
-        self.shared.take_quit() || seen
+        self.host.take_quit()
     }
 
     /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)). Returns
@@ -257,14 +278,15 @@ impl LocalDriver {
     /// # Errors
     /// [`Error::CallbackPanicked`] if a free panicked.
     pub fn drain(&mut self) -> Result<usize> {
-        self.engine.drain()
+        self.host.drain()
     }
 
     /// The first error of an iteration that was not reported yet: one run in the background
     /// by [`TokioLoop::block_on`](crate::TokioLoop::block_on) (a callback or free panicked,
     /// [R54](anyloop::contract#r54)).
     pub fn take_error(&mut self) -> Option<Error> {
-        self.error.take()
+        let callbacks = self.host.take_outcome().err();
+        self.error.take().or(callbacks)
     }
 
     /// One iteration ([R46](anyloop::contract#r46)): waits until a watched fd is ready, a
@@ -279,16 +301,17 @@ impl LocalDriver {
     /// [`Error::Os`] if the driver cannot register with the runtime (no tokio runtime, or one
     /// without I/O enabled) or tokio's reactor failed.
     pub async fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        // What iterations run in the background left (an error is reported now; the callbacks
+        // they ran are not counted as this iteration's).
+        let earlier = match self.error.take() {
+            Some(err) => Err(err),
+            None => self.host.take_outcome(),
+        };
         let outcome = self.turn(timeout).await;
-        match self.error.take() {
-            Some(earlier) => {
-                if let Err(err) = outcome {
-                    tracing::error!(%err, "anyloop iteration failed (an earlier one is reported)");
-                }
-                Err(earlier)
-            }
-            None => outcome,
+        if let (Err(_), Err(err)) = (&earlier, &outcome) {
+            tracing::error!(%err, "anyloop iteration failed (an earlier one is reported)");
         }
+        earlier.and(outcome).and_then(|()| self.host.take_outcome())
     }
 
     /// Iterates until a quit is requested ([R47](anyloop::contract#r47)). A quit requested
@@ -316,7 +339,7 @@ impl LocalDriver {
         loop {
             match self.run().await {
                 Ok(()) => return,
-                Err(err @ Error::Os { .. }) if self.io.is_none() => {
+                Err(err @ Error::Os { .. }) if !self.io.is_registered() => {
                     tracing::error!(%err, "the anyloop driver cannot run on this runtime");
                     return;
                 }
@@ -325,14 +348,14 @@ impl LocalDriver {
         }
     }
 
-    /// Drives the engine for ever, keeping the first error for later and consuming quit
-    /// requests into `self.quit` (for the next `run`): the background half of
-    /// `TokioLoop::block_on`.
+    /// Drives the engine for ever, keeping the first error for later (the engine keeps
+    /// callbacks' errors and quit requests itself, for the next `run_once` and `run`): the
+    /// background half of `TokioLoop::block_on`.
     pub(crate) async fn serve(&mut self) -> std::convert::Infallible {
         loop {
             match self.turn(None).await {
-                Ok(_) => {}
-                Err(err) if self.io.is_none() => {
+                Ok(()) => {}
+                Err(err) if !self.io.is_registered() => {
                     // Cannot register: do not spin; report it at the next `run_once`.
                     self.error.get_or_insert(err);
                     std::future::pending::<()>().await;
@@ -348,20 +371,31 @@ impl LocalDriver {
         }
     }
 
-    /// Registers the epoll fd with the current runtime's reactor (again after a reset), and
-    /// the timer. Must run inside a tokio runtime context.
+    /// Registers the epoll fd's duplicate and the timer with the current runtime's reactor
+    /// (the first time), and follows a replaced epoll instance (B62). Makes no new fd. Must
+    /// run inside a tokio runtime context.
     pub(crate) fn register(&mut self) -> Result<()> {
-        let resets = self.resets.load(Ordering::SeqCst);
-        if resets != self.resets_seen {
-            // The engine swapped a fresh epoll instance in behind the same fd number (B62):
-            // the kernel dropped tokio's registration of the old one with it. Drop ours
-            // first (its deregistration by number fails harmlessly: nothing is registered
-            // under it any more), then register the new instance.
+        let os = |op| {
+            let fd = self.host.raw_fd();
+            move |source| Error::Os {
+                op,
+                fd: Some(fd),
+                source,
+            }
+        };
+        if self.host.fd_replaced() {
+            // The engine swapped a fresh epoll instance in behind its own fd number (B62);
+            // our duplicate still names the old one, which tokio keeps watching. Deregister it
+            // (by number, which still names that registered file), make the same number name
+            // the new instance (the old one closes), and register it again below.
             tracing::debug!("anyloop epoll instance was reset: registering it with tokio again");
-            self.io = None;
-            self.resets_seen = resets;
+            if let Some(registered) = self.io.registered.take() {
+                registered.into_inner();
+            }
+            rustix::io::dup3(self.host.fd(), &mut self.io.dup, DupFlags::CLOEXEC)
+                .map_err(|err| os("following the anyloop epoll instance")(err.into()))?;
         }
-        if self.io.is_some() && self.deadline.is_some() {
+        if self.io.is_registered() && self.deadline.is_registered() {
             return Ok(());
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -369,61 +403,49 @@ impl LocalDriver {
                 "no tokio runtime: poll the driver inside one (block_on, or a LocalSet task)",
             ));
         }
-        // tokio panics (rather than erring) when the runtime lacks the I/O driver.
-        if self.io.is_none() {
-            let os = |source| Error::Os {
-                op: "registering the anyloop epoll fd with tokio",
-                fd: Some(self.epoll),
-                source,
-            };
-            // tokio deregisters by number when the `AsyncFd` goes, and requires the number to
-            // name the same open file until then: so it gets a duplicate of its own, which a
-            // reset of the engine's instance (dup3 onto the engine's number) leaves alone.
-            let dup = borrow_fd(self.epoll)
-                .ok_or_else(|| os(std::io::ErrorKind::InvalidInput.into()))?
-                .try_clone_to_owned()
-                .map_err(os)?;
-            let registered = catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: `dup` is an `OwnedFd` that the `AsyncFd` takes ownership of: the
-                // number stays open and names the same open file description (the epoll
-                // instance it was duplicated from) for the whole life of the `AsyncFd`, and
-                // `OwnedFd::as_raw_fd` always returns that number. Nothing else closes it or
-                // duplicates onto it: only the engine's own number is ever reset.
-                unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE) }
+        if !self.io.is_registered() {
+            let number = FdNumber(self.io.dup.as_raw_fd());
+            // tokio panics (rather than erring) when the runtime lacks the I/O driver.
+            let registered = catch_unwind(AssertUnwindSafe(move || {
+                // SAFETY: `number` names `self.io.dup`, an `OwnedFd` the driver keeps open
+                // and pointing at the same open file description (the epoll instance it was
+                // duplicated from) for as long as this `AsyncFd` lives: the `AsyncFd` is
+                // dropped, or taken back with `into_inner`, before the driver `dup3`s onto
+                // the number (above) or closes it (`Reactor`'s field order). Nothing else
+                // closes it or duplicates onto it: the engine only ever resets its own number.
+                unsafe { AsyncFd::register_with_interest(number, Interest::READABLE) }
             }))
             .map_err(|_| not_on_runtime("the tokio runtime has no I/O driver (enable_io)"))?;
-            self.io = Some(registered.map_err(|err| os(err.into_parts().1))?);
-            tracing::trace!(epoll = self.epoll, "anyloop epoll fd registered with tokio");
+            let registered = registered.map_err(|err| {
+                os("registering the anyloop epoll fd with tokio")(err.into_parts().1)
+            })?;
+            tracing::trace!(
+                epoll = registered.as_raw_fd(),
+                "anyloop epoll fd registered with tokio"
+            );
+            self.io.registered = Some(registered);
         }
-        if self.deadline.is_none() {
-            // (The I/O driver is there: the epoll fd was registered above.)
-            self.deadline = Some(Deadline::new().map_err(|source| Error::Os {
-                op: "creating the anyloop timerfd",
-                fd: None,
-                source,
-            })?);
-        }
-        Ok(())
+        self.deadline
+            .register()
+            .map_err(os("registering the anyloop timerfd with tokio"))
     }
 
-    /// One turn: register, prepare, wait, iterate (see the module documentation).
-    async fn turn(&mut self, limit: Option<Duration>) -> Result<usize> {
+    /// One turn: register, prepare, wait, dispatch (see the module documentation).
+    async fn turn(&mut self, limit: Option<Duration>) -> Result<()> {
         self.register()?;
         let bound = limit.and_then(|limit| Instant::now().checked_add(limit));
         let LocalDriver {
             io,
             deadline: timer,
-            engine,
-            shared,
+            host,
             nudge,
-            quit,
             ..
         } = self;
-        let (Some(io), Some(timer)) = (io.as_ref(), timer.as_mut()) else {
+        let Some(io) = io.registered.as_ref() else {
             return Err(not_on_runtime("the driver is not registered"));
         };
         let mut window = Window {
-            shared,
+            host,
             nudge,
             open: true,
         };
@@ -432,10 +454,8 @@ impl LocalDriver {
         loop {
             nudge.arm();
             let next = match bound {
-                Some(bound) => engine
-                    .prepare_host_wait()
-                    .earliest(NextIteration::At(bound)),
-                None => engine.prepare_host_wait(),
+                Some(bound) => host.prepare().next().earliest(NextIteration::At(bound)),
+                None => host.prepare().next(),
             };
             // The deadline to wait for; `None`: only readiness (or a nudge) ends the wait.
             let deadline = match next {
@@ -483,20 +503,20 @@ impl LocalDriver {
             // callback that never drains its fd) cannot starve them.
             tokio::task::yield_now().await;
         }
-        // The engine iteration ends the host wait itself, under the lock it takes anyway.
+        // The dispatch ends the host wait itself, under the lock it takes anyway.
         window.hand_over();
-        let outcome = engine.run_once(Some(Duration::ZERO));
+        // Whether the epoll fd may be readable: tokio said so, or the turn did not wait (the
+        // engine was due at once, and tokio's cached readiness was not asked). After a wait
+        // that ended for the deadline, tokio had just found the fd not ready.
+        host.dispatch(ready.is_some() || !waited);
         if let Some(mut guard) = ready {
             // Level-triggered delivery over tokio's edges (R8): forget tokio's report only
             // once the engine's own look found the epoll fd not ready.
-            if !engine.poller().found() {
+            if host.fd_found_quiet() {
                 guard.clear_ready();
             }
         }
-        if shared.take_quit() {
-            *quit = true;
-        }
-        outcome
+        Ok(())
     }
 }
 

@@ -139,7 +139,6 @@ compile_error!("anyloop-tokio supports 64-bit Linux only (epoll)");
 mod backend;
 mod deadline;
 mod driver;
-mod sys;
 mod tokio_loop;
 
 pub use driver::LocalDriver;

@@ -318,3 +318,44 @@ fn a_busy_anyloop_does_not_starve_the_runtimes_tasks_r35() {
     });
     assert!(spins.load(Ordering::Relaxed) >= 50);
 }
+
+/// The reproduction: a library adds a watch, closes its fd (R53 broken) before the
+/// driver's first turn, and updates the watch after it. The driver made its own fds when it
+/// was made, so the closed number is not the driver's: the update succeeds (R52) and the
+/// watch hears nothing of any file of the driver's, on both runtime flavours.
+#[test]
+fn a_number_closed_before_the_first_turn_is_never_the_drivers_r52() {
+    for runtime in [current_thread(), multi_thread()] {
+        let local = LocalSet::new();
+        let mut driver = LocalDriver::new().unwrap();
+        let lp = driver.handle();
+        let heard = Rc::new(Cell::new(0));
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        let count = heard.clone();
+        let watch = lp
+            .watch_local(fd, IoEvents::WRITABLE, move |_, _, _| {
+                count.set(count.get() + 1)
+            })
+            .unwrap();
+        drop(r);
+        local
+            .block_on(&runtime, driver.run_once(Some(Duration::ZERO)))
+            .unwrap();
+        watch
+            .update(IoEvents::READABLE | IoEvents::WRITABLE)
+            .expect("R52: an update never fails because of the dead number");
+        for _ in 0..5 {
+            local
+                .block_on(&runtime, driver.run_once(Some(Duration::from_millis(5))))
+                .unwrap();
+        }
+        assert_eq!(
+            heard.get(),
+            0,
+            "R52: the watch heard a file of the driver's"
+        );
+        drop(watch);
+        assert_eq!(lp.stats().watches, 0);
+    }
+}

@@ -260,6 +260,12 @@ impl EpollPoller {
     }
 }
 
+impl crate::HostPoller for EpollPoller {
+    fn host_fd(&self) -> Arc<OwnedFd> {
+        self.epoll.clone()
+    }
+}
+
 impl Poller for EpollPoller {
     type Registrar = EpollRegistrar;
     const EDGE_TRIGGERED: bool = false;

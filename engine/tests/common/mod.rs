@@ -6,12 +6,12 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex};
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyloop::{IoEvents, Result};
-use anyloop_engine::{Poller, Probe, Readiness, Registered, Registrar, Token};
+use anyloop_engine::{HostPoller, Poller, Probe, Readiness, Registered, Registrar, Token};
 
 /// What the fake kernel knows and has seen.
 #[derive(Default)]
@@ -112,5 +112,19 @@ impl Poller for Fake {
             });
         }
         Ok(false)
+    }
+}
+
+/// The fake's "poller fd" for a host: `/dev/null`, opened once (the fake's readiness does not
+/// go through it; a host test says itself whether it was readable).
+impl HostPoller for Fake {
+    fn host_fd(&self) -> Arc<OwnedFd> {
+        static NULL: OnceLock<Arc<OwnedFd>> = OnceLock::new();
+        NULL.get_or_init(|| {
+            Arc::new(OwnedFd::from(
+                std::fs::File::open("/dev/null").expect("open /dev/null"),
+            ))
+        })
+        .clone()
     }
 }
