@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod cstyle;
 pub mod linechat;
+pub mod own_loop;
 pub mod relay;
 pub mod supervisor;
 

@@ -16,7 +16,6 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,20 +65,6 @@ impl std::fmt::Debug for EventBuffer {
 pub struct EpollRegistrar {
     epoll: Arc<OwnedFd>,
     waker: Arc<EventFdWaker>,
-    /// Resets performed so far (see [`reset_counter`](Self::reset_counter)).
-    resets: Arc<AtomicU64>,
-}
-
-impl EpollRegistrar {
-    /// How many times [`Registrar::reset`] swapped a fresh epoll instance in behind the same fd
-    /// number ([B62](anyloop::contract#b62)). A host loop that registered the epoll fd in its
-    /// own poller (calloop, tokio) loses that registration with the old instance: when the
-    /// count moves, it must register the fd again before it next waits. (A host that polls the
-    /// fd by number, like GLib's `poll(2)`, needs nothing.) Take it before handing the
-    /// registrar to the engine.
-    pub fn reset_counter(&self) -> Arc<AtomicU64> {
-        self.resets.clone()
-    }
 }
 
 /// Creates both halves, sharing one epoll fd and one eventfd.
@@ -105,14 +90,7 @@ pub fn new_epoll() -> io::Result<(EpollPoller, EpollRegistrar)> {
         buffer: EventBuffer(vec![empty; EVENT_CAPACITY]),
         prober: Prober::default(),
     };
-    Ok((
-        poller,
-        EpollRegistrar {
-            epoll,
-            waker,
-            resets: Arc::new(AtomicU64::new(0)),
-        },
-    ))
+    Ok((poller, EpollRegistrar { epoll, waker }))
 }
 
 fn flags(interest: IoEvents) -> EventFlags {
@@ -209,7 +187,6 @@ impl Registrar for EpollRegistrar {
         // lock, which every registrar call runs under).
         let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(self.epoll.as_raw_fd()) });
         rustix::io::dup3(&fresh, &mut target, DupFlags::CLOEXEC)?;
-        self.resets.fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 
