@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<bool, Box<dyn std::error::Error>> {
+/// What can go wrong setting the demo up.
+type Failure = Box<dyn std::error::Error>;
+
+fn run() -> Result<bool, Failure> {
     let app = AppLoop::new();
 
     // The application's own timer and fd: a heartbeat, and lines another thread writes.
@@ -100,7 +103,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 /// The supervisor library runs a child; the flag is set once it quit.
-fn supervise(lp: &Loop) -> Result<(Supervisor, Rc<Cell<bool>>), Box<dyn std::error::Error>> {
+fn supervise(lp: &Loop) -> Result<(Supervisor, Rc<Cell<bool>>), Failure> {
     let supervisor = Supervisor::new(lp)?;
     let events = supervisor.events();
     events.on::<LogLine>(|line| {
@@ -129,7 +132,7 @@ type Chat = (
     std::path::PathBuf,
 );
 
-fn chat(lp: &Loop) -> Result<Chat, Box<dyn std::error::Error>> {
+fn chat(lp: &Loop) -> Result<Chat, Failure> {
     let socket = std::env::temp_dir().join(format!("anyloop-own-loop-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
