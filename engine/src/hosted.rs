@@ -1,55 +1,5 @@
-//! [`HostedEngine`]: the engine as one fd and one deadline in a loop that someone else runs.
-//!
-//! A host loop (GLib, calloop, tokio, or an application's own `poll(2)` loop) iterates in the
-//! same three steps whatever it is, and calls the hosted engine from each:
-//!
-//! 1. **Before its poll** ([`HostedEngine::prepare`]): the engine says whether to poll its fd
-//!    ([`HostWait::poll_fd`]: not from inside one of its own callbacks, see *nesting* below)
-//!    and how long the host may block at most ([`HostWait::timeout`]: zero when a timer is due,
-//!    a free or a quit is pending, or an always-ready fd such as a regular file is enabled).
-//!    From this call until the host's poll is over, an op from any other thread makes the fd
-//!    readable, so a blocked host wakes ([R40](anyloop::contract#r40)); ops on the host thread
-//!    itself need no wake-up, because the host calls `prepare` again before its next poll
-//!    ([R41](anyloop::contract#r41)). Call it last before polling, after the host's own
-//!    callbacks ran.
-//! 2. **After its poll** ([`HostedEngine::after_poll`]`(fd_readable)`): one engine iteration
-//!    runs when the fd was readable or the deadline came (timers, watches, frees, each callback
-//!    with no lock held); otherwise the host-wait window closes, so that no stale wake-up ends a
-//!    later poll early. Hosts whose check and dispatch are separate steps (GLib) call
-//!    [`check`](HostedEngine::check) and [`dispatch`](HostedEngine::dispatch) instead; hosts that
-//!    decide themselves when to dispatch (calloop reports the fd or a timer of its own) call
-//!    [`end_wait`](HostedEngine::end_wait) right after the poll and `dispatch` on a report.
-//! 3. **The owner side** ([`take_outcome`](HostedEngine::take_outcome)): how many of this
-//!    loop's callbacks ran since it was last asked, or the first error (a callback or free
-//!    panicked, [R54](anyloop::contract#r54)), for the host's `run_once`
-//!    ([R46](anyloop::contract#r46): the host's own callbacks are not counted). Quit requests
-//!    are consumed by the dispatch that sees them and kept for
-//!    [`take_quit`](HostedEngine::take_quit), so a quit never makes a host that ignores it spin.
-//!
-//! Every method takes `&self`: a single-threaded host shares the engine between its hooks with
-//! an `Rc` (no `RefCell`), a host that may iterate on several threads (a GLib context) with an
-//! `Arc`. The engine behind it is locked for the length of one dispatch.
-//!
-//! **Nesting.** A callback may run the host's loop again (a modal dialog's nested main loop).
-//! Inside it, `prepare` answers "do not poll the fd, no deadline" ([`HostWait::poll_fd`] is
-//! false), `check` answers false and `dispatch` does nothing: the engine is not re-entered, and
-//! the host does not spin on the level-triggered fd that the outer dispatch has not drained. The
-//! host's other sources run as usual; anyloop's callbacks wait until the outer callback returns,
-//! as GLib does for a source that does not recurse.
-//!
-//! **The fd.** [`fd`](HostedEngine::fd) is level-triggered: readable while a watched fd is
-//! ready or a wake-up is pending. Its number stays the same for the engine's life; the file
-//! behind it may be replaced when the engine rebuilds its kernel state
-//! ([B62](anyloop::contract#b62)), which a host that polls by number (`poll(2)`, GLib) never
-//! notices and a host that registers fds by file (epoll, calloop, tokio) must follow:
-//! [`fd_replaced`](HostedEngine::fd_replaced) says when to register it again. An
-//! edge-triggered host (tokio's reactor) keeps treating the fd as readable until a dispatch
-//! found it quiet ([`fd_found_quiet`](HostedEngine::fd_found_quiet)).
-//!
-//! **Destruction.** Dropping the `HostedEngine`, or [`close`](HostedEngine::close), frees every
-//! remaining callback exactly once on the calling thread ([R48](anyloop::contract#r48)); from
-//! inside one of its own callbacks that happens right after that dispatch returns. The fd stays
-//! open (and quiet) until the `HostedEngine` itself is dropped.
+//! [`HostedEngine`]: the engine as one fd and one deadline in a loop that someone else runs
+//! (the crate documentation walks a host loop through it).
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -123,8 +73,38 @@ impl HostWait {
     }
 }
 
-/// The engine hosted in another loop, as one fd and one deadline: see the [module
-/// documentation](self) for the three calls a host makes.
+/// The engine hosted in another loop, as one fd and one deadline: see the [crate
+/// documentation](crate#hosting-the-engine-in-your-own-loop) for the three calls a host makes
+/// (before its poll, after it, the outcome).
+///
+/// Every method takes `&self`: a single-threaded host shares the engine between its hooks with
+/// an `Rc` (no `RefCell`), a host that may iterate on several threads (a GLib context) with an
+/// `Arc`. The engine behind it is locked for the length of one dispatch.
+///
+/// **Nesting.** A callback may run the host's loop again (a modal dialog's nested main loop).
+/// Inside it, [`prepare`](Self::prepare) answers "do not poll the fd, no deadline"
+/// ([`HostWait::poll_fd`] is false), [`check`](Self::check) answers false and
+/// [`dispatch`](Self::dispatch) does nothing: the engine is not re-entered, and the host does
+/// not spin on the level-triggered fd that the outer dispatch has not drained. The host's other
+/// sources run as usual; anyloop's callbacks wait until the outer callback returns, as GLib does
+/// for a source that does not recurse.
+///
+/// **Quit.** The [`quitter`](Self::quitter) wakes a host blocked in its poll; the next dispatch
+/// consumes the request and keeps it for [`take_quit`](Self::take_quit), so a quit never makes
+/// a host that ignores it (a GTK application) spin.
+///
+/// **The fd** is level-triggered: readable while a watched fd is ready or a wake-up is pending.
+/// Its number stays the same for this value's life; the file behind it may be replaced when the
+/// engine rebuilds its kernel state ([B62](anyloop::contract#b62)), which a host that polls by
+/// number (`poll(2)`, GLib) never notices and a host that registers fds by file (epoll,
+/// calloop, tokio) must follow ([`fd_replaced`](Self::fd_replaced)). An edge-triggered host
+/// (tokio's reactor) keeps treating the fd as readable until a dispatch found it quiet
+/// ([`fd_found_quiet`](Self::fd_found_quiet)).
+///
+/// **Destruction.** Dropping the `HostedEngine`, or [`close`](Self::close), frees every
+/// remaining callback exactly once on the calling thread ([R48](anyloop::contract#r48)); from
+/// inside one of its own callbacks that happens right after that dispatch returns. The fd stays
+/// open (and quiet) until the `HostedEngine` itself is dropped.
 ///
 /// One iteration of a host loop that polls with `poll(2)` (here through `rustix`), with the
 /// engine's fd beside the host's own:

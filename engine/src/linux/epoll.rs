@@ -230,8 +230,8 @@ pub fn verify_epoll(
 }
 
 impl EpollPoller {
-    /// The epoll fd, for a host loop that polls it as one entry of its own poll set (GLib,
-    /// calloop): it is readable whenever a watched fd is ready or a wake-up is pending.
+    /// The epoll fd: readable whenever a watched fd is ready or a wake-up is pending. A host
+    /// loop gets it through [`HostedEngine::fd`](crate::HostedEngine::fd).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
     }

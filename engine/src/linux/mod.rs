@@ -3,10 +3,11 @@
 //!
 //! - [`EpollPoller`] / [`EpollRegistrar`]: a level-triggered epoll instance, one
 //!   `epoll_wait` per iteration, with an eventfd wake-up ([`EventFdWaker`]) inside its set.
-//!   The built-in loop waits on it directly; a backend hosted by another loop (GLib, calloop)
-//!   registers the epoll fd itself ([`EpollPoller::fd`]) as a single entry of its host's poll
-//!   set and calls the engine with a zero timeout when the host reports it readable, so a
-//!   wake-up from another thread wakes the host too.
+//!   The built-in loop waits on it directly; a loop that hosts the engine (GLib, calloop,
+//!   tokio, an application's own loop) polls the epoll fd as a single entry of its poll set,
+//!   through [`HostedEngine`](crate::HostedEngine), whose three calls (before the poll, after
+//!   it, the outcome) also give the host its timeout for the engine's timers and make a
+//!   wake-up from another thread reach it.
 //! - [`Prober`]: one batched zero-timeout `poll(2)` over a list of fds (always-ready files,
 //!   and level re-checks for edge-triggered substrates).
 //! - [`check_open`] and [`borrow_fd`]: fd helpers for registrars.

@@ -49,10 +49,14 @@ fn run() -> Result<bool, Failure> {
     // The application's own timer and fd: a heartbeat, and lines another thread writes.
     let beats = Rc::new(Cell::new(0u32));
     let count = beats.clone();
-    app.add_timer(Duration::ZERO, Some(Duration::from_millis(40)), move |_, ()| {
-        count.set(count.get() + 1);
-        println!("app: heartbeat {}", count.get());
-    });
+    app.add_timer(
+        Duration::ZERO,
+        Some(Duration::from_millis(40)),
+        move |_, ()| {
+            count.set(count.get() + 1);
+            println!("app: heartbeat {}", count.get());
+        },
+    );
     let (reader, mut writer) = std::io::pipe()?;
     let reader = Rc::new(reader);
     let lines = Rc::new(Cell::new(0u32));
