@@ -4,7 +4,7 @@
 //! operations of libvirt's `virEventRegisterImpl`: add, update and remove a *handle*, i.e. an
 //! fd watch, and add, update and remove a *timeout*). The application decides which loop
 //! implements it: the built-in one (`anyloop-select`), its GLib main context, its calloop
-//! `EventLoop`, or an adapter of its own.
+//! `EventLoop`, its tokio runtime, or a loop of its own that hosts anyloop's engine.
 //!
 //! - [`Loop`] is the cheap, cloneable handle a library stores; [`Watch`] and [`Timer`] are
 //!   RAII guards on top of the id-based operations. A timer runs on a [`Schedule`]: every
@@ -30,9 +30,10 @@
 //! and checked by the `anyloop-conformance` kit against every backend.
 //!
 //! This crate is all a library needs: it compiles no event loop. The loops are in
-//! `anyloop-select` (the built-in one), `anyloop-glib` and `anyloop-calloop`; the building
-//! blocks they share (a registration table, a timer heap, an epoll engine) are in
-//! `anyloop-engine`, for backend authors.
+//! `anyloop-select` (the built-in one), `anyloop-glib`, `anyloop-calloop` and `anyloop-tokio`;
+//! what they share (the registration table and dispatch cycle, the timer heap, the OS layers,
+//! and `HostedEngine`, which hosts the engine in any loop that can poll one fd) is in
+//! `anyloop-engine`, for applications with a loop of their own and for backend authors.
 //!
 //! ```
 //! use anyloop::{IoEvents, Loop, Watch};

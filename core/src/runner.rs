@@ -102,7 +102,9 @@ pub trait Runner {
     /// One iteration ([R46](crate::contract#r46)): wait until a watched fd is ready, a timer
     /// is due, an op from another thread or a quit arrives, or `timeout` elapses (`None`: no
     /// limit; `Some(ZERO)`: do not block), then dispatch what was found and run the pending
-    /// frees. Returns how many callbacks ran; zero is normal (woken, or timed out).
+    /// frees. Returns how many of this loop's watch and timer callbacks ran: not frees, and
+    /// not the callbacks of a host loop's other sources that the iteration also ran; zero is
+    /// normal (woken, or timed out).
     ///
     /// # Errors
     /// [`CallbackPanicked`](crate::Error::CallbackPanicked) naming the first callback or free
