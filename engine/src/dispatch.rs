@@ -447,9 +447,16 @@ impl Work {
             // (Round 0 is "never reported".)
             let consecutive = slot.last_round != 0 && slot.last_round.wrapping_add(1) == round;
             slot.last_round = round;
+            let due =
+                slot.kernel == Kernel::Registered && slot.identity_check_due(consecutive, round);
             if !invalid && !slot.interest().is_empty() {
-                invalid = match check_fd_identity(slot, identities, key, consecutive, registrar) {
-                    FdCheck::Same => false,
+                invalid = match check_fd_identity(slot, identities, key, due, registrar) {
+                    FdCheck::Same => {
+                        if due {
+                            slot.identity_confirmed();
+                        }
+                        false
+                    }
                     FdCheck::Closed | FdCheck::Replaced => {
                         if slot.kernel == Kernel::Registered {
                             // The kernel may still hold the old file under this token and
@@ -747,14 +754,17 @@ fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
 /// ([R52](anyloop::contract#r52)). Costs a syscall, so it runs only when it can matter: for an
 /// fd probed by number (always ready, e.g. a regular file), on every report, since a number
 /// reused by another file would otherwise be probed as if it were the old one; for an fd the
-/// kernel tracks, when it is reported ready in consecutive iterations, which is how a closed
-/// number whose file stays open elsewhere (a dup, a forked child, an fd passed over a socket)
-/// shows up, level-triggered, on every wait.
+/// kernel tracks, when `due` (see `FdSlot::identity_check_due`): reported ready in consecutive
+/// iterations, which is how a closed number whose file stays open elsewhere (a dup, a forked
+/// child, an fd passed over a socket) shows up, level-triggered, on every wait, and then ever
+/// more rarely while it stays ready (at least once every 128 iterations), unless a kernel call
+/// since the last report checked it already. Reports in between are of the registered file
+/// (the kernel keys its registrations by file), never of a file that reused the number.
 fn check_fd_identity<R: Registrar>(
     slot: &super::table::FdSlot,
     identities: &super::table::Identities,
     key: usize,
-    consecutive: bool,
+    due: bool,
     registrar: &R,
 ) -> FdCheck {
     match slot.kernel {
@@ -764,7 +774,7 @@ fn check_fd_identity<R: Registrar>(
             (Some(_), Some(_)) => FdCheck::Replaced,
             (Some(_), None) => FdCheck::Closed,
         },
-        Kernel::Registered if consecutive => registrar
+        Kernel::Registered if due => registrar
             .verify(slot.fd, slot.token(key), slot.interest())
             .unwrap_or_else(|err| {
                 tracing::warn!(fd = slot.fd, %err, "verifying a ready fd failed");

@@ -37,6 +37,19 @@ const DIRTY: u8 = 2;
 /// That change enabled a watch: check the kernel registration even if the union of the
 /// interests ends up unchanged (as `State::sync_kernel`'s `verify`).
 const DIRTY_VERIFY: u8 = 4;
+/// A kernel call since the last report registered or modified the fd by number, which
+/// succeeds only while the number names the registered file: that call was an identity check
+/// ([R52](anyloop::contract#r52)), and the next consecutive report needs none.
+const SYNCED: u8 = 8;
+/// Bits 4..7: how many identity checks in a row the fd passed while it stayed ready (its
+/// *level*, capped at [`MAX_LEVEL`]). At level `n` the fd is checked in rounds that are a
+/// multiple of `2^n`: an fd ready in every iteration (a stream) pays one check per `2^n`
+/// rounds, never one per iteration.
+const LEVEL_SHIFT: u32 = 4;
+const LEVEL_MASK: u8 = 0b0111_0000;
+/// The highest level: an fd that stays ready is checked at least once every 128 rounds, which
+/// bounds how long a closed number whose file lives on can go unnoticed.
+pub(crate) const MAX_LEVEL: u8 = 7;
 
 /// The kernel-facing state of one watched fd.
 pub(crate) struct FdSlot {
@@ -54,7 +67,7 @@ pub(crate) struct FdSlot {
     /// Readiness collected in the current iteration (merges duplicate reports, [R12](anyloop::contract#r12)).
     pending: u8,
     pub(crate) kernel: Kernel,
-    /// `INVALID`, `DIRTY`, `DIRTY_VERIFY`.
+    /// `INVALID`, `DIRTY`, `DIRTY_VERIFY`, `SYNCED`, and the identity-check level.
     flags: u8,
 }
 
@@ -133,6 +146,36 @@ impl FdSlot {
         let verify = self.flags & DIRTY_VERIFY != 0;
         self.flags &= !(DIRTY | DIRTY_VERIFY);
         Some(verify)
+    }
+
+    /// A kernel call just registered or modified this fd by number: it named the registered
+    /// file then (see [`SYNCED`]).
+    pub(crate) fn mark_synced(&mut self) {
+        self.flags |= SYNCED;
+    }
+
+    /// Whether this report of an fd the kernel tracks calls for an identity check
+    /// ([R52](anyloop::contract#r52)): the fd was reported in the previous round too (a
+    /// closed number whose file lives on is reported in every round, level-triggered), no
+    /// kernel call checked it since, and `round` is a multiple of `2^level`. A report that
+    /// breaks the streak sets the level back to 0, so a streak's first consecutive report is
+    /// always checked. Consumes the synced mark.
+    pub(crate) fn identity_check_due(&mut self, consecutive: bool, round: u32) -> bool {
+        let synced = self.flags & SYNCED != 0;
+        self.flags &= !SYNCED;
+        if !consecutive {
+            self.flags &= !LEVEL_MASK;
+            return false;
+        }
+        let level = (self.flags & LEVEL_MASK) >> LEVEL_SHIFT;
+        !synced && round & ((1u32 << level) - 1) == 0
+    }
+
+    /// The identity check that [`identity_check_due`](Self::identity_check_due) asked for
+    /// found the same file: check half as often from now on (down to [`MAX_LEVEL`]).
+    pub(crate) fn identity_confirmed(&mut self) {
+        let level = ((self.flags & LEVEL_MASK) >> LEVEL_SHIFT).saturating_add(1);
+        self.flags = (self.flags & !LEVEL_MASK) | (level.min(MAX_LEVEL) << LEVEL_SHIFT);
     }
 
     /// The handle slots of the watches on this fd (fd slot `key`), in registration order.
@@ -285,6 +328,43 @@ mod tests {
         assert!(slot.remove_watch(7, 15, &mut crowds));
         assert_eq!(keys(&slot, 7, &crowds), Vec::<usize>::new());
         assert!(crowds.0.is_empty());
+    }
+
+    /// An fd ready round after round is checked at its first consecutive report, then at
+    /// rounds spaced by 2, 4, ... up to 128; a round without a report starts over; a kernel
+    /// call in between stands for a check.
+    #[test]
+    fn identity_checks_thin_out_while_an_fd_stays_ready() {
+        let mut slot = FdSlot::new(3, 1);
+        assert!(
+            !slot.identity_check_due(false, 1),
+            "a first report needs no check"
+        );
+        let mut checks = Vec::new();
+        for round in 2..=1000u32 {
+            if slot.identity_check_due(true, round) {
+                checks.push(round);
+                slot.identity_confirmed();
+            }
+        }
+        assert_eq!(checks[..4], [2, 4, 8, 16]);
+        let gaps: Vec<u32> = checks.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&gap| gap <= 128), "{gaps:?}");
+        assert!(checks.len() < 15, "{} checks in 999 rounds", checks.len());
+        // The streak breaks: the next consecutive report is checked at once again.
+        assert!(!slot.identity_check_due(false, 2000));
+        assert!(slot.identity_check_due(true, 2001));
+        // A kernel call since the last report stands for the check.
+        slot.mark_synced();
+        assert!(!slot.identity_check_due(true, 2002));
+        assert!(slot.identity_check_due(true, 2002), "only once");
+        // The level and the synced mark leave the other flags alone.
+        slot.set_interest(IoEvents::READABLE);
+        assert!(slot.mark_dirty(true));
+        slot.mark_synced();
+        slot.identity_confirmed();
+        assert_eq!(slot.take_dirty(), Some(true));
+        assert_eq!(slot.take_report(), (IoEvents::empty(), false));
     }
 
     #[test]

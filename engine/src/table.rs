@@ -410,7 +410,10 @@ impl State {
                     .register(fd, token, want)
                     .map_err(os("register"))?
                 {
-                    Registered::Kernel => Kernel::Registered,
+                    Registered::Kernel => {
+                        slot.mark_synced();
+                        Kernel::Registered
+                    }
                     Registered::AlwaysReady => Kernel::AlwaysReady,
                     Registered::Gone => Kernel::Gone,
                 }
@@ -419,7 +422,12 @@ impl State {
                 .reregister(fd, token, want)
                 .map_err(os("reregister"))?
             {
-                Registered::Kernel => Kernel::Registered,
+                // The kernel found the number naming the registered file (or registered the
+                // file it names now): as good as an identity check (R52).
+                Registered::Kernel => {
+                    slot.mark_synced();
+                    Kernel::Registered
+                }
                 Registered::AlwaysReady => Kernel::AlwaysReady,
                 Registered::Gone => Kernel::Gone,
             },
