@@ -9,7 +9,36 @@ use fragile::Sticky;
 /// on that thread, and dropped there (a drop elsewhere waits until that thread ends,
 /// [R42](crate::contract#r42)).
 ///
-/// This is how a refused thread-bound registry callback comes back
+/// **Binding a C library whose Rust wrapper demands `Send`.** Many wrappers of C libraries
+/// built for an external loop take their callbacks as `Send` closures although the C library
+/// calls them on the thread that drives it, which with anyloop is the loop thread (the `curl`
+/// crate's `Multi::socket_function` and `timer_function`, for example). The binding's state
+/// on that thread is usually an `Rc<RefCell<..>>`, which is not `Send`. Wrap it: the closure
+/// becomes `Send`, reaches the state through [`with`](Self::with) (an `Fn` closure can, since
+/// it takes `&self`) or [`with_mut`](Self::with_mut), and would get `None` if it ever ran on
+/// another thread, so no `unsafe impl Send` is needed:
+///
+/// ```
+/// use anyloop::ThreadBound;
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// /// What a wrapper asks for: a `Send` callback (here called on this same thread).
+/// fn set_socket_function(f: impl Fn(i32) + Send + 'static) -> Box<dyn Fn(i32) + Send> {
+///     Box::new(f)
+/// }
+///
+/// let sockets: Rc<RefCell<Vec<i32>>> = Rc::default();
+/// let bound = ThreadBound::new(sockets.clone());
+/// let callback = set_socket_function(move |fd| {
+///     // Always `Some` on the loop thread, where the C library calls it.
+///     bound.with(|sockets| sockets.borrow_mut().push(fd)).expect("on the loop thread");
+/// });
+/// callback(7);
+/// assert_eq!(*sockets.borrow(), [7]);
+/// ```
+///
+/// It is also how a refused thread-bound registry callback comes back
 /// ([`Registry::on_local`](crate::Registry::on_local)): inside a [`Rejected`](crate::Rejected)
 /// that stays `Send + Sync`, so that `?` turns it into `anyhow::Error` or
 /// `Box<dyn Error + Send + Sync>` like any other failed add.
@@ -49,6 +78,12 @@ impl<T: 'static> ThreadBound<T> {
     }
 
     /// Runs `f` with the value on its own thread (`None` elsewhere, and `f` is not called).
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.0.try_with(f).ok()
+    }
+
+    /// Runs `f` with the value, mutably, on its own thread (`None` elsewhere, and `f` is not
+    /// called).
     pub fn with_mut<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         self.0.try_with_mut(f).ok()
     }
@@ -86,11 +121,13 @@ mod tests {
             s.spawn(move || {
                 assert!(!bound.is_here());
                 assert_eq!(bound.with_mut(|v| **v), None);
+                assert_eq!(bound.with(|v| **v), None);
                 bound.into_inner().expect_err("not its thread")
             })
             .join()
             .expect("thread")
         });
+        assert_eq!(bound.with(|v| **v), Some(7));
         assert_eq!(*bound.into_inner().expect("home again"), 7);
     }
 }

@@ -12,6 +12,7 @@ use crate::events::IoEvents;
 use crate::guard::{Timer, Watch};
 use crate::id::{TimerId, WatchId};
 use crate::vtable::{Backend, LoopStats, Schedule};
+use crate::watch_fd::AsWatchFd;
 
 /// A shared handle to an event loop backend: an `Arc<dyn Backend>`.
 ///
@@ -75,17 +76,19 @@ impl Loop {
         std::ptr::addr_eq(Arc::as_ptr(&self.backend), Arc::as_ptr(&other.backend))
     }
 
-    /// [`Backend::add_watch`] taking any suitable closure.
+    /// [`Backend::add_watch`] taking any suitable closure, on a borrowed fd or a raw number
+    /// ([`AsWatchFd`]).
     ///
     /// A thread-bound callback ([`WatchCallback::local`]) is refused with
     /// [`WrongThread`](Error::WrongThread) unless this is the loop's thread
     /// ([`Backend::loop_thread`]).
     pub fn add_watch(
         &self,
-        fd: RawFd,
+        fd: impl AsWatchFd,
         interest: IoEvents,
         callback: impl Into<WatchCallback>,
     ) -> Result<WatchId, Rejected<WatchCallback>> {
+        let fd = fd.watch_fd();
         let callback = callback.into();
         if let Some(thread) = callback.thread() {
             if let Err(error) = self.check_thread(thread) {
@@ -178,16 +181,19 @@ impl Loop {
         }
     }
 
-    /// Adds a watch that removes itself when the returned guard is dropped.
+    /// Adds a watch that removes itself when the returned guard is dropped, on a borrowed fd
+    /// (`&socket`) or a raw number ([`AsWatchFd`]). Drop the guard before closing the fd
+    /// ([R53](crate::contract#r53)).
     ///
     /// # Errors
     /// As [`Backend::add_watch`].
     pub fn watch(
         &self,
-        fd: RawFd,
+        fd: impl AsWatchFd,
         interest: IoEvents,
         callback: impl Into<WatchCallback>,
     ) -> Result<Watch, Rejected<WatchCallback>> {
+        let fd = fd.watch_fd();
         let id = self.add_watch(fd, interest, callback)?;
         Ok(Watch::from_parts(self.clone(), id, fd))
     }
@@ -201,7 +207,7 @@ impl Loop {
     /// [`Backend::add_watch`].
     pub fn watch_local(
         &self,
-        fd: RawFd,
+        fd: impl AsWatchFd,
         interest: IoEvents,
         callback: impl FnMut(WatchId, RawFd, IoEvents) + 'static,
     ) -> Result<Watch, Rejected<WatchCallback>> {

@@ -70,6 +70,7 @@ mod id;
 pub mod registry;
 mod runner;
 mod vtable;
+mod watch_fd;
 
 pub use bound::ThreadBound;
 pub use callback::{TimerCallback, WatchCallback};
@@ -86,3 +87,4 @@ pub use id::{CallbackId, RegistrationId, TimerId, WatchId};
 pub use registry::{Event, EventKind, EventSet, KindSet, Registry};
 pub use runner::{Quitter, Runner, Stopped};
 pub use vtable::{Backend, LoopStats, Schedule};
+pub use watch_fd::AsWatchFd;

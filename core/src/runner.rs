@@ -178,6 +178,25 @@ pub trait Runner {
         self.handle().stats()
     }
 
+    /// Runs the pending frees now ([R25](crate::contract#r25)): the callbacks of registrations
+    /// removed since the last iteration are dropped, on this thread (libvirt-python's `drain`,
+    /// for an owner about to tear things down). Returns how many ran.
+    ///
+    /// Every backend of the project overrides it with a drain that does not poll. The default,
+    /// for a backend that has none, runs one iteration that does not block
+    /// ([`run_once`](Self::run_once) with `Some(ZERO)`: it runs the pending frees first,
+    /// [R46](crate::contract#r46), but also dispatches whatever is ready) and returns how many
+    /// frees it ran, from [`stats`](Self::stats).
+    ///
+    /// # Errors
+    /// [`CallbackPanicked`](crate::Error::CallbackPanicked) if a free panicked (the others
+    /// still ran); the default also as [`run_once`](Self::run_once).
+    fn drain(&mut self) -> Result<usize> {
+        let pending = self.stats().pending_frees;
+        self.run_once(Some(Duration::ZERO))?;
+        Ok(pending.saturating_sub(self.stats().pending_frees))
+    }
+
     /// Binds this loop as the calling thread's current loop until the binding is dropped, so
     /// that [`Loop::current`] finds it ([R50](crate::contract#r50)).
     ///
@@ -219,5 +238,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
 
     fn stats(&self) -> LoopStats {
         (**self).stats()
+    }
+
+    fn drain(&mut self) -> Result<usize> {
+        (**self).drain()
     }
 }

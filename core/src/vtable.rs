@@ -36,6 +36,14 @@ pub enum Schedule {
     /// [`Disabled`](Self::Disabled): the timer stays registered (its id stays valid) until it
     /// is re-armed by an update or removed. `Once(Duration::ZERO)` runs the callback once, in
     /// the next iteration: unlike `Every(ZERO)`, a forgotten disable is not a busy loop.
+    ///
+    /// A trap for bindings of C libraries that drive one timer through a callback ("call me
+    /// in N ms", "-1: delete it", as libcurl's `CURLMOPT_TIMERFUNCTION`): a fired `Once` timer
+    /// is still registered and counted in [`LoopStats::timers`]
+    /// ([R27](crate::contract#r27)), and some libraries never say "delete" after their last
+    /// timeout (libcurl 7.88 does not). A binding that wants nothing left registered when the
+    /// C library is idle removes the timer itself, from its callback or when the library's
+    /// work is done.
     Once(Duration),
 }
 

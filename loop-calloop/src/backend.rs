@@ -149,6 +149,16 @@ impl<'l> CalloopSource<'l> {
         }
     }
 
+    /// Runs the pending frees now, without dispatching calloop ([R25](anyloop::contract#r25));
+    /// 0 when called from inside one of anyloop's callbacks (they run at the end of that
+    /// iteration anyway). Returns how many ran.
+    ///
+    /// # Errors
+    /// [`Error::CallbackPanicked`] if a free panicked.
+    pub fn drain(&self) -> Result<usize> {
+        self.host.drain()
+    }
+
     /// Consumes a pending quit request: `true` once per request (what
     /// [`CalloopLoop`](crate::CalloopLoop)'s `run` looks at between dispatches).
     pub fn take_quit(&self) -> bool {

@@ -115,6 +115,10 @@ impl<D: 'static> Runner for CalloopLoop<D> {
     fn take_quit(&mut self) -> bool {
         self.source.take_quit()
     }
+
+    fn drain(&mut self) -> Result<usize> {
+        self.source.drain()
+    }
 }
 
 impl<D: 'static> fmt::Debug for CalloopLoop<D> {

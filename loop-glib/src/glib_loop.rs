@@ -104,16 +104,6 @@ impl GlibLoop {
         set_priority(&self.source, priority);
     }
 
-    /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)). Returns
-    /// how many ran (0 when called from inside one of this loop's callbacks: they run at the
-    /// end of that iteration anyway).
-    ///
-    /// # Errors
-    /// [`Error::CallbackPanicked`] if a free panicked.
-    pub fn drain(&mut self) -> Result<usize> {
-        self.core.host.drain()
-    }
-
     /// One iteration of the context, with the context already acquired by this thread.
     fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
         // An error of an iteration someone else drove (GTK, a `glib::MainLoop`) is reported
@@ -157,6 +147,13 @@ impl GlibLoop {
 /// The [`Quitter`] only concerns [`run`](Runner::run) and [`run_until`](Runner::run_until):
 /// the context itself keeps going for whoever else iterates it.
 impl Runner for GlibLoop {
+    /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)); 0 when
+    /// called from inside one of this loop's callbacks (they run at the end of that iteration
+    /// anyway).
+    fn drain(&mut self) -> Result<usize> {
+        self.core.host.drain()
+    }
+
     fn handle(&self) -> Loop {
         self.handle.clone()
     }

@@ -121,15 +121,6 @@ impl SelectLoop {
     pub fn poller(&self) -> PollerKind {
         self.poller
     }
-
-    /// Runs the pending frees now, without polling (libvirt-python's `drain`, [R25](anyloop::contract#r25)). Returns
-    /// how many ran.
-    ///
-    /// # Errors
-    /// [`Error::CallbackPanicked`] if a free panicked.
-    pub fn drain(&mut self) -> Result<usize> {
-        with_engine!(&mut self.inner, engine => engine.drain())
-    }
 }
 
 /// The owner side: [`run_once`](Runner::run_once) is one kernel wait plus the dispatch of what
@@ -137,6 +128,12 @@ impl SelectLoop {
 /// is whichever thread runs it (it was created on, or last ran, it): thread-bound callbacks
 /// are added and run there.
 impl Runner for SelectLoop {
+    /// Runs the pending frees now, without polling (libvirt-python's `drain`,
+    /// [R25](anyloop::contract#r25)).
+    fn drain(&mut self) -> Result<usize> {
+        with_engine!(&mut self.inner, engine => engine.drain())
+    }
+
     fn handle(&self) -> Loop {
         with_engine!(&self.inner, engine => engine.handle())
     }

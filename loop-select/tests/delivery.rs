@@ -179,3 +179,42 @@ impl WriteAll for &UnixStream {
         s.write_all(bytes).unwrap();
     }
 }
+
+/// A watch on a borrowed fd (`&UnixStream`, a `BorrowedFd`) and on its raw number name the
+/// same fd ([`anyloop::AsWatchFd`]): all three hear it, with its number.
+#[test]
+fn watches_take_borrowed_fds_and_raw_numbers_alike() {
+    for poller in POLLERS {
+        let mut lp = new_loop(poller);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let number = theirs.as_raw_fd();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let watch = |label: &'static str| {
+            let heard = heard.clone();
+            move |_id, fd, _ev| heard.lock().unwrap().push((label, fd))
+        };
+        let h = lp.handle();
+        let _a = h
+            .watch(&theirs, IoEvents::READABLE, watch("borrowed"))
+            .unwrap();
+        let _b = h
+            .watch(
+                std::os::fd::AsFd::as_fd(&theirs),
+                IoEvents::READABLE,
+                watch("fd"),
+            )
+            .unwrap();
+        let _c = h
+            .watch(number, IoEvents::READABLE, watch("number"))
+            .unwrap();
+        std::io::Write::write_all(&mut &ours, b"x").unwrap();
+        run_until(&mut lp, || heard.lock().unwrap().len() >= 3);
+        let mut got = heard.lock().unwrap()[..3].to_vec();
+        got.sort();
+        assert_eq!(
+            got,
+            [("borrowed", number), ("fd", number), ("number", number)],
+            "{poller:?}"
+        );
+    }
+}

@@ -162,16 +162,6 @@ impl TokioLoop {
         })
     }
 
-    /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)). Returns
-    /// how many ran.
-    ///
-    /// # Errors
-    /// [`Error::CallbackPanicked`] if a free panicked.
-    pub fn drain(&mut self) -> Result<usize> {
-        let _context = self.runtime.enter();
-        self.driver.drain()
-    }
-
     /// The first error of an anyloop iteration that was not reported yet (one run during
     /// [`block_on`](Self::block_on)).
     pub fn take_error(&mut self) -> Option<Error> {
@@ -190,6 +180,12 @@ fn guarded<T>(drive: impl FnOnce() -> T) -> Result<T> {
 }
 
 impl Runner for TokioLoop {
+    /// Runs the pending frees now, without iterating ([R25](anyloop::contract#r25)).
+    fn drain(&mut self) -> Result<usize> {
+        let _context = self.runtime.enter();
+        self.driver.drain()
+    }
+
     fn handle(&self) -> Loop {
         self.driver.handle()
     }
