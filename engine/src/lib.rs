@@ -7,13 +7,17 @@
 //! Everything a backend needs that does not depend on its substrate, written once: an
 //! index-tracked [`TimerHeap`], the [`DeferredFrees`] list, panic catching at the dispatch
 //! boundary ([`catch_user_panic`]), poll-timeout arithmetic ([`deadline_after`],
-//! [`poll_timeout`]), and — for backends that own a kernel poller (epoll, mio, or one GLib /
-//! calloop source wrapping an epoll fd) — the whole registration table and dispatch cycle,
-//! [`Engine`], generic over a small OS layer ([`Poller`] + [`Registrar`]).
+//! [`poll_timeout`]), and — for backends that own a kernel poller (epoll, mio, `poll(2)`, or
+//! one GLib / calloop source wrapping an epoll fd) — the whole registration table and dispatch
+//! cycle, [`Engine`], generic over a small OS layer ([`Poller`] + [`Registrar`]).
 //!
-//! The engine makes no OS calls: the OS layer is the backend's choice. The one Linux layer
-//! that several backends share (level-triggered epoll with an eventfd wake-up, and a batched
-//! `poll(2)` probe) lives in [`linux`], the only module of this crate that makes system calls.
+//! The engine makes no OS calls: the OS layer is the backend's choice. This crate has two, the
+//! only modules that make system calls: [`linux`] (level-triggered epoll with an eventfd
+//! wake-up, which the Linux backends share, and which a host loop can poll as one fd), and
+//! [`posix`] (`poll(2)` with a self-pipe wake-up and nothing Linux-only: the layer a port to
+//! another Unix starts from; its module doc says what it costs and what a kqueue layer would
+//! change). `posix` also holds the fd helpers and the batched `poll(2)` probe
+//! ([`posix::Prober`]), which [`linux`] re-exports.
 //!
 //! To follow one event from the kernel to the user's callback, read `engine/src/dispatch.rs`
 //! top to bottom: it holds the whole cycle of [`Engine::run_once`] in order.
@@ -31,6 +35,8 @@ mod heap;
 pub mod linux;
 mod panic;
 mod poller;
+#[cfg(unix)]
+pub mod posix;
 mod table;
 
 pub use clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};
