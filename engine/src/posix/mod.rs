@@ -26,8 +26,8 @@
 //!   the epoll layer).
 //! - **One pipe write per cross-thread wake-up** (the engine coalesces them: at most one is
 //!   pending), and one `read` on the loop thread when it fired.
-//! - Registration changes make no kernel call: `register` and `reregister` cost one `fstat`
-//!   (the file's identity, and whether the number is open), `deregister` none.
+//! - Registration changes leave the kernel alone: `register` and `reregister` cost one `fstat`
+//!   (the file's identity, and whether the number is open), `deregister` no system call.
 //!
 //! # Closed fds ([R52](anyloop::contract#r52))
 //!
