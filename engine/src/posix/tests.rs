@@ -1,7 +1,7 @@
 //! The `poll(2)` layer on its own, through the [`Poller`] / [`Registrar`] traits the engine
 //! uses.
 
-use std::io::Write;
+use std::io::{PipeReader, PipeWriter, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,33 +58,50 @@ fn readable_now(fd: &OwnedFd) -> bool {
     rustix::event::poll(&mut fds, Some(&zero)).expect("poll") == 1
 }
 
+/// `number` is readable, but the next wait does not hear it: it is not polled.
+fn assert_unheard(poller: &mut PollPoller, number: &OwnedFd, why: &str) {
+    assert!(readable_now(number));
+    assert_eq!(wait(poller, SHORT), (false, vec![]), "{why}");
+}
+
+/// The read end of a fresh pipe (nothing written), and its writer.
+fn quiet_pipe() -> (OwnedFd, PipeWriter) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    (reader.into(), writer)
+}
+
+/// Makes `number` name another file, a readable pipe (dup2 closes the old file atomically);
+/// returns that pipe's ends, which keep it open and readable.
+fn reuse_for_a_readable_pipe(number: &mut OwnedFd) -> (PipeReader, PipeWriter) {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(b"the new file's data").unwrap();
+    let fd = number.as_raw_fd();
+    rustix::io::dup2(&reader, number).unwrap();
+    assert_eq!(number.as_raw_fd(), fd);
+    (reader, writer)
+}
+
 #[test]
 fn a_number_reused_by_another_file_is_reported_invalid_once_then_dropped() {
     let (mut poller, registrar) = new_poll().unwrap();
-    let (old, _old_writer) = std::io::pipe().unwrap();
-    let mut number: OwnedFd = old.into();
+    let (mut number, _old_writer) = quiet_pipe();
     let fd = number.as_raw_fd();
     let registered = registrar.register(fd, OLD, IoEvents::READABLE).unwrap();
     assert_eq!(registered, Registered::Kernel);
     assert_eq!(wait(&mut poller, Duration::ZERO), (false, vec![]));
 
-    // Another file, readable, takes the number (dup2 closes the old one atomically).
-    let (new_reader, mut new_writer) = std::io::pipe().unwrap();
-    new_writer.write_all(b"the new file's data").unwrap();
-    rustix::io::dup2(&new_reader, &mut number).unwrap();
-    assert_eq!(number.as_raw_fd(), fd);
+    let _new_file = reuse_for_a_readable_pipe(&mut number);
     assert_eq!(
         wait(&mut poller, PATIENCE).1,
         vec![invalid(OLD)],
         "R52: the new file's readiness reached the old registration"
     );
 
-    // Dropped from the set: the number is readable, but the next wait does not hear it.
-    assert!(readable_now(&number));
-    assert_eq!(
-        wait(&mut poller, SHORT),
-        (false, vec![]),
-        "the invalid registration is still polled"
+    // Dropped from the set.
+    assert_unheard(
+        &mut poller,
+        &number,
+        "the invalid registration is still polled",
     );
 
     // An update registers whatever file the number names now (R53).
@@ -99,13 +116,10 @@ fn a_number_reused_by_another_file_is_reported_invalid_once_then_dropped() {
 #[test]
 fn a_registration_racing_an_invalid_report_adds_nothing_until_the_next_wait() {
     let (mut poller, registrar) = new_poll().unwrap();
-    let (old, _old_writer) = std::io::pipe().unwrap();
-    let mut number: OwnedFd = old.into();
+    let (mut number, _old_writer) = quiet_pipe();
     let fd = number.as_raw_fd();
     registrar.register(fd, OLD, IoEvents::READABLE).unwrap();
-    let (new_reader, mut new_writer) = std::io::pipe().unwrap();
-    new_writer.write_all(b"the new file's data").unwrap();
-    rustix::io::dup2(&new_reader, &mut number).unwrap();
+    let _new_file = reuse_for_a_readable_pipe(&mut number);
     assert_eq!(wait(&mut poller, PATIENCE).1, vec![invalid(OLD)]);
 
     // An update from another thread lands before the engine takes the report in (it still
@@ -115,11 +129,10 @@ fn a_registration_racing_an_invalid_report_adds_nothing_until_the_next_wait() {
     assert_eq!(answer, Registered::AlwaysReady);
     let answer = registrar.register(fd, OLD, IoEvents::READABLE).unwrap();
     assert_eq!(answer, Registered::AlwaysReady);
-    assert!(readable_now(&number));
-    assert_eq!(
-        wait(&mut poller, SHORT),
-        (false, vec![]),
-        "a registration racing the invalid report was added to the set"
+    assert_unheard(
+        &mut poller,
+        &number,
+        "a registration racing the invalid report was added to the set",
     );
 
     // By the next wait the engine has taken the report in: a registration is one again.
@@ -315,8 +328,7 @@ fn an_update_between_an_invalid_report_and_the_engine_leaves_nothing_polled() {
         reports: Vec::new(),
     };
     let mut engine = crate::Engine::new(poller, registrar);
-    let (old, _old_writer) = std::io::pipe().unwrap();
-    let mut number: OwnedFd = old.into();
+    let (mut number, _old_writer) = quiet_pipe();
     let heard = Arc::new(Mutex::new(Vec::new()));
     let log = heard.clone();
     let id = engine
@@ -334,9 +346,7 @@ fn an_update_between_an_invalid_report_and_the_engine_leaves_nothing_polled() {
     // The number is reused by a readable file (a library bug, R53), and another thread
     // updates the watch right after the wait that finds out, before the engine takes that
     // report in (a wait that may sleep runs without the engine's lock).
-    let (new_reader, mut new_writer) = std::io::pipe().unwrap();
-    new_writer.write_all(b"the new file's data").unwrap();
-    rustix::io::dup2(&new_reader, &mut number).unwrap();
+    let _new_file = reuse_for_a_readable_pipe(&mut number);
     let handle = engine.handle();
     *after_wait.lock().unwrap() = Some(Box::new(move || {
         std::thread::spawn(move || {

@@ -74,44 +74,30 @@ impl AsFd for PipeWaker {
     }
 }
 
-/// `pipe2(O_NONBLOCK | O_CLOEXEC)`: one call, and no window in which a concurrent
-/// `fork`+`exec` could inherit the ends. The systems listed are the ones where `rustix`
-/// offers `pipe2`.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris"
-))]
+/// A non-blocking, close-on-exec pipe: `pipe2(O_NONBLOCK | O_CLOEXEC)` on the systems where
+/// `rustix` offers it (one call, and no window in which a concurrent `fork`+`exec` could
+/// inherit the ends), [`pipe_then_fcntl`] on the others (macOS among them).
+#[allow(unreachable_code)] // where pipe2 exists, the portable way after it is not reached
 fn nonblocking_cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pipe::{pipe_with, PipeFlags};
-    Ok(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?)
-}
-
-/// Plain POSIX: `pipe`, then `fcntl` on each end (macOS and the other systems without
-/// `pipe2`). A `fork`+`exec` on another thread between the two calls could inherit the ends;
-/// the loop works all the same.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly",
-    target_os = "illumos",
-    target_os = "solaris"
-)))]
-fn nonblocking_cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos",
+        target_os = "solaris"
+    ))]
+    return Ok(rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
+    )?);
     pipe_then_fcntl()
 }
 
-/// The portable way to a non-blocking, close-on-exec pipe. Compiled everywhere, so that the
-/// tests run it on Linux too.
-#[allow(dead_code)] // on systems with pipe2, used by the tests only
+/// Plain POSIX: `pipe`, then `fcntl` on each end. A `fork`+`exec` on another thread between
+/// the calls could inherit the ends; the loop works all the same. (Compiled everywhere, so
+/// that the tests run it on Linux too.)
 fn pipe_then_fcntl() -> io::Result<(OwnedFd, OwnedFd)> {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     use rustix::io::{fcntl_setfd, FdFlags};
