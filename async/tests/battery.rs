@@ -938,7 +938,14 @@ fn block_on_a_future_that_wakes_itself_does_not_block() {
 #[test]
 fn the_battery_covers_every_built_backend() {
     let built: Vec<&str> = LoopChoice::built().map(LoopChoice::name).collect();
-    for name in ["select", "select-mio", "glib", "calloop", "tokio"] {
+    for name in [
+        "select",
+        "select-mio",
+        "select-poll",
+        "glib",
+        "calloop",
+        "tokio",
+    ] {
         assert!(
             built.contains(&name),
             "{name} is not built into the battery"

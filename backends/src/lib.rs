@@ -53,6 +53,9 @@ pub enum LoopChoice {
     /// The built-in loop on mio's edge-triggered epoll, with level-triggered delivery
     /// emulated (`anyloop_select::PollerKind::Mio`).
     SelectMio,
+    /// The built-in loop on `poll(2)`, portable POSIX, with a self-pipe wake-up
+    /// (`anyloop_select::PollerKind::Poll`).
+    SelectPoll,
     /// `anyloop-glib` on a private GLib main context (cargo feature `glib`).
     Glib,
     /// `anyloop-calloop`'s [`CalloopLoop`](https://docs.rs/anyloop-calloop): a calloop event
@@ -65,19 +68,22 @@ pub enum LoopChoice {
 
 impl LoopChoice {
     /// Every backend, built into this binary or not, in the order `--help` lists them.
-    pub const ALL: [LoopChoice; 5] = [
+    pub const ALL: [LoopChoice; 6] = [
         LoopChoice::Select,
         LoopChoice::SelectMio,
+        LoopChoice::SelectPoll,
         LoopChoice::Glib,
         LoopChoice::Calloop,
         LoopChoice::Tokio,
     ];
 
-    /// The name a `--loop` option takes: `select`, `select-mio`, `glib`, `calloop` or `tokio`.
+    /// The name a `--loop` option takes: `select`, `select-mio`, `select-poll`, `glib`,
+    /// `calloop` or `tokio`.
     pub fn name(self) -> &'static str {
         match self {
             LoopChoice::Select => "select",
             LoopChoice::SelectMio => "select-mio",
+            LoopChoice::SelectPoll => "select-poll",
             LoopChoice::Glib => "glib",
             LoopChoice::Calloop => "calloop",
             LoopChoice::Tokio => "tokio",
@@ -87,7 +93,7 @@ impl LoopChoice {
     /// The cargo feature of this crate that builds the backend (`None`: always built).
     pub fn feature(self) -> Option<&'static str> {
         match self {
-            LoopChoice::Select | LoopChoice::SelectMio => None,
+            LoopChoice::Select | LoopChoice::SelectMio | LoopChoice::SelectPoll => None,
             LoopChoice::Glib => Some("glib"),
             LoopChoice::Calloop => Some("calloop"),
             LoopChoice::Tokio => Some("tokio"),
@@ -97,7 +103,7 @@ impl LoopChoice {
     /// Whether this build includes the backend.
     pub fn is_built(self) -> bool {
         match self {
-            LoopChoice::Select | LoopChoice::SelectMio => true,
+            LoopChoice::Select | LoopChoice::SelectMio | LoopChoice::SelectPoll => true,
             LoopChoice::Glib => cfg!(feature = "glib"),
             LoopChoice::Calloop => cfg!(feature = "calloop"),
             LoopChoice::Tokio => cfg!(feature = "tokio"),
@@ -128,6 +134,9 @@ impl LoopChoice {
             )),
             LoopChoice::SelectMio => Ok(Box::new(
                 SelectLoop::with_poller(PollerKind::Mio).map_err(create)?,
+            )),
+            LoopChoice::SelectPoll => Ok(Box::new(
+                SelectLoop::with_poller(PollerKind::Poll).map_err(create)?,
             )),
             LoopChoice::Glib => {
                 #[cfg(feature = "glib")]
@@ -222,7 +231,9 @@ impl FromStr for LoopChoice {
 #[non_exhaustive]
 pub enum ChooseError {
     /// No backend has this name.
-    #[error("unknown loop `{0}` (expected select, select-mio, glib, calloop or tokio)")]
+    #[error(
+        "unknown loop `{0}` (expected select, select-mio, select-poll, glib, calloop or tokio)"
+    )]
     Unknown(String),
     /// The backend exists but this build left it out.
     #[error(
@@ -259,7 +270,7 @@ mod tests {
         let err = "qt".parse::<LoopChoice>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown loop `qt` (expected select, select-mio, glib, calloop or tokio)"
+            "unknown loop `qt` (expected select, select-mio, select-poll, glib, calloop or tokio)"
         );
     }
 

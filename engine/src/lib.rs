@@ -92,9 +92,16 @@
 //! someone else runs. A backend written by hand instead, without the engine, must pass the
 //! same kit; the kit's `reference` backend is a small complete example.
 //!
-//! The engine makes no OS calls: the OS layer is the backend's choice. To follow one event
-//! from the kernel to the user's callback, read `engine/src/dispatch.rs` top to bottom: it
-//! holds the whole cycle of [`Engine::run_once`] in order.
+//! The engine makes no OS calls: the OS layer is the backend's choice. This crate has two, the
+//! only modules that make system calls: [`linux`] (level-triggered epoll with an eventfd
+//! wake-up, which the Linux backends share, and which a host loop can poll as one fd), and
+//! [`posix`] (`poll(2)` with a self-pipe wake-up and nothing Linux-only: the layer a port to
+//! another Unix starts from; its module doc says what it costs and what a kqueue layer would
+//! change). `posix` also holds the fd helpers and the batched `poll(2)` probe
+//! ([`posix::Prober`]), which [`linux`] re-exports.
+//!
+//! To follow one event from the kernel to the user's callback, read `engine/src/dispatch.rs`
+//! top to bottom: it holds the whole cycle of [`Engine::run_once`] in order.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -109,6 +116,8 @@ mod hosted;
 pub mod linux;
 mod panic;
 mod poller;
+#[cfg(unix)]
+pub mod posix;
 mod table;
 
 pub use clock::{deadline_after, poll_timeout, NextIteration, MAX_WAIT};

@@ -45,8 +45,9 @@ pub struct Readiness {
     pub token: Token,
     /// What the fd is ready for (`ERROR`/`HANGUP` included as the kernel reports them).
     pub events: IoEvents,
-    /// The fd is not open any more (`POLLNVAL`): the engine delivers `ERROR` once to each
-    /// enabled watch and then disables them (contract [R52](anyloop::contract#r52)).
+    /// The fd is not open any more (`POLLNVAL`), or its number names another file than the
+    /// one registered: the engine delivers `ERROR` once to each enabled watch and then
+    /// disables them (contract [R52](anyloop::contract#r52)).
     pub invalid: bool,
 }
 

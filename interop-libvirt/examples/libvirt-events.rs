@@ -35,9 +35,10 @@ struct Args {
     /// The libvirt URI to watch.
     #[arg(default_value = "test:///default")]
     uri: String,
-    /// The event loop that runs libvirt's events: the built-in loop on epoll (`select`) or on
-    /// mio (`select-mio`), a GLib main context (`glib`) as in a GTK application, a calloop
-    /// event loop (`calloop`) as in a Wayland compositor, or a tokio runtime (`tokio`).
+    /// The event loop that runs libvirt's events: the built-in loop on epoll (`select`), on
+    /// mio (`select-mio`) or on `poll(2)` (`select-poll`), a GLib main context (`glib`) as in a
+    /// GTK application, a calloop event loop (`calloop`) as in a Wayland compositor, or a
+    /// tokio runtime (`tokio`).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

@@ -1,8 +1,9 @@
 //! # anyloop-select: the built-in event loop of anyloop
 //!
-//! [`SelectLoop`] implements the anyloop vtable ([`anyloop::Backend`]) on Linux epoll, for
-//! command-line programs, tests and anything that has no main loop of its own. Run it on one
-//! thread; hand its [`Loop`](anyloop::Loop) handle (from [`SelectLoop::handle`]) to libraries, on any thread.
+//! [`SelectLoop`] implements the anyloop vtable ([`anyloop::Backend`]) on Linux epoll (or on
+//! another [`PollerKind`]), for command-line programs, tests and anything that has no main
+//! loop of its own. Run it on one thread; hand its [`Loop`](anyloop::Loop) handle (from
+//! [`SelectLoop::handle`]) to libraries, on any thread.
 //!
 //! ```
 //! use anyloop::{IoEvents, Runner, Schedule};

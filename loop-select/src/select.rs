@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use anyloop::{Error, Loop, LoopStats, Quitter, Result, Runner};
 use anyloop_engine::linux::{new_epoll, EpollPoller};
+use anyloop_engine::posix::{new_poll, PollPoller};
 use anyloop_engine::Engine;
 
 use crate::sys;
 
 /// Which OS mechanism a [`SelectLoop`] waits with.
 ///
-/// Both give the same behaviour (the conformance kit runs against both); they differ in
-/// cost per iteration.
+/// All give the same behaviour (the conformance kit, the closed-fd matrix and the async
+/// battery run against each); they differ in cost per iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PollerKind {
     /// Linux level-triggered epoll (via `rustix`): one `epoll_wait` per iteration and no
@@ -23,11 +24,18 @@ pub enum PollerKind {
     /// zero-timeout `poll(2)` over the fds dispatched in the previous iteration (so an
     /// iteration that dispatched fds costs two syscalls).
     Mio,
+    /// `poll(2)`, portable POSIX ([`anyloop_engine::posix`]): level-triggered, a self-pipe
+    /// wake-up, nothing Linux-only; the layer a port to another Unix starts from. Each wait
+    /// hands the kernel every watched fd (O(watches)), and every fd reported ready costs an
+    /// `fstat`: the check that its number still names the registered file
+    /// ([R52](anyloop::contract#r52)).
+    Poll,
 }
 
 enum Inner {
     Epoll(Engine<EpollPoller>),
     Mio(Engine<sys::mio::MioPoller>),
+    Poll(Engine<PollPoller>),
 }
 
 /// Runs `$body` with `$engine` bound to whichever engine is inside (monomorphised per
@@ -37,6 +45,7 @@ macro_rules! with_engine {
         match $inner {
             Inner::Epoll($engine) => $body,
             Inner::Mio($engine) => $body,
+            Inner::Poll($engine) => $body,
         }
     };
 }
@@ -112,6 +121,10 @@ impl SelectLoop {
             PollerKind::Mio => {
                 let (poller, registrar) = sys::mio::new().map_err(os)?;
                 Inner::Mio(Engine::new(poller, registrar))
+            }
+            PollerKind::Poll => {
+                let (poller, registrar) = new_poll().map_err(os)?;
+                Inner::Poll(Engine::new(poller, registrar))
             }
         };
         Ok(SelectLoop { inner, poller })

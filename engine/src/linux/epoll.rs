@@ -26,9 +26,8 @@ use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 use rustix::io::{DupFlags, Errno};
 
-use super::probe::Prober;
 use super::waker::EventFdWaker;
-use super::{borrow_fd, check_open};
+use super::{borrow_fd, check_open, Prober};
 
 /// How many readiness reports one `epoll_wait` can return; more are picked up by the next
 /// iteration (level-triggered epoll keeps them and rotates fairly).

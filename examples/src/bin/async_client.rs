@@ -35,8 +35,8 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The loop: `select`, `select-mio`, `glib` (in builds with the `glib` feature),
-    /// `calloop` or `tokio`.
+    /// The loop: `select`, `select-mio`, `select-poll`, `glib` (in builds with the `glib`
+    /// feature), `calloop` or `tokio`.
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

@@ -46,10 +46,10 @@ struct Args {
     /// Do not number the lines.
     #[arg(long)]
     plain: bool,
-    /// The loop that runs the relay: the built-in loop on level-triggered epoll (`select`) or
-    /// on mio's edge-triggered epoll (`select-mio`), a GLib main context (`glib`, in builds
-    /// with the `glib` feature), a calloop event loop (`calloop`) or a tokio runtime
-    /// (`tokio`).
+    /// The loop that runs the relay: the built-in loop on level-triggered epoll (`select`),
+    /// on mio's edge-triggered epoll (`select-mio`) or on portable `poll(2)` (`select-poll`),
+    /// a GLib main context (`glib`, in builds with the `glib` feature), a calloop event loop
+    /// (`calloop`) or a tokio runtime (`tokio`).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

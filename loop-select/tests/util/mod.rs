@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: pipes, free counters, and running every test
-//! against both pollers.
+//! against every poller.
 #![allow(dead_code)]
 
 use anyloop::Runner;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyloop_select::{PollerKind, SelectLoop};
 
-pub const POLLERS: [PollerKind; 2] = [PollerKind::Epoll, PollerKind::Mio];
+pub const POLLERS: [PollerKind; 3] = [PollerKind::Epoll, PollerKind::Mio, PollerKind::Poll];
 
 /// Generous bound for anything that should happen "promptly"; only ever fails a test.
 pub const PATIENCE: Duration = Duration::from_secs(5);

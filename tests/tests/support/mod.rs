@@ -1,7 +1,7 @@
 //! The kit's factory for anyloop's own backends, written once: the battery binaries
-//! (`select.rs`, `glib.rs`, `calloop.rs`, `tokio.rs`) expand the battery on one backend each, and the
-//! process-wide fault binaries (`emfile`, `id_exhaustion`, `soak`) run on all of them one after
-//! the other, because those faults change the whole process.
+//! (`select.rs`, `select_poll.rs`, `glib.rs`, `calloop.rs`, `tokio.rs`) expand the battery on
+//! one backend each, and the process-wide fault binaries (`emfile`, `id_exhaustion`, `soak`)
+//! run on all of them one after the other, because those faults change the whole process.
 //!
 //! Every backend's loop type implements `anyloop::Runner`, and `anyloop_backends::LoopChoice`
 //! makes any of them, so one factory covers them all: this is all a backend author writes,
@@ -24,11 +24,17 @@ pub fn backends() -> Vec<Arc<dyn LoopFactory>> {
     let mut all: Vec<Arc<dyn LoopFactory>> = vec![
         Arc::new(Chosen(LoopChoice::Select)),
         Arc::new(Chosen(LoopChoice::SelectMio)),
+        Arc::new(Chosen(LoopChoice::SelectPoll)),
         Arc::new(ReferenceBackend),
     ];
     all.extend(
         LoopChoice::built()
-            .filter(|choice| !matches!(choice, LoopChoice::Select | LoopChoice::SelectMio))
+            .filter(|choice| {
+                !matches!(
+                    choice,
+                    LoopChoice::Select | LoopChoice::SelectMio | LoopChoice::SelectPoll
+                )
+            })
             .map(|choice| Arc::new(Chosen(choice)) as Arc<dyn LoopFactory>),
     );
     all

@@ -39,9 +39,9 @@ use clap::{Parser, ValueEnum};
 #[command(version)]
 struct Args {
     /// The loop that runs the supervisor (the same library code on each): the built-in loop
-    /// on epoll (`select`) or on mio (`select-mio`), a GLib main context (`glib`, in builds
-    /// with the `glib` feature), a calloop event loop (`calloop`) or a tokio runtime
-    /// (`tokio`).
+    /// on epoll (`select`), on mio (`select-mio`) or on `poll(2)` (`select-poll`), a GLib main
+    /// context (`glib`, in builds with the `glib` feature), a calloop event loop (`calloop`)
+    /// or a tokio runtime (`tokio`).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

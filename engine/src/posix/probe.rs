@@ -10,12 +10,11 @@
 use std::time::Duration;
 
 use crate::{Probe, Readiness};
-use anyloop::IoEvents;
 use anyloop::{Error, Result};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::borrow_fd;
+use super::{borrow_fd, io_events, poll_flags};
 
 /// Reusable `pollfd` array (no allocation per iteration in steady state).
 #[derive(Debug, Default)]
@@ -54,7 +53,7 @@ impl Prober {
         }
         self.fds.clear();
         self.fds.extend(probes.iter().filter_map(|p| {
-            borrow_fd(p.fd).map(|fd| PollFd::from_borrowed_fd(fd, to_poll(p.interest)))
+            borrow_fd(p.fd).map(|fd| PollFd::from_borrowed_fd(fd, poll_flags(p.interest)))
         }));
         let zero = Timespec {
             tv_sec: 0,
@@ -85,38 +84,10 @@ impl Prober {
             }
             out.push(Readiness {
                 token: probe.token,
-                events: from_poll(revents),
+                events: io_events(revents),
                 invalid: revents.contains(PollFlags::NVAL),
             });
         }
         Ok(true)
     }
-}
-
-fn to_poll(interest: IoEvents) -> PollFlags {
-    let mut flags = PollFlags::empty();
-    if interest.contains(IoEvents::READABLE) {
-        flags |= PollFlags::IN;
-    }
-    if interest.contains(IoEvents::WRITABLE) {
-        flags |= PollFlags::OUT;
-    }
-    flags
-}
-
-fn from_poll(revents: PollFlags) -> IoEvents {
-    let mut events = IoEvents::empty();
-    if revents.contains(PollFlags::IN) {
-        events |= IoEvents::READABLE;
-    }
-    if revents.contains(PollFlags::OUT) {
-        events |= IoEvents::WRITABLE;
-    }
-    if revents.intersects(PollFlags::ERR | PollFlags::NVAL) {
-        events |= IoEvents::ERROR;
-    }
-    if revents.contains(PollFlags::HUP) {
-        events |= IoEvents::HANGUP;
-    }
-    events
 }
