@@ -444,6 +444,8 @@ impl Work {
                 continue;
             };
             let (ready, mut invalid) = slot.take_report();
+            // As reported (the identity check below may move the generation on).
+            let token = slot.token(key);
             // (Round 0 is "never reported".)
             let consecutive = slot.last_round != 0 && slot.last_round.wrapping_add(1) == round;
             slot.last_round = round;
@@ -504,6 +506,9 @@ impl Work {
                 tracing::debug!(fd = slot.fd, "fd is not open any more: watches disabled");
                 if slot.kernel == Kernel::AlwaysReady {
                     always_ready.retain(|&k| k != key);
+                }
+                if slot.kernel == Kernel::Registered {
+                    registrar.forget(slot.fd, token);
                 }
                 // Nothing to tell the kernel: it already forgot the fd.
                 slot.kernel = Kernel::Gone;

@@ -171,6 +171,18 @@ pub trait Registrar: Send + Sync + 'static {
         None
     }
 
+    /// The engine has taken in a report that `fd` is closed or names another file
+    /// ([`Readiness::invalid`]) and marked its registration under `token` gone: from now on it
+    /// tells the OS layer nothing about it (as a kernel poller forgets a closed file by itself).
+    /// Called under the engine's lock. An OS layer that keeps registrations of its own (the
+    /// `poll(2)` layer) drops what it holds for `fd` under `token`: an op from another thread may
+    /// have registered it again between the wait that reported it and now, while the engine
+    /// still counted it as registered, and nothing else would ever remove it. The default does
+    /// nothing.
+    fn forget(&self, fd: RawFd, token: Token) {
+        let _ = (fd, token);
+    }
+
     /// Wakes the loop thread out of [`Poller::wait`]. Must not block; a wake-up that is
     /// already pending counts as success (contract [R45](anyloop::contract#r45)).
     ///

@@ -45,11 +45,9 @@
 //! The check runs in the wait, outside the engine's lock, so an op from another thread can
 //! land between the report and the moment the engine takes it in: an update of that watch,
 //! which the engine, still counting the fd as registered, passes on as a registration. Added
-//! to the set, it would outlive the engine's "gone" and be polled for ever. So until the next
-//! wait a registration of that fd under that token adds nothing and answers
-//! [`Registered::AlwaysReady`](crate::Registered::AlwaysReady): the engine then probes the number
-//! itself, with its own identity check, and drops it as it takes the report in (a watch
-//! re-enabled after its `ERROR`, in that short window, is probed so until it is disabled).
+//! to the set, it would outlive the engine's "gone" and be polled for ever; so when the engine
+//! marks the fd gone it tells the layer ([`Registrar::forget`](crate::Registrar::forget)),
+//! which drops whatever it holds for that fd under that token.
 //!
 //! Unlike epoll, which keeps a registration for a closed number whose file lives on in a dup,
 //! a child or a message in flight ([B62](anyloop::contract#b62)) and silently forgets a fully
@@ -68,10 +66,10 @@
 //!
 //! `poll(2)` reports regular files and `/dev/null` ready for whatever is asked, which is what D4
 //! asks, so they are registered like any fd ([`Registered::Kernel`](crate::Registered::Kernel)):
-//! the engine's always-ready set is not needed for them, and this layer answers
-//! [`Registered::AlwaysReady`](crate::Registered::AlwaysReady) only in the race above. The
-//! [`Probe`](crate::Probe)s the engine then hands to the wait are polled in the same `poll(2)`
-//! call, with the wait's timeout. (`rustix` documents that macOS's `poll(2)` does not work on
+//! the engine's always-ready set is not needed for them, and this layer never answers
+//! [`Registered::AlwaysReady`](crate::Registered::AlwaysReady). (Were the engine to hand it
+//! [`Probe`](crate::Probe)s all the same, they would be polled in the same `poll(2)` call, with
+//! the wait's timeout.) (`rustix` documents that macOS's `poll(2)` does not work on
 //! `/dev/null` and ttys: a macOS port must handle those devices another way.)
 //!
 //! # Hosting, and what a kqueue layer would change

@@ -39,8 +39,6 @@ pub struct PollPoller {
     copied: u64,
     /// How many times `fds` was rebuilt from the set.
     rebuilds: u64,
-    /// The last wait reported a registration invalid (the set remembers which).
-    invalidated: bool,
     /// Registration entries found ready by the last wait, with the identity of the file their
     /// number names now (`None`: not open).
     ready: Vec<(RawFd, Token, PollFlags, Option<FileId>)>,
@@ -95,7 +93,6 @@ pub fn new_poll() -> io::Result<(PollPoller, PollRegistrar)> {
         // Not a version the set has yet: the first wait copies it.
         copied: u64::MAX,
         rebuilds: 0,
-        invalidated: false,
         ready: Vec::new(),
     };
     Ok((poller, PollRegistrar { set, waker }))
@@ -103,27 +100,14 @@ pub fn new_poll() -> io::Result<(PollPoller, PollRegistrar)> {
 
 impl PollRegistrar {
     /// Registers whatever file `fd` names now (`fstat`: its identity, and whether it is open).
-    ///
-    /// Except for a registration the last wait reported invalid, until the next wait: the
-    /// engine may not have taken that report in yet. An op from another thread can land in
-    /// between (an update while the engine still counts the fd as registered); the engine then
-    /// marks the fd gone and tells this layer nothing, so a registration added now would be
-    /// polled for ever, unknown to the engine. The answer is [`Registered::AlwaysReady`]
-    /// instead, with nothing added: the engine probes the fd by number with its own identity
-    /// check, and stops as it takes the report in (a watch re-enabled after its `ERROR` is
-    /// probed so until it is disabled).
     fn watch(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
         let Some(target) = borrow_fd(fd) else {
             return Ok(Registered::Gone);
         };
         match rustix::fs::fstat(target) {
             Ok(stat) => {
-                let mut set = self.set.lock();
-                if set.was_invalidated(fd, token) {
-                    return Ok(Registered::AlwaysReady);
-                }
                 let file = identity_of(&stat);
-                set.insert(
+                self.set.lock().insert(
                     fd,
                     Registration {
                         token,
@@ -148,8 +132,7 @@ impl Registrar for PollRegistrar {
     }
 
     /// [`Registered::Kernel`] for regular files too: `poll(2)` reports them ready by itself
-    /// ([D4](anyloop::contract#d4)). (See `watch` for the one case that answers
-    /// [`Registered::AlwaysReady`].)
+    /// ([D4](anyloop::contract#d4)).
     fn register(&self, fd: RawFd, token: Token, interest: IoEvents) -> io::Result<Registered> {
         self.watch(fd, token, interest)
     }
@@ -167,6 +150,13 @@ impl Registrar for PollRegistrar {
 
     fn identity(&self, fd: RawFd) -> Option<FileId> {
         file_identity(fd)
+    }
+
+    /// Drops `fd`'s registration under `token` if an op registered it again after the wait
+    /// that reported it invalid (and dropped it): the engine marked it gone and will never
+    /// remove it, so it would be polled for ever.
+    fn forget(&self, fd: RawFd, token: Token) {
+        self.set.lock().remove_if(fd, token);
     }
 
     fn wake(&self) -> io::Result<()> {
@@ -234,8 +224,7 @@ impl PollPoller {
                 });
             } else {
                 tracing::debug!(fd, "a polled number is closed or names another file");
-                set.invalidate(fd, token);
-                self.invalidated = true;
+                set.remove(fd);
                 out.push(Readiness {
                     token,
                     events: IoEvents::ERROR,
@@ -256,10 +245,6 @@ impl Poller for PollPoller {
         timeout: Option<Duration>,
         out: &mut Vec<Readiness>,
     ) -> Result<bool> {
-        if std::mem::take(&mut self.invalidated) {
-            // The engine took in the last wait's reports before calling again.
-            self.set.lock().forget_invalidated();
-        }
         if self.set.version() != self.copied {
             self.rebuild();
         }

@@ -37,9 +37,6 @@ pub(super) struct RegistrationSet {
 struct Table {
     by_fd: FxHashMap<RawFd, Registration>,
     version: u64,
-    /// The registrations the last wait reported invalid and dropped, which the engine may not
-    /// have taken in yet (see `PollRegistrar::watch`).
-    invalidated: Vec<(RawFd, Token)>,
 }
 
 /// The set, locked.
@@ -80,22 +77,14 @@ impl Locked<'_> {
         }
     }
 
-    /// Drops the registration of `fd`, reported invalid under `token`, and remembers it until
-    /// [`forget_invalidated`](Self::forget_invalidated).
-    pub(super) fn invalidate(&mut self, fd: RawFd, token: Token) {
-        self.remove(fd);
-        self.table.invalidated.push((fd, token));
-    }
-
-    /// Whether the registration of `fd` under `token` was reported invalid since the last
-    /// [`forget_invalidated`](Self::forget_invalidated).
-    pub(super) fn was_invalidated(&self, fd: RawFd, token: Token) -> bool {
-        self.table.invalidated.contains(&(fd, token))
-    }
-
-    /// Forgets the registrations reported invalid: the engine has taken those reports in.
-    pub(super) fn forget_invalidated(&mut self) {
-        self.table.invalidated.clear();
+    /// Drops the registration of `fd` if it is the one under `token`.
+    pub(super) fn remove_if(&mut self, fd: RawFd, token: Token) {
+        if self
+            .get(fd)
+            .is_some_and(|registration| registration.token == token)
+        {
+            self.remove(fd);
+        }
     }
 
     /// What is registered under `fd`.
