@@ -945,6 +945,7 @@ fn the_battery_covers_every_built_backend() {
         "glib",
         "calloop",
         "tokio",
+        "tokio-multi",
     ] {
         assert!(
             built.contains(&name),

@@ -64,21 +64,27 @@ pub enum LoopChoice {
     /// `anyloop-tokio`'s [`TokioLoop`](https://docs.rs/anyloop-tokio): a current-thread tokio
     /// runtime that anyloop owns (cargo feature `tokio`).
     Tokio,
+    /// `anyloop-tokio`'s `TokioLoop` on a multi-thread tokio runtime with two workers (cargo
+    /// feature `tokio`): anyloop's callbacks run on the thread that runs the loop, the
+    /// runtime's I/O and timers may be turned by the workers, as in a `#[tokio::main]`
+    /// application.
+    TokioMulti,
 }
 
 impl LoopChoice {
     /// Every backend, built into this binary or not, in the order `--help` lists them.
-    pub const ALL: [LoopChoice; 6] = [
+    pub const ALL: [LoopChoice; 7] = [
         LoopChoice::Select,
         LoopChoice::SelectMio,
         LoopChoice::SelectPoll,
         LoopChoice::Glib,
         LoopChoice::Calloop,
         LoopChoice::Tokio,
+        LoopChoice::TokioMulti,
     ];
 
     /// The name a `--loop` option takes: `select`, `select-mio`, `select-poll`, `glib`,
-    /// `calloop` or `tokio`.
+    /// `calloop`, `tokio` or `tokio-multi`.
     pub fn name(self) -> &'static str {
         match self {
             LoopChoice::Select => "select",
@@ -87,6 +93,7 @@ impl LoopChoice {
             LoopChoice::Glib => "glib",
             LoopChoice::Calloop => "calloop",
             LoopChoice::Tokio => "tokio",
+            LoopChoice::TokioMulti => "tokio-multi",
         }
     }
 
@@ -96,7 +103,7 @@ impl LoopChoice {
             LoopChoice::Select | LoopChoice::SelectMio | LoopChoice::SelectPoll => None,
             LoopChoice::Glib => Some("glib"),
             LoopChoice::Calloop => Some("calloop"),
-            LoopChoice::Tokio => Some("tokio"),
+            LoopChoice::Tokio | LoopChoice::TokioMulti => Some("tokio"),
         }
     }
 
@@ -106,7 +113,7 @@ impl LoopChoice {
             LoopChoice::Select | LoopChoice::SelectMio | LoopChoice::SelectPoll => true,
             LoopChoice::Glib => cfg!(feature = "glib"),
             LoopChoice::Calloop => cfg!(feature = "calloop"),
-            LoopChoice::Tokio => cfg!(feature = "tokio"),
+            LoopChoice::Tokio | LoopChoice::TokioMulti => cfg!(feature = "tokio"),
         }
     }
 
@@ -185,6 +192,30 @@ impl LoopChoice {
                     Err(self.not_built())
                 }
             }
+            LoopChoice::TokioMulti => {
+                #[cfg(feature = "tokio")]
+                {
+                    let runtime = anyloop_tokio::tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .map_err(|source| {
+                            create(anyloop::Error::Os {
+                                op: "creating a multi-thread tokio runtime",
+                                fd: None,
+                                source,
+                            })
+                        })?;
+                    Ok(Box::new(
+                        anyloop_tokio::TokioLoop::with_runtime(runtime).map_err(create)?,
+                    ))
+                }
+                #[cfg(not(feature = "tokio"))]
+                {
+                    let _ = create;
+                    Err(self.not_built())
+                }
+            }
         }
     }
 
@@ -232,7 +263,7 @@ impl FromStr for LoopChoice {
 pub enum ChooseError {
     /// No backend has this name.
     #[error(
-        "unknown loop `{0}` (expected select, select-mio, select-poll, glib, calloop or tokio)"
+        "unknown loop `{0}` (expected select, select-mio, select-poll, glib, calloop, tokio or tokio-multi)"
     )]
     Unknown(String),
     /// The backend exists but this build left it out.
@@ -270,7 +301,7 @@ mod tests {
         let err = "qt".parse::<LoopChoice>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown loop `qt` (expected select, select-mio, select-poll, glib, calloop or tokio)"
+            "unknown loop `qt` (expected select, select-mio, select-poll, glib, calloop, tokio or tokio-multi)"
         );
     }
 

@@ -38,7 +38,7 @@ struct Args {
     /// The event loop that runs libvirt's events: the built-in loop on epoll (`select`), on
     /// mio (`select-mio`) or on `poll(2)` (`select-poll`), a GLib main context (`glib`) as in a
     /// GTK application, a calloop event loop (`calloop`) as in a Wayland compositor, or a
-    /// tokio runtime (`tokio`).
+    /// tokio runtime (`tokio`, or `tokio-multi` for a multi-thread one).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

@@ -36,7 +36,7 @@ use clap::Parser;
 #[command(version)]
 struct Args {
     /// The loop: `select`, `select-mio`, `select-poll`, `glib` (in builds with the `glib`
-    /// feature), `calloop` or `tokio`.
+    /// feature), `calloop`, `tokio` or `tokio-multi`.
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

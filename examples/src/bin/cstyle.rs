@@ -37,7 +37,7 @@ use clap::Parser;
 #[command(version)]
 struct Args {
     /// The loop that runs the library: `select`, `select-mio`, `select-poll`, `glib` (in
-    /// builds with the `glib` feature), `calloop` or `tokio`.
+    /// builds with the `glib` feature), `calloop`, `tokio` or `tokio-multi`.
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

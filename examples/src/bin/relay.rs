@@ -49,7 +49,7 @@ struct Args {
     /// The loop that runs the relay: the built-in loop on level-triggered epoll (`select`),
     /// on mio's edge-triggered epoll (`select-mio`) or on portable `poll(2)` (`select-poll`),
     /// a GLib main context (`glib`, in builds with the `glib` feature), a calloop event loop
-    /// (`calloop`) or a tokio runtime (`tokio`).
+    /// (`calloop`) or a tokio runtime (`tokio`, or `tokio-multi` for a multi-thread one).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

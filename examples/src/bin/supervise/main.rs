@@ -41,7 +41,7 @@ struct Args {
     /// The loop that runs the supervisor (the same library code on each): the built-in loop
     /// on epoll (`select`), on mio (`select-mio`) or on `poll(2)` (`select-poll`), a GLib main
     /// context (`glib`, in builds with the `glib` feature), a calloop event loop (`calloop`)
-    /// or a tokio runtime (`tokio`).
+    /// or a tokio runtime (`tokio`, or `tokio-multi` for a multi-thread one).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,
