@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use curl::easy::Easy2;
+use sync_wrapper::SyncWrapper;
 
 use crate::events::TransferId;
 
@@ -114,15 +115,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// it (always, unless libcurl's multi handle itself failed to remove it).
 ///
 /// The handle keeps what the transfer did (its handler, `response_code`, the bytes it
-/// received before the failure). `?` turns it into [`Error`], dropping the handle.
+/// received before the failure). `?` turns it into [`Error`] (dropping the handle), or into
+/// `Box<dyn Error + Send + Sync>` or `anyhow::Error` when the handler is `Send`: a `Failed`
+/// is `Sync` whatever the handler, because only `&mut` reaches the handle.
 pub struct Failed<H> {
     error: Error,
-    easy: Option<Easy2<H>>,
+    has_easy: bool,
+    easy: SyncWrapper<Option<Easy2<H>>>,
 }
 
 impl<H> Failed<H> {
     pub(crate) fn new(error: Error, easy: Option<Easy2<H>>) -> Self {
-        Failed { error, easy }
+        Failed {
+            error,
+            has_easy: easy.is_some(),
+            easy: SyncWrapper::new(easy),
+        }
     }
 
     /// Why the transfer failed.
@@ -130,19 +138,25 @@ impl<H> Failed<H> {
         &self.error
     }
 
+    /// Whether libcurl gave the easy handle back (always, unless its multi handle failed to
+    /// remove it).
+    pub fn has_easy(&self) -> bool {
+        self.has_easy
+    }
+
     /// The easy handle, when libcurl gave it back.
-    pub fn easy(&self) -> Option<&Easy2<H>> {
-        self.easy.as_ref()
+    pub fn easy_mut(&mut self) -> Option<&mut Easy2<H>> {
+        self.easy.get_mut().as_mut()
     }
 
     /// The easy handle, when libcurl gave it back.
     pub fn into_easy(self) -> Option<Easy2<H>> {
-        self.easy
+        self.easy.into_inner()
     }
 
     /// The error and the easy handle.
     pub fn into_parts(self) -> (Error, Option<Easy2<H>>) {
-        (self.error, self.easy)
+        (self.error, self.easy.into_inner())
     }
 }
 
@@ -150,7 +164,7 @@ impl<H> fmt::Debug for Failed<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Failed")
             .field("error", &self.error)
-            .field("easy", &self.easy.as_ref().map(|_| "Easy2 { .. }"))
+            .field("easy", &self.has_easy.then_some("Easy2 { .. }"))
             .finish()
     }
 }
