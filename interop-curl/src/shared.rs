@@ -587,7 +587,10 @@ impl Shared {
                 continue;
             }
             let progress = entry.slot.progress();
-            if progress != entry.reported {
+            // Bytes moved, not totals learnt: a total comes with the first bytes anyway.
+            let moved = (progress.downloaded, progress.uploaded)
+                != (entry.reported.downloaded, entry.reported.uploaded);
+            if moved {
                 entry.reported = progress;
                 entry.reported_at = Some(now);
                 reports.push(TransferProgress {
