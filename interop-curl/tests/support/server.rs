@@ -3,6 +3,8 @@
 //!
 //! Routes (`GET` unless said):
 //! - `/bytes/N?seed=S`: `N` bytes of [`pattern`]`(S, N)` with a `Content-Length`;
+//! - `/static/N`: the first `N` bytes (at most 64 MiB) of `pattern(0, 64 MiB)`, made once
+//!   (the benchmark's route: no per-request work but the write);
 //! - `/slow/N?chunk=C&ms=M&seed=S`: the same body, `C` bytes every `M` ms;
 //! - `/stall`: reads the request and never answers;
 //! - `/stall-after/N?seed=S`: announces `2N` bytes, sends `N`, then stalls;
@@ -37,6 +39,12 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         out.extend_from_slice(&bytes[..take]);
     }
     out
+}
+
+/// The body `/static/N` serves a prefix of.
+pub fn static_body() -> &'static [u8] {
+    static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| pattern(0, 64 << 20))
 }
 
 /// FNV-1a, what `/upload` answers for the bytes it received.
@@ -349,6 +357,18 @@ fn serve_connection(
                     let mut response = head(n).into_bytes();
                     response.extend_from_slice(&pattern(seed, n));
                     out.write_all(&response)?;
+                    Ok(true)
+                }
+                ("GET", "static") => {
+                    let body = &static_body()[..n.min(64 << 20)];
+                    if body.len() <= 64 * 1024 {
+                        let mut response = head(body.len()).into_bytes();
+                        response.extend_from_slice(body);
+                        out.write_all(&response)?;
+                    } else {
+                        out.write_all(head(body.len()).as_bytes())?;
+                        out.write_all(body)?;
+                    }
                     Ok(true)
                 }
                 ("GET", "slow") => {
