@@ -6,17 +6,43 @@
 mod server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyloop_backends::LoopChoice;
 use serde_json::Value;
 use server::{pattern, Server};
 
+/// Runs `fetch`; killed after a minute, so that a hang fails the test instead of stalling it.
 fn fetch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fetch"))
+    let child = Command::new(env!("CARGO_BIN_EXE_fetch"))
         .args(args)
-        .output()
-        .expect("run fetch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fetch");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    let finished = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let finished = finished.clone();
+        let args = args.join(" ");
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !finished.load(SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !finished.load(SeqCst) {
+                eprintln!("fetch {args} still running after 60 s: killed");
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        })
+    };
+    let output = child.wait_with_output().expect("wait for fetch");
+    finished.store(true, SeqCst);
+    let _ = watchdog.join();
+    output
 }
 
 fn json_events(output: &Output) -> Vec<Value> {

@@ -220,7 +220,11 @@ fn main() {
     drivers.extend(LoopChoice::built().map(|choice| choice.name().to_owned()));
     // `--only NAME,NAME`: some drivers (for strace or perf); libcurl's own loop stays first.
     let args: Vec<String> = std::env::args().collect();
-    if let Some(only) = args.iter().position(|a| a == "--only").and_then(|k| args.get(k + 1)) {
+    if let Some(only) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|k| args.get(k + 1))
+    {
         let only: Vec<&str> = only.split(',').collect();
         drivers.retain(|driver| driver == "libcurl" || only.contains(&driver.as_str()));
     }
@@ -231,8 +235,16 @@ fn main() {
     );
     for load in [SMALL, LARGE] {
         let url = server.url(&format!("/static/{}", load.body));
-        let unit = if load.name == "small" { "transfers/s" } else { "MB/s" };
-        let per = if load.name == "small" { "transfer" } else { "MB" };
+        let unit = if load.name == "small" {
+            "transfers/s"
+        } else {
+            "MB/s"
+        };
+        let per = if load.name == "small" {
+            "transfer"
+        } else {
+            "MB"
+        };
         println!(
             "\n{} ({} x {} B, {} in flight)\n{:<11} {:>12} {:>15} {:>7} {:>14} {:>9} {:>10} {:>22}",
             load.name,
