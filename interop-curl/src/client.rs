@@ -246,7 +246,7 @@ impl Client {
     /// Starts a transfer now and returns a future of its end: the easy handle, or
     /// [`Failed`] (with the handle) as for [`start`](Self::start). Dropping the future
     /// cancels the transfer. Poll it on the loop's thread, from any executor
-    /// ([`anyloop_async::block_on`], [`anyloop_async::spawn_local`]...).
+    /// (`anyloop_async::block_on` or `spawn_local`, a GTK application's `glib::spawn_future_local`...).
     pub fn fetch<H: Handler + 'static>(&self, easy: Easy2<H>) -> Fetch<H> {
         Fetch::start(self, easy)
     }
