@@ -14,6 +14,8 @@
 //! - [`linechat`]: an `async fn` library (a line-protocol client over a Unix socket with a
 //!   time limit per request, and its server) written with `anyloop-async` only; the
 //!   `async_client` program runs it on the loop chosen with `--loop`.
+//! - [`download`]: what the `fetch` downloader (libcurl's transfers on the loop chosen with
+//!   `--loop`, through `anyloop-curl`) and `gtk_fetch` (the same in a GTK 4 window) share.
 //! - [`cli`]: the `--loop` option the programs share.
 //!
 //! Every program with a `--loop` option takes anyloop's one backend chooser,
@@ -22,6 +24,7 @@
 
 pub mod cli;
 pub mod cstyle;
+pub mod download;
 pub mod linechat;
 pub mod own_loop;
 pub mod relay;
