@@ -1,5 +1,6 @@
 //! Every scenario of `support/scenarios.rs` on every backend this build has: the same client
-//! code on the built-in loop (epoll and mio), GLib, calloop and tokio.
+//! code on the built-in loop (epoll, mio and `poll(2)`), GLib, calloop and tokio (current-thread
+//! and multi-thread runtimes).
 
 mod support;
 
@@ -24,9 +25,11 @@ macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {
         on_backend!(select, LoopChoice::Select; $($name),*);
         on_backend!(select_mio, LoopChoice::SelectMio; $($name),*);
+        on_backend!(select_poll, LoopChoice::SelectPoll; $($name),*);
         on_backend!(glib, LoopChoice::Glib; $($name),*);
         on_backend!(calloop, LoopChoice::Calloop; $($name),*);
         on_backend!(tokio, LoopChoice::Tokio; $($name),*);
+        on_backend!(tokio_multi, LoopChoice::TokioMulti; $($name),*);
     };
 }
 

@@ -168,12 +168,7 @@ pub fn block_on<F: Future>(lp: &mut dyn Runner, limit: Duration, future: F) -> F
 
 /// Runs the frees the loop still owes (a removal's free runs in a later iteration).
 pub fn settle(lp: &mut dyn Runner) {
-    for _ in 0..4 {
-        if lp.stats().pending_frees == 0 {
-            break;
-        }
-        lp.run_once(Some(Duration::ZERO)).expect("run the loop");
-    }
+    lp.drain().expect("drain the loop's pending frees");
 }
 
 /// Nothing of the client is left on the loop.
