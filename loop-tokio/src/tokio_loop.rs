@@ -98,13 +98,44 @@ impl TokioLoop {
     /// [`Error::Os`] if the engine's epoll instance or eventfd cannot be created, or if the
     /// runtime lacks its I/O driver.
     pub fn with_runtime(runtime: Runtime) -> Result<TokioLoop> {
+        TokioLoop::with_local_set(runtime, LocalSet::new())
+    }
+
+    /// anyloop's engine in a runtime and a [`LocalSet`] the application built (its local
+    /// tasks may be spawned already): the [`Runner`] for an application that runs its own
+    /// `LocalSet`, whose tasks then run whenever the loop is driven. The runtime must have its
+    /// I/O driver enabled, as for [`with_runtime`](Self::with_runtime).
+    ///
+    /// ```
+    /// use anyloop::Runner;
+    /// use anyloop_tokio::TokioLoop;
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let local = tokio::task::LocalSet::new();
+    /// let mut lp = TokioLoop::with_local_set(runtime, local)?;
+    /// let ran = Rc::new(Cell::new(false));
+    /// let (flag, handle) = (ran.clone(), lp.handle());
+    /// // The application's own task; what it changes is seen once the loop is woken (R47).
+    /// lp.spawn_local(async move {
+    ///     flag.set(true);
+    ///     handle.wake();
+    /// });
+    /// lp.run_until(None, &mut || ran.get())?; // a Runner like every backend
+    /// # Ok::<(), anyloop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`with_runtime`](Self::with_runtime).
+    pub fn with_local_set(runtime: Runtime, local: LocalSet) -> Result<TokioLoop> {
         let mut driver = LocalDriver::new()?;
         {
             let _context = runtime.enter();
             driver.register()?;
         }
         Ok(TokioLoop {
-            local: LocalSet::new(),
+            local,
             driver,
             runtime,
         })
