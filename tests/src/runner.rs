@@ -28,6 +28,8 @@ pub struct Env {
     /// Shared with the watchdog of [`run_scenario`], which reports what the loops of a hung
     /// scenario are doing.
     checks: Arc<Mutex<Vec<DriverChecks>>>,
+    /// The scenario's last [`step`](Env::step), for the watchdog's message.
+    step: Arc<Mutex<Option<(String, Instant)>>>,
 }
 
 impl fmt::Debug for Env {
@@ -45,7 +47,16 @@ impl Env {
             backend,
             probe: FreeProbe::new(),
             checks: Arc::new(Mutex::new(Vec::new())),
+            step: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Records what the scenario is doing now (`"round 17: run_once(None) until the remote
+    /// waker fires (R40)"`): if the scenario hangs, the watchdog's message says it. For
+    /// scenarios whose own thread drives a loop ([`create_here`](Self::create_here)); the
+    /// loops of [`Driver`]s report what they do themselves.
+    pub fn step(&self, what: impl Into<String>) {
+        *lock(&self.step) = Some((what.into(), Instant::now()));
     }
 
     /// The backend under test.
@@ -184,6 +195,7 @@ fn run_scenario_within(backend: Arc<dyn LoopFactory>, scenario: Scenario, limit:
     let backend_name = backend.name();
     let env = Env::new(backend);
     let loops = env.checks.clone();
+    let step = env.step.clone();
     let (done_tx, done) = mpsc::channel();
     let thread = thread::Builder::new()
         .name(format!("kit-{}", scenario.name))
@@ -226,11 +238,17 @@ fn run_scenario_within(backend: Arc<dyn LoopFactory>, scenario: Scenario, limit:
                 Ok(Ok(())) => "; once its loops were asked to quit and woken, it passed".to_owned(),
                 Err(_) => "; its thread is left behind, detached".to_owned(),
             };
-            let doing = if doing.is_empty() {
-                "it had no loop driven by the kit (its own thread was blocked)".to_owned()
+            let mut doing = if doing.is_empty() {
+                "it had no loop driven by the kit (its own thread drives its loops)".to_owned()
             } else {
                 doing.join("; ")
             };
+            if let Some((what, since)) = lock(&step).as_ref() {
+                doing.push_str(&format!(
+                    "; its last step, {:?} before: {what}",
+                    since.elapsed()
+                ));
+            }
             format!(
                 "did not finish within {limit:?} (the kit's watchdog): it hangs. When it was \
                  stopped, {doing}{after}"

@@ -28,7 +28,7 @@ use std::os::unix::net::UnixStream;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -138,7 +138,8 @@ fn socket_pair() -> (UnixStream, UnixStream) {
 
 /// Iterates until `done()`, at most [`LONG`]; panics with `what` if it never holds.
 #[track_caller]
-fn iterate_until(lp: &mut dyn Runner, what: &str, mut done: impl FnMut() -> bool) {
+fn iterate_until(env: &Env, lp: &mut dyn Runner, what: &str, mut done: impl FnMut() -> bool) {
+    env.step(format!("run_until: {what}"));
     let deadline = Instant::now() + LONG;
     match lp.run_until(Some(deadline), &mut done) {
         Ok(Stopped::Done) => {}
@@ -157,10 +158,78 @@ fn settle(lp: &mut dyn Runner, iterations: usize) {
     }
 }
 
-/// Runs `future` to its end on `lp` (`block_on`), failing on a loop error.
+/// After [`LONG`], unless dropped first, sets a flag and wakes the waker parked with it, from
+/// a thread of its own: it bounds a wait that only a wake-up can end, without ending it
+/// earlier (a wake-up lost by the loop still fails, after [`LONG`]).
+struct Deadline {
+    expired: Arc<AtomicBool>,
+    parked: Arc<Mutex<Option<Waker>>>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Deadline {
+    /// Starts the clock; `also` runs on the clock's thread when it expires (after the wake).
+    fn start(also: impl FnOnce() + Send + 'static) -> Deadline {
+        let expired = Arc::new(AtomicBool::new(false));
+        let parked: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (e, p) = (expired.clone(), parked.clone());
+        let thread = thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LONG) {
+                e.store(true, Ordering::SeqCst);
+                if let Some(waker) = lock(&p).take() {
+                    waker.wake();
+                }
+                also();
+            }
+        });
+        Deadline {
+            expired,
+            parked,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Parks `waker` to be woken at expiry; true once expired. (Parked before the flag is
+    /// read: an expiry in between finds the waker, or is seen.)
+    fn expired(&self, waker: &Waker) -> bool {
+        *lock(&self.parked) = Some(waker.clone());
+        self.expired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        drop(self.stop.take()); // ends the clock's wait at once
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `future` to its end on `lp` (`block_on`), at most [`LONG`]; panics with `what` when
+/// it is not done by then or the loop fails.
 #[track_caller]
-fn finish<F: Future>(lp: &mut dyn Runner, what: &str, future: F) -> F::Output {
-    block_on(lp, future).unwrap_or_else(|err| panic!("{what}: block_on failed: {err}"))
+fn finish<F: Future>(env: &Env, lp: &mut dyn Runner, what: &str, future: F) -> F::Output {
+    env.step(format!("block_on: {what}"));
+    let deadline = Deadline::start(|| {});
+    let mut future = pin!(future);
+    let bounded = poll_fn(|cx| {
+        if deadline.expired(cx.waker()) {
+            return Poll::Ready(None);
+        }
+        future.as_mut().poll(cx).map(Some)
+    });
+    match block_on(lp, bounded) {
+        Ok(Some(output)) => output,
+        Ok(None) => panic!(
+            "{what}: not done within {LONG:?} (block_on polls the future again when its waker \
+             is woken, R40)"
+        ),
+        Err(err) => panic!("{what}: block_on failed: {err}"),
+    }
 }
 
 /// Watches and timers only (iterations and frees move).
@@ -230,7 +299,7 @@ pub fn r42_futures_resolve_on_the_loop_thread_r40(env: &Env) {
         }
     })
     .expect("spawn_local");
-    finish(&mut *runner, "the task", timeout(&lp, LONG, task))
+    finish(env, &mut *runner, "the task", timeout(&lp, LONG, task))
         .unwrap_or_else(|_| panic!("R40: the task did not finish within {LONG:?}"))
         .expect("R54: the task did not end normally");
     join(helper, "the helper thread writing, emitting and waking");
@@ -414,9 +483,12 @@ pub fn r15_dropped_futures_remove_their_registrations_and_never_wake_r21(env: &E
         }
     })
     .expect("spawn_local");
-    iterate_until(&mut *runner, "R27: the spawned task's first poll", || {
-        polls.get() >= 1
-    });
+    iterate_until(
+        env,
+        &mut *runner,
+        "R27: the spawned task's first poll",
+        || polls.get() >= 1,
+    );
     assert_eq!(
         registrations(lp.stats()),
         (base.0 + 1, base.1 + 2),
@@ -466,8 +538,11 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
             }
         })
         .expect("spawn_local");
+        env.step(format!(
+            "round {round} of 200: a task waiting for a waker fired from another thread (R40)"
+        ));
         // Let the task park its waker first.
-        iterate_until(&mut *runner, "R27: the task's first poll", || {
+        iterate_until(env, &mut *runner, "R27: the task's first poll", || {
             remote.parked()
         });
         let remote2 = remote.clone();
@@ -477,13 +552,22 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
             }
             remote2.fire();
         });
-        // Blocks with no timeout: only the waker can end the wait (a lost wake-up hangs
-        // here; the kit's watchdog names it).
+        // Blocks with no timeout: only the waker can end the wait. (After LONG, the kit wakes
+        // the loop itself, which fails the round: a lost wake-up.)
+        let lp2 = lp.clone();
+        let deadline = Deadline::start(move || lp2.wake());
         while !done.get() {
             if let Err(err) = runner.run_once(None) {
                 panic!("round {round}: run_once(None) failed: {err}");
             }
+            if !done.get() && deadline.expired(Waker::noop()) {
+                panic!(
+                    "R40: round {round}: a waker fired from another thread did not end \
+                     run_once(None) within {LONG:?}: a lost wake-up"
+                );
+            }
         }
+        drop(deadline);
         join(firing, "the thread firing the waker");
         task.detach();
     }
@@ -496,6 +580,7 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
             remote2.fire();
         });
         finish(
+            env,
             &mut *runner,
             "block_on of a remotely woken future",
             remote.wait(),
@@ -511,7 +596,7 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
         });
         let task = spawn_local(&lp, rx).expect("spawn_local");
         assert_eq!(
-            finish(&mut *runner, "a task awaiting a oneshot", task),
+            finish(env, &mut *runner, "a task awaiting a oneshot", task),
             Ok(Ok(7)),
             "R40: the oneshot's value"
         );
@@ -650,7 +735,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
     })
     .expect("spawn_local");
     assert_eq!(
-        finish(&mut *runner, "the outer task", outer),
+        finish(env, &mut *runner, "the outer task", outer),
         Ok(42),
         "a task's output, through a task it spawned"
     );
@@ -681,7 +766,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
     );
     assert!(task.is_finished(), "an aborted task is not finished");
     assert_eq!(
-        finish(&mut *runner, "an aborted task's handle", task),
+        finish(env, &mut *runner, "an aborted task's handle", task),
         Err(JoinError::Cancelled),
         "an aborted task's handle"
     );
@@ -697,7 +782,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
     })
     .expect("spawn_local")
     .detach();
-    iterate_until(&mut *runner, "a detached task runs to its end", || {
+    iterate_until(env, &mut *runner, "a detached task runs to its end", || {
         ran.get()
     });
 
@@ -708,7 +793,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
         }
     })
     .expect("spawn_local");
-    match finish(&mut *runner, "a panicking task's handle", task) {
+    match finish(env, &mut *runner, "a panicking task's handle", task) {
         Err(JoinError::Panicked { message }) => {
             assert_eq!(message, "boom in a task", "R54: the handle's panic message")
         }
@@ -780,13 +865,16 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
     }
     let quick = executor.spawn(async { 5 }).expect("LocalExecutor::spawn");
     assert_eq!(
-        finish(&mut *runner, "an executor's task", quick),
+        finish(env, &mut *runner, "an executor's task", quick),
         Ok(5),
         "an executor task's output"
     );
-    iterate_until(&mut *runner, "the executor's three tasks start", || {
-        alive.get() == 3
-    });
+    iterate_until(
+        env,
+        &mut *runner,
+        "the executor's three tasks start",
+        || alive.get() == 3,
+    );
     assert_eq!(
         executor.len(),
         3,
@@ -837,7 +925,7 @@ pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
             .expect("LocalExecutor::spawn")
             .detach();
     }
-    iterate_until(&mut *runner, "R27: five sleeps resolve", || {
+    iterate_until(env, &mut *runner, "R27: five sleeps resolve", || {
         order.borrow().len() == 5
     });
     assert!(
@@ -857,7 +945,7 @@ pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
     );
 
     // reset: later, then earlier.
-    let result = finish(&mut *runner, "a sleep reset to 5 ms", {
+    let result = finish(env, &mut *runner, "a sleep reset to 5 ms", {
         let lp = lp.clone();
         async move {
             let mut nap = sleep(&lp, Duration::from_secs(3600));
@@ -875,6 +963,7 @@ pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
 
     // timeout: a future that finishes in time, one that does not.
     let quick = finish(
+        env,
         &mut *runner,
         "timeout around a 1 ms sleep",
         timeout(&lp, LONG, sleep(&lp, Duration::from_millis(1))),
@@ -884,6 +973,7 @@ pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
         "a 1 ms sleep under a {LONG:?} timeout: {quick:?}, expected its output"
     );
     let slow = finish(
+        env,
         &mut *runner,
         "timeout around an hour's sleep",
         timeout(
@@ -910,7 +1000,7 @@ pub fn r30_intervals_tick_and_merge_missed_firings(env: &Env) {
     let mut runner = env.create_here();
     let lp = runner.handle();
     let period = Duration::from_millis(3);
-    let (ticks, late, first_five, after_reset) = finish(&mut *runner, "the interval task", {
+    let (ticks, late, first_five, after_reset) = finish(env, &mut *runner, "the interval task", {
         let lp = lp.clone();
         async move {
             let started = Instant::now();
@@ -982,18 +1072,23 @@ pub fn e07_registry_streams_deliver_in_order_and_end_at_close_e16(env: &Env) {
         }
         emitter.close().expect("close the registry");
     });
-    let (got, got2) = finish(&mut *runner, "reading both streams to their end", async {
-        let mut got = Vec::new();
-        while let Some(note) = all.next().await {
-            got.push(note.seq);
-            delivered.store(got.len(), Ordering::SeqCst);
-        }
-        let mut got2 = Vec::new();
-        while let Some(seq) = topic2.next().await {
-            got2.push(seq);
-        }
-        (got, got2)
-    });
+    let (got, got2) = finish(
+        env,
+        &mut *runner,
+        "reading both streams to their end",
+        async {
+            let mut got = Vec::new();
+            while let Some(note) = all.next().await {
+                got.push(note.seq);
+                delivered.store(got.len(), Ordering::SeqCst);
+            }
+            let mut got2 = Vec::new();
+            while let Some(seq) = topic2.next().await {
+                got2.push(seq);
+            }
+            (got, got2)
+        },
+    );
     join(
         producer,
         "the thread emitting 1000 events and closing the registry",
@@ -1071,7 +1166,7 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
         }
     })
     .expect("spawn_local");
-    let (waits, got) = finish(&mut *runner, "4 MiB through the socket pair", async {
+    let (waits, got) = finish(env, &mut *runner, "4 MiB through the socket pair", async {
         (writer.await, reader.await)
     });
     let waits = waits.expect("the writer task").expect("the writer's I/O");
@@ -1124,7 +1219,7 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
     .expect("spawn_local");
     settle(&mut *runner, 2);
     a.get_ref().write_all(b"1").expect("write");
-    let got = finish(&mut *runner, "the first reader", first)
+    let got = finish(env, &mut *runner, "the first reader", first)
         .expect("the first reader's task")
         .expect("the first reader's read");
     assert_eq!(got, 1, "the first reader read one byte");
@@ -1136,6 +1231,7 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
     );
     a.get_ref().write_all(b"2").expect("write");
     let events = finish(
+        env,
         &mut *runner,
         "the second reader",
         timeout(&lp, LONG, second),
@@ -1149,7 +1245,7 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
     );
 
     // futures-io: AsyncWrite / AsyncRead on &Async.
-    let buf = finish(&mut *runner, "AsyncWrite and AsyncRead", async {
+    let buf = finish(env, &mut *runner, "AsyncWrite and AsyncRead", async {
         use futures_util::io::{AsyncReadExt, AsyncWriteExt};
         let mut to = &*a;
         let mut from = &*b;
@@ -1162,11 +1258,12 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
     assert_eq!(&buf, b"2hello", "bytes through AsyncWrite and AsyncRead");
 
     // The peer hangs up: readable resolves (HANGUP and/or READABLE) and a read gives 0.
-    let b = Rc::try_unwrap(b)
-        .ok()
-        .expect("every task holding b is done");
+    let Ok(b) = Rc::try_unwrap(b) else {
+        panic!("a task still holds the reading end, although every task is done");
+    };
     drop(a);
     let events = finish(
+        env,
         &mut *runner,
         "readable after the peer's hang-up",
         b.readable(),
@@ -1241,6 +1338,7 @@ pub fn r46_block_on_a_future_that_wakes_itself_does_not_block(env: &Env) {
     let before = lp.stats().iterations;
     let mut left = 100;
     finish(
+        env,
         &mut *runner,
         "a self-waking future",
         poll_fn(|cx| {
@@ -1259,7 +1357,7 @@ pub fn r46_block_on_a_future_that_wakes_itself_does_not_block(env: &Env) {
     );
     // sleep(ZERO) lets the loop run once.
     let before = lp.stats().iterations;
-    finish(&mut *runner, "sleep(ZERO)", sleep(&lp, Duration::ZERO)).expect("sleep(ZERO)");
+    finish(env, &mut *runner, "sleep(ZERO)", sleep(&lp, Duration::ZERO)).expect("sleep(ZERO)");
     assert!(
         lp.stats().iterations > before,
         "R46: sleep(ZERO) resolved without an iteration ({before} before and after)"
@@ -1286,12 +1384,17 @@ pub fn e17_a_wake_during_the_tasks_own_poll_is_not_lost_r40(env: &Env) {
         }
     })
     .expect("spawn_local");
-    let outcome = finish(&mut *runner, "the closing task", timeout(&lp, LONG, task))
-        .unwrap_or_else(|_| {
-            panic!("R40: the task woken during its own poll was not polled again within {LONG:?}")
-        })
-        .expect("the closing task")
-        .unwrap_or_else(|err| panic!("E17: close_with failed: {err}"));
+    let outcome = finish(
+        env,
+        &mut *runner,
+        "the closing task",
+        timeout(&lp, LONG, task),
+    )
+    .unwrap_or_else(|_| {
+        panic!("R40: the task woken during its own poll was not polled again within {LONG:?}")
+    })
+    .expect("the closing task")
+    .unwrap_or_else(|err| panic!("E17: close_with failed: {err}"));
     assert_eq!(
         outcome,
         (Some("closing"), None),

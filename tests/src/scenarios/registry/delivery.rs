@@ -80,18 +80,24 @@ pub fn e06_emit_never_delivers_synchronously_wakes_loop_e06(env: &Env) {
         "E6: delivered inside an emit on the loop thread"
     );
     // Block the loop with no deadline, then emit from a foreign thread: it must wake.
-    let blocked = d.spawn(|ctx| {
-        let mut ran = 0;
-        while ran == 0 {
-            ran = ctx.run_once(None).expect("run_once");
-        }
-    });
+    let blocked = d.spawn_doing(
+        "run_once(None) until a callback runs: the flush of an event emitted on the loop thread (E6)",
+        |ctx| {
+            let mut ran = 0;
+            while ran == 0 {
+                ran = ctx.run_once(None).expect("run_once");
+            }
+        },
+    );
     blocked.wait();
     assert!(
         log.wait_len(1, TIMEOUT),
         "E6: the event emitted on the loop thread was not delivered by the next iteration"
     );
-    let blocked = d.spawn(|ctx| ctx.run_once(None).expect("run_once"));
+    let blocked = d.spawn_doing(
+        "run_once(None): the flush of the event emitted during the last flush (E13)",
+        |ctx| ctx.run_once(None).expect("run_once"),
+    );
     assert!(
         blocked.wait() > 0,
         "the event emitted in the flush is flushed next"
@@ -100,7 +106,10 @@ pub fn e06_emit_never_delivers_synchronously_wakes_loop_e06(env: &Env) {
         log.wait_len(2, TIMEOUT),
         "E13: the event emitted in the flush was not delivered by the next one"
     );
-    let blocked = d.spawn(|ctx| ctx.run_once(None).expect("run_once"));
+    let blocked = d.spawn_doing(
+        "run_once(None), which only the foreign emit can end (E6, R40)",
+        |ctx| ctx.run_once(None).expect("run_once"),
+    );
     thread::sleep(Duration::from_millis(30));
     let r = reg.clone();
     on_other_thread("E6: an emit from a foreign thread", move || {
