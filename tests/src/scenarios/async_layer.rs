@@ -43,8 +43,11 @@ use crate::bounded::{join, on_other_thread};
 use crate::probe::lock;
 use crate::runner::Env;
 
-/// A generous bound for a single wait inside a scenario (the futures' own timeouts).
-const LONG: Duration = Duration::from_secs(10);
+/// A generous bound for a single wait inside a scenario (a `block_on`, a `run_until`, the
+/// futures' own timeouts): 10 s, more when the kit's watchdog is raised (runs under valgrind).
+fn long() -> Duration {
+    (crate::watchdog() / 6).max(Duration::from_secs(10))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Note {
@@ -136,14 +139,15 @@ fn socket_pair() -> (UnixStream, UnixStream) {
     (a, b)
 }
 
-/// Iterates until `done()`, at most [`LONG`]; panics with `what` if it never holds.
+/// Iterates until `done()`, at most [`long`]; panics with `what` if it never holds.
 #[track_caller]
 fn iterate_until(env: &Env, lp: &mut dyn Runner, what: &str, mut done: impl FnMut() -> bool) {
+    let long = long();
     env.step(format!("run_until: {what}"));
-    let deadline = Instant::now() + LONG;
+    let deadline = Instant::now() + long;
     match lp.run_until(Some(deadline), &mut done) {
         Ok(Stopped::Done) => {}
-        Ok(other) => panic!("{what}: not done within {LONG:?} (run_until ended with {other:?})"),
+        Ok(other) => panic!("{what}: not done within {long:?} (run_until ended with {other:?})"),
         Err(err) => panic!("{what}: run_until failed: {err}"),
     }
 }
@@ -158,9 +162,9 @@ fn settle(lp: &mut dyn Runner, iterations: usize) {
     }
 }
 
-/// After [`LONG`], unless dropped first, sets a flag and wakes the waker parked with it, from
+/// After [`long`], unless dropped first, sets a flag and wakes the waker parked with it, from
 /// a thread of its own: it bounds a wait that only a wake-up can end, without ending it
-/// earlier (a wake-up lost by the loop still fails, after [`LONG`]).
+/// earlier (a wake-up lost by the loop still fails, after [`long`]).
 struct Deadline {
     expired: Arc<AtomicBool>,
     parked: Arc<Mutex<Option<Waker>>>,
@@ -176,7 +180,7 @@ impl Deadline {
         let (stop, stopped) = mpsc::channel::<()>();
         let (e, p) = (expired.clone(), parked.clone());
         let thread = thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LONG) {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(long()) {
                 e.store(true, Ordering::SeqCst);
                 if let Some(waker) = lock(&p).take() {
                     waker.wake();
@@ -209,10 +213,11 @@ impl Drop for Deadline {
     }
 }
 
-/// Runs `future` to its end on `lp` (`block_on`), at most [`LONG`]; panics with `what` when
+/// Runs `future` to its end on `lp` (`block_on`), at most [`long`]; panics with `what` when
 /// it is not done by then or the loop fails.
 #[track_caller]
 fn finish<F: Future>(env: &Env, lp: &mut dyn Runner, what: &str, future: F) -> F::Output {
+    let long = long();
     env.step(format!("block_on: {what}"));
     let deadline = Deadline::start(|| {});
     let mut future = pin!(future);
@@ -225,7 +230,7 @@ fn finish<F: Future>(env: &Env, lp: &mut dyn Runner, what: &str, future: F) -> F
     match block_on(lp, bounded) {
         Ok(Some(output)) => output,
         Ok(None) => panic!(
-            "{what}: not done within {LONG:?} (block_on polls the future again when its waker \
+            "{what}: not done within {long:?} (block_on polls the future again when its waker \
              is woken, R40)"
         ),
         Err(err) => panic!("{what}: block_on failed: {err}"),
@@ -242,6 +247,7 @@ fn registrations(stats: LoopStats) -> (usize, usize) {
 /// another thread, a waker fired by another thread, and a joined task: each resolves, on the
 /// loop thread.
 pub fn r42_futures_resolve_on_the_loop_thread_r40(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
     let me = thread::current().id();
@@ -299,8 +305,8 @@ pub fn r42_futures_resolve_on_the_loop_thread_r40(env: &Env) {
         }
     })
     .expect("spawn_local");
-    finish(env, &mut *runner, "the task", timeout(&lp, LONG, task))
-        .unwrap_or_else(|_| panic!("R40: the task did not finish within {LONG:?}"))
+    finish(env, &mut *runner, "the task", timeout(&lp, long, task))
+        .unwrap_or_else(|_| panic!("R40: the task did not finish within {long:?}"))
         .expect("R54: the task did not end normally");
     join(helper, "the helper thread writing, emitting and waking");
     let seen = seen.borrow();
@@ -525,6 +531,7 @@ pub fn r15_dropped_futures_remove_their_registrations_and_never_wake_r21(env: &E
 /// always ends the loop's wait without a timeout; so does a wake of `block_on`'s root future,
 /// and a `futures-channel` oneshot sent from another thread.
 pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
     for round in 0..200u32 {
@@ -552,7 +559,7 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
             }
             remote2.fire();
         });
-        // Blocks with no timeout: only the waker can end the wait. (After LONG, the kit wakes
+        // Blocks with no timeout: only the waker can end the wait. (After long, the kit wakes
         // the loop itself, which fails the round: a lost wake-up.)
         let lp2 = lp.clone();
         let deadline = Deadline::start(move || lp2.wake());
@@ -563,7 +570,7 @@ pub fn r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop(env: &Env) {
             if !done.get() && deadline.expired(Waker::noop()) {
                 panic!(
                     "R40: round {round}: a waker fired from another thread did not end \
-                     run_once(None) within {LONG:?}: a lost wake-up"
+                     run_once(None) within {long:?}: a lost wake-up"
                 );
             }
         }
@@ -722,6 +729,7 @@ pub fn r48_futures_on_a_loop_that_has_gone_end_with_loop_gone(env: &Env) {
 /// it) and without (the loop reports it, other tasks run), a task dropping its own handle, a
 /// `LocalExecutor` dropped with its tasks, and a spawn off the loop thread refused.
 pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
 
@@ -812,7 +820,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
     .expect("spawn_local")
     .detach();
     let mut reported = None;
-    let deadline = Instant::now() + LONG;
+    let deadline = Instant::now() + long;
     while (reported.is_none() || !other_ran.get()) && Instant::now() < deadline {
         if let Err(error) = runner.run_once(Some(Duration::from_millis(5))) {
             reported = Some(error);
@@ -824,7 +832,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
             "R54: the loop reported another panic: {message}"
         ),
         other => panic!(
-            "R54: a detached task's panic: run_once gave {other:?} within {LONG:?}, expected \
+            "R54: a detached task's panic: run_once gave {other:?} within {long:?}, expected \
              CallbackPanicked"
         ),
     }
@@ -904,6 +912,7 @@ pub fn r54_tasks_spawn_join_abort_detach_and_panics_r50(env: &Env) {
 /// later then earlier resolves at the new time; `timeout` passes a future that finishes in
 /// time and cuts one that does not.
 pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
     let order: Rc<RefCell<Vec<u64>>> = Rc::default();
@@ -966,11 +975,11 @@ pub fn r33_sleeps_resolve_in_deadline_order_never_early_r29_r31(env: &Env) {
         env,
         &mut *runner,
         "timeout around a 1 ms sleep",
-        timeout(&lp, LONG, sleep(&lp, Duration::from_millis(1))),
+        timeout(&lp, long, sleep(&lp, Duration::from_millis(1))),
     );
     assert!(
         matches!(quick, Ok(Ok(()))),
-        "a 1 ms sleep under a {LONG:?} timeout: {quick:?}, expected its output"
+        "a 1 ms sleep under a {long:?} timeout: {quick:?}, expected its output"
     );
     let slow = finish(
         env,
@@ -1066,7 +1075,7 @@ pub fn e07_registry_streams_deliver_in_order_and_end_at_close_e16(env: &Env) {
         }
         // Close (from this thread) once everything was delivered: a close discards the
         // events still queued (E16).
-        let deadline = Instant::now() + LONG;
+        let deadline = Instant::now() + long();
         while seen.load(Ordering::SeqCst) < 1000 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(1));
         }
@@ -1119,6 +1128,7 @@ pub fn e07_registry_streams_deliver_in_order_and_end_at_close_e16(env: &Env) {
 /// the same report and the one that finds nothing waits again without spinning; `AsyncRead`
 /// and `AsyncWrite`; the peer's hang-up resolves a readable and a read gives 0.
 pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
     let (a, b) = socket_pair();
@@ -1234,9 +1244,9 @@ pub fn r08_socket_pair_readiness_with_real_reads_and_writes_r14(env: &Env) {
         env,
         &mut *runner,
         "the second reader",
-        timeout(&lp, LONG, second),
+        timeout(&lp, long, second),
     )
-    .unwrap_or_else(|_| panic!("R8: the second reader was not woken within {LONG:?}"))
+    .unwrap_or_else(|_| panic!("R8: the second reader was not woken within {long:?}"))
     .expect("the second reader's task")
     .unwrap_or_else(|problem| panic!("{problem}"));
     assert!(
@@ -1369,6 +1379,7 @@ pub fn r46_block_on_a_future_that_wakes_itself_does_not_block(env: &Env) {
 /// synchronously: a registry's `close_with` on the loop thread delivers the closing event at
 /// once) is not lost: the task is polled again.
 pub fn e17_a_wake_during_the_tasks_own_poll_is_not_lost_r40(env: &Env) {
+    let long = long();
     let mut runner = env.create_here();
     let lp = runner.handle();
     let registry: Registry<TestEvent> = Registry::with_loop(lp.clone()).expect("registry");
@@ -1388,10 +1399,10 @@ pub fn e17_a_wake_during_the_tasks_own_poll_is_not_lost_r40(env: &Env) {
         env,
         &mut *runner,
         "the closing task",
-        timeout(&lp, LONG, task),
+        timeout(&lp, long, task),
     )
     .unwrap_or_else(|_| {
-        panic!("R40: the task woken during its own poll was not polled again within {LONG:?}")
+        panic!("R40: the task woken during its own poll was not polled again within {long:?}")
     })
     .expect("the closing task")
     .unwrap_or_else(|err| panic!("E17: close_with failed: {err}"));
