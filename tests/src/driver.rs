@@ -6,7 +6,7 @@
 //! iterations and check that nothing spins, without assertions on speed.
 
 use std::any::Any;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,7 @@ type JobResult<R> = std::result::Result<R, Box<dyn Any + Send>>;
 /// The loop as seen by a job running on the loop thread.
 pub struct LoopCtx {
     lut: Option<Box<dyn Runner>>,
-    iterations: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for LoopCtx {
@@ -55,17 +55,20 @@ impl LoopCtx {
     /// # Errors
     /// What the backend's `run_once` returns.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
+        let shared = self.shared.clone();
+        let _doing = shared.doing(format!("in run_once({timeout:?})"));
         let result = self.lut().run_once(timeout);
-        self.iterations.fetch_add(1, Ordering::SeqCst);
+        self.shared.iterations.fetch_add(1, Ordering::SeqCst);
         result
     }
 
     /// `n` non-blocking iterations; panics on an error.
     pub fn turns(&mut self, n: usize) -> usize {
         (0..n)
-            .map(|_| {
-                self.run_once(Some(Duration::ZERO))
-                    .expect("run_once failed")
+            .map(|turn| {
+                self.run_once(Some(Duration::ZERO)).unwrap_or_else(|err| {
+                    panic!("run_once(Some(0)) failed in turn {turn} of {n}: {err}")
+                })
             })
             .sum()
     }
@@ -75,6 +78,8 @@ impl LoopCtx {
     /// # Errors
     /// What the backend's `run` returns.
     pub fn run(&mut self) -> Result<()> {
+        let shared = self.shared.clone();
+        let _doing = shared.doing("in Runner::run (until quit)".to_owned());
         self.lut().run()
     }
 
@@ -88,6 +93,11 @@ impl LoopCtx {
         deadline: Option<Instant>,
         done: &mut dyn FnMut() -> bool,
     ) -> Result<Stopped> {
+        let shared = self.shared.clone();
+        let _doing = shared.doing(format!(
+            "in Runner::run_until (deadline in {:?})",
+            deadline.map(|at| at.saturating_duration_since(Instant::now()))
+        ));
         self.lut().run_until(deadline, done)
     }
 
@@ -104,11 +114,13 @@ impl LoopCtx {
 
     /// The number of `run_once` calls the kit made so far.
     pub fn iteration(&self) -> u64 {
-        self.iterations.load(Ordering::SeqCst)
+        self.shared.iterations.load(Ordering::SeqCst)
     }
 
     /// Destroys the loop (drops the loop under test) on this thread.
     pub fn destroy(&mut self) {
+        let shared = self.shared.clone();
+        let _doing = shared.doing("dropping the loop (R48: its frees run here)".to_owned());
         drop(self.lut.take());
     }
 
@@ -160,11 +172,17 @@ impl IdleReport {
         // thousands. The CPU bound holds under any load (it is CPU time, not wall time).
         assert!(
             self.kit_iterations < 100 && self.backend_iterations < 200,
-            "{what}: the loop spins: {self:?}"
+            "{what}: the loop spins (R10, R52): {} run_once calls and {} backend iterations in \
+             the window, expected fewer than 100 and 200 (an idle loop makes about one per \
+             {TICK:?}); {self:?}",
+            self.kit_iterations,
+            self.backend_iterations
         );
         assert!(
             self.cpu < Duration::from_millis(150),
-            "{what}: the loop thread burns CPU: {self:?}"
+            "{what}: the loop thread burns CPU (R10, R52): {:?} of CPU time in the window, \
+             expected less than 150ms; {self:?}",
+            self.cpu
         );
     }
 }
@@ -184,11 +202,22 @@ pub fn thread_cpu_time() -> Duration {
 }
 
 /// A job started with [`Driver::spawn`]; [`wait`](Self::wait) for its result.
-#[derive(Debug)]
 pub struct Pending<R> {
     rx: Receiver<JobResult<R>>,
     /// A result taken off the channel by [`is_done`](Self::is_done), kept for `wait`.
     early: std::cell::RefCell<Option<JobResult<R>>>,
+    /// The job, as failure messages name it: where it was started and what it does.
+    job: String,
+    /// The backend's name, for messages.
+    backend: String,
+    /// What the loop thread is doing, for the message of a wait that gives up.
+    shared: Arc<Shared>,
+}
+
+impl<R> std::fmt::Debug for Pending<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("job", &self.job).finish()
+    }
 }
 
 impl<R> Pending<R> {
@@ -202,14 +231,29 @@ impl<R> Pending<R> {
             Ok(Ok(value)) => Some(value),
             Ok(Err(payload)) => panic::resume_unwind(payload),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => panic!("the loop thread died"),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "{}: {} ended without a result: the loop thread died",
+                self.backend, self.job
+            ),
         }
     }
 
-    /// Waits up to [`TIMEOUT`]; panics (failing the scenario) if the job did not finish.
+    /// Waits up to [`TIMEOUT`]; panics (failing the scenario) if the job did not finish,
+    /// saying which job and what the loop thread was doing then.
     pub fn wait(&self) -> R {
-        self.wait_for(TIMEOUT)
-            .unwrap_or_else(|| panic!("job on the loop thread did not finish within {TIMEOUT:?}"))
+        self.wait_for(TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "{}: {} did not finish within {TIMEOUT:?}: the loop thread is {}",
+                self.backend,
+                self.job,
+                self.shared.activity()
+            )
+        })
+    }
+
+    /// The job as messages name it (where it was started, and what it does if said).
+    pub fn job(&self) -> &str {
+        &self.job
     }
 
     /// True if the job finished (its result is then kept for `wait`).
@@ -233,6 +277,47 @@ struct Shared {
     pumping: AtomicBool,
     iterations: Arc<AtomicU64>,
     errors: Mutex<Vec<Error>>,
+    /// What the loop thread is doing now (innermost last), for the messages of waits that
+    /// give up: "in run_once(None) for 5.0s, in the job started at ...".
+    activity: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Shared {
+    /// Records that the loop thread is doing `what` until the returned guard is dropped.
+    fn doing(&self, what: String) -> Doing<'_> {
+        lock(&self.activity).push((what, Instant::now()));
+        Doing(self)
+    }
+
+    /// What the loop thread is doing, innermost first, with how long it has been at it.
+    fn activity(&self) -> String {
+        let activity = lock(&self.activity);
+        let pumping = self.pumping.load(Ordering::SeqCst);
+        let iterations = self.iterations.load(Ordering::SeqCst);
+        let doing = if activity.is_empty() {
+            "waiting for the next job".to_owned()
+        } else {
+            activity
+                .iter()
+                .rev()
+                .map(|(what, since)| format!("{what} for {:?}", since.elapsed()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{doing} (the kit made {iterations} run_once calls; pump {})",
+            if pumping { "on" } else { "off" }
+        )
+    }
+}
+
+/// Ends an entry of [`Shared::doing`].
+struct Doing<'a>(&'a Shared);
+
+impl Drop for Doing<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.activity).pop();
+    }
 }
 
 /// One loop under test on its own thread. Dropping the driver destroys the loop there.
@@ -268,6 +353,7 @@ impl Driver {
             pumping: AtomicBool::new(false),
             iterations: Arc::new(AtomicU64::new(0)),
             errors: Mutex::new(Vec::new()),
+            activity: Mutex::new(Vec::new()),
         });
         let thread_shared = shared.clone();
         let backend = backend.clone();
@@ -287,7 +373,7 @@ impl Driver {
                 };
                 let mut ctx = LoopCtx {
                     lut: Some(lut),
-                    iterations: thread_shared.iterations.clone(),
+                    shared: thread_shared.clone(),
                 };
                 loop_thread_main(&mut ctx, &job_rx, &thread_shared);
                 // Channel closed: destroy the loop here (frees run on this thread).
@@ -359,7 +445,9 @@ impl Driver {
     }
 
     /// Runs `job` on the loop thread (between pump iterations) and returns its result.
-    /// Panics in the job are re-raised here; a job that does not finish in [`TIMEOUT`] fails.
+    /// Panics in the job are re-raised here; a job that does not finish in [`TIMEOUT`] fails,
+    /// naming the line that started it.
+    #[track_caller]
     pub fn on_loop<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
@@ -367,13 +455,50 @@ impl Driver {
         self.spawn(job).wait()
     }
 
+    /// [`on_loop`](Self::on_loop), for a job whose failure message should say what it does
+    /// and which rule it checks (`"run_once(None), which only the foreign remove can end
+    /// (R40)"`).
+    #[track_caller]
+    pub fn on_loop_doing<R: Send + 'static>(
+        &self,
+        what: &str,
+        job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
+    ) -> R {
+        self.spawn_doing(what, job).wait()
+    }
+
     /// Starts `job` on the loop thread and returns at once.
+    #[track_caller]
     pub fn spawn<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
     ) -> Pending<R> {
+        let at = Location::caller();
+        self.start_job(format!("the job started at {at}"), job)
+    }
+
+    /// [`spawn`](Self::spawn), for a job whose failure message should say what it does and
+    /// which rule it checks.
+    #[track_caller]
+    pub fn spawn_doing<R: Send + 'static>(
+        &self,
+        what: &str,
+        job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
+    ) -> Pending<R> {
+        let at = Location::caller();
+        self.start_job(format!("the job started at {at} ({what})"), job)
+    }
+
+    fn start_job<R: Send + 'static>(
+        &self,
+        name: String,
+        job: impl FnOnce(&mut LoopCtx) -> R + Send + 'static,
+    ) -> Pending<R> {
         let (tx, rx) = mpsc::sync_channel(1);
+        let shared = self.shared.clone();
+        let doing = format!("running {name}");
         let job: Job = Box::new(move |ctx: &mut LoopCtx| {
+            let _doing = shared.doing(doing);
             let result = panic::catch_unwind(AssertUnwindSafe(|| job(ctx)));
             let _ = tx.send(result);
         });
@@ -383,6 +508,9 @@ impl Driver {
         Pending {
             rx,
             early: std::cell::RefCell::new(None),
+            job: name,
+            backend: self.name.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -406,14 +534,20 @@ impl Driver {
     }
 
     /// Waits until the kit made `n` more `run_once` calls (pump or job); panics on timeout.
+    #[track_caller]
     pub fn wait_iterations(&self, n: u64) {
         let target = self.iterations() + n;
         let deadline = Instant::now() + TIMEOUT;
         while self.iterations() < target {
-            assert!(
-                Instant::now() < deadline,
-                "loop did not make {n} iterations in {TIMEOUT:?}"
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: the loop did not make {n} more iterations within {TIMEOUT:?} \
+                     (R46: each run_once(Some({TICK:?})) of the pump returns by its timeout); \
+                     the loop thread is {}",
+                    self.name,
+                    self.shared.activity()
+                );
+            }
             thread::sleep(Duration::from_millis(2));
         }
     }
@@ -450,8 +584,12 @@ impl Driver {
             self.raw.wake();
             let _ = self.raw.add_timer(Schedule::Once(Duration::ZERO), |_| {});
             if self.exited.recv_timeout(TIMEOUT).is_err() {
-                self.monitor
-                    .violation(format!("{}: the loop thread never exited", self.name));
+                self.monitor.violation(format!(
+                    "{}: the loop thread never exited after the scenario, even after a quit, \
+                     a wake and a zero-delay timer (R40, R47): it is {}",
+                    self.name,
+                    self.shared.activity()
+                ));
                 return; // leave the thread detached
             }
         }
@@ -466,18 +604,44 @@ impl Driver {
             name: self.name.clone(),
             monitor: self.monitor.clone(),
             shared: self.shared.clone(),
+            raw: self.raw.clone(),
+            quitter: self.quitter.clone(),
         }
+    }
+
+    /// What the loop thread is doing now (for messages of waits that give up).
+    pub fn activity(&self) -> String {
+        self.shared.activity()
     }
 }
 
-/// The after-scenario checks of one driver: violations and untaken loop errors.
+/// The after-scenario checks of one driver: violations and untaken loop errors; and, for the
+/// scenario watchdog, what its loop thread is doing and a way to unblock it.
 pub(crate) struct DriverChecks {
     name: String,
     monitor: Arc<Monitor>,
     shared: Arc<Shared>,
+    raw: Loop,
+    quitter: Quitter,
 }
 
 impl DriverChecks {
+    /// "loop thread of NAME: ACTIVITY".
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "the loop thread of {} is {}",
+            self.name,
+            self.shared.activity()
+        )
+    }
+
+    /// Asks a loop stuck in a wait to return: stop the pump, quit, wake.
+    pub(crate) fn unblock(&self) {
+        self.shared.pumping.store(false, Ordering::SeqCst);
+        self.quitter.quit();
+        self.raw.wake();
+    }
+
     /// Every problem found, as messages.
     pub(crate) fn problems(&self) -> Vec<String> {
         let mut out: Vec<String> = self

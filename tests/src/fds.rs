@@ -1,6 +1,7 @@
-//! Descriptor helpers for scenarios: non-blocking pipes and socketpairs, byte I/O, fd reuse.
+//! Descriptor helpers for scenarios: non-blocking pipes and socketpairs, byte I/O, numbers out
+//! of the way, and numbers reused by another file.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
@@ -142,11 +143,63 @@ pub fn is_open(fd: RawFd) -> bool {
 /// that many descriptors). A just-closed pipe's number would not do: another test thread may
 /// reuse it at once.
 pub fn closed_fd() -> RawFd {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1024)
-        .min(i32::MAX as u64) as RawFd;
-    let fd = (soft - 3).max(64);
+    let fd = (soft_limit() - 3).max(64);
     assert!(!is_open(fd), "fd {fd} unexpectedly open");
     fd
+}
+
+/// The soft `RLIMIT_NOFILE`: descriptor numbers are below it.
+fn soft_limit() -> RawFd {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+        .min(i32::MAX as u64) as RawFd
+}
+
+/// Moves `fd` to a high descriptor number, the lowest free one from `below_limit` under the
+/// soft `RLIMIT_NOFILE` (at least 64): numbers the kernel does not hand out to other
+/// scenarios (it gives the lowest free number), so that closing it cannot hand its number to a
+/// concurrently running test. Give each scenario a `below_limit` of its own.
+pub fn high_fd(fd: OwnedFd, below_limit: RawFd) -> OwnedFd {
+    let floor = (soft_limit() - below_limit).max(64);
+    // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we own; no memory is passed.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+    assert!(
+        moved >= 0,
+        "F_DUPFD_CLOEXEC of fd {} to {floor} or above failed: {}",
+        fd.as_raw_fd(),
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `moved` is a fresh descriptor owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(moved) }
+}
+
+/// Gives `file` the descriptor number `number`, which the scenario closed a moment ago (a
+/// watched fd closed under its watch, [R52](anyloop::contract#r52)): the number is reused by
+/// another file. Never touches a number someone else may own (no `dup2`): `F_DUPFD_CLOEXEC`
+/// takes the lowest free number from `number` up, and the result is checked.
+///
+/// Panics (failing the scenario) if the number was not free any more: another thread of the
+/// process took it first (the kit runs such scenarios alone, [`FdUse::Exclusive`], but a
+/// test of the same binary outside the kit may open files too).
+///
+/// [`FdUse::Exclusive`]: crate::FdUse::Exclusive
+pub fn reuse_number(file: impl AsFd, number: RawFd) -> OwnedFd {
+    // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we borrow; no memory is passed.
+    let got = unsafe { libc::fcntl(file.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, number) };
+    assert!(
+        got >= 0,
+        "F_DUPFD_CLOEXEC to reuse fd {number} failed: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `got` is a fresh descriptor owned by nobody else.
+    let reused = unsafe { OwnedFd::from_raw_fd(got) };
+    assert_eq!(
+        reused.as_raw_fd(),
+        number,
+        "fd {number}, closed by the scenario a moment ago, was taken by another thread of the \
+         process before the scenario could give it to a new file: the scenario cannot check \
+         what a reused number does (R52)"
+    );
+    reused
 }

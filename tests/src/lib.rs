@@ -33,22 +33,41 @@
 //! anyloop_conformance::conformance_tests!(MyBackend);
 //! ```
 //!
-//! Each scenario gets its own loop(s) on dedicated threads ([`Driver`]), talks to the backend
-//! through an interposed vtable that checks where callbacks and frees run, and ends with the
-//! harness checking that every callback state was freed exactly once. Waits use a generous
-//! timeout ([`TIMEOUT`]) and never assert speed; "nothing else fired" checks let the loop run
-//! a settle window plus extra iterations first.
+//! Each scenario runs on a thread of its own, gets its own loop(s) on dedicated threads
+//! ([`Driver`]), talks to the backend through an interposed vtable that checks where callbacks
+//! and frees run, and ends with the harness checking that every callback state was freed
+//! exactly once. (The futures-layer scenarios make their loop on the scenario's thread and
+//! drive it with `block_on`, as an application does.)
+//!
+//! A broken backend fails fast and is told what happened; it never hangs the test binary:
+//!
+//! - every wait of the kit is bounded: a generous timeout ([`TIMEOUT`]) for each wait for the
+//!   loop (jobs on the loop thread, callbacks, helper threads: [`bounded`](mod@bounded)), and a
+//!   watchdog over each whole scenario ([`watchdog`], 60 s by default): a scenario still
+//!   running then fails with its name and what its loops were doing, and is left behind;
+//! - every failure names the backend, the scenario and the rules it pins, and says what was
+//!   observed against what was expected (a job that does not finish says which job, started
+//!   where, and what the loop thread was doing);
+//! - waits never assert speed; "nothing else fired" checks let the loop run a settle window
+//!   plus extra iterations first.
+//!
+//! Scenarios that close a descriptor number and check which file takes it next run alone
+//! among the kit's scenarios of the process ([`FdUse::Exclusive`]), and check that the number
+//! went where they expect.
 //!
 //! The battery's groups, and what each checks, are listed in the [`scenarios`](mod@scenarios)
 //! module: the contract's scenarios and rules for watches and timers, one-shot timers
 //! (`Schedule::Once`), thread-bound callbacks, `Runner::run_until` and `Loop::wake`,
-//! `LoopStats`, bad input, stress, random operation sequences checked against a model, and the
-//! event registry. [`scenarios()`] lists every scenario, in order.
+//! `LoopStats`, bad input, stress, random operation sequences checked against a model, the
+//! event registry, fds closed under their watch in every way a library gets there
+//! (`closed_fd`), and the futures layer `anyloop-async` on the backend (`async_layer`).
+//! [`scenarios()`] lists every scenario, in order.
 //!
 //! [`reference`](mod@reference) is a tiny poll(2) backend that passes the battery: the kit's
 //! self-check and a readable example of the whole contract.
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod bounded;
 pub mod driver;
 pub mod fds;
 pub mod harness;
@@ -60,7 +79,9 @@ pub mod track;
 
 pub use driver::{Driver, LoopCtx, Pending, TIMEOUT};
 pub use harness::LoopFactory;
-pub use runner::{run_battery, run_scenario, Env, Outcome, Report, Scenario};
+pub use runner::{
+    run_battery, run_scenario, watchdog, Env, FdUse, Outcome, Report, Scenario, WATCHDOG,
+};
 
 /// Every scenario of the battery, in order.
 // Built by the same macro that expands the tests, so the two lists cannot drift apart.
@@ -71,10 +92,12 @@ pub fn scenarios() -> Vec<Scenario> {
     all
 }
 
-/// Expands to one `#[test]` per scenario of the battery, run on the given backend.
+/// Expands to one `#[test]` per scenario of the battery, run on the given backend: every
+/// group, the futures layer's (`async_layer`) and the closed-fd matrix (`closed_fd`) included.
 ///
 /// The argument is an expression building a [`LoopFactory`] (evaluated once per test). Put
-/// several backends in one file by expanding the macro in one module each.
+/// several backends in one file by expanding the macro in one module each. Each test runs its
+/// scenario through [`run_scenario`] (watchdog, descriptor-number lock, failure messages).
 ///
 /// ```no_run
 /// mod reference {
@@ -91,21 +114,40 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __scenario_item {
-    ([tests $backend:expr] $group:ident $name:ident) => {
+    ([tests $backend:expr] $group:ident $name:ident $($fds:ident)?) => {
         #[test]
         fn $name() {
             $crate::run_scenario(
                 ::std::sync::Arc::new($backend),
-                $crate::scenarios::$group::$name,
+                $crate::__scenario!($group $name $($fds)?),
             );
         }
     };
-    ([table $all:ident] $group:ident $name:ident) => {
-        $all.push($crate::Scenario {
+    ([table $all:ident] $group:ident $name:ident $($fds:ident)?) => {
+        $all.push($crate::__scenario!($group $name $($fds)?));
+    };
+}
+
+/// The [`Scenario`] value of one entry of the list; `exclusive_fds` marks a scenario that
+/// runs alone ([`FdUse::Exclusive`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario {
+    ($group:ident $name:ident) => {
+        $crate::Scenario {
             name: stringify!($name),
             group: stringify!($group),
             run: $crate::scenarios::$group::$name,
-        });
+            fds: $crate::FdUse::Shared,
+        }
+    };
+    ($group:ident $name:ident exclusive_fds) => {
+        $crate::Scenario {
+            name: stringify!($name),
+            group: stringify!($group),
+            run: $crate::scenarios::$group::$name,
+            fds: $crate::FdUse::Exclusive,
+        }
     };
 }
 
@@ -127,18 +169,21 @@ macro_rules! __scenario_prelude {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __scenario_group {
-    ([tests $backend:expr] $group:ident [$($name:ident),* $(,)?]) => {
+    ([tests $backend:expr] $group:ident [$($name:ident $($fds:ident)?),* $(,)?]) => {
         mod $group {
             $(
                 #[test]
                 fn $name() {
-                    $crate::run_scenario(super::__kit_backend(), $crate::scenarios::$group::$name);
+                    $crate::run_scenario(
+                        super::__kit_backend(),
+                        $crate::__scenario!($group $name $($fds)?),
+                    );
                 }
             )*
         }
     };
-    ([table $all:ident] $group:ident [$($name:ident),* $(,)?]) => {
-        $( $crate::__scenario_item!([table $all] $group $name); )*
+    ([table $all:ident] $group:ident [$($name:ident $($fds:ident)?),* $(,)?]) => {
+        $( $crate::__scenario_item!([table $all] $group $name $($fds)?); )*
     };
 }
 
@@ -246,8 +291,8 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] bad_input s54_fd_closed_while_watched_no_spin_r52);
         $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_open_elsewhere_no_spin_b62);
         $crate::__scenario_item!([$($mode)*] bad_input r18_disabled_earlier_in_iteration_no_error_for_closed_fd_r52);
-        $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19);
-        $crate::__scenario_item!([$($mode)*] bad_input r52_reused_fd_number_watch_enabled_by_update_r19);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_closed_fd_number_reused_r19 exclusive_fds);
+        $crate::__scenario_item!([$($mode)*] bad_input r52_reused_fd_number_watch_enabled_by_update_r19 exclusive_fds);
         $crate::__scenario_item!([$($mode)*] bad_input s56_invalid_fd_and_unknown_bits_r02_r51_r59);
         $crate::__scenario_item!([$($mode)*] bad_input s57_panicking_callback_r54);
         $crate::__scenario_item!([$($mode)*] bad_input r54_panicking_timer_and_free_r23);
@@ -288,6 +333,31 @@ macro_rules! __scenario_list {
             e26_counts_of_callbacks_and_queued_events,
             e27_arming_races_never_strand_nor_spin_e06,
             e30_fallback_only_when_no_callback_matched,
+        ]);
+        $crate::__scenario_group!([$($mode)*] closed_fd [
+            r52_closed_fd_kept_open_by_a_dup_no_spin_error_at_most_once_r10 exclusive_fds,
+            r52_closed_fd_kept_open_by_a_child_process_no_spin_error_at_most_once_r10 exclusive_fds,
+            r52_closed_fd_kept_open_in_flight_scm_rights_no_spin_error_at_most_once_r10 exclusive_fds,
+            r52_number_reused_by_a_pipe_never_reaches_the_old_watch_r19 exclusive_fds,
+            r52_number_reused_by_a_socket_never_reaches_the_old_watch_r19 exclusive_fds,
+            r52_number_reused_by_a_regular_file_never_reaches_the_old_watch_r19 exclusive_fds,
+            r18_watch_disabled_earlier_in_the_iteration_hears_nothing_of_its_closed_fd_r10_r52 exclusive_fds,
+            r52_watched_fds_closed_before_the_first_iteration_update_and_remove_work_r53 exclusive_fds,
+            r52_watched_fds_closed_around_an_epoll_reset_update_and_remove_work_b62 exclusive_fds,
+        ]);
+        $crate::__scenario_group!([$($mode)*] async_layer [
+            r42_futures_resolve_on_the_loop_thread_r40,
+            r15_dropped_futures_remove_their_registrations_and_never_wake_r21,
+            r40_no_wake_up_lost_when_another_thread_wakes_a_blocked_loop,
+            r48_futures_on_a_loop_that_has_gone_end_with_loop_gone,
+            r54_tasks_spawn_join_abort_detach_and_panics_r50,
+            r33_sleeps_resolve_in_deadline_order_never_early_r29_r31,
+            r30_intervals_tick_and_merge_missed_firings,
+            e07_registry_streams_deliver_in_order_and_end_at_close_e16,
+            r08_socket_pair_readiness_with_real_reads_and_writes_r14,
+            r50_futures_made_off_the_loop_thread_are_wrong_thread_r42,
+            r46_block_on_a_future_that_wakes_itself_does_not_block,
+            e17_a_wake_during_the_tasks_own_poll_is_not_lost_r40,
         ]);
     };
 }

@@ -28,6 +28,14 @@
 //! ([R27](anyloop::contract#r27)), so the callback reads `Disabled` and may re-arm its own timer
 //! ([R36](anyloop::contract#r36)).
 //!
+//! A watched fd closed under its watch ([R52](anyloop::contract#r52)): `poll(2)` watches
+//! numbers, not files, so each watch remembers the file its number named when it was added or
+//! last updated (device and inode, from `fstat`), and every report is checked against the file
+//! the number names now. A number found closed (`POLLNVAL`) or naming another file (reused) is
+//! reported to the watch as `ERROR`, once: its interest is emptied as the `ERROR` is delivered,
+//! so it is silent until updated or removed, and it never hears the new file. That costs an
+//! `fstat` per report.
+//!
 //! It is slow by design (poll(2) over every fd, linear scans): do not use it in production.
 //! Iterate the loop on the thread that created it.
 
@@ -62,6 +70,9 @@ impl LoopFactory for ReferenceBackend {
 struct HandleEntry {
     fd: RawFd,
     events: IoEvents,
+    /// The file `fd` named when the watch was added or last updated; `None` if it named none
+    /// ([R52](anyloop::contract#r52)).
+    file: Option<FileId>,
     /// `None` while the callback runs (taken out of the entry).
     callback: Option<WatchCallback>,
 }
@@ -147,6 +158,19 @@ fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
+/// A file, as `fstat` names it: device and inode.
+type FileId = (u64, u64);
+
+/// The file `fd` names now; `None` if it is not open.
+fn file_of(fd: RawFd) -> Option<FileId> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` into the live, exclusively borrowed `st`; a number that
+    // is not open is just EBADF.
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    (rc == 0).then_some((st.st_dev, st.st_ino))
+}
+
 impl Backend for PollHandle {
     fn add_watch(
         &self,
@@ -185,6 +209,7 @@ impl Backend for PollHandle {
             HandleEntry {
                 fd,
                 events,
+                file: file_of(fd),
                 callback: Some(callback),
             },
         );
@@ -206,6 +231,8 @@ impl Backend for PollHandle {
             return Ok(()); // R5: the same set again is a no-op
         }
         entry.events = events;
+        // R53: after the number was reused, an update addresses the file it names now.
+        entry.file = file_of(entry.fd);
         self.shared.wake_unless_loop_thread(st);
         Ok(())
     }
@@ -578,9 +605,18 @@ impl PollLoop {
             let Some(entry) = st.watches.get_mut(id) else {
                 continue;
             };
+            // R52: a number closed (POLLNVAL) or naming another file than the watch's is
+            // reported as ERROR, once (the interest is emptied), never as the new file's
+            // readiness.
+            let closed = revents & libc::POLLNVAL != 0 || file_of(entry.fd) != entry.file;
+            let ready = if closed {
+                IoEvents::ERROR
+            } else {
+                poll_ready(revents)
+            };
             // R11/R18: only bits of the *current* interest, plus ERROR/HANGUP.
-            let deliver = entry.events.deliverable(poll_ready(revents));
-            if revents & libc::POLLNVAL != 0 {
+            let deliver = entry.events.deliverable(ready);
+            if closed {
                 entry.events = IoEvents::empty(); // R52: ERROR once, then disabled
             }
             if deliver.is_empty() {

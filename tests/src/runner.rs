@@ -1,10 +1,16 @@
-//! Running scenarios: the per-scenario environment, the post-checks, and the battery report.
+//! Running scenarios: the per-scenario environment, the post-checks, the watchdog, the lock
+//! on descriptor numbers, and the battery report.
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use anyloop::Runner;
+
+use crate::bounded::panic_message;
 use crate::driver::{Driver, DriverChecks, TIMEOUT};
 use crate::harness::LoopFactory;
 use crate::probe::{lock, FreeProbe, Token};
@@ -19,7 +25,11 @@ use crate::probe::{lock, FreeProbe, Token};
 pub struct Env {
     backend: Arc<dyn LoopFactory>,
     probe: FreeProbe,
-    checks: Mutex<Vec<DriverChecks>>,
+    /// Shared with the watchdog of [`run_scenario`], which reports what the loops of a hung
+    /// scenario are doing.
+    checks: Arc<Mutex<Vec<DriverChecks>>>,
+    /// The scenario's last [`step`](Env::step), for the watchdog's message.
+    step: Arc<Mutex<Option<(String, Instant)>>>,
 }
 
 impl fmt::Debug for Env {
@@ -36,8 +46,17 @@ impl Env {
         Env {
             backend,
             probe: FreeProbe::new(),
-            checks: Mutex::new(Vec::new()),
+            checks: Arc::new(Mutex::new(Vec::new())),
+            step: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Records what the scenario is doing now (`"round 17: run_once(None) until the remote
+    /// waker fires (R40)"`): if the scenario hangs, the watchdog's message says it. For
+    /// scenarios whose own thread drives a loop ([`create_here`](Self::create_here)); the
+    /// loops of [`Driver`]s report what they do themselves.
+    pub fn step(&self, what: impl Into<String>) {
+        *lock(&self.step) = Some((what.into(), Instant::now()));
     }
 
     /// The backend under test.
@@ -50,6 +69,19 @@ impl Env {
         let driver = Driver::start(&self.backend);
         lock(&self.checks).push(driver.checks());
         driver
+    }
+
+    /// Creates a loop of the backend on the *calling* thread, for scenarios that drive a
+    /// loop themselves, as an application does (the futures layer's, which run `block_on`
+    /// on it). Such a loop has no driver: no interposer, no pump; the scenario's own thread
+    /// is its loop thread. Panics (failing the scenario) if the backend cannot make one.
+    pub fn create_here(&self) -> Box<dyn Runner> {
+        self.backend.create().unwrap_or_else(|err| {
+            panic!(
+                "{}: creating a loop on the scenario's thread failed: {err}",
+                self.backend.name()
+            )
+        })
     }
 
     /// Starts a loop and its pump.
@@ -94,14 +126,136 @@ impl Env {
     }
 }
 
-/// Runs one scenario on `backend` with the harness's post-checks; panics on failure.
+/// How a scenario uses descriptor numbers, which decides whether it runs alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdUse {
+    /// Opens and closes descriptors at numbers the kernel picks (or at high numbers out of
+    /// the way): it runs beside other scenarios.
+    Shared,
+    /// Closes a number and checks which file takes it next (another file of the scenario's,
+    /// or none, or one the backend opened itself): it runs alone among the kit's scenarios
+    /// of this process, so that no other scenario's thread takes the number meanwhile.
+    /// Such a scenario still checks that the number went where it expected, rather than
+    /// assuming it (a test of the same binary outside the kit may open files too).
+    Exclusive,
+}
+
+/// Held shared by every scenario, exclusively by [`FdUse::Exclusive`] ones.
+static FD_NUMBERS: RwLock<()> = RwLock::new(());
+
+/// A hold on [`FD_NUMBERS`], in the mode the scenario asked for (held, never read).
+#[allow(dead_code)]
+enum FdHold {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
+/// The default of [`watchdog`].
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// How long one scenario may run before [`run_scenario`] calls it hung: [`WATCHDOG`], or
+/// the number of seconds in the environment variable `ANYLOOP_KIT_WATCHDOG_SECS` (for runs
+/// under valgrind, which are 20 to 50 times slower).
+pub fn watchdog() -> Duration {
+    static LIMIT: OnceLock<Duration> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("ANYLOOP_KIT_WATCHDOG_SECS")
+            .ok()
+            .and_then(|secs| secs.trim().parse::<u64>().ok())
+            .filter(|secs| *secs > 0)
+            .map_or(WATCHDOG, Duration::from_secs)
+    })
+}
+
+/// Runs one scenario on `backend` with the harness's post-checks; panics on failure, with a
+/// message that names the backend, the scenario and the rules it pins
+/// ([`Scenario::failure`]).
 ///
 /// This is what each test generated by [`conformance_tests!`](crate::conformance_tests)
-/// calls.
-pub fn run_scenario(backend: Arc<dyn LoopFactory>, scenario: fn(&Env)) {
+/// calls. The scenario runs on a thread of its own under a watchdog ([`watchdog`], 60 s):
+/// one that does not finish by then fails the test, saying what its loops were doing,
+/// instead of hanging the test binary. Its loops are then asked to quit and woken, and if
+/// its thread still does not end it is left behind, detached (a thread blocked inside a
+/// backend cannot be stopped; a detached thread does not keep the process from exiting).
+/// A [`FdUse::Exclusive`] scenario waits until no other scenario of the kit runs.
+pub fn run_scenario(backend: Arc<dyn LoopFactory>, scenario: Scenario) {
+    run_scenario_within(backend, scenario, watchdog());
+}
+
+/// [`run_scenario`] with the watchdog's limit given.
+fn run_scenario_within(backend: Arc<dyn LoopFactory>, scenario: Scenario, limit: Duration) {
+    // Held by the caller's thread, so that a hung scenario's thread (left behind) does not
+    // keep it; poisoning only means that an earlier scenario failed.
+    let _fd_numbers = match scenario.fds {
+        FdUse::Shared => FdHold::Shared(FD_NUMBERS.read().unwrap_or_else(PoisonError::into_inner)),
+        FdUse::Exclusive => {
+            FdHold::Exclusive(FD_NUMBERS.write().unwrap_or_else(PoisonError::into_inner))
+        }
+    };
+    let backend_name = backend.name();
     let env = Env::new(backend);
-    scenario(&env);
-    env.finish();
+    let loops = env.checks.clone();
+    let step = env.step.clone();
+    let (done_tx, done) = mpsc::channel();
+    let thread = thread::Builder::new()
+        .name(format!("kit-{}", scenario.name))
+        .spawn(move || {
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                (scenario.run)(&env);
+                env.finish();
+            }));
+            let _ = done_tx.send(result.map_err(|payload| panic_message(&*payload)));
+        })
+        .unwrap_or_else(|err| {
+            panic!(
+                "{}",
+                scenario.failure(&backend_name, &format!("spawning its thread failed: {err}"))
+            )
+        });
+    let message = match done.recv_timeout(limit) {
+        Ok(result) => {
+            let _ = thread.join();
+            match result {
+                Ok(()) => return,
+                Err(message) => message,
+            }
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            let _ = thread.join();
+            "the scenario's thread ended without a result".to_owned()
+        }
+        Err(RecvTimeoutError::Timeout) => {
+            let doing: Vec<String> = lock(&loops).iter().map(DriverChecks::describe).collect();
+            for lp in lock(&loops).iter() {
+                lp.unblock();
+            }
+            // Unblocked, the scenario may still end with a message of its own: give it a
+            // moment.
+            let after = match done.recv_timeout(TIMEOUT) {
+                Ok(Err(message)) => {
+                    format!("; once its loops were asked to quit and woken, it failed: {message}")
+                }
+                Ok(Ok(())) => "; once its loops were asked to quit and woken, it passed".to_owned(),
+                Err(_) => "; its thread is left behind, detached".to_owned(),
+            };
+            let mut doing = if doing.is_empty() {
+                "it had no loop driven by the kit (its own thread drives its loops)".to_owned()
+            } else {
+                doing.join("; ")
+            };
+            if let Some((what, since)) = lock(&step).as_ref() {
+                doing.push_str(&format!(
+                    "; its last step, {:?} before: {what}",
+                    since.elapsed()
+                ));
+            }
+            format!(
+                "did not finish within {limit:?} (the kit's watchdog): it hangs. When it was \
+                 stopped, {doing}{after}"
+            )
+        }
+    };
+    panic!("{}", scenario.failure(&backend_name, &message));
 }
 
 /// One scenario of the battery.
@@ -113,9 +267,22 @@ pub struct Scenario {
     pub group: &'static str,
     /// The scenario itself.
     pub run: fn(&Env),
+    /// Whether it must run alone among the kit's scenarios ([`FdUse`]).
+    pub fds: FdUse,
 }
 
 impl Scenario {
+    /// The failure message of this scenario on `backend`: the backend, the scenario, the
+    /// rules it pins, and `message` (what was observed, against what was expected).
+    pub fn failure(&self, backend: &str, message: &str) -> String {
+        format!(
+            "{backend}: scenario {}::{} (rules {}) failed: {message}",
+            self.group,
+            self.name,
+            self.rules().join(", ")
+        )
+    }
+
     /// The contract rules this scenario pins, read from its name (`..._r15_r22`; registry
     /// rules as `e09`), in order of appearance, without repeats.
     pub fn rules(&self) -> Vec<String> {
@@ -220,14 +387,8 @@ pub fn run_battery(backend: Arc<dyn LoopFactory>, parallel: usize) -> Report {
                 let start = Instant::now();
                 let backend = backend.clone();
                 let result =
-                    panic::catch_unwind(AssertUnwindSafe(|| run_scenario(backend, scenario.run)));
-                let failure = result.err().map(|payload| {
-                    payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_else(|| "panicked".to_owned())
-                });
+                    panic::catch_unwind(AssertUnwindSafe(|| run_scenario(backend, *scenario)));
+                let failure = result.err().map(|payload| panic_message(&*payload));
                 lock(&outcomes)[index] = Some(Outcome {
                     name: scenario.name,
                     failure,
@@ -244,5 +405,104 @@ pub fn run_battery(backend: Arc<dyn LoopFactory>, parallel: usize) -> Report {
             .into_iter()
             .flatten()
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounded::Latch;
+    use crate::reference::ReferenceBackend;
+
+    /// Released at the end of the test that hangs on it, so its abandoned thread ends.
+    static HANG: Latch = Latch::new();
+
+    fn hangs(env: &Env) {
+        let d = env.start();
+        d.on_loop(|ctx| ctx.turns(1));
+        HANG.wait_for(Duration::from_secs(30));
+    }
+
+    fn fails(_: &Env) {
+        panic!("observed 2, expected 1");
+    }
+
+    fn scenario(name: &'static str, run: fn(&Env)) -> Scenario {
+        Scenario {
+            name,
+            group: "kit",
+            run,
+            fds: FdUse::Shared,
+        }
+    }
+
+    fn failure_of(run: impl FnOnce()) -> String {
+        let payload = panic::catch_unwind(AssertUnwindSafe(run)).expect_err("the scenario passed");
+        panic_message(&*payload)
+    }
+
+    #[test]
+    fn a_hung_scenario_fails_with_its_name_instead_of_hanging() {
+        let start = Instant::now();
+        let message = failure_of(|| {
+            run_scenario_within(
+                Arc::new(ReferenceBackend),
+                scenario("s99_hangs_r40", hangs),
+                Duration::from_millis(300),
+            )
+        });
+        HANG.open();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the watchdog did not end the hung scenario: {:?}",
+            start.elapsed()
+        );
+        for part in [
+            "reference-poll",
+            "kit::s99_hangs_r40",
+            "R40",
+            "did not finish within 300ms",
+        ] {
+            assert!(
+                message.contains(part),
+                "the message lacks {part:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_names_backend_scenario_and_rules() {
+        let message = failure_of(|| {
+            run_scenario(
+                Arc::new(ReferenceBackend),
+                scenario("r46_counts_r57", fails),
+            )
+        });
+        assert_eq!(
+            message,
+            "reference-poll: scenario kit::r46_counts_r57 (rules R46, R57) failed: observed 2, \
+             expected 1"
+        );
+    }
+
+    #[test]
+    fn every_scenario_names_a_rule_and_a_unique_test() {
+        let all = crate::scenarios();
+        let mut names = std::collections::HashSet::new();
+        for scenario in &all {
+            assert!(
+                !scenario.rules().is_empty(),
+                "{}::{} names no rule (rNN or eNN)",
+                scenario.group,
+                scenario.name
+            );
+            assert!(names.insert(scenario.name), "{} twice", scenario.name);
+        }
+        for group in ["closed_fd", "async_layer"] {
+            assert!(
+                all.iter().any(|s| s.group == group),
+                "the group {group} is not in the battery"
+            );
+        }
     }
 }

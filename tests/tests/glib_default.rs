@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyloop::{Error, Loop, Quitter, Result, Runner};
 use anyloop_conformance::LoopFactory;
@@ -45,11 +45,26 @@ struct DefaultContext {
 }
 
 impl DefaultContext {
-    /// Waits for this scenario's turn.
+    /// Waits for this scenario's turn: at most the kit's watchdog and a little more (a
+    /// scenario that hung was failed by the watchdog and left behind with its loops, and
+    /// never gives its turn back: the scenarios after it fail, saying so, instead of waiting
+    /// for ever).
     fn exclusive() -> DefaultContext {
+        let limit = anyloop_conformance::watchdog() + 2 * anyloop_conformance::TIMEOUT;
+        let deadline = Instant::now() + limit;
         let mut busy = BUSY.lock().unwrap_or_else(PoisonError::into_inner);
         while *busy {
-            busy = FREED.wait(busy).unwrap_or_else(PoisonError::into_inner);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "glib-default: the default main context was not given back within {limit:?}: \
+                     an earlier scenario hung (its own failure says which) and still holds it"
+                );
+            }
+            busy = FREED
+                .wait_timeout(busy, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         *busy = true;
         DefaultContext {

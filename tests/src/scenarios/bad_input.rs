@@ -3,7 +3,7 @@
 //! panics, signals.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
@@ -12,23 +12,25 @@ use std::time::Duration;
 
 use anyloop::{Error, IoEvents, RegistrationId, Schedule, TimerId, WatchId};
 
-use crate::fds::{closed_fd, read_one, Pipe};
+use crate::bounded::on_other_thread;
+use crate::fds::{closed_fd, high_fd, read_one, reuse_number, Pipe};
 use crate::probe::Log;
 use crate::runner::Env;
 
-/// Moves `fd` to a high descriptor number no other scenario allocates, so that closing it
-/// cannot hand its number to a concurrently running test.
-fn high_fd(fd: OwnedFd, base: RawFd) -> OwnedFd {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1024)
-        .min(i32::MAX as u64) as RawFd;
-    // SAFETY: F_DUPFD_CLOEXEC only duplicates a descriptor we own; no memory is passed.
-    let moved =
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, (soft - base).max(64)) };
-    assert!(moved >= 0, "F_DUPFD failed");
-    // SAFETY: `moved` is a fresh descriptor owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(moved) }
+/// Panics unless `heard`, what an old watch heard after its number was closed and reused by
+/// another file that was ready meanwhile, is at most one `ERROR` and nothing else: the old
+/// watch never hears the new file ([R52](anyloop::contract#r52)). (Its own file had nothing
+/// to report.)
+#[track_caller]
+fn assert_old_watch_never_heard_the_new_file(heard: &[IoEvents], number: RawFd, when: &str) {
+    assert!(
+        heard.len() <= 1 && heard.iter().all(|e| e.contains(IoEvents::ERROR)),
+        "R52: the old watch on fd {number}, closed and reused by another file, heard {} \
+         callbacks by the end of {when}, first {:?}: expected at most one ERROR and nothing else \
+         (never the new file's readiness)",
+        heard.len(),
+        &heard[..heard.len().min(6)]
+    );
 }
 
 /// [S54](anyloop::contract#s54): a watched fd closed without removing the watch: ERROR at most once
@@ -108,36 +110,45 @@ pub fn r52_closed_fd_open_elsewhere_no_spin_b62(env: &Env) {
     d.lp().remove_watch(id).expect("R52: remove after close");
     d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
         .assert_quiet("after removing a watch whose fd was closed but still open elsewhere");
-    assert_eq!(env.probe().count("w"), 1);
+    assert_eq!(
+        env.probe().count("w"),
+        1,
+        "R52/R23: the watch must be freed once after its remove"
+    );
 }
 
 /// [R19](anyloop::contract#r19)/[R52](anyloop::contract#r52)/[B40](anyloop::contract#b40): as
 /// above, but the new watch on the reused number is added disabled and enabled later by an update,
 /// while the stale watch keeps the same interest: the enable must reach the kernel (the old
 /// registration vanished with the closed file), so the new watch fires. (Found by the model-based
-/// tests: the update was skipped as a no-op.)
+/// tests: the update was skipped as a no-op.) The old watch is listened to throughout: while the
+/// new file is ready (the new watch reading it, then disabled with data left unread) it hears at
+/// most one `ERROR` and never the new file.
 pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     let d = env.start();
     let old = Pipe::new();
     let rd = high_fd(old.rd.try_clone().expect("dup"), 210);
     let number = rd.as_raw_fd();
-    let token = env.token("old");
+    let (old_heard, token) = (Arc::new(Log::new()), env.token("old"));
+    let oh = old_heard.clone();
     let old_id = d
         .lp()
-        .add_watch(number, IoEvents::READABLE, move |_, _, _| {
+        .add_watch(number, IoEvents::READABLE, move |_, _, ev| {
             let _ = &token;
+            oh.push(ev);
         })
         .expect("add old");
     d.on_loop(|ctx| ctx.turns(1));
+    assert!(
+        old_heard.is_empty(),
+        "R8: the old watch heard {:?} of an empty pipe",
+        old_heard.snapshot()
+    );
     // Closed under its watch (a library bug, R53), with no iteration in between.
     drop(rd);
     drop(old);
     let fresh = Pipe::new();
-    // SAFETY: dup3 onto a number we just closed and own by construction.
-    let reused = unsafe { libc::dup3(fresh.fd(), number, libc::O_CLOEXEC) };
-    assert_eq!(reused, number, "dup3 failed");
-    // SAFETY: `number` now refers to our duplicate.
-    let reused = unsafe { OwnedFd::from_raw_fd(reused) };
+    let reused = reuse_number(&fresh.rd, number);
     let (calls, token) = (Arc::new(Log::new()), env.token("new"));
     let c = calls.clone();
     let new_id = d
@@ -158,39 +169,73 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
         vec![(new_id, number)],
         "R19: the new watch, enabled by update on the reused number, never fired"
     );
+    assert_old_watch_never_heard_the_new_file(
+        &old_heard.snapshot(),
+        number,
+        "two iterations with the new file readable and its new watch enabled",
+    );
+    // The new file ready for a whole window, its watch disabled: nobody may hear it.
+    d.lp()
+        .update_watch(new_id, IoEvents::empty())
+        .expect("disable the new watch");
+    fresh.write(1);
+    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
+        .assert_quiet(
+            "a reused number's new file ready, its watch disabled, the old watch enabled (R52)",
+        );
+    assert_eq!(
+        calls.take(),
+        vec![],
+        "R10: the disabled new watch was called"
+    );
+    assert_old_watch_never_heard_the_new_file(
+        &old_heard.snapshot(),
+        number,
+        "a 200 ms window with the new file readable and its new watch disabled",
+    );
     d.lp()
         .remove_watch(old_id)
         .expect("R52: remove the old watch");
     d.lp().remove_watch(new_id).expect("remove new");
     d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        (env.probe().count("old"), env.probe().count("new")),
+        (1, 1),
+        "R52/R23: each watch freed once after its remove (old, new)"
+    );
     drop(reused);
 }
 
 /// [R19](anyloop::contract#r19)/[R52](anyloop::contract#r52)/[B40](anyloop::contract#b40): a
-/// watched fd is closed and its number reused by a new pipe with a new watch; removing the old
-/// watch never tears down the new one.
+/// watched fd is closed (its file kept open by another descriptor) and its number reused by a
+/// new pipe with a new watch; removing the old watch never tears down the new one. The old
+/// watch is listened to throughout: while the new file is ready (the new watch reading it, then
+/// disabled with data left unread) it hears at most one `ERROR` and never the new file.
 pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     let d = env.start();
     let old = Pipe::new();
     let rd = high_fd(old.rd.try_clone().expect("dup"), 200);
     let number = rd.as_raw_fd();
-    let token = env.token("old");
+    let (old_heard, token) = (Arc::new(Log::new()), env.token("old"));
+    let oh = old_heard.clone();
     let old_id = d
         .lp()
-        .add_watch(number, IoEvents::READABLE, move |_, _, _| {
+        .add_watch(number, IoEvents::READABLE, move |_, _, ev| {
             let _ = &token;
+            oh.push(ev);
         })
         .expect("add old");
     d.on_loop(|ctx| ctx.turns(2));
+    assert!(
+        old_heard.is_empty(),
+        "R8: the old watch heard {:?} of an empty pipe",
+        old_heard.snapshot()
+    );
     drop(rd);
     d.on_loop(|ctx| ctx.turns(2));
     // Reuse the very number for a fresh pipe's read end.
     let fresh = Pipe::new();
-    // SAFETY: dup3 onto a number we just closed and own by construction.
-    let reused = unsafe { libc::dup3(fresh.fd(), number, libc::O_CLOEXEC) };
-    assert_eq!(reused, number, "dup3 failed");
-    // SAFETY: `number` now refers to our duplicate.
-    let reused = unsafe { OwnedFd::from_raw_fd(reused) };
+    let reused = reuse_number(&fresh.rd, number);
     let (calls, token) = (Arc::new(Log::new()), env.token("new"));
     let c = calls.clone();
     let new_id = d
@@ -201,13 +246,46 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
             read_one(fd);
         })
         .expect("add on the reused number");
-    assert_ne!(new_id, old_id, "R1");
+    assert_ne!(new_id, old_id, "R1: the new watch got the old watch's id");
     fresh.write(1);
     d.on_loop(|ctx| ctx.turns(2));
     assert_eq!(
         calls.take(),
         vec![(new_id, number)],
-        "the new watch on the reused number"
+        "R19: the new watch on the reused number, once for one byte"
+    );
+    assert_old_watch_never_heard_the_new_file(
+        &old_heard.snapshot(),
+        number,
+        "two iterations with the new file readable and its new watch enabled",
+    );
+    // The new file ready for a whole window, its watch disabled: nobody may hear it.
+    d.lp()
+        .update_watch(new_id, IoEvents::empty())
+        .expect("disable the new watch");
+    fresh.write(1);
+    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
+        .assert_quiet(
+            "a reused number's new file ready, its watch disabled, the old watch enabled (R52)",
+        );
+    assert_eq!(
+        calls.take(),
+        vec![],
+        "R10: the disabled new watch was called"
+    );
+    d.lp()
+        .update_watch(new_id, IoEvents::READABLE)
+        .expect("enable the new watch again");
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        calls.take(),
+        vec![(new_id, number)],
+        "R19: the new watch, enabled again, for the byte left unread"
+    );
+    assert_old_watch_never_heard_the_new_file(
+        &old_heard.snapshot(),
+        number,
+        "a 200 ms window with the new file readable and its new watch disabled",
     );
     d.lp()
         .remove_watch(old_id)
@@ -222,6 +300,11 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     );
     d.lp().remove_watch(new_id).expect("remove new");
     d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        (env.probe().count("old"), env.probe().count("new")),
+        (1, 1),
+        "R52/R23: each watch freed once after its remove (old, new)"
+    );
     drop(reused);
 }
 
@@ -240,7 +323,10 @@ pub fn s56_invalid_fd_and_unknown_bits_r02_r51_r59(env: &Env) {
         let rejected = r.expect_err("a bad fd was accepted");
         match rejected.error() {
             Error::InvalidFd { fd: got, .. } => assert_eq!(*got, fd, "R59: wrong fd named"),
-            Error::Unsupported { fd: got, .. } if fd == i32::MAX => assert_eq!(*got, fd),
+            Error::Unsupported { fd: got, .. } if fd == i32::MAX => assert_eq!(
+                *got, fd,
+                "R59: Unsupported names another fd than the one added"
+            ),
             other => panic!("R51: fd {fd}: {other:?}"),
         }
         assert_eq!(
@@ -383,7 +469,11 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
         .expect("add");
     let r = d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)));
     match r {
-        Err(Error::CallbackPanicked { id, .. }) => assert_eq!(id, RegistrationId::Timer(timer)),
+        Err(Error::CallbackPanicked { id, .. }) => assert_eq!(
+            id,
+            RegistrationId::Timer(timer),
+            "R54: CallbackPanicked names another registration than the panicking timer"
+        ),
         other => panic!("R54: {other:?}"),
     }
     d.lp().remove_timer(timer).expect("remove");
@@ -419,7 +509,11 @@ pub fn r54_panicking_timer_and_free_r23(env: &Env) {
         "R54: {:?}",
         errors[0]
     );
-    assert_eq!(env.probe().count("panicking-free"), 1);
+    assert_eq!(
+        env.probe().count("panicking-free"),
+        1,
+        "R54/R23: the panicking free must run exactly once"
+    );
     let (calls, token) = (Arc::new(Log::new()), env.token("after"));
     let c = calls.clone();
     d.lp()
@@ -561,7 +655,11 @@ pub fn r03_double_and_unknown_remove_not_found_r59(env: &Env) {
     not_found(d.lp().update_watch(h, IoEvents::READABLE), h.into());
     not_found(d.lp().update_timer(t, Schedule::Disabled), t.into());
     d.on_loop(|ctx| ctx.turns(2));
-    assert_eq!((env.probe().count("h"), env.probe().count("t")), (1, 1));
+    assert_eq!(
+        (env.probe().count("h"), env.probe().count("t")),
+        (1, 1),
+        "R3/R23: each removed registration freed exactly once (watch, timer)"
+    );
     other
         .lp()
         .remove_timer(foreign)
@@ -609,14 +707,21 @@ pub fn r04_update_after_remove_never_rearms(env: &Env) {
         })
         .expect("add");
     let lp = d.lp().clone();
-    thread::spawn(move || {
-        lp.remove_watch(h).expect("remove");
-        lp.remove_timer(t).expect("remove");
-        assert!(lp.update_watch(h, IoEvents::READABLE).is_err());
-        assert!(lp.update_timer(t, Schedule::EVERY_ITERATION).is_err());
-    })
-    .join()
-    .expect("R4: an update after remove succeeded");
+    on_other_thread(
+        "R4: removes, then updates (which must fail), from a foreign thread",
+        move || {
+            lp.remove_watch(h).expect("remove");
+            lp.remove_timer(t).expect("remove");
+            assert!(
+                lp.update_watch(h, IoEvents::READABLE).is_err(),
+                "R4: update_watch after remove must fail with NotFound"
+            );
+            assert!(
+                lp.update_timer(t, Schedule::EVERY_ITERATION).is_err(),
+                "R4: update_timer after remove must fail with NotFound"
+            );
+        },
+    );
     let results = d.on_loop(|ctx| {
         (0..4)
             .map(|_| {

@@ -48,7 +48,11 @@ pub fn s21_level_triggered_partial_read_r08(env: &Env) {
     assert_eq!(calls.len(), 2, "called {} times for 2 bytes", calls.len());
     assert_ne!(calls[0].0, calls[1].0, "R12: two calls in one iteration");
     for (_, ev) in calls {
-        assert_eq!(ev, IoEvents::READABLE);
+        assert_eq!(
+            ev,
+            IoEvents::READABLE,
+            "R9/R11: a READABLE watch was told {ev:?}, expected READABLE alone"
+        );
     }
 }
 
@@ -75,7 +79,11 @@ pub fn r08_writable_is_level_triggered(env: &Env) {
     d.settle();
     assert_eq!(calls.len(), 5, "R6/R10: called after disabling itself");
     for ev in calls.snapshot() {
-        assert_eq!(ev, IoEvents::WRITABLE);
+        assert_eq!(
+            ev,
+            IoEvents::WRITABLE,
+            "R9/R11: a WRITABLE watch was told {ev:?}, expected WRITABLE alone"
+        );
     }
 }
 
@@ -107,7 +115,12 @@ pub fn s22_hangup_without_asking_r09(env: &Env) {
     d.stop_pump();
     d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
         .assert_quiet("after removing the hung-up watch");
-    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls.len(),
+        1,
+        "R15: the hung-up watch was called {} times, expected once before its remove",
+        calls.len()
+    );
 }
 
 /// [S23](anyloop::contract#s23): a disabled watch on a hung-up pipe gets nothing and causes no

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyloop::{Error, IoEvents, Schedule, Stopped, TimerId, WatchId};
 
+use crate::bounded::on_other_thread;
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
 use crate::probe::Log;
@@ -147,9 +148,9 @@ pub fn s15_free_never_inside_remove_r21_r24(env: &Env) {
     // Removal from a foreign thread.
     let lp3 = lp.clone();
     let other = ids[1];
-    thread::spawn(move || lp3.remove_watch(other).expect("remove"))
-        .join()
-        .expect("remover thread");
+    on_other_thread("R39: a remove from a foreign thread", move || {
+        lp3.remove_watch(other).expect("remove")
+    });
     for label in ["by-callback", "by-foreign"] {
         assert!(
             env.probe().wait_freed(label, TIMEOUT),
@@ -211,12 +212,18 @@ pub fn s16_free_after_running_callback_r22_r44(env: &Env) {
         "R44: remove waited for the running callback"
     );
     assert!(env.probe().wait_freed("busy", TIMEOUT), "never freed");
-    assert!(returned.wait_len(1, TIMEOUT));
+    assert!(
+        returned.wait_len(1, TIMEOUT),
+        "R22: the blocked callback never returned after it was released"
+    );
     d.settle();
     let runs = returned.snapshot();
     assert_eq!(runs.len(), 1, "R15: started again after remove returned");
     let (released, count_inside, returned_at) = runs[0];
-    assert!(released);
+    assert!(
+        released,
+        "S16: the callback's wait for its release timed out (the release came too late)"
+    );
     assert_eq!(count_inside, 0, "R22: freed while the callback was running");
     let freed_at = env.probe().records()[0].at;
     assert!(
@@ -336,7 +343,11 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
         6,
         "R48: destruction did not free all six"
     );
-    assert!(env.probe().not_freed_exactly_once().is_empty());
+    assert!(
+        env.probe().not_freed_exactly_once().is_empty(),
+        "R23: not freed exactly once (label, frees): {:?}",
+        env.probe().not_freed_exactly_once()
+    );
     for record in env.probe().records() {
         assert_eq!(
             record.thread,
@@ -380,7 +391,11 @@ pub fn s18_frees_at_loop_destruction_r23_r48(env: &Env) {
         .add_watch(pipes[0].fd(), IoEvents::READABLE, move |_, _, _| {
             let _ = &token;
         });
-    assert!(matches!(late, Err(ref r) if matches!(r.error(), Error::LoopGone)));
+    assert!(
+        matches!(late, Err(ref r) if matches!(r.error(), Error::LoopGone)),
+        "R48: an add after destruction gave {:?}, expected LoopGone",
+        late.as_ref().map_err(|r| r.error())
+    );
     assert_eq!(
         env.probe().count("late-watch"),
         0,
@@ -415,7 +430,11 @@ pub fn s19_failed_add_returns_callback_r02_r59(env: &Env) {
         "the returned callback is not the caller's"
     );
     drop(callback);
-    assert_eq!(env.probe().count("rejected"), 1);
+    assert_eq!(
+        env.probe().count("rejected"),
+        1,
+        "R2: the callback handed back must be freed once, by its drop"
+    );
     assert_eq!(d.stats().watches, 0, "a failed add left a registration");
 }
 
@@ -446,14 +465,15 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
     }
     let before = d.stats();
     assert_eq!((before.watches, before.timers), (50, 50), "R57: {before:?}");
-    thread::spawn(move || {
-        for (h, t) in watches.into_iter().zip(timers) {
-            lp.remove_watch(h).expect("remove");
-            lp.remove_timer(t).expect("remove");
-        }
-    })
-    .join()
-    .expect("remover");
+    on_other_thread(
+        "R39: removes from a foreign thread while the loop is stopped",
+        move || {
+            for (h, t) in watches.into_iter().zip(timers) {
+                lp.remove_watch(h).expect("remove");
+                lp.remove_timer(t).expect("remove");
+            }
+        },
+    );
     let stats = d.stats();
     assert_eq!(
         env.probe().total(),
@@ -465,7 +485,10 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
         stats.pending_frees, 100,
         "R25: pending frees not reported: {stats:?}"
     );
-    assert!(!stats.is_idle());
+    assert!(
+        !stats.is_idle(),
+        "R57: stats report idle with 100 frees pending: {stats:?}"
+    );
     d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)).expect("run_once"));
     assert_eq!(
         env.probe().total(),

@@ -196,11 +196,18 @@ pub fn s02_deleted_before_poll_r15(env: &Env) {
 pub fn s03_interrupted_during_poll_r40_r46(env: &Env) {
     let t = Eventtest::setup(env);
     t.stop_pump_quietly();
-    let pending = t.d.spawn(|ctx| ctx.run_once(None));
+    let pending = t.d.spawn_doing(
+        "run_once(None) with nothing ready: only the foreign remove can end it (S3, R40)",
+        |ctx| ctx.run_once(None),
+    );
     t.assert_blocked(&pending);
     t.d.lp().remove_watch(t.watches[1]).expect("remove");
     let ran = pending.wait().expect("run_once");
-    assert_eq!(ran, 0, "nothing was ready, yet callbacks ran");
+    assert_eq!(
+        ran, 0,
+        "R46: run_once, woken by the foreign remove with nothing ready, returned {ran} \
+         (its count of this loop's callbacks), expected 0"
+    );
     t.d.pump();
     t.check_only(&[]);
 }
@@ -260,8 +267,16 @@ pub fn s05_self_removal_during_dispatch_r16(env: &Env) {
     );
     t.pipes[2].write(1);
     t.check_only(&[Who::Handle(2)]);
-    assert_eq!(result.snapshot(), vec![Ok(())]);
-    assert_eq!(env.probe().count("h2"), 1);
+    assert_eq!(
+        result.snapshot(),
+        vec![Ok(())],
+        "R16: the self-removal inside the callback failed"
+    );
+    assert_eq!(
+        env.probe().count("h2"),
+        1,
+        "R23: the self-removed watch freed exactly once"
+    );
 }
 
 /// [S6](anyloop::contract#s6): enabling a timer at 100 ms fires it with its own id, and nothing
@@ -302,10 +317,17 @@ pub fn s08_timer_removal_interrupts_poll_r40_r46(env: &Env) {
     t.d.lp()
         .update_timer(t.timers[1], Schedule::Every(Duration::from_secs(30)))
         .expect("update");
-    let pending = t.d.spawn(|ctx| ctx.run_once(None));
+    let pending = t.d.spawn_doing(
+        "run_once(None) with only a 30 s timer: only the foreign remove can end it (S8, R40)",
+        |ctx| ctx.run_once(None),
+    );
     t.assert_blocked(&pending);
     t.d.lp().remove_timer(t.timers[1]).expect("remove");
-    assert_eq!(pending.wait().expect("run_once"), 0);
+    assert_eq!(
+        pending.wait().expect("run_once"),
+        0,
+        "S8/R46: run_once, woken by the foreign remove, ran callbacks"
+    );
     t.d.pump();
     t.check_only(&[]);
 }
@@ -329,7 +351,11 @@ pub fn s09_timer_deleted_during_dispatch_r33_r34(env: &Env) {
         .expect("disable t2");
     std::thread::sleep(Duration::from_millis(150));
     t.check_only(&[Who::Timer(2)]);
-    assert_eq!(result.snapshot()[0], Ok(()));
+    assert_eq!(
+        result.snapshot()[0],
+        Ok(()),
+        "S9: the removal of timer 3 by timer 2 failed"
+    );
 }
 
 /// [S10](anyloop::contract#s10): a timer removing itself fires once and never again.
@@ -417,5 +443,9 @@ pub fn s12_same_fd_twice_r10_r11(env: &Env) {
     let hits = t.hits.take();
     assert_eq!(hits.len(), 1, "only B fires, once: {hits:?}");
     assert_eq!(hits[0].handle, Some(ids[1]), "with B's id");
-    assert_eq!((hits[0].fd, hits[0].events), (fd, IoEvents::READABLE));
+    assert_eq!(
+        (hits[0].fd, hits[0].events),
+        (fd, IoEvents::READABLE),
+        "R13: B was told another fd or other events than (its fd, READABLE)"
+    );
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyloop::{bind_thread_loop, default_loop, set_default_loop, Error, IoEvents, Loop, Schedule};
 
+use crate::bounded::on_other_thread;
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
 use crate::probe::Log;
@@ -21,9 +22,10 @@ pub fn s47_quit_from_foreign_thread_r47(env: &Env) {
     thread::sleep(Duration::from_millis(50));
     assert!(!running.is_done(), "run returned without a quit");
     let quit = d.quitter();
-    thread::spawn(move || quit.quit())
-        .join()
-        .expect("quitter thread");
+    on_other_thread(
+        "R47: a quit request from a foreign thread (it never waits for the loop)",
+        move || quit.quit(),
+    );
     let result = running
         .wait_for(TIMEOUT)
         .expect("R47: run did not return after quit");
@@ -77,7 +79,10 @@ pub fn s49_run_once_nothing_registered_r46(env: &Env) {
             .expect("run_once");
         (ran, start.elapsed())
     });
-    assert_eq!(ran, 0);
+    assert_eq!(
+        ran, 0,
+        "R46: run_once(Some(50ms)) with nothing registered ran {ran} callbacks, expected 0"
+    );
     assert!(
         elapsed >= Duration::from_millis(40),
         "R46: returned after {elapsed:?}"
@@ -92,17 +97,17 @@ pub fn s49_run_once_nothing_registered_r46(env: &Env) {
         // The add first: a quit may stay pending (for `run`) and end later iterations early.
         if step == 1 {
             let quit = d.quitter();
-            thread::spawn(move || quit.quit()).join().expect("quit");
+            on_other_thread("R47: a quit request from a foreign thread", move || {
+                quit.quit()
+            });
         } else {
             let (lp, token) = (d.lp().clone(), env.token("t"));
-            thread::spawn(move || {
+            on_other_thread("R39/R40: an add from a foreign thread", move || {
                 lp.add_timer(Schedule::Disabled, move |_| {
                     let _ = &token;
                 })
                 .expect("add")
-            })
-            .join()
-            .expect("add thread");
+            });
         }
         let result = pending.wait_for(TIMEOUT);
         assert!(
@@ -200,10 +205,14 @@ pub fn r48_ops_after_destruction_loop_gone_r02(env: &Env) {
     drop(rejected);
     let ok =
         |r: anyloop::Result<()>| matches!(r, Err(Error::LoopGone) | Err(Error::NotFound { .. }));
-    assert!(ok(
-        lp.update_watch(anyloop::WatchId::allocate(), IoEvents::READABLE)
-    ));
-    assert!(ok(lp.remove_timer(anyloop::TimerId::allocate())));
+    assert!(
+        ok(lp.update_watch(anyloop::WatchId::allocate(), IoEvents::READABLE)),
+        "R48: update_watch on a destroyed loop must be LoopGone or NotFound"
+    );
+    assert!(
+        ok(lp.remove_timer(anyloop::TimerId::allocate())),
+        "R48: remove_timer on a destroyed loop must be LoopGone or NotFound"
+    );
 }
 
 /// [S52](anyloop::contract#s52): two threads, each with its own loop bound as the thread's current
@@ -248,7 +257,11 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
                 .expect("forwarded op");
         });
     }
-    assert!(seen.wait_until(TIMEOUT, |v| (0..2).all(|k| v.iter().any(|(j, _)| *j == k))));
+    assert!(
+        seen.wait_until(TIMEOUT, |v| (0..2).all(|k| v.iter().any(|(j, _)| *j == k))),
+        "R50: each loop's timer, armed from the other loop's thread, fires on its own loop (seen: {:?})",
+        seen.snapshot()
+    );
     for (k, t) in seen.snapshot() {
         assert_eq!(
             t,
@@ -262,7 +275,7 @@ pub fn s52_per_thread_loops_r50(env: &Env) {
             .expect("disable");
     }
     // A thread with no bound loop gets the process default, else NoLoop.
-    let lookup = thread::spawn(Loop::current).join().expect("lookup thread");
+    let lookup = on_other_thread("R50: Loop::current on a thread with no loop", Loop::current);
     match default_loop() {
         None => assert!(matches!(lookup, Err(Error::NoLoop)), "R7/R50: {lookup:?}"),
         Some(def) => assert!(
@@ -299,18 +312,22 @@ pub fn s53_second_default_install_refused_r07_r50(env: &Env) {
         default_loop().expect("default").same_loop(&installed),
         "R7: the first did not stay"
     );
-    assert!(!installed.same_loop(b.lp()));
+    assert!(
+        !installed.same_loop(b.lp()),
+        "R7: the second loop became the default although its install was refused"
+    );
     // Lookup order: a thread's own loop, then the default.
     let lp = b.lp().clone();
-    let (bound, unbound) = thread::spawn(move || {
-        let unbound = Loop::current().expect("default");
-        let binding = bind_thread_loop(lp.clone()).expect("bind");
-        let bound = Loop::current().expect("bound");
-        drop(binding);
-        (bound.same_loop(&lp), unbound)
-    })
-    .join()
-    .expect("lookup thread");
+    let (bound, unbound) = on_other_thread(
+        "R50: Loop::current on a thread bound to a loop",
+        move || {
+            let unbound = Loop::current().expect("default");
+            let binding = bind_thread_loop(lp.clone()).expect("bind");
+            let bound = Loop::current().expect("bound");
+            drop(binding);
+            (bound.same_loop(&lp), unbound)
+        },
+    );
     assert!(bound, "R50: the thread's loop must win over the default");
     assert!(
         unbound.same_loop(&installed),
@@ -376,7 +393,11 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
         c.push("watch");
     })
     .named("control-socket");
-    assert_eq!(named.name(), Some("control-socket"));
+    assert_eq!(
+        named.name(),
+        Some("control-socket"),
+        "R56: the debug name given with named() was lost"
+    );
     let watch = d
         .lp()
         .add_watch(pipe.fd(), IoEvents::READABLE, named)
@@ -426,6 +447,14 @@ pub fn r56_debug_names_and_errors_name_ids_and_fds(env: &Env) {
         rejected.error()
     );
     d.on_loop(|ctx| ctx.turns(1));
-    assert_eq!(env.probe().count("named-watch"), 1);
-    assert_eq!(env.probe().count("named-timer"), 1);
+    assert_eq!(
+        env.probe().count("named-watch"),
+        1,
+        "R23: the named watch freed exactly once"
+    );
+    assert_eq!(
+        env.probe().count("named-timer"),
+        1,
+        "R23: the named timer freed exactly once"
+    );
 }

@@ -19,10 +19,18 @@
 //! | [`stress`] | threads churning registrations while the loop runs |
 //! | [`model`] | random operation sequences against an executable model |
 //! | [`registry`] | [S59–S66](anyloop::contract#s59), [E1–E30](anyloop::contract#e1): the typed event registry |
+//! | [`closed_fd`] | [R52](anyloop::contract#r52), [B62](anyloop::contract#b62): watched fds closed under their watch, every way: the file kept open by a dup, a child or `SCM_RIGHTS`; the number reused by a pipe, a socket, a regular file; disabled in the same iteration; closed before the first iteration and around an epoll reset, then updated and removed |
+//! | [`async_layer`] | the futures layer (`anyloop-async`) on the backend: futures on the loop thread, drop, wake-ups from other threads, a loop that has gone, tasks, sleeps, intervals, registry streams, socket I/O |
+//!
+//! Scenarios that close a descriptor number and check which file takes it next (all of
+//! [`closed_fd`], and the reuse scenarios of [`bad_input`]) run alone among the kit's
+//! scenarios ([`FdUse::Exclusive`](crate::FdUse::Exclusive)); the others run side by side.
 //!
 //! [`Env`]: crate::runner::Env
 
+pub mod async_layer;
 pub mod bad_input;
+pub mod closed_fd;
 pub mod delivery;
 pub mod frees;
 pub mod libvirt;

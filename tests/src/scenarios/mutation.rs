@@ -107,7 +107,11 @@ pub fn s29_remove_readd_same_fd_r19(env: &Env) {
     );
     d.settle();
     let got = calls.snapshot();
-    assert_eq!(got[0], ("a1", first));
+    assert_eq!(
+        got[0],
+        ("a1", first),
+        "R19: the first call is A's, with its id: {got:?}"
+    );
     assert!(
         got[1..]
             .iter()
@@ -181,7 +185,10 @@ pub fn r16_self_removal_state_alive_until_return(env: &Env) {
         })
         .expect("add");
     pipe.write(1);
-    assert!(seen.wait_len(1, TIMEOUT));
+    assert!(
+        seen.wait_len(1, TIMEOUT),
+        "R16: the self-removing callback never ran"
+    );
     assert_eq!(seen.snapshot()[0], (0, 1024, "self".to_owned()), "R16");
     assert!(env.probe().wait_freed("self", TIMEOUT), "never freed");
 }
@@ -207,7 +214,11 @@ pub fn r18_update_from_callback_applies_next_poll(env: &Env) {
         .expect("add");
     d.on_loop(|ctx| ctx.turns(3));
     let got = calls.snapshot();
-    assert_eq!(got[0], IoEvents::READABLE | IoEvents::WRITABLE);
+    assert_eq!(
+        got[0],
+        IoEvents::READABLE | IoEvents::WRITABLE,
+        "R12/R18: the first call carries both bits of the updated interest: {got:?}"
+    );
     assert!(got.len() >= 2, "R8: unread data not reported again");
     for ev in &got[1..] {
         assert_eq!(
@@ -429,7 +440,10 @@ pub fn r20_mutation_from_frees(env: &Env) {
         fired.len()
     );
     for i in 0..50 {
-        assert!(env.probe().wait_freed(&format!("child{i}"), TIMEOUT));
+        assert!(
+            env.probe().wait_freed(&format!("child{i}"), TIMEOUT),
+            "R24: timer child{i}, added by a free, was never freed"
+        );
     }
     d.settle();
     assert_eq!(fired.len(), 50, "a child fired twice");

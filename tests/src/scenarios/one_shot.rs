@@ -209,7 +209,11 @@ pub fn r27_once_disabled_before_due_never_fires_r06(env: &Env) {
         0,
         "R27: a one-shot disabled before it was due fired"
     );
-    assert_eq!(timer.schedule().ok(), Some(Schedule::Disabled));
+    assert_eq!(
+        timer.schedule().ok(),
+        Some(Schedule::Disabled),
+        "R27: a one-shot disabled before it was due must read Disabled"
+    );
     assert_eq!(d.lp().stats().timers, 1, "R6: disabled is still registered");
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyloop::{Schedule, Stopped};
 
+use crate::bounded::on_other_thread;
 use crate::driver::{Pending, TIMEOUT};
 use crate::runner::Env;
 
@@ -51,7 +52,10 @@ pub fn r47_run_until_done_by_callback(env: &Env) {
         (stopped, checks)
     });
     assert_eq!(stopped, Stopped::Done, "R47");
-    assert!(done.load(Ordering::SeqCst));
+    assert!(
+        done.load(Ordering::SeqCst),
+        "R47: run_until returned Done before the condition held"
+    );
     assert!(checks >= 2, "R47: the condition was checked {checks} times");
 }
 
@@ -102,9 +106,9 @@ pub fn r47_run_until_quit_from_foreign_thread_consumed(env: &Env) {
         "R47: run_until returned with nothing to do"
     );
     let quitter = d.quitter();
-    thread::spawn(move || quitter.quit())
-        .join()
-        .expect("quitter thread");
+    on_other_thread("R47: a quit request from a foreign thread", move || {
+        quitter.quit()
+    });
     let stopped = watchdog(&running, "R47: quit did not end run_until").expect("run_until");
     assert_eq!(stopped, Stopped::Quit, "R47");
     let again = d.on_loop(|ctx| {
@@ -171,12 +175,13 @@ pub fn r47_run_until_sees_foreign_condition_after_wake_r46(env: &Env) {
             thread::sleep(Duration::from_millis(10)); // else race the loop into its wait
         }
         let lp = d.lp().clone();
-        thread::spawn(move || {
-            done.store(true, Ordering::SeqCst);
-            lp.wake();
-        })
-        .join()
-        .expect("waker");
+        on_other_thread(
+            "R47: setting the condition and Loop::wake from a foreign thread",
+            move || {
+                done.store(true, Ordering::SeqCst);
+                lp.wake();
+            },
+        );
         let stopped =
             watchdog(&running, &format!("R46: round {round}: wake-up lost")).expect("run_until");
         assert_eq!(stopped, Stopped::Done, "R47: round {round}");
@@ -199,7 +204,7 @@ pub fn r46_wake_from_foreign_thread_ends_blocked_run_once_r40(env: &Env) {
             );
         }
         let lp = d.lp().clone();
-        thread::spawn(move || lp.wake()).join().expect("waker");
+        on_other_thread("R46: Loop::wake from a foreign thread", move || lp.wake());
         let ran =
             watchdog(&blocked, &format!("R46: round {round}: wake-up lost")).expect("run_once");
         assert_eq!(ran, 0, "R46: a wake-up ran a callback (round {round})");

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyloop::{IoEvents, LoopStats, Schedule};
 
+use crate::bounded::{join, on_other_thread};
 use crate::driver::TIMEOUT;
 use crate::fds::Pipe;
 use crate::probe::Log;
@@ -66,7 +67,7 @@ pub fn r57_stats_same_from_loop_thread_callbacks_and_other_threads(env: &Env) {
     let from_here = d.lp().stats();
     let from_thread = {
         let lp = d.lp().clone();
-        thread::spawn(move || lp.stats()).join().expect("reader")
+        on_other_thread("R57: stats from a foreign thread", move || lp.stats())
     };
     assert_eq!(from_here, after, "R57: from the test thread");
     assert_eq!(from_thread, after, "R57: from another thread");
@@ -152,12 +153,13 @@ pub fn r57_counts_follow_add_and_remove_pending_frees_until_next_iteration_r25(e
     assert_eq!(counts(lp.stats()), (3, 3, 0), "R57/R27");
     // Removes from another thread while nobody runs the loop.
     let (remover, w, t) = (lp.clone(), watches.remove(1), timers.remove(1));
-    thread::spawn(move || {
-        remover.remove_watch(w).expect("remove watch");
-        remover.remove_timer(t).expect("remove timer");
-    })
-    .join()
-    .expect("remover");
+    on_other_thread(
+        "R39: removes from a foreign thread while nobody runs the loop",
+        move || {
+            remover.remove_watch(w).expect("remove watch");
+            remover.remove_timer(t).expect("remove timer");
+        },
+    );
     for look in 0..5 {
         let stats = lp.stats();
         assert_eq!(
@@ -178,7 +180,11 @@ pub fn r57_counts_follow_add_and_remove_pending_frees_until_next_iteration_r25(e
         (2, 2, 0),
         "R25: frees not run by the next iteration"
     );
-    assert_eq!(env.probe().total(), 2);
+    assert_eq!(
+        env.probe().total(),
+        2,
+        "R25: the two frees of removals made while nobody ran the loop, by the next iteration"
+    );
     // The rest, from the loop thread.
     let lp2 = lp.clone();
     let pending = d.on_loop(move |_| {
@@ -197,7 +203,11 @@ pub fn r57_counts_follow_add_and_remove_pending_frees_until_next_iteration_r25(e
     );
     d.on_loop(|ctx| ctx.turns(1));
     assert_eq!(counts(lp.stats()), (0, 0, 0), "R25");
-    assert!(lp.stats().is_idle());
+    assert!(
+        lp.stats().is_idle(),
+        "R57: stats not idle after everything was removed and freed: {:?}",
+        lp.stats()
+    );
 }
 
 /// [R57](anyloop::contract#r57)/[R46](anyloop::contract#r46): `iterations` grows by at least one
@@ -254,7 +264,10 @@ pub fn r57_iterations_count_idle_waits_and_stand_still_r46(env: &Env) {
         );
     }
     stop.store(true, Ordering::SeqCst);
-    churn.join().expect("churn thread");
+    join(
+        churn,
+        "R39: the thread adding and removing while nobody runs the loop",
+    );
     assert_eq!(d.lp().stats().iterations, still, "R57");
     // And it moves again once the loop runs (the frees of the churn, too).
     d.on_loop(|ctx| ctx.turns(1));

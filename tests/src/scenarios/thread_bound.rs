@@ -19,6 +19,7 @@ use anyloop::{
     WatchId,
 };
 
+use crate::bounded::{join, on_other_thread};
 use crate::driver::{LoopCtx, TIMEOUT};
 use crate::fds::{read_one, Pipe};
 use crate::runner::Env;
@@ -161,7 +162,11 @@ pub fn r50_thread_bound_add_off_loop_thread_refused_callback_back_r02(env: &Env)
         assert_eq!(calls.get(), 1, "R2: the callback handed back is not ours");
         assert_eq!(env.probe().count(&label), 0, "R2: freed");
         drop(callback);
-        assert_eq!(env.probe().count(&label), 1);
+        assert_eq!(
+            env.probe().count(&label),
+            1,
+            "R2: the handed-back callback must be freed once, by its drop"
+        );
         // A watch, by id.
         let (c, token) = (calls.clone(), env.token("refused-watch"));
         let callback = WatchCallback::local(move |_, _, _| {
@@ -269,9 +274,10 @@ pub fn r42_thread_bound_free_on_loop_thread_once_after_remove_r21_r24(env: &Env)
     );
     // From another thread: pending until the loop iterates, then freed there.
     let lp = d.lp().clone();
-    thread::spawn(move || lp.remove_watch(watch).expect("remove from another thread"))
-        .join()
-        .expect("remover");
+    on_other_thread(
+        "R39: a remove of a thread-bound watch from a foreign thread",
+        move || lp.remove_watch(watch).expect("remove from another thread"),
+    );
     assert!(
         d.lp().stats().pending_frees >= 1,
         "R25/R57: the foreign remove left no pending free"
@@ -340,7 +346,14 @@ pub fn r42_other_threads_bound_callback_never_called_reported_r59(env: &Env) {
         // A backend may refuse it at once: the other correct answer.
         Err(Error::WrongThread { id: None, .. }) => {
             drop(end_tx);
-            assert_eq!(owner.join().expect("owner thread"), 0);
+            assert_eq!(
+                join(
+                    owner,
+                    "R42: the owner thread of the refused thread-bound callback"
+                ),
+                0,
+                "R42: the refused callback was called"
+            );
             return;
         }
         Err(other) => panic!("R50: {other:?}, want Ok or WrongThread"),
@@ -394,7 +407,14 @@ pub fn r42_other_threads_bound_callback_never_called_reported_r59(env: &Env) {
         "R42: dropped off its own thread"
     );
     drop(end_tx);
-    assert_eq!(owner.join().expect("owner thread"), 0, "R42: called");
+    assert_eq!(
+        join(
+            owner,
+            "R42: the owner thread of the other thread's callback"
+        ),
+        0,
+        "R42: another thread's thread-bound callback was called"
+    );
     assert!(
         env.probe().wait_freed("other-thread's", TIMEOUT),
         "R23: never freed, even when its thread ended"
@@ -445,13 +465,11 @@ pub fn e24_registry_on_local_gets_foreign_emits_on_loop_thread_r42(env: &Env) {
         })
         .expect("E24: on_local on the loop thread");
         let emitter = r.clone();
-        thread::spawn(move || {
+        on_other_thread("E24: emits from a foreign thread", move || {
             for n in 1..=5 {
                 emitter.emit(Ping(n));
             }
-        })
-        .join()
-        .expect("emitting thread");
+        });
         assert!(
             turn_until(ctx, || seen.borrow().len() >= 5),
             "E6: the foreign emits were not delivered"

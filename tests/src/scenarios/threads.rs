@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyloop::{IoEvents, Loop, Schedule};
 
+use crate::bounded::{join, on_other_thread};
 use crate::driver::{Driver, Pending, TIMEOUT};
 use crate::fds::{read_one, Pipe};
 use crate::probe::Log;
@@ -17,18 +18,21 @@ use crate::runner::Env;
 /// Starts a job that blocks in `run_once(None)` until `done` is set (a lost wake-up hangs it).
 fn block_until(d: &Driver, done: &Arc<AtomicBool>) -> Pending<usize> {
     let done = done.clone();
-    d.spawn(move |ctx| {
+    d.spawn_doing(
+        "run_once(None) until the foreign operation's callback runs: only its wake-up can end it (R40)",
+        move |ctx| {
         let mut iterations = 0;
         while !done.load(Ordering::SeqCst) {
             ctx.run_once(None).expect("run_once");
             iterations += 1;
         }
         iterations
-    })
+    },
+    )
 }
 
 fn on_foreign_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    thread::spawn(f).join().expect("foreign thread panicked")
+    on_other_thread("R39: an operation from a foreign thread", f)
 }
 
 /// [S44](anyloop::contract#s44): a foreign thread adds a watch on a readable pipe while the loop
@@ -230,7 +234,7 @@ pub fn r39_concurrent_ops_from_four_threads(env: &Env) {
         })
         .collect();
     for w in workers {
-        w.join().expect("worker panicked");
+        join(w, "R39: a worker thread adding, updating and removing");
     }
     d.settle();
     let stats = d.stats();
@@ -279,7 +283,7 @@ pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
         })
         .collect();
     for w in workers {
-        w.join().expect("worker");
+        join(w, "R39/R50: a worker thread registering on the loop");
     }
     assert!(threads_seen.wait_len(8, TIMEOUT), "not all callbacks ran");
     d.destroy();
@@ -288,7 +292,11 @@ pub fn s50_callbacks_and_frees_on_loop_thread_r42_r50(env: &Env) {
         threads_seen.snapshot().iter().all(|t| *t == loop_thread),
         "R42: callback off-loop"
     );
-    assert_eq!(env.probe().total(), 8);
+    assert_eq!(
+        env.probe().total(),
+        8,
+        "R23: eight registrations, eight frees"
+    );
     for r in env.probe().records() {
         assert_eq!(r.thread, loop_thread, "R24: {} freed off-loop", r.label);
     }

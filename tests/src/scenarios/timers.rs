@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyloop::{IoEvents, Schedule, TimerId};
 
+use crate::bounded::on_other_thread;
 use crate::driver::TIMEOUT;
 use crate::probe::Log;
 use crate::runner::Env;
@@ -116,7 +117,10 @@ pub fn s33_one_shot_by_self_disable_r34(env: &Env) {
                 .expect("disable self");
         })
         .expect("add");
-    assert!(calls.wait_len(1, TIMEOUT));
+    assert!(
+        calls.wait_len(1, TIMEOUT),
+        "S33: the self-disabling zero-delay timer never fired"
+    );
     d.settle();
     assert_eq!(calls.len(), 1, "R34: fired again after disabling itself");
 }
@@ -152,22 +156,27 @@ pub fn s35_cross_thread_arm_wakes_r28_r40(env: &Env) {
             c.push(());
         })
         .expect("add");
-    let pending = d.spawn(|ctx| {
-        let mut n = 0;
-        while n == 0 {
-            n = ctx.run_once(None).expect("run_once");
-        }
-        n
-    });
+    let pending = d.spawn_doing(
+        "run_once(None) until a callback runs: only the foreign arm can end it (R28, R40)",
+        |ctx| {
+            let mut n = 0;
+            while n == 0 {
+                n = ctx.run_once(None).expect("run_once");
+            }
+            n
+        },
+    );
     thread::sleep(Duration::from_millis(30));
     let lp = d.lp().clone();
-    thread::spawn(move || lp.update_timer(id, Schedule::EVERY_ITERATION).expect("arm"))
-        .join()
-        .expect("arming thread");
-    assert_eq!(
-        pending.wait(),
-        1,
-        "R28: the armed timer did not fire after the wake-up"
+    on_other_thread("R28: arming a timer from a foreign thread", move || {
+        lp.update_timer(id, Schedule::EVERY_ITERATION).expect("arm")
+    });
+    let ran = pending.wait();
+    assert!(
+        ran == 1 && calls.len() == 1,
+        "R28/R46: the iteration woken by the foreign arm returned {ran} (run_once's count of \
+         this loop's callbacks) and the armed timer's callback ran {} times: expected 1 and 1",
+        calls.len()
     );
     d.on_loop(|ctx| ctx.turns(5));
     assert_eq!(calls.len(), 6, "R27: a 0 timer fires once per iteration");
@@ -357,7 +366,11 @@ pub fn s40_deadline_order_r33(env: &Env) {
             let ran = d.on_loop(|ctx| ctx.run_once(Some(Duration::ZERO)).expect("run_once"));
             assert_eq!(ran, 5, "all five were due in this iteration");
         } else {
-            assert!(order.wait_len(5, TIMEOUT));
+            assert!(
+                order.wait_len(5, TIMEOUT),
+                "R33: five due timers did not all fire: {:?}",
+                order.snapshot()
+            );
         }
         assert_eq!(
             order.snapshot(),
@@ -471,7 +484,11 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
             .expect("run_once")
     });
     assert_eq!(ran, 0, "R38: a huge timer fired at once");
-    assert!(start.elapsed() < TIMEOUT);
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "R38: a 10 ms run_once with huge timers pending took {:?}",
+        start.elapsed()
+    );
     for (&id, interval) in ids.iter().zip(huge) {
         d.lp()
             .update_timer(id, Schedule::Every(interval))
@@ -493,7 +510,10 @@ pub fn s43_huge_intervals_no_overflow_r38(env: &Env) {
         }
         ran
     });
-    assert_eq!(ran, 1);
+    assert_eq!(
+        ran, 1,
+        "R38: run_once(Some(Duration::MAX)) returned {ran} callbacks, expected 1 (the due timer)"
+    );
     assert_eq!(
         calls.snapshot(),
         vec![99],
@@ -555,7 +575,10 @@ pub fn r36_rearm_from_own_callback_r36(env: &Env) {
             c.push((now, Instant::now(), iters.load(Ordering::SeqCst)));
         })
         .expect("add");
-    assert!(calls.wait_len(2, TIMEOUT));
+    assert!(
+        calls.wait_len(2, TIMEOUT),
+        "R36: the timer re-armed from its own callback to 150 ms did not fire again"
+    );
     let got = calls.snapshot();
     let (_, updated_at, iter0) = got[0];
     let (second, _, iter1) = got[1];

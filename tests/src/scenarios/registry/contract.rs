@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 
 use anyloop::{CallbackId, Error, KindSet, RegistrationId};
 
 use super::fixture::*;
+use crate::bounded::on_other_thread;
 use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
@@ -42,9 +42,18 @@ pub fn s59_filter_by_object_e06_e08_e29(env: &Env) {
     })
     .expect("register Z");
     inside(|| {
-        assert!(reg.emit(k(1, 1)));
-        assert!(reg.emit(k(2, 2)));
-        assert!(reg.emit(l(1, 3)));
+        assert!(
+            reg.emit(k(1, 1)),
+            "E5: emit must say a callback listens (X, Y)"
+        );
+        assert!(
+            reg.emit(k(2, 2)),
+            "E5: emit must say a callback listens (Y)"
+        );
+        assert!(
+            reg.emit(l(1, 3)),
+            "E5: emit must say a callback listens (Z)"
+        );
     });
     assert!(log.is_empty(), "E6: delivered inside emit");
     assert_eq!(reg.queued(), 3, "E26: three events queued");
@@ -55,17 +64,26 @@ pub fn s59_filter_by_object_e06_e08_e29(env: &Env) {
         log.snapshot()
     );
     d.settle();
-    assert_eq!(events_of(&log, "X"), vec![Ev::Lifecycle(k(1, 1))]);
+    assert_eq!(
+        events_of(&log, "X"),
+        vec![Ev::Lifecycle(k(1, 1))],
+        "S59/E8: callback X (kind K, object 1)"
+    );
     assert_eq!(
         events_of(&log, "Y"),
-        vec![Ev::Lifecycle(k(1, 1)), Ev::Lifecycle(k(2, 2))]
+        vec![Ev::Lifecycle(k(1, 1)), Ev::Lifecycle(k(2, 2))],
+        "S59/E8: callback Y (kind K, any object)"
     );
-    assert_eq!(events_of(&log, "Z"), vec![Ev::Reboot(l(1, 3))]);
+    assert_eq!(
+        events_of(&log, "Z"),
+        vec![Ev::Reboot(l(1, 3))],
+        "S59/E29: callback Z (kind L)"
+    );
     assert!(
         all_on_thread(&log, d.loop_thread()),
         "E24: not on the loop thread"
     );
-    assert_eq!(reg.queued(), 0);
+    assert_eq!(reg.queued(), 0, "E26: events still queued after the flush");
     reg.close().expect("close");
 }
 
@@ -134,7 +152,7 @@ pub fn s60_deregister_inside_flush_e10_e11(env: &Env) {
         d.loop_thread(),
         "E11: free off the loop thread"
     );
-    assert_eq!(seen[0].label, "A");
+    assert_eq!(seen[0].label, "A", "E11: the free recorded is not A's");
     assert!(
         matches!(reg.deregister(id), Err(Error::NotFound { .. })),
         "E12: double deregister"
@@ -162,10 +180,14 @@ pub fn s64_close_drops_queue_and_frees_e16(env: &Env) {
     reg.emit(Warning(b"w".to_vec()));
     assert_eq!((reg.callbacks(), reg.queued()), (3, 2), "E26");
     let closer = reg.clone();
-    thread::spawn(move || closer.close().expect("close"))
-        .join()
-        .expect("closing thread");
-    assert!(reg.is_closed());
+    on_other_thread(
+        "E16: closing the registry from a foreign thread",
+        move || closer.close().expect("close"),
+    );
+    assert!(
+        reg.is_closed(),
+        "E16: the registry is not closed after close() returned"
+    );
     assert_eq!((reg.callbacks(), reg.queued()), (0, 0), "E16");
     flush(&d);
     assert!(
@@ -202,7 +224,11 @@ pub fn s65_unknown_double_deregister_ids_never_reused_e02_e12(env: &Env) {
     let reg = registry(&d);
     let unknown = CallbackId::allocate();
     match reg.deregister(unknown) {
-        Err(Error::NotFound { id }) => assert_eq!(id, RegistrationId::Callback(unknown)),
+        Err(Error::NotFound { id }) => assert_eq!(
+            id,
+            RegistrationId::Callback(unknown),
+            "E12: NotFound names another id"
+        ),
         other => panic!("E12: unknown id: {other:?}"),
     }
     let mut seen = HashSet::new();
@@ -232,10 +258,10 @@ pub fn s65_unknown_double_deregister_ids_never_reused_e02_e12(env: &Env) {
         !seen.contains(&fresh) && fresh != live,
         "E2: reuse across registries"
     );
-    assert!(matches!(
-        other.deregister(live),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(
+        matches!(other.deregister(live), Err(Error::NotFound { .. })),
+        "E12: another registry deregistered a live id of this one"
+    );
     other.close().expect("close");
     d.settle();
 }
@@ -264,7 +290,10 @@ pub fn s66_bitmask_and_payload_e03_e13_e20_e21(env: &Env) {
         let _ = &token;
         all(kind, ev);
         if kind == Kind::Warning {
-            assert!(r.emit(Library(b"from the flush".to_vec())));
+            assert!(
+                r.emit(Library(b"from the flush".to_vec())),
+                "E13: an emit inside the flush must queue (for a later flush)"
+            );
         }
     })
     .expect("register ALL");
@@ -294,7 +323,8 @@ pub fn s66_bitmask_and_payload_e03_e13_e20_e21(env: &Env) {
     let lib = Ev::Library(Library(b"from the flush".to_vec()));
     assert_eq!(
         events_of(&log, "messages"),
-        vec![Ev::Warning(Warning(bytes.clone())), lib.clone()]
+        vec![Ev::Warning(Warning(bytes.clone())), lib.clone()],
+        "S66/E20: the messages callback (Warning with a NUL byte, then Library)"
     );
     assert_eq!(
         events_of(&log, "all"),
@@ -302,7 +332,8 @@ pub fn s66_bitmask_and_payload_e03_e13_e20_e21(env: &Env) {
             Ev::Warning(Warning(bytes)),
             Ev::Progress(Progress(vec![1, 2, 3, 4])),
             lib.clone()
-        ]
+        ],
+        "S66/E21: the all-kinds callback, in order, payloads intact"
     );
     let got = log.snapshot();
     let at = |pred: &dyn Fn(&Got) -> bool| got.iter().find(|g| pred(g)).map(|g| g.iteration);

@@ -3,13 +3,14 @@
 //! [E22](anyloop::contract#e22), [E27](anyloop::contract#e27)).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use anyloop::{CallbackId, KindSet};
 
 use super::fixture::*;
+use crate::bounded::{join, on_other_thread, Latch};
 use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
@@ -21,7 +22,7 @@ pub fn e05_no_callbacks_emit_drops_arms_nothing_e27(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
     assert!(!reg.emit(k(1, 1)), "E5: queued with no callback");
-    assert_eq!(reg.queued(), 0);
+    assert_eq!(reg.queued(), 0, "E5: an event with no callback was queued");
     assert_eq!(d.stats().timers, 0, "E27: a timer exists with no callback");
     let ran = d.on_loop(|ctx| {
         ctx.run_once(Some(Duration::from_millis(30)))
@@ -46,7 +47,8 @@ pub fn e05_no_callbacks_emit_drops_arms_nothing_e27(env: &Env) {
     flush(&d);
     assert_eq!(
         events_of(&log, "early"),
-        vec![Ev::Lifecycle(k(1, 2)), Ev::Lifecycle(k(1, 3))]
+        vec![Ev::Lifecycle(k(1, 2)), Ev::Lifecycle(k(1, 3))],
+        "E9: the early callback gets the events emitted after it"
     );
     assert_eq!(
         events_of(&log, "late"),
@@ -78,32 +80,52 @@ pub fn e06_emit_never_delivers_synchronously_wakes_loop_e06(env: &Env) {
         "E6: delivered inside an emit on the loop thread"
     );
     // Block the loop with no deadline, then emit from a foreign thread: it must wake.
-    let blocked = d.spawn(|ctx| {
-        let mut ran = 0;
-        while ran == 0 {
-            ran = ctx.run_once(None).expect("run_once");
-        }
-    });
+    let blocked = d.spawn_doing(
+        "run_once(None) until a callback runs: the flush of an event emitted on the loop thread (E6)",
+        |ctx| {
+            let mut ran = 0;
+            while ran == 0 {
+                ran = ctx.run_once(None).expect("run_once");
+            }
+        },
+    );
     blocked.wait();
-    assert!(log.wait_len(1, TIMEOUT));
-    let blocked = d.spawn(|ctx| ctx.run_once(None).expect("run_once"));
+    assert!(
+        log.wait_len(1, TIMEOUT),
+        "E6: the event emitted on the loop thread was not delivered by the next iteration"
+    );
+    let blocked = d.spawn_doing(
+        "run_once(None): the flush of the event emitted during the last flush (E13)",
+        |ctx| ctx.run_once(None).expect("run_once"),
+    );
     assert!(
         blocked.wait() > 0,
         "the event emitted in the flush is flushed next"
     );
-    assert!(log.wait_len(2, TIMEOUT));
-    let blocked = d.spawn(|ctx| ctx.run_once(None).expect("run_once"));
+    assert!(
+        log.wait_len(2, TIMEOUT),
+        "E13: the event emitted in the flush was not delivered by the next one"
+    );
+    let blocked = d.spawn_doing(
+        "run_once(None), which only the foreign emit can end (E6, R40)",
+        |ctx| ctx.run_once(None).expect("run_once"),
+    );
     thread::sleep(Duration::from_millis(30));
     let r = reg.clone();
-    thread::spawn(move || inside(|| r.emit(l(2, 3))))
-        .join()
-        .expect("emitter");
+    on_other_thread("E6: an emit from a foreign thread", move || {
+        inside(|| r.emit(l(2, 3)))
+    });
     assert!(
         blocked.wait_for(TIMEOUT).is_some(),
         "E6: a foreign emit did not wake the loop"
     );
     flush(&d);
-    assert_eq!(log.len(), 3);
+    assert_eq!(
+        log.len(),
+        3,
+        "E6: the three events, delivered: {:?}",
+        log.snapshot()
+    );
     assert!(all_on_thread(&log, d.loop_thread()), "E24");
     reg.close().expect("close");
 }
@@ -134,7 +156,7 @@ pub fn e07_emit_order_and_registration_order_e22(env: &Env) {
         })
         .collect();
     for e in emitters {
-        e.join().expect("emitter");
+        join(e, "E5: an emitting thread");
     }
     assert!(
         order.wait_len(2 * 200 * 5, TIMEOUT),
@@ -144,9 +166,12 @@ pub fn e07_emit_order_and_registration_order_e22(env: &Env) {
     for chunk in got.chunks(5) {
         let whos: Vec<usize> = chunk.iter().map(|(_, _, w)| *w).collect();
         assert_eq!(whos, vec![0, 1, 2, 3, 4], "E7: registration order");
-        assert!(chunk
-            .iter()
-            .all(|(o, n, _)| (*o, *n) == (chunk[0].0, chunk[0].1)));
+        assert!(
+            chunk
+                .iter()
+                .all(|(o, n, _)| (*o, *n) == (chunk[0].0, chunk[0].1)),
+            "E7: one event reaches all five callbacks before the next: {chunk:?}"
+        );
     }
     for t in 0..2u64 {
         let ns: Vec<u64> = got
@@ -271,8 +296,8 @@ pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
     let reg = registry(&d);
     let log = Arc::new(Log::new());
     let victim = Arc::new(Mutex::new(None::<CallbackId>));
-    let gate = Arc::new(Barrier::new(2));
-    let released = Arc::new(Barrier::new(2));
+    let gate = Arc::new(Latch::new());
+    let released = Arc::new(Latch::new());
     let (r, v, g, rel, token) = (
         reg.clone(),
         victim.clone(),
@@ -287,9 +312,10 @@ pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
             r.deregister(id).expect("deregister B from A");
         }
         if e.n == 2 {
-            // Let the test thread deregister C while this callback runs.
-            g.wait();
-            rel.wait();
+            // Let the test thread deregister C while this callback runs (bounded: if the
+            // scenario failed meanwhile, return and let the loop go on).
+            g.open();
+            rel.wait_for(TIMEOUT);
         }
     })
     .expect("register A");
@@ -311,15 +337,22 @@ pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
     for n in 1..=3 {
         reg.emit(k(1, n));
     }
-    let pending = d.spawn(|ctx| ctx.turns(3));
-    gate.wait();
+    let pending = d.spawn_doing(
+        "three iterations, which flush the three queued events (E6)",
+        |ctx| ctx.turns(3),
+    );
+    gate.wait(
+        "E6/E10: callback A started on the second event in one of the loop's three iterations \
+         (run_once(Some(0)) with three events queued)",
+    );
     let r = reg.clone();
-    let left = thread::spawn(move || r.deregister(c_id))
-        .join()
-        .expect("deregistering thread")
-        .expect("deregister C while A runs");
+    let left = on_other_thread(
+        "E10/R44: a foreign deregister while another callback of the flush runs returns at once",
+        move || r.deregister(c_id),
+    )
+    .expect("deregister C while A runs");
     assert_eq!(left, 1, "E28: only A remains");
-    released.wait();
+    released.open();
     pending.wait();
     flush(&d);
     assert!(
@@ -331,8 +364,16 @@ pub fn e10_deregister_during_flush_stops_delivery_at_once(env: &Env) {
         vec![Ev::Lifecycle(k(1, 1))],
         "E10: C got events after its deregister returned"
     );
-    assert_eq!(env.probe().count("B"), 1);
-    assert_eq!(env.probe().count("C"), 1);
+    assert_eq!(
+        env.probe().count("B"),
+        1,
+        "E11: B, deregistered by A, freed once"
+    );
+    assert_eq!(
+        env.probe().count("C"),
+        1,
+        "E11: C, deregistered by the foreign thread, freed once"
+    );
     reg.close().expect("close");
 }
 
@@ -391,13 +432,11 @@ pub fn e20_bytes_and_u64_arrays_bit_exact(env: &Env) {
         Ev::Progress(Progress(Vec::new())),
     ];
     let (r, s) = (reg.clone(), sent.clone());
-    thread::spawn(move || {
+    on_other_thread("E5: emits from a foreign thread", move || {
         for ev in s {
             r.emit(ev);
         }
-    })
-    .join()
-    .expect("emitter");
+    });
     flush(&d);
     assert_eq!(got.snapshot(), sent, "E20: payloads altered");
     reg.close().expect("close");
@@ -431,7 +470,7 @@ pub fn e27_arming_races_never_strand_nor_spin_e06(env: &Env) {
         })
         .collect();
     for e in emitters {
-        e.join().expect("emitter");
+        join(e, "E5: an emitting thread");
     }
     let deadline = std::time::Instant::now() + TIMEOUT;
     while count.load(Ordering::SeqCst) < 8000 && std::time::Instant::now() < deadline {
@@ -442,7 +481,11 @@ pub fn e27_arming_races_never_strand_nor_spin_e06(env: &Env) {
         8000,
         "E6: events stranded in the queue"
     );
-    assert_eq!(reg.queued(), 0);
+    assert_eq!(
+        reg.queued(),
+        0,
+        "E26: events still queued after everything was delivered"
+    );
     d.stop_pump();
     d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
         .assert_quiet("E27: the flush timer stays armed with an empty queue");

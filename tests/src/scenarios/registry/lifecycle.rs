@@ -3,13 +3,14 @@
 //! [E23–E26](anyloop::contract#e23), [E30](anyloop::contract#e30)).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use anyloop::{CallbackId, Error, KindSet, Loop, Registry};
 
 use super::fixture::*;
+use crate::bounded::{join, on_other_thread, Latch};
 use crate::driver::TIMEOUT;
 use crate::probe::{lock, Log};
 use crate::runner::Env;
@@ -33,7 +34,11 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
             let _ = &token;
         })
         .expect_err("E1: an object of another registry was accepted");
-    assert!(matches!(rejected.error(), Error::InvalidArgument { .. }));
+    assert!(
+        matches!(rejected.error(), Error::InvalidArgument { .. }),
+        "E1: the refusal of another registry's object must be InvalidArgument: {:?}",
+        rejected.error()
+    );
     assert_eq!(env.probe().count("foreign-object"), 0, "E3");
     drop(rejected);
     owned
@@ -86,7 +91,11 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
         !lived.emit(Progress(vec![9])),
         "emit with a destroyed loop queued"
     );
-    assert_eq!(lived.queued(), 0);
+    assert_eq!(
+        lived.queued(),
+        0,
+        "E16: events queued on a registry whose loop is gone"
+    );
     lived.close().expect("close");
     assert_eq!(
         env.probe().count("outlived-its-loop"),
@@ -108,9 +117,9 @@ pub fn e01_refused_register_hands_callback_back_e03(env: &Env) {
     drop(rejected);
     drop(lp);
     gone.close().expect("close");
-    let unbound = thread::spawn(|| Registry::<Ev>::new().map(|r| r.close()))
-        .join()
-        .expect("thread");
+    let unbound = on_other_thread("E24: Registry::new on a thread with no loop", || {
+        Registry::<Ev>::new().map(|r| r.close())
+    });
     if anyloop::default_loop().is_none() {
         assert!(matches!(unbound, Err(Error::NoLoop)), "R7: {unbound:?}");
     }
@@ -172,7 +181,7 @@ pub fn e11_free_never_inside_deregister_nor_while_running(env: &Env) {
     let reg = registry(&d);
     let frees = Arc::new(Log::new());
     let running = Arc::new(AtomicBool::new(false));
-    let (entered, leave) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (entered, leave) = (Arc::new(Latch::new()), Arc::new(Latch::new()));
     let spy = FreeSpy {
         label: "blocking",
         running: running.clone(),
@@ -183,27 +192,35 @@ pub fn e11_free_never_inside_deregister_nor_while_running(env: &Env) {
         .on(move |_: &Lifecycle| {
             let _ = &spy;
             run.store(true, Ordering::SeqCst);
-            en.wait();
-            lv.wait();
+            en.open();
+            // Bounded: if the scenario failed meanwhile, return and let the loop go on.
+            lv.wait_for(TIMEOUT);
             thread::sleep(Duration::from_millis(20));
             run.store(false, Ordering::SeqCst);
         })
         .expect("register");
     reg.emit(k(1, 1));
     reg.emit(k(1, 2));
-    let pending = d.spawn(|ctx| ctx.turns(2));
-    entered.wait();
+    let pending = d.spawn_doing(
+        "two iterations, which flush the two queued events (E6)",
+        |ctx| ctx.turns(2),
+    );
+    entered.wait(
+        "E6/E11: the registry callback started running in one of the loop's two iterations \
+         (run_once(Some(0)) with two events queued)",
+    );
     let r = reg.clone();
-    let left = thread::spawn(move || inside(|| r.deregister(id)))
-        .join()
-        .expect("deregistering thread")
-        .expect("deregister a running callback");
-    assert_eq!(left, 0);
+    let left = on_other_thread(
+        "E11/R44: a foreign deregister of a running callback returns without waiting for it",
+        move || inside(|| r.deregister(id)),
+    )
+    .expect("deregister a running callback");
+    assert_eq!(left, 0, "E28: deregister returns the callbacks left");
     assert!(
         frees.is_empty(),
         "E11: freed while running / inside deregister"
     );
-    leave.wait();
+    leave.open();
     pending.wait();
     flush(&d);
     let seen = frees.snapshot();
@@ -212,7 +229,11 @@ pub fn e11_free_never_inside_deregister_nor_while_running(env: &Env) {
         !seen[0].callback_running && !seen[0].inside_call,
         "E11: {seen:?}"
     );
-    assert_eq!(seen[0].thread, d.loop_thread());
+    assert_eq!(
+        seen[0].thread,
+        d.loop_thread(),
+        "E11/R42: the free ran off the loop thread"
+    );
 
     // Idle loop: deregister returns, the free waits for the loop.
     let spy = FreeSpy {
@@ -258,7 +279,7 @@ pub fn e14_last_deregister_discards_queue_and_timer(env: &Env) {
     for n in 0..3 {
         reg.emit(k(1, n));
     }
-    assert_eq!(reg.queued(), 3);
+    assert_eq!(reg.queued(), 3, "E5: three events queued");
     assert_eq!(reg.deregister(id).expect("deregister"), 0, "E28");
     assert_eq!(reg.queued(), 0, "E14: queue kept after the last deregister");
     flush(&d);
@@ -293,20 +314,30 @@ pub fn e15_transition_hooks_and_counts_e28(env: &Env) {
         .expect("registry");
     let a = reg.on(|_: &Lifecycle| {}).expect("a");
     let b = reg.on(|_: &Lifecycle| {}).expect("b");
-    assert_eq!(transitions.snapshot(), vec![(Kind::Lifecycle, true)]);
-    assert_eq!(reg.count(Kind::Lifecycle), 2);
+    assert_eq!(
+        transitions.snapshot(),
+        vec![(Kind::Lifecycle, true)],
+        "E15: one transition to listened for the first callback of a kind"
+    );
+    assert_eq!(
+        reg.count(Kind::Lifecycle),
+        2,
+        "E26: two callbacks for Lifecycle"
+    );
     assert_eq!(reg.deregister(a).expect("a"), 1, "E28");
     assert_eq!(reg.deregister(b).expect("b"), 0, "E28");
     assert_eq!(
         transitions.take(),
-        vec![(Kind::Lifecycle, true), (Kind::Lifecycle, false)]
+        vec![(Kind::Lifecycle, true), (Kind::Lifecycle, false)],
+        "E15: the last deregister of a kind reports it unlistened"
     );
     let mask = reg
         .on_kinds(KindSet::from(Kind::Warning) | Kind::Library, |_, _| {})
         .expect("mask");
     assert_eq!(
         transitions.take(),
-        vec![(Kind::Library, true), (Kind::Warning, true)]
+        vec![(Kind::Library, true), (Kind::Warning, true)],
+        "E15: a kind set reports each of its kinds listened"
     );
     reg.on(|_: &Warning| {}).expect("warning");
     assert_eq!(
@@ -314,7 +345,11 @@ pub fn e15_transition_hooks_and_counts_e28(env: &Env) {
         1,
         "E28: one left for a kind of the set"
     );
-    assert_eq!(transitions.take(), vec![(Kind::Library, false)]);
+    assert_eq!(
+        transitions.take(),
+        vec![(Kind::Library, false)],
+        "E15: the kind left without callback reported unlistened"
+    );
     reg.close().expect("close");
     assert_eq!(
         transitions.take(),
@@ -401,8 +436,15 @@ pub fn e16_close_delivers_closing_event_then_frees_e17(env: &Env) {
         1,
         "E17: delivered after close"
     );
-    assert_eq!(events_of(&log, "closing"), vec![Ev::Close(Close)]);
-    assert!(reg.is_closed());
+    assert_eq!(
+        events_of(&log, "closing"),
+        vec![Ev::Close(Close)],
+        "E17: the closing callback gets only the closing event"
+    );
+    assert!(
+        reg.is_closed(),
+        "E16: the registry is not closed after close_with"
+    );
     assert_eq!(env.probe().count("closer"), 1, "E16: freed once");
 }
 
@@ -436,8 +478,16 @@ pub fn e18_last_handle_dropped_during_its_own_flush(env: &Env) {
         "E18/E16: delivery after close: {:?}",
         log.snapshot()
     );
-    assert_eq!(env.probe().count("dropper"), 1);
-    assert_eq!(env.probe().count("after"), 1);
+    assert_eq!(
+        env.probe().count("dropper"),
+        1,
+        "E16: the callback that dropped the last handle freed once"
+    );
+    assert_eq!(
+        env.probe().count("after"),
+        1,
+        "E16: the callback registered after it freed once"
+    );
     let stats = d.stats();
     assert_eq!(stats.timers, 0, "E16: timer left: {stats:?}");
 }
@@ -499,7 +549,11 @@ pub fn e23_panics_do_not_stop_the_flush(env: &Env) {
         4,
         "E23: the registry is unusable"
     );
-    assert_eq!(reg.callbacks(), 3);
+    assert_eq!(
+        reg.callbacks(),
+        3,
+        "E23: three callbacks still registered after the panics"
+    );
     // A callback whose state panics when dropped: the free is reported by the loop too,
     // and the registry stays usable.
     struct PanicOnDrop;
@@ -577,7 +631,7 @@ pub fn e24_two_loops_two_threads_own_objects_e25(env: &Env) {
         })
         .collect();
     for e in emitters {
-        e.join().expect("emitter");
+        join(e, "E5: an emitting thread");
     }
     assert!(
         log.wait_len(2 * 4 * 50, TIMEOUT),
@@ -617,21 +671,33 @@ pub fn e24_two_loops_two_threads_own_objects_e25(env: &Env) {
 pub fn e26_counts_of_callbacks_and_queued_events(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
-    assert_eq!((reg.callbacks(), reg.queued()), (0, 0));
+    assert_eq!(
+        (reg.callbacks(), reg.queued()),
+        (0, 0),
+        "E26: a new registry has no callbacks and no events (callbacks, queued)"
+    );
     let a = reg.on(|_: &Lifecycle| {}).expect("a");
     reg.on_kinds(KindSet::all(), |_, _| {}).expect("all");
-    assert_eq!(reg.callbacks(), 2);
-    assert_eq!((reg.count(Kind::Lifecycle), reg.count(Kind::Close)), (2, 1));
+    assert_eq!(reg.callbacks(), 2, "E26: two callbacks registered");
+    assert_eq!(
+        (reg.count(Kind::Lifecycle), reg.count(Kind::Close)),
+        (2, 1),
+        "E26: per-kind counts (Lifecycle, Close)"
+    );
     for n in 0..5 {
         reg.emit(k(1, n));
     }
-    assert_eq!(reg.queued(), 5);
+    assert_eq!(reg.queued(), 5, "E26: five events queued");
     flush(&d);
     assert_eq!(reg.queued(), 0, "E26: flushed events still counted");
     reg.deregister(a).expect("deregister");
-    assert_eq!((reg.callbacks(), reg.count(Kind::Lifecycle)), (1, 1));
+    assert_eq!(
+        (reg.callbacks(), reg.count(Kind::Lifecycle)),
+        (1, 1),
+        "E26: after one deregister (callbacks, Lifecycle)"
+    );
     reg.close().expect("close");
-    assert_eq!(reg.callbacks(), 0);
+    assert_eq!(reg.callbacks(), 0, "E16/E26: callbacks counted after close");
     flush(&d);
 }
 
@@ -676,10 +742,13 @@ pub fn e30_fallback_only_when_no_callback_matched(env: &Env) {
         ],
         "E30"
     );
-    assert!(fallen
-        .snapshot()
-        .iter()
-        .all(|(_, _, t)| *t == d.loop_thread()));
+    assert!(
+        fallen
+            .snapshot()
+            .iter()
+            .all(|(_, _, t)| *t == d.loop_thread()),
+        "E30/E24: the fallback ran off the loop thread"
+    );
     reg.close().expect("close");
     flush(&d);
     assert_eq!(
@@ -753,7 +822,11 @@ pub fn e16_drop_of_last_handle_closes_despite_weak_handles_e25(env: &Env) {
         vec![Ok(0)],
         "E25: deregister through a weak handle"
     );
-    assert_eq!(env.probe().count("weak-holder"), 1);
+    assert_eq!(
+        env.probe().count("weak-holder"),
+        1,
+        "E25: the callback holding a weak handle freed once"
+    );
     drop(reg);
     assert!(
         weak.upgrade().is_none(),
@@ -775,7 +848,7 @@ pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
     let d = env.start();
     let reg = registry(&d);
     let log = Arc::new(Log::new());
-    let (entered, leave) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (entered, leave) = (Arc::new(Latch::new()), Arc::new(Latch::new()));
     let both = KindSet::from(Kind::Lifecycle) | Kind::Close;
     let (mut a, en, lv, token) = (
         logger(&d, &log, "A"),
@@ -787,8 +860,9 @@ pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
         let _ = &token;
         a(kind, ev);
         if kind == Kind::Lifecycle {
-            en.wait();
-            lv.wait();
+            en.open();
+            // Bounded: if the scenario failed meanwhile, return and let the loop go on.
+            lv.wait_for(TIMEOUT);
         }
     })
     .expect("register A");
@@ -800,8 +874,14 @@ pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
     .expect("register B");
     reg.emit(k(1, 1));
     reg.emit(k(1, 2));
-    let pending = d.spawn(|ctx| ctx.turns(2));
-    entered.wait();
+    let pending = d.spawn_doing(
+        "two iterations, which flush the two queued events (E6)",
+        |ctx| ctx.turns(2),
+    );
+    entered.wait(
+        "E6/E17: the registry callback started running in one of the loop's two iterations \
+         (run_once(Some(0)) with two events queued)",
+    );
     let r = reg.clone();
     let closer = thread::spawn(move || r.close_with(Close));
     thread::sleep(Duration::from_millis(50));
@@ -810,8 +890,12 @@ pub fn e17_foreign_close_waits_for_running_callback(env: &Env) {
         "E17: the closing event overtook a running callback: {:?}",
         log.snapshot()
     );
-    leave.wait();
-    closer.join().expect("closer").expect("close");
+    leave.open();
+    join(
+        closer,
+        "E17: a foreign close_with returns once the running callback has returned",
+    )
+    .expect("close");
     pending.wait();
     flush(&d);
     assert_eq!(
