@@ -411,8 +411,16 @@ impl Work {
             }
         }
 
-        // Merge the reports per fd (a probe and a kernel event may both name one fd).
+        // Merge the reports per fd (a probe and a kernel event may both name one fd), after
+        // the slots retired since the last iteration: their watches are told ERROR (R52).
         self.touched.clear();
+        for (key, generation) in st.retired.drain(..) {
+            if let Some(slot) = st.fds.get_mut(key) {
+                if slot.generation == generation && slot.add_report(IoEvents::ERROR, true) {
+                    self.touched.push(key);
+                }
+            }
+        }
         for report in &self.events {
             let key = report.token.key();
             let Some(slot) = st.fds.get_mut(key) else {
@@ -510,8 +518,11 @@ impl Work {
                 if slot.kernel == Kernel::Registered {
                     registrar.forget(slot.fd, token);
                 }
-                // Nothing to tell the kernel: it already forgot the fd.
-                slot.kernel = Kernel::Gone;
+                // Nothing to tell the kernel: it already forgot the fd. (A retired slot stays
+                // retired: its number belongs to another slot.)
+                if slot.kernel != Kernel::Retired {
+                    slot.kernel = Kernel::Gone;
+                }
                 slot.set_interest(IoEvents::empty());
             } else if edge_triggered && dispatched && slot.kernel == Kernel::Registered {
                 self.recheck.push(slot.token(key));

@@ -25,6 +25,11 @@ pub(crate) enum Kernel {
     AlwaysReady,
     /// The fd was found closed; nothing is registered and the watches are quiet ([R52](anyloop::contract#r52)).
     Gone,
+    /// The number was closed and reused by another file, which a new watch of the library now
+    /// watches through another slot: this slot's watches belong to the old file. Nothing is
+    /// ever registered for it again; a watch re-enabled by an update moves to the number's
+    /// current slot ([R52](anyloop::contract#r52), [R53](anyloop::contract#r53)).
+    Retired,
 }
 
 /// Marks an empty inline watch place.

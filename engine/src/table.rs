@@ -26,7 +26,7 @@ use super::fd_index::FdIndex;
 pub(crate) use super::fd_slot::{Crowds, FdSlot, Identities, Kernel};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
-use super::poller::{Registered, Registrar};
+use super::poller::{FdCheck, Registered, Registrar};
 use anyloop::IoEvents;
 use anyloop::{Backend, LoopStats, Schedule};
 use anyloop::{Error, Rejected, Result};
@@ -220,6 +220,9 @@ pub(crate) struct State {
     pub(crate) next_generation: u32,
     /// Times the OS layer rebuilt its kernel state ([`Registrar::reset`], [B62](anyloop::contract#b62)).
     pub(crate) resets: u64,
+    /// Fd slots retired since the last collection (with their generation): their enabled
+    /// watches are told `ERROR` once by the next iteration ([R52](anyloop::contract#r52)).
+    pub(crate) retired: Vec<(usize, u32)>,
 }
 
 /// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
@@ -274,6 +277,7 @@ impl State {
             running: None,
             next_generation: 0,
             resets: 0,
+            retired: Vec::new(),
         }
     }
 
@@ -361,6 +365,87 @@ impl State {
         self.dirty = dirty;
     }
 
+    /// The fd slot a new watch on `fd` joins: the number's slot, unless the number no longer
+    /// names the file that slot's watches were registered for (closed under its watches and
+    /// reused by another file, R53 broken), in which case that slot is retired and a fresh one
+    /// made; also when the number has none. Returns the slot and whether it existed (and was
+    /// checked). One kernel call (or `fstat`) when the slot's file is known to the kernel.
+    pub(crate) fn join_slot<R: Registrar>(&mut self, registrar: &R, fd: RawFd) -> (usize, bool) {
+        if let Some(key) = self.fd_index.get(fd) {
+            if !self.retire_if_replaced(registrar, key) {
+                return (key, true);
+            }
+        }
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let key = self.fds.insert(FdSlot::new(fd, self.next_generation));
+        self.fd_index.insert(fd, key);
+        (key, false)
+    }
+
+    /// Whether fd slot `key`'s number names another file than the one its registration was
+    /// made for; if so the slot is retired ([`Kernel::Retired`]): out of the fd index, its
+    /// kernel registration orphaned (a new generation makes the old file's reports stale, and
+    /// stale reports in consecutive iterations rebuild the kernel state, B62), its enabled
+    /// watches told `ERROR` by the next iteration ([R52](anyloop::contract#r52): they never
+    /// hear the new file). A slot the kernel does not know cannot be checked and is kept: its
+    /// watches are disabled, and an update addresses whatever file the number names then
+    /// ([R53](anyloop::contract#r53)).
+    fn retire_if_replaced<R: Registrar>(&mut self, registrar: &R, key: usize) -> bool {
+        let Some(slot) = self.fds.get(key) else {
+            return false;
+        };
+        let check = match slot.kernel {
+            Kernel::Registered => registrar
+                .verify(slot.fd, slot.token(key), slot.interest())
+                .unwrap_or_else(|err| {
+                    tracing::warn!(fd = slot.fd, %err, "verifying an fd a watch joins failed");
+                    FdCheck::Same
+                }),
+            Kernel::AlwaysReady => match (self.identities.get(key), registrar.identity(slot.fd)) {
+                (Some(was), Some(now)) if *was != now => FdCheck::Replaced,
+                _ => FdCheck::Same,
+            },
+            Kernel::Unregistered | Kernel::Gone | Kernel::Retired => FdCheck::Same,
+        };
+        if check == FdCheck::Same {
+            return false;
+        }
+        let fd = slot.fd;
+        tracing::debug!(
+            fd,
+            "a new watch joins a reused number: the old watches' slot retires"
+        );
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let slot = &mut self.fds[key];
+        if slot.kernel == Kernel::AlwaysReady {
+            self.always_ready.retain(|&k| k != key);
+        }
+        slot.kernel = Kernel::Retired;
+        slot.generation = generation;
+        self.fd_index.remove(fd);
+        self.retired.push((key, generation));
+        true
+    }
+
+    /// Moves watch slot `handle` out of a retired fd slot into the slot its number has now
+    /// (see [`join_slot`](Self::join_slot)), when an update re-enables it: the library
+    /// addresses whatever file the number names then ([R53](anyloop::contract#r53)). Returns the
+    /// new fd slot.
+    pub(crate) fn rejoin<R: Registrar>(&mut self, registrar: &R, handle: usize) -> usize {
+        let old_key = self.watches[handle].fd_key();
+        let fd = self.fds[old_key].fd;
+        if self.fds[old_key].remove_watch(old_key, handle, &mut self.crowds) {
+            self.fds.remove(old_key);
+            self.identities.forget(old_key);
+        }
+        let (key, _) = self.join_slot(registrar, fd);
+        self.fds[key].push_watch(key, handle, &mut self.crowds);
+        // Below 2^32: fd slots are no more than watch slots, whose number the id tags bound.
+        self.watches[handle].fd_key = key as u32;
+        key
+    }
+
     /// Brings the kernel registration of fd slot `key` in line with its watches' interests.
     ///
     /// `verify` forces a kernel call even when the union is unchanged: used when a watch
@@ -397,6 +482,8 @@ impl State {
             }
         };
         let kernel = match (slot.kernel, want.is_empty()) {
+            // The number belongs to another slot now: nothing to tell the kernel, ever.
+            (Kernel::Retired, _) => Kernel::Retired,
             (Kernel::Unregistered | Kernel::Gone, true) => slot.kernel,
             (Kernel::Registered, true) => {
                 if let Err(err) = registrar.deregister(fd) {
@@ -712,16 +799,7 @@ impl<R: Registrar> Backend for Shared<R> {
                 callback,
             ));
         };
-        let (key, joined) = match st.fd_index.get(fd) {
-            Some(key) => (key, true),
-            None => {
-                st.next_generation = st.next_generation.wrapping_add(1);
-                let generation = st.next_generation;
-                let key = st.fds.insert(FdSlot::new(fd, generation));
-                st.fd_index.insert(fd, key);
-                (key, false)
-            }
-        };
+        let (key, joined) = st.join_slot(&self.registrar, fd);
         let Ok(fd_key) = u32::try_from(key) else {
             // Unreachable: fd slots are no more than watch slots, whose number the id tags
             // bound far below this.
@@ -777,6 +855,13 @@ impl<R: Registrar> Backend for Shared<R> {
             // have been closed and reused under another watch of this slot, and the kernel
             // forgot the closed file, so an unchanged combined interest proves nothing (R19).
             let verify = old.is_empty() && !events.is_empty();
+            // A watch of a retired slot (its number now another watch's file) joins the
+            // number's current slot to be enabled (R53).
+            let key = if !events.is_empty() && st.fds[key].kernel == Kernel::Retired {
+                st.rejoin(registrar, slot)
+            } else {
+                key
+            };
             if st.loop_thread == Some(current_thread()) {
                 // Made by a callback (or a free) of the running iteration: dispatch already
                 // filters by the new interest (R18), and the kernel only needs it by the next

@@ -54,8 +54,9 @@
 //! closed one, this layer notices every closed number at the next wait that sees it, whatever
 //! keeps its file open: the watch is told `ERROR` once in both cases. Nothing in the kernel
 //! outlives a close, so [`Registrar::reset`](crate::Registrar::reset) keeps its default (no
-//! B62 rebuild), and so does [`Registrar::verify`](crate::Registrar::verify) (every report is
-//! checked already).
+//! B62 rebuild). [`Registrar::verify`](crate::Registrar::verify) compares the recorded identity
+//! with the number's file: the engine asks before a new watch joins a registered number (its
+//! own checks of reports are not needed here: every report is checked already).
 //!
 //! The identity is the file's device and inode: the same file opened again counts as the same
 //! file, rightly. On Linux, files without an inode of their own (eventfd, timerfd, signalfd,

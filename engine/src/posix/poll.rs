@@ -22,7 +22,7 @@ use anyloop::{Error, Result};
 use super::set::{Registration, RegistrationSet};
 use super::waker::PipeWaker;
 use super::{borrow_fd, check_open, file_identity, identity_of, io_events, poll_flags};
-use crate::{FileId, Poller, Probe, Readiness, Registered, Registrar, Token, MAX_WAIT};
+use crate::{FdCheck, FileId, Poller, Probe, Readiness, Registered, Registrar, Token, MAX_WAIT};
 
 /// The loop-thread half: `poll(2)` over the registration set and the waker.
 pub struct PollPoller {
@@ -150,6 +150,21 @@ impl Registrar for PollRegistrar {
 
     fn identity(&self, fd: RawFd) -> Option<FileId> {
         file_identity(fd)
+    }
+
+    /// Whether `fd` still names the file registered under `token` (`fstat`, compared with
+    /// the identity recorded at registration): asked by the engine before a new watch joins a
+    /// registered number, which may have been closed and reused since.
+    fn verify(&self, fd: RawFd, token: Token, _interest: IoEvents) -> io::Result<FdCheck> {
+        let registered = match self.set.lock().get(fd) {
+            Some(registration) if registration.token == token => registration.file,
+            _ => return Ok(FdCheck::Same),
+        };
+        Ok(match file_identity(fd) {
+            None => FdCheck::Closed,
+            Some(now) if now == registered => FdCheck::Same,
+            Some(_) => FdCheck::Replaced,
+        })
     }
 
     /// Drops `fd`'s registration under `token` if an op registered it again after the wait
