@@ -80,7 +80,8 @@ pub mod track;
 pub use driver::{Driver, LoopCtx, Pending, TIMEOUT};
 pub use harness::LoopFactory;
 pub use runner::{
-    run_battery, run_scenario, watchdog, Env, FdUse, Outcome, Report, Scenario, WATCHDOG,
+    check_scenario, run_battery, run_scenario, watchdog, Env, FdUse, Outcome, Report, Scenario,
+    WATCHDOG,
 };
 
 /// Every scenario of the battery, in order.
@@ -212,6 +213,7 @@ macro_rules! __scenario_list {
         $crate::__scenario_item!([$($mode)*] frees s18_frees_at_loop_destruction_r23_r48);
         $crate::__scenario_item!([$($mode)*] frees s19_failed_add_returns_callback_r02_r59);
         $crate::__scenario_item!([$($mode)*] frees s20_drain_pending_frees_r25_r57);
+        $crate::__scenario_item!([$($mode)*] frees r25_drain_runs_pending_frees_and_counts_them_r57);
         $crate::__scenario_item!([$($mode)*] frees r26_frees_run_in_removal_order);
         $crate::__scenario_item!([$($mode)*] frees r25_free_by_end_of_next_iteration);
         $crate::__scenario_item!([$($mode)*] frees r46_leftover_free_ends_the_iteration_r25);
@@ -338,6 +340,7 @@ macro_rules! __scenario_list {
             r52_closed_fd_kept_open_by_a_dup_no_spin_error_at_most_once_r10 exclusive_fds,
             r52_closed_fd_kept_open_by_a_child_process_no_spin_error_at_most_once_r10 exclusive_fds,
             r52_closed_fd_kept_open_in_flight_scm_rights_no_spin_error_at_most_once_r10 exclusive_fds,
+            r52_stream_closed_under_its_watch_error_within_128_reports_no_spin exclusive_fds,
             r52_number_reused_by_a_pipe_never_reaches_the_old_watch_r19 exclusive_fds,
             r52_number_reused_by_a_socket_never_reaches_the_old_watch_r19 exclusive_fds,
             r52_number_reused_by_a_regular_file_never_reaches_the_old_watch_r19 exclusive_fds,

@@ -182,6 +182,24 @@ pub fn run_scenario(backend: Arc<dyn LoopFactory>, scenario: Scenario) {
     run_scenario_within(backend, scenario, watchdog());
 }
 
+/// [`run_scenario`] without the panic, under a watchdog of `limit`: `Err` with the failure
+/// message (backend, scenario, rules, what was observed) when the scenario fails or hangs.
+/// For a `main` of your own, or a test that expects a backend to fail (the kit's own test of
+/// deliberately broken adapters does).
+///
+/// # Errors
+/// The scenario's failure message.
+pub fn check_scenario(
+    backend: Arc<dyn LoopFactory>,
+    scenario: Scenario,
+    limit: Duration,
+) -> Result<(), String> {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        run_scenario_within(backend, scenario, limit)
+    }))
+    .map_err(|payload| panic_message(&*payload))
+}
+
 /// [`run_scenario`] with the watchdog's limit given.
 fn run_scenario_within(backend: Arc<dyn LoopFactory>, scenario: Scenario, limit: Duration) {
     // Held by the caller's thread, so that a hung scenario's thread (left behind) does not

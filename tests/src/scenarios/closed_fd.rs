@@ -293,6 +293,89 @@ pub fn r52_closed_fd_kept_open_by_a_dup_no_spin_error_at_most_once_r10(env: &Env
     kept_open_elsewhere(env, KeptBy::Dup);
 }
 
+/// [R52](anyloop::contract#r52): a stream closed under its watch. The watched socket stays
+/// readable through hundreds of iterations (its callback reads one byte a call from a full
+/// buffer: a bulk transfer), then its number is closed while a `dup` keeps the file open and
+/// unread. A backend may thin out its identity checks while an fd stays ready (so a stream pays
+/// no syscall per event), but the watch hears at most 128 more reports of its own old file,
+/// then `ERROR` at most once, then nothing; and the loop never spins.
+pub fn r52_stream_closed_under_its_watch_error_within_128_reports_no_spin(env: &Env) {
+    const STREAMED: usize = 600;
+    const AFTER_CLOSE: usize = 400;
+    let case = "a stream closed under its watch".to_owned();
+    let d = env.start();
+    let (peer, watched) = UnixStream::pair().expect("socketpair");
+    let watched = high_fd(OwnedFd::from(watched), 530);
+    let fd = watched.as_raw_fd();
+    let (reads, token) = (Arc::new(Log::new()), env.token("stream"));
+    let r = reads.clone();
+    let id = d
+        .lp()
+        .add_watch(fd, IoEvents::READABLE, move |_, fd, events| {
+            let _ = &token;
+            // One byte a call, by number (as a library does): EBADF once it is closed.
+            let mut byte = [0u8; 1];
+            // SAFETY: a one-byte read into a live local buffer; a closed number fails with
+            // EBADF, which is the case under test.
+            let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+            r.push((events, n));
+        })
+        .expect("add the stream's watch");
+    // A full buffer: readable for far longer than the scenario iterates.
+    crate::fds::write_bytes(&peer, 4 * (STREAMED + AFTER_CLOSE));
+    let ran = d.on_loop(|ctx| ctx.turns(STREAMED));
+    let streamed = reads.snapshot();
+    assert!(
+        ran >= STREAMED * 9 / 10 && streamed.iter().all(|(e, n)| *n == 1 && !e.contains(IoEvents::ERROR)),
+        "{case}: R8: a socket with unread data was not reported in every iteration: {ran} callbacks in {STREAMED} iterations, first {:?}",
+        &streamed[..streamed.len().min(4)]
+    );
+    reads.take();
+
+    let keeper = watched.try_clone().expect("dup of the stream");
+    drop(watched);
+    d.on_loop(move |ctx| ctx.turns(AFTER_CLOSE));
+    let after = reads.snapshot();
+    let heard: Vec<IoEvents> = after.iter().map(|(e, _)| *e).collect();
+    let reports = heard
+        .iter()
+        .filter(|e| !e.contains(IoEvents::ERROR))
+        .count();
+    assert!(
+        errors(&heard) <= 1 && reports <= 128,
+        "{case}: R52: after the close the watch heard {reports} reports of its old file and {} ERRORs in {AFTER_CLOSE} iterations, expected at most 128 and one; first {:?}",
+        errors(&heard),
+        &heard[..heard.len().min(4)]
+    );
+    if let Some(last) = heard.last() {
+        assert!(
+            errors(&heard) == 1 && last.contains(IoEvents::ERROR),
+            "{case}: R52: the watch is still hearing its closed number after {AFTER_CLOSE} iterations (no ERROR came): {} callbacks, last {last:?}",
+            heard.len()
+        );
+    }
+    let report = run_window(&d);
+    report.assert_quiet(
+        &case,
+        &reads.snapshot().iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        reads.len(),
+        after.len(),
+        "{case}: R52: the watch was called after its ERROR"
+    );
+    d.lp()
+        .remove_watch(id)
+        .expect("R52: remove the stream's watch");
+    d.on_loop(|ctx| ctx.turns(2));
+    assert_eq!(
+        env.probe().count("stream"),
+        1,
+        "{case}: R52/R23: freed once after remove"
+    );
+    drop((keeper, peer));
+}
+
 /// [R52](anyloop::contract#r52)/[R10](anyloop::contract#r10): as above, the file kept open by a
 /// child process (its stdin).
 pub fn r52_closed_fd_kept_open_by_a_child_process_no_spin_error_at_most_once_r10(env: &Env) {

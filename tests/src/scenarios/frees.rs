@@ -498,6 +498,41 @@ pub fn s20_drain_pending_frees_r25_r57(env: &Env) {
     assert!(d.stats().is_idle(), "R25: still not idle");
 }
 
+/// [R25](anyloop::contract#r25): `Runner::drain` runs the frees of registrations removed while
+/// the loop was stopped, on the loop thread, and says how many (the free probe checks where they
+/// ran, R42); nothing is left pending, and a drain with nothing pending runs nothing.
+pub fn r25_drain_runs_pending_frees_and_counts_them_r57(env: &Env) {
+    let d = env.start();
+    let lp = d.lp().clone();
+    let mut timers = Vec::new();
+    for i in 0..5 {
+        let token = env.token(format!("t{i}"));
+        timers.push(
+            lp.add_timer(Schedule::Disabled, move |_| {
+                let _ = &token;
+            })
+            .expect("add"),
+        );
+    }
+    on_other_thread("R39: removes from a foreign thread", move || {
+        for t in timers {
+            lp.remove_timer(t).expect("remove");
+        }
+    });
+    assert_eq!(env.probe().total(), 0, "R21: frees ran inside remove");
+    let drained = d.on_loop(|ctx| ctx.runner().drain().expect("drain"));
+    assert_eq!(
+        (drained, env.probe().total(), d.stats().pending_frees),
+        (5, 5, 0),
+        "R25: Runner::drain (ran, frees seen, pending after) with 5 frees pending"
+    );
+    let again = d.on_loop(|ctx| ctx.runner().drain().expect("drain"));
+    assert_eq!(
+        again, 0,
+        "R25: a drain with nothing pending ran {again} frees"
+    );
+}
+
 /// [R26](anyloop::contract#r26): frees of registrations removed in one iteration run in removal
 /// order.
 pub fn r26_frees_run_in_removal_order(env: &Env) {
