@@ -364,3 +364,17 @@ macro_rules! __scenario_list {
         ]);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    /// The README says how many scenarios the kit runs: that number stays the macro's.
+    #[test]
+    fn the_readme_counts_the_battery() {
+        let readme = include_str!("../../README.md");
+        let count = crate::scenarios().len();
+        assert!(
+            readme.contains(&format!("That is {count} scenarios")),
+            "README.md's kit section must say \"That is {count} scenarios\""
+        );
+    }
+}
