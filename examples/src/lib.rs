@@ -25,6 +25,8 @@
 pub mod cli;
 pub mod cstyle;
 pub mod download;
+#[cfg(feature = "gtk")]
+pub mod gtk_self_test;
 pub mod linechat;
 pub mod own_loop;
 pub mod relay;

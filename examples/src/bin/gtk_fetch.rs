@@ -31,6 +31,7 @@ use anyloop::Loop;
 use anyloop_curl::curl::easy::Easy2;
 use anyloop_curl::{Client, Failed, Transfer, TransferId, TransferProgress};
 use anyloop_examples::download::{file_name, Store};
+use anyloop_examples::gtk_self_test::{self, SelfTest};
 use clap::Parser;
 use gtk4 as gtk;
 use gtk4::glib;
@@ -94,24 +95,12 @@ struct Ui {
     self_test: Option<SelfTest>,
 }
 
-struct SelfTest {
-    app: gtk::Application,
-    screenshot: Option<PathBuf>,
-    outcome: Rc<RefCell<Option<Result<String, String>>>>,
-    scheduled: bool,
-}
-
 type SharedUi = Rc<RefCell<Ui>>;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.self_test {
-        // Xvfb has no GPU: render with cairo; and CI has no session bus for accessibility.
-        for (name, value) in [("GSK_RENDERER", "cairo"), ("GTK_A11Y", "none")] {
-            if std::env::var_os(name).is_none() {
-                std::env::set_var(name, value);
-            }
-        }
+        gtk_self_test::prepare_environment();
     }
     // The one call: anyloop's vtable on GLib's default main context.
     let anyloop = match anyloop_glib::install_default() {
@@ -226,12 +215,9 @@ fn build(
         rows: Vec::new(),
         output_dir: args.output_dir.clone(),
         callback_threads: Vec::new(),
-        self_test: args.self_test.then(|| SelfTest {
-            app: app.clone(),
-            screenshot: args.screenshot.clone(),
-            outcome: outcome.clone(),
-            scheduled: false,
-        }),
+        self_test: args
+            .self_test
+            .then(|| SelfTest::new(app, args.screenshot.clone(), outcome.clone())),
     }));
 
     // Thread-bound: progress goes straight into the rows' bars.
@@ -277,18 +263,9 @@ fn build(
             app.quit();
         });
         if args.urls.is_empty() {
-            *ui.borrow()
-                .self_test
-                .as_ref()
-                .expect("self-test")
-                .outcome
-                .borrow_mut() = Some(Err("--self-test needs URLs".into()));
-            ui.borrow()
-                .self_test
-                .as_ref()
-                .expect("self-test")
-                .app
-                .quit();
+            if let Some(test) = ui.borrow().self_test.as_ref() {
+                test.fail("--self-test needs URLs".into());
+            }
         }
     }
     window.present();
@@ -596,47 +573,10 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// After the last transfer ended: check the window from a fresh main-loop turn (GTK lays out
-/// and draws the last rows meanwhile), save the screenshot, quit.
+/// After the work is done: check the window from a fresh main-loop turn (GTK lays out and
+/// draws the last changes meanwhile), save the screenshot, quit.
 fn schedule_self_test_check(ui: SharedUi, state: &mut Ui) {
-    let Some(test) = state.self_test.as_mut() else {
-        return;
-    };
-    if std::mem::replace(&mut test.scheduled, true) {
-        return;
+    if let Some(test) = state.self_test.as_mut() {
+        test.finish_soon(&state.window, move || ui.borrow().check());
     }
-    glib::timeout_add_local_once(Duration::from_millis(300), move || {
-        let app = {
-            let state = ui.borrow();
-            let verdict = state.check();
-            let test = state.self_test.as_ref().expect("self-test");
-            let verdict = verdict.and_then(|summary| match &test.screenshot {
-                Some(path) => screenshot(&state.window, path)
-                    .map(|()| format!("{summary}; screenshot {}", path.display())),
-                None => Ok(summary),
-            });
-            *test.outcome.borrow_mut() = Some(verdict);
-            test.app.clone()
-        };
-        app.quit();
-    });
-}
-
-/// Renders the window into a PNG.
-fn screenshot(window: &gtk::ApplicationWindow, path: &std::path::Path) -> Result<(), String> {
-    let (width, height) = (window.width(), window.height());
-    let paintable = gtk::WidgetPaintable::new(Some(window));
-    let snapshot = gtk::Snapshot::new();
-    paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
-    let node = snapshot
-        .to_node()
-        .ok_or("the window drew nothing to capture")?;
-    let renderer = window
-        .native()
-        .and_then(|native| native.renderer())
-        .ok_or("the window has no renderer")?;
-    let texture = renderer.render_texture(&node, None);
-    texture
-        .save_to_png(path)
-        .map_err(|err| format!("saving {}: {err}", path.display()))
 }

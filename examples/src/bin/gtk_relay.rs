@@ -30,6 +30,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyloop::{IoEvents, Loop, Runner, Schedule, Timer, TimerId, Watch};
+use anyloop_examples::gtk_self_test::{self, SelfTest};
 use anyloop_examples::relay::{LineRelay, RelayConfig, RelayEvent, DEMO_IDLE_TIMEOUT};
 use clap::Parser;
 use gtk4 as gtk;
@@ -87,26 +88,13 @@ enum Registration {
     Timer(Timer),
 }
 
-struct SelfTest {
-    app: gtk::Application,
-    screenshot: Option<PathBuf>,
-    outcome: Rc<RefCell<Option<Result<String, String>>>>,
-    done: bool,
-}
-
 /// The window's state as the callbacks hold it.
 type SharedUi = Rc<RefCell<Ui>>;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.self_test {
-        // Xvfb has no GPU: render with cairo, deterministically; and CI has no session bus
-        // for the accessibility bridge.
-        for (name, value) in [("GSK_RENDERER", "cairo"), ("GTK_A11Y", "none")] {
-            if std::env::var_os(name).is_none() {
-                std::env::set_var(name, value);
-            }
-        }
+        gtk_self_test::prepare_environment();
     }
     // The one call: anyloop's vtable on GLib's default main context, installed as the
     // process default loop. Everything anyloop does from here on runs inside GTK's loop.
@@ -213,12 +201,7 @@ fn build(
         registrations: Vec::new(),
         fed: 0,
         partial: Vec::new(),
-        self_test: self_test.then(|| SelfTest {
-            app: app.clone(),
-            screenshot,
-            outcome: outcome.clone(),
-            done: false,
-        }),
+        self_test: self_test.then(|| SelfTest::new(app, screenshot.clone(), outcome.clone())),
     }));
 
     // The library side: only `anyloop::Loop`, found through the process default.
@@ -430,49 +413,10 @@ impl Ui {
     }
 }
 
-/// After the idle report: check the window from a fresh main-loop turn (a GLib source of
-/// GTK's own, also on this thread, so it captures the window's state too).
+/// After the work is done: check the window from a fresh main-loop turn (GTK lays out and
+/// draws the last changes meanwhile), save the screenshot, quit.
 fn schedule_self_test_check(ui: SharedUi, state: &mut Ui) {
-    let Some(test) = state.self_test.as_mut() else {
-        return;
-    };
-    if std::mem::replace(&mut test.done, true) {
-        return;
+    if let Some(test) = state.self_test.as_mut() {
+        test.finish_soon(&state.window, move || ui.borrow().check());
     }
-    // Give GTK a moment to lay out and draw the last rows before checking and
-    // taking the screenshot.
-    glib::timeout_add_local_once(Duration::from_millis(300), move || {
-        let app = {
-            let state = ui.borrow();
-            let verdict = state.check();
-            let test = state.self_test.as_ref().expect("self-test");
-            let verdict = verdict.and_then(|summary| match &test.screenshot {
-                Some(path) => screenshot(&state.window, path)
-                    .map(|()| format!("{summary}; screenshot {}", path.display())),
-                None => Ok(summary),
-            });
-            *test.outcome.borrow_mut() = Some(verdict);
-            test.app.clone()
-        };
-        app.quit();
-    });
-}
-
-/// Renders the window into a PNG.
-fn screenshot(window: &gtk::ApplicationWindow, path: &std::path::Path) -> Result<(), String> {
-    let (width, height) = (window.width(), window.height());
-    let paintable = gtk::WidgetPaintable::new(Some(window));
-    let snapshot = gtk::Snapshot::new();
-    paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
-    let node = snapshot
-        .to_node()
-        .ok_or("the window drew nothing to capture")?;
-    let renderer = window
-        .native()
-        .and_then(|native| native.renderer())
-        .ok_or("the window has no renderer")?;
-    let texture = renderer.render_texture(&node, None);
-    texture
-        .save_to_png(path)
-        .map_err(|err| format!("saving {}: {err}", path.display()))
 }

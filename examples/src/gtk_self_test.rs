@@ -1,0 +1,101 @@
+//! The `--self-test --screenshot FILE` mode the GTK 4 examples share (`gtk_relay`,
+//! `gtk_fetch`): a real window, checked from the main loop once the work is done, captured
+//! to a PNG, then the application quits with a verdict. Feature `gtk`.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use gtk4 as gtk;
+use gtk4::glib;
+use gtk4::prelude::*;
+
+/// A self-test's verdict: `Ok` with a summary, or `Err` with what went wrong; `None` until
+/// decided.
+pub type Outcome = Rc<RefCell<Option<Result<String, String>>>>;
+
+/// Sets up the process for a self-test under Xvfb, before GTK starts: Xvfb has no GPU (render
+/// with cairo, deterministically) and CI has no session bus for the accessibility bridge.
+/// Variables already set are kept.
+pub fn prepare_environment() {
+    for (name, value) in [("GSK_RENDERER", "cairo"), ("GTK_A11Y", "none")] {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+}
+
+/// One self-test run of an application.
+#[derive(Debug)]
+pub struct SelfTest {
+    app: gtk::Application,
+    screenshot: Option<PathBuf>,
+    outcome: Outcome,
+    scheduled: bool,
+}
+
+impl SelfTest {
+    /// A self-test of `app`, saving the window to `screenshot` if given; the verdict lands in
+    /// `outcome` (read it after the application's `run` returned).
+    pub fn new(app: &gtk::Application, screenshot: Option<PathBuf>, outcome: Outcome) -> SelfTest {
+        SelfTest {
+            app: app.clone(),
+            screenshot,
+            outcome,
+            scheduled: false,
+        }
+    }
+
+    /// Fails now, saying why, and quits.
+    pub fn fail(&self, why: String) {
+        *self.outcome.borrow_mut() = Some(Err(why));
+        self.app.quit();
+    }
+
+    /// Once the work is done (later calls do nothing): a moment later, from a fresh turn of
+    /// the main loop (GTK lays out and draws the last changes meanwhile), runs `check`, saves
+    /// the screenshot of `window`, records the verdict and quits the application.
+    pub fn finish_soon(
+        &mut self,
+        window: &gtk::ApplicationWindow,
+        check: impl FnOnce() -> Result<String, String> + 'static,
+    ) {
+        if std::mem::replace(&mut self.scheduled, true) {
+            return;
+        }
+        let (window, app) = (window.clone(), self.app.clone());
+        let (screenshot, outcome) = (self.screenshot.clone(), self.outcome.clone());
+        glib::timeout_add_local_once(Duration::from_millis(300), move || {
+            let verdict = check().and_then(|summary| match &screenshot {
+                Some(path) => save_png(&window, path)
+                    .map(|()| format!("{summary}; screenshot {}", path.display())),
+                None => Ok(summary),
+            });
+            *outcome.borrow_mut() = Some(verdict);
+            app.quit();
+        });
+    }
+}
+
+/// Renders `window` into a PNG at `path`.
+///
+/// # Errors
+/// What could not be drawn or saved.
+pub fn save_png(window: &gtk::ApplicationWindow, path: &Path) -> Result<(), String> {
+    let (width, height) = (window.width(), window.height());
+    let paintable = gtk::WidgetPaintable::new(Some(window));
+    let snapshot = gtk::Snapshot::new();
+    paintable.snapshot(&snapshot, f64::from(width), f64::from(height));
+    let node = snapshot
+        .to_node()
+        .ok_or("the window drew nothing to capture")?;
+    let renderer = window
+        .native()
+        .and_then(|native| native.renderer())
+        .ok_or("the window has no renderer")?;
+    let texture = renderer.render_texture(&node, None);
+    texture
+        .save_to_png(path)
+        .map_err(|err| format!("saving {}: {err}", path.display()))
+}
