@@ -264,9 +264,97 @@ fn adapter_caught(bug: Bug, catchers: &[&str]) {
     );
 }
 
+// The catchers of each mistake: the kit scenarios that fail on it first (see `survey`).
+
 #[test]
 fn no_prepare() {
-    adapter_caught(Bug::NoPrepare, &["s06_firing_a_timer_r27"]);
+    adapter_caught(
+        Bug::NoPrepare,
+        &[
+            "r57_iterations_count_idle_waits_and_stand_still_r46",
+            "s06_firing_a_timer_r27",
+        ],
+    );
+}
+
+#[test]
+fn prepared_too_early() {
+    adapter_caught(
+        Bug::PreparedTooEarly,
+        &["s08_timer_removal_interrupts_poll_r40_r46"],
+    );
+}
+
+#[test]
+fn no_end_of_the_host_wait() {
+    adapter_caught(
+        Bug::NoEndOfWait,
+        &["r57_iterations_count_idle_waits_and_stand_still_r46"],
+    );
+}
+
+#[test]
+fn poll_not_limited_by_the_deadline() {
+    adapter_caught(
+        Bug::PollIgnoresDeadline,
+        &["r47_run_until_done_by_callback"],
+    );
+}
+
+#[test]
+fn engine_run_only_when_its_fd_is_readable() {
+    adapter_caught(Bug::DispatchOnlyWhenReadable, &["s06_firing_a_timer_r27"]);
+}
+
+#[test]
+fn engine_never_dropped() {
+    adapter_caught(
+        Bug::EngineNotDropped,
+        &["s18_frees_at_loop_destruction_r23_r48"],
+    );
+}
+
+#[test]
+fn errors_swallowed() {
+    adapter_caught(Bug::ErrorsSwallowed, &["s57_panicking_callback_r54"]);
+}
+
+#[test]
+fn the_hosts_dispatch_counted_as_a_callback() {
+    adapter_caught(
+        Bug::CountsItsOwnDispatch,
+        &["s03_interrupted_during_poll_r40_r46"],
+    );
+}
+
+#[test]
+fn quit_without_wake_up() {
+    adapter_caught(
+        Bug::QuitWithoutWakeup,
+        &["s47_quit_from_foreign_thread_r47"],
+    );
+}
+
+/// The kit's reference backend checked against itself: with its identity check, it passes.
+struct Reference;
+
+impl LoopFactory for Reference {
+    fn name(&self) -> String {
+        "the kit's reference backend".into()
+    }
+
+    fn create(&self) -> Result<Box<dyn Runner>> {
+        Ok(Box::new(PollLoop::new()?))
+    }
+}
+
+#[test]
+fn hand_written_backend_without_the_identity_check() {
+    caught(
+        Arc::new(NoIdentityCheck),
+        Arc::new(Reference),
+        &["r52_number_reused_by_a_pipe_never_reaches_the_old_watch_r19"],
+    );
 }
 
 /// Every broken adapter through the whole battery: which scenarios catch it, and how fast.
