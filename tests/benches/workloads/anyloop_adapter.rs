@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyloop::{IoEvents, Loop, Runner, Schedule, TimerId};
 
 use crate::backends::Choice;
-use crate::contender::{oneshot_fired, xt_fired, Contender};
+use crate::contender::{oneshot_fired, xt_fired, Contender, Step};
 
 thread_local! {
     /// The loop of the contender living on this thread. One-shots remove themselves through
@@ -81,6 +81,27 @@ impl<C: Choice> Contender for Anyloop<C> {
             .expect("add_watch");
     }
 
+    fn io_watch_add(
+        &mut self,
+        fd: RawFd,
+        interest: IoEvents,
+        mut cb: impl FnMut(RawFd, IoEvents) -> Step + Send + 'static,
+    ) {
+        // A library keeps the interest it last asked for and calls `update_watch` when it
+        // wants another (libcurl's socket callback, libdbus's toggled watch).
+        let mut asked = interest;
+        self.lp
+            .add_watch(fd, interest, move |id, fd, events| {
+                let step = cb(fd, events);
+                if step.interest != asked {
+                    asked = step.interest;
+                    with_current(|lp| lp.update_watch(id, asked).expect("update_watch"));
+                }
+            })
+            .map_err(anyloop::Error::from)
+            .expect("add_watch");
+    }
+
     fn run_once(&mut self) {
         self.runner.run_once(None).expect("run_once");
     }
@@ -129,8 +150,8 @@ impl<C: Choice> Contender for Anyloop<C> {
         Some(crate::w6::anyloop::<C>(kind, n))
     }
 
-    fn w7(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
-        crate::w7::anyloop::<C>(p)
+    fn w7c(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+        crate::w7c::anyloop::<C>(p)
     }
 
     fn xt_variants() -> &'static [&'static str] {

@@ -1,5 +1,6 @@
 //! The contender abstraction: the table of operations of the C peers' harness (`peer_ops`),
-//! so W1–W5 run identical workload code over every backend (W5 only where there is a registry).
+//! so W1–W5, W7 and W8 run identical workload code over every backend (W5 only where there is a
+//! registry).
 //!
 //! A new backend is either one [`Contender`] impl (a raw substrate such as glib-rs or calloop
 //! used directly) or, for an anyloop backend, one marker type naming its
@@ -13,7 +14,25 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+use anyloop::IoEvents;
+
 use crate::sys::now_ns;
+
+/// What an I/O callback (W7, W8) answers after it ran: the interest it wants from now on and
+/// whether its I/O emptied what it was told was ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The watch's interest from now on. A change reaches the contender the way its own users
+    /// change one: `epoll_ctl(MOD)` on the floor, `update_watch` through the vtable on anyloop,
+    /// a GLib fd source created or destroyed per direction, a calloop re-registration, the
+    /// readiness a tokio task awaits next.
+    pub interest: IoEvents,
+    /// The callback's read or write was short or would block (or read a whole message that
+    /// was all there was): tokio-raw then clears tokio's readiness for what it was told, as
+    /// tokio's own streams do after a short read or write. The level-triggered contenders
+    /// ignore it: they ask the kernel again.
+    pub drained: bool,
+}
 
 /// One event loop under test, driven on the thread that created it.
 ///
@@ -39,6 +58,18 @@ pub trait Contender: Sized {
     /// A persistent level-triggered read watch; while `fd` is readable, calls `cb(fd)`.
     fn watch_add(&mut self, fd: RawFd, cb: impl FnMut(RawFd) + Send + 'static);
 
+    /// W7, W8: a persistent level-triggered watch on `fd` for `interest` (`READABLE`,
+    /// `WRITABLE` or both) whose callback is told what is ready (a subset of its interest,
+    /// plus `ERROR` and `HANGUP`) and answers with a [`Step`]: the interest it wants from now
+    /// on, which the contender applies after the call (the library's interest change, e.g.
+    /// libdbus enabling its write watch), and whether its I/O drained the fd.
+    fn io_watch_add(
+        &mut self,
+        fd: RawFd,
+        interest: IoEvents,
+        cb: impl FnMut(RawFd, IoEvents) -> Step + Send + 'static,
+    );
+
     /// One blocking loop iteration.
     fn run_once(&mut self);
 
@@ -62,8 +93,10 @@ pub trait Contender: Sized {
         None
     }
 
-    /// W7: the interest-toggling ping-pong (empty: not measured on this contender).
-    fn w7(_p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+    /// W7c: the ping-pong whose interest changes cancel out within each callback, through
+    /// the contender's own interest-change calls (empty: not measured on this contender; the
+    /// raw substrates have no call to make that could cancel out).
+    fn w7c(_p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
         Vec::new()
     }
 

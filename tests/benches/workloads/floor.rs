@@ -8,15 +8,57 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use anyloop::IoEvents;
 use rustix::event::epoll;
 
-use crate::contender::{oneshot_fired, xt_fired, Contender};
-use crate::sys::{now_ns, read_eventfd, write_eventfd};
+use crate::contender::{oneshot_fired, xt_fired, Contender, Step};
+use crate::sys::{borrow, now_ns, read_eventfd, write_eventfd};
 
 /// A registered read watch: its fd and its callback.
 struct FdWatch {
     fd: RawFd,
     cb: Box<dyn FnMut(RawFd) + Send>,
+}
+
+/// A W7/W8 watch: its fd, the interest the kernel holds, and its callback.
+struct IoWatch {
+    fd: RawFd,
+    interest: IoEvents,
+    cb: Box<dyn FnMut(RawFd, IoEvents) -> Step + Send>,
+}
+
+/// The bit of an epoll key that marks an [`IoWatch`] (the rest is its index).
+const IO_KEY: u64 = 1 << 63;
+
+/// The epoll flags of an interest.
+pub(crate) fn epoll_flags(interest: IoEvents) -> epoll::EventFlags {
+    let mut flags = epoll::EventFlags::empty();
+    if interest.contains(IoEvents::READABLE) {
+        flags |= epoll::EventFlags::IN;
+    }
+    if interest.contains(IoEvents::WRITABLE) {
+        flags |= epoll::EventFlags::OUT;
+    }
+    flags
+}
+
+/// What an epoll report tells a watch with `interest`: the ready part of its interest, plus
+/// `ERROR` and `HANGUP`.
+fn told(flags: epoll::EventFlags, interest: IoEvents) -> IoEvents {
+    let mut events = IoEvents::empty();
+    if flags.contains(epoll::EventFlags::IN) {
+        events |= IoEvents::READABLE;
+    }
+    if flags.contains(epoll::EventFlags::OUT) {
+        events |= IoEvents::WRITABLE;
+    }
+    if flags.contains(epoll::EventFlags::ERR) {
+        events |= IoEvents::ERROR;
+    }
+    if flags.contains(epoll::EventFlags::HUP) {
+        events |= IoEvents::HANGUP;
+    }
+    events & (interest | IoEvents::ALWAYS_REPORTED)
 }
 
 /// A timer node. `pos` is its index in the heap (`NONE` when not queued), kept up to date by
@@ -147,6 +189,7 @@ impl Heap {
 pub struct Floor {
     epoll: OwnedFd,
     watches: Vec<FdWatch>,
+    io_watches: Vec<IoWatch>,
     timers: Heap,
     events: Vec<epoll::Event>,
     /// W3's eventfd, kept open for the loop's lifetime.
@@ -175,6 +218,7 @@ impl Contender for Floor {
         Floor {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create1"),
             watches: Vec::new(),
+            io_watches: Vec::new(),
             timers: Heap::default(),
             events: Vec::with_capacity(256),
             wake: None,
@@ -194,6 +238,27 @@ impl Contender for Floor {
             source,
             epoll::EventData::new_u64(key),
             epoll::EventFlags::IN,
+        )
+        .expect("epoll_ctl ADD");
+    }
+
+    fn io_watch_add(
+        &mut self,
+        fd: RawFd,
+        interest: IoEvents,
+        cb: impl FnMut(RawFd, IoEvents) -> Step + Send + 'static,
+    ) {
+        let key = self.io_watches.len() as u64 | IO_KEY;
+        self.io_watches.push(IoWatch {
+            fd,
+            interest,
+            cb: Box::new(cb),
+        });
+        epoll::add(
+            &self.epoll,
+            borrow(fd),
+            epoll::EventData::new_u64(key),
+            epoll_flags(interest),
         )
         .expect("epoll_ctl ADD");
     }
@@ -222,8 +287,26 @@ impl Contender for Floor {
             }
         }
         for event in &self.events {
-            let watch = &mut self.watches[event.data.u64() as usize];
-            (watch.cb)(watch.fd);
+            let key = event.data.u64();
+            if key & IO_KEY == 0 {
+                let watch = &mut self.watches[key as usize];
+                (watch.cb)(watch.fd);
+                continue;
+            }
+            // A W7/W8 watch: an interest change reaches the kernel at once, as a raw loop's
+            // update does.
+            let watch = &mut self.io_watches[(key & !IO_KEY) as usize];
+            let step = (watch.cb)(watch.fd, told(event.flags, watch.interest));
+            if step.interest != watch.interest {
+                watch.interest = step.interest;
+                epoll::modify(
+                    &self.epoll,
+                    borrow(watch.fd),
+                    event.data,
+                    epoll_flags(step.interest),
+                )
+                .expect("epoll_ctl MOD");
+            }
         }
         if self.timers.earliest().is_some() {
             let now = now_ns();
@@ -262,8 +345,8 @@ impl Contender for Floor {
         Some(crate::w6::floor(kind, n))
     }
 
-    fn w7(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
-        crate::w7::floor(p)
+    fn w7c(p: &crate::measure::Params) -> Vec<crate::measure::Measure> {
+        crate::w7c::floor(p)
     }
 
     fn xt_variants() -> &'static [&'static str] {

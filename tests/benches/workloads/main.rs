@@ -1,4 +1,4 @@
-//! Cross-backend workloads W1–W7 (described in `BENCHMARKS.md` at the repository root), with
+//! Cross-backend workloads W1–W8 (described in `BENCHMARKS.md` at the repository root), with
 //! the same method as the C peers' harness: calibrated rounds, repeats, medians, the same
 //! shuffled orders, one-fd pipes. Every backend is measured beside a raw level-triggered epoll
 //! floor in the same run, and reported as a ratio to it.
@@ -34,6 +34,8 @@ mod w4;
 mod w5;
 mod w6;
 mod w7;
+mod w7c;
+mod w8;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,7 +63,15 @@ enum Job {
     W6 {
         kind: usize,
     },
+    /// Interest toggling that waits for WRITABLE.
     W7,
+    /// Interest changes that cancel out within a callback.
+    W7c,
+    /// Streaming on `sockets` sockets, receive or send.
+    W8 {
+        sockets: usize,
+        send: bool,
+    },
 }
 
 impl Job {
@@ -74,6 +84,20 @@ impl Job {
             Job::W5 => "W5",
             Job::W6 { .. } => "W6",
             Job::W7 => "W7",
+            Job::W7c => "W7c",
+            Job::W8 { .. } => "W8",
+        }
+    }
+
+    /// The part of a workload a job runs, for `--phase`.
+    fn phase(self) -> Option<&'static str> {
+        match self {
+            Job::W2Churn { .. } => Some("churn"),
+            Job::W2Fire { batch: true, .. } => Some("fire-batch"),
+            Job::W2Fire { batch: false, .. } => Some("fire-seq"),
+            Job::W8 { send: false, .. } => Some("recv"),
+            Job::W8 { send: true, .. } => Some("send"),
+            _ => None,
         }
     }
 
@@ -82,7 +106,8 @@ impl Job {
             Job::W1 { n } | Job::W2Churn { n } => Some(n),
             Job::W2Fire { k, .. } => Some(k),
             Job::W6 { kind } => Some(w6::KINDS[kind].1),
-            Job::W3 | Job::W4 | Job::W5 | Job::W7 => None,
+            Job::W8 { sockets, .. } => Some(sockets),
+            Job::W3 | Job::W4 | Job::W5 | Job::W7 | Job::W7c => None,
         }
     }
 }
@@ -132,7 +157,9 @@ fn run_job<C: Contender + 'static>(job: Job, p: &Params) -> Vec<Measure> {
         Job::W5 => w5::run::<C>(p),
         // Run by the driver in a child process per backend (see `main`).
         Job::W6 { .. } => Vec::new(),
-        Job::W7 => C::w7(p),
+        Job::W7 => w7::run::<C>(p),
+        Job::W7c => C::w7c(p),
+        Job::W8 { sockets, send } => w8::run::<C>(sockets, send, p),
     }
 }
 
@@ -148,6 +175,10 @@ fn all_jobs() -> Vec<Job> {
     jobs.push(Job::W4);
     jobs.push(Job::W5);
     jobs.push(Job::W7);
+    jobs.push(Job::W7c);
+    for sockets in [1, 16] {
+        jobs.extend([false, true].map(|send| Job::W8 { sockets, send }));
+    }
     jobs.extend((0..w6::KINDS.len()).map(|kind| Job::W6 { kind }));
     jobs
 }
@@ -157,11 +188,13 @@ struct Options {
     only: Option<Vec<String>>,
     backends: Option<Vec<String>>,
     sizes: Option<Vec<usize>>,
+    phases: Option<Vec<String>>,
     json: Option<PathBuf>,
 }
 
-const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4,W5,W6,W7] \
-[--backend floor,select,...] [--n 10,1000,...] [--json PATH]";
+const USAGE: &str = "workloads [--quick] [--passes P] [--only W1,W2,W3,W4,W5,W6,W7,W7c,W8] \
+[--backend floor,select,...] [--n 10,1000,...] [--phase recv,send,churn,fire-batch,fire-seq] \
+[--json PATH]";
 
 fn parse_args() -> Option<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -182,6 +215,7 @@ fn parse_args() -> Option<Options> {
         only: None,
         backends: None,
         sizes: None,
+        phases: None,
         json: None,
     };
     let mut passes = None;
@@ -201,6 +235,7 @@ fn parse_args() -> Option<Options> {
                         .collect(),
                 )
             }
+            "--phase" => o.phases = Some(list(it.next())),
             "--json" => o.json = Some(PathBuf::from(it.next().expect("--json PATH"))),
             "-h" | "--help" => {
                 println!("usage: {USAGE}");
@@ -269,8 +304,12 @@ made once before timing.\n\
 `Async` socket and a `fn` pointer, spawned once before timing.\n\
 - W5: nothing: function items or non-capturing closures; counters in statics.\n\
 - W6: nothing (zero-sized closures): the figure is the registration's own memory.\n\
-- W7: the watch callback captures its side's `TimerId` and side index (registered once, \
-before timing); the timers' closures capture nothing.\n\n";
+- W7: nothing: function items (round trips counted in statics); the adapter's closure around \
+each adds the interest last asked for (4 bytes: one allocation per watch, before timing).\n\
+- W7c: the watch callback captures its side's `TimerId` and side index (registered once, \
+before timing); the timers' closures capture nothing.\n\
+- W8: each watch's closure owns its socket's index and stream position (and, for receive, \
+its 16 KiB buffer), made once before timing.\n\n";
 
 /// Runs one job on one backend once, logging each figure.
 fn run_one(b: &Backend, job: Job, p: &Params, tag: &str) -> Vec<measure::Measure> {
@@ -360,10 +399,14 @@ fn main() {
         .filter(|j| {
             opts.only
                 .as_ref()
-                .is_none_or(|o| o.iter().any(|w| w == j.name()))
+                .is_none_or(|o| o.iter().any(|w| w.eq_ignore_ascii_case(j.name())))
         })
         .filter(|j| match (&opts.sizes, j.size()) {
             (Some(sizes), Some(n)) => sizes.contains(&n),
+            _ => true,
+        })
+        .filter(|j| match (&opts.phases, j.phase()) {
+            (Some(phases), Some(phase)) => phases.iter().any(|p| p == phase),
             _ => true,
         })
         .collect();
@@ -405,6 +448,7 @@ fn main() {
         started.elapsed().as_secs_f64(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     ));
+    md.push_str(&report::descriptions(&rows));
     md.push_str(CLOSURES);
     md.push_str(&report::markdown(&rows));
     md.push_str("\nTargets (ratios to the floor, or to the raw substrate, of this run):\n\n");

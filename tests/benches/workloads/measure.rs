@@ -99,6 +99,9 @@ pub struct Params {
     pub w4_reps: usize,
     pub w5_events: u64,
     pub w5_reps: usize,
+    /// W8: bytes per repeat (all sockets together), and repeats.
+    pub w8_bytes: u64,
+    pub w8_reps: usize,
 }
 
 impl Params {
@@ -115,6 +118,8 @@ impl Params {
             w4_reps: 5,
             w5_events: 1_000_000,
             w5_reps: 5,
+            w8_bytes: 512 << 20,
+            w8_reps: 5,
         }
     }
 
@@ -131,6 +136,8 @@ impl Params {
             w4_reps: 3,
             w5_events: 1_000_000,
             w5_reps: 3,
+            w8_bytes: 512 << 20,
+            w8_reps: 3,
         }
     }
 }

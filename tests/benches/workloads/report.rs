@@ -8,6 +8,12 @@ use serde_json::{json, Value};
 
 use crate::measure::{max, median, min, spread, Measure, RERUN_SPREAD};
 
+/// The smallest yardstick a ratio is taken against: a floor (or raw substrate) figure below
+/// one nanosecond is a loop that does nothing there (the floor frees inside remove, so its W2
+/// drain is about 0 ns), and a ratio to it would say nothing; the cell shows the absolute
+/// figure alone.
+pub const MIN_YARDSTICK_NS: f64 = 1.0;
+
 /// The key of one figure: which workload, phase or mechanism, N and A.
 pub type Key = (&'static str, Option<&'static str>, u64, Option<u64>);
 
@@ -175,7 +181,7 @@ impl Collector {
             row.ratio = floors
                 .iter()
                 .find(|f| comparable(f, row))
-                .filter(|f| f.ns > 0.0 && row.workload != "W1slope")
+                .filter(|f| f.ns >= MIN_YARDSTICK_NS && row.workload != "W1slope")
                 .map(|f| row.ns / f.ns);
         }
         rows
@@ -263,7 +269,28 @@ fn label(r: &Row) -> String {
         ("W6", Some(kind)) => format!(
             "W6 {kind} N={n}, resident bytes/registration (fresh process, zero-sized closures)"
         ),
-        ("W7", _) => "W7 interest R→RW→R + timer re-arm per side, ns/round trip".into(),
+        ("W7", _) => {
+            "W7 toggling: enable WRITABLE, wait for it, write, disable, read the reply; ns/round trip"
+                .into()
+        }
+        ("W7c", _) => "W7c interest R→RW→R within a callback + timer re-arm per side, ns/round trip"
+            .into(),
+        ("W8", Some(phase)) => {
+            let (direction, cpu) = match phase.strip_suffix("-cpu") {
+                Some(direction) => (direction, true),
+                None => (phase, false),
+            };
+            format!(
+                "W8 {} 16 KiB per callback, {n} socket{}, {}",
+                if direction == "send" { "send" } else { "receive" },
+                if r.n == Some(1) { "" } else { "s" },
+                if cpu {
+                    "loop-thread CPU ns/callback"
+                } else {
+                    "ns/callback (MB/s)"
+                }
+            )
+        }
         ("W3a", _) => "W3a futures: task woken from another thread, p50 / p99 µs".into(),
         ("W4a", _) => "W4a futures: ping-pong with readable().await, ns/round trip".into(),
         ("W5", Some("throughput")) => {
@@ -282,6 +309,12 @@ fn cell(r: &Row) -> String {
         format!("{:.1} / {:.1}", extra(r, "p50_us"), extra(r, "p99_us"))
     } else if r.workload == "W5" {
         format!("{:.0} ({:.2} M/s)", r.ns, extra(r, "events_per_s") / 1e6)
+    } else if r.workload == "W8" && !r.phase.is_some_and(|p| p.ends_with("-cpu")) {
+        format!(
+            "{} ({:.0} MB/s)",
+            group(r.ns.round() as u64),
+            extra(r, "mb_per_s")
+        )
     } else if r.workload == "W6" {
         format!("{:.1}", r.ns)
     } else if r.workload == "W1slope" {
@@ -409,6 +442,11 @@ fn is(workload: &'static str, r: &Row) -> bool {
     r.workload == workload
 }
 
+/// A W8 wall-time row (not a loop-thread CPU row).
+fn is_w8_wall(r: &Row) -> bool {
+    r.workload == "W8" && !r.phase.is_some_and(|p| p.ends_with("-cpu"))
+}
+
 /// The step targets of the ratio kind: step 1 (issue 2) for the select backends, step 3
 /// (issue 4) for calloop. Step 2's (glib) have other shapes: see [`glib_targets`].
 fn all_targets() -> Vec<Target> {
@@ -449,6 +487,45 @@ fn all_targets() -> Vec<Target> {
                 applies: |r| is("W4", r),
                 against: None,
                 limit: 1.2,
+            },
+        ]);
+    }
+    // Step 13 (issue 23): streaming and real interest toggling, on wall time.
+    out.extend([
+        Target {
+            backend: "select",
+            text: "W8 ≤ 1.05× floor",
+            applies: is_w8_wall,
+            against: None,
+            limit: 1.05,
+        },
+        Target {
+            backend: "select",
+            text: "W7 ≤ 1.05× floor",
+            applies: |r| is("W7", r),
+            against: None,
+            limit: 1.05,
+        },
+    ]);
+    for (backend, raw) in [
+        ("glib", "glib-raw"),
+        ("calloop", "calloop-raw"),
+        ("tokio", "tokio-raw"),
+    ] {
+        out.extend([
+            Target {
+                backend,
+                text: "W8 ≤ its raw substrate",
+                applies: is_w8_wall,
+                against: Some(raw),
+                limit: 1.0,
+            },
+            Target {
+                backend,
+                text: "W7 ≤ its raw substrate",
+                applies: |r| is("W7", r),
+                against: Some(raw),
+                limit: 1.0,
             },
         ]);
     }
@@ -502,7 +579,7 @@ fn ratio_to(rows: &[Row], row: &Row, against: &str) -> Option<f64> {
                 && o.a == row.a
                 && o.phase == row.phase
         })
-        .filter(|o| o.ns > 0.0)
+        .filter(|o| o.ns >= MIN_YARDSTICK_NS)
         .map(|o| row.ns / o.ns)
 }
 
@@ -604,7 +681,7 @@ fn find<'a>(
 /// Step 2 (issue 3): `glib` against the floor and against raw glib-rs (`glib-raw`).
 fn glib_targets(rows: &[Row], out: &mut String) {
     let ratio = |a: Option<&Row>, b: Option<&Row>| match (a, b) {
-        (Some(a), Some(b)) if b.ns > 0.0 => Some(a.ns / b.ns),
+        (Some(a), Some(b)) if b.ns >= MIN_YARDSTICK_NS => Some(a.ns / b.ns),
         _ => None,
     };
     let shown = |x: Option<f64>| x.map_or("no figure".to_string(), |x| format!("{x:.2}×"));
@@ -708,4 +785,97 @@ pub fn json(rows: &[Row]) -> Value {
             })
             .collect(),
     )
+}
+
+/// What each workload does and does not model, printed above the tables for the workloads of
+/// the run (the same text as `BENCHMARKS.md`'s workload list, shortened).
+const DESCRIPTIONS: [(&str, &str); 12] = [
+    (
+        "W1",
+        "fan-in dispatch: N read watches on one-fd pipes, A made readable per round, one byte \
+         read per callback. Models a server with many idle connections and a few active ones. \
+         Does not model: fds that stay ready (W8), writes, timers.",
+    ),
+    (
+        "W2",
+        "timers: churn (add, update, remove N timers that never fire, then the loop time until \
+         their state is dropped) and zero-delay one-shot firings, batched or one at a time. \
+         Models timeout bookkeeping (libvirt, libcurl). Does not model: timers firing \
+         periodically, timers beside I/O.",
+    ),
+    (
+        "W3",
+        "cross-thread wake-up: p50..p99.9 latency from a post on another thread to the \
+         callback, the loop blocked with nothing to do. Does not model: a busy loop, or \
+         several posters.",
+    ),
+    (
+        "W3a",
+        "W3 for a task of the futures layer (anyloop-async) woken from another thread.",
+    ),
+    (
+        "W4",
+        "ping-pong: one byte back and forth over two socketpairs in one thread, 2 dispatches \
+         per round trip. Models request/response latency. Does not model: interest changes \
+         (W7), bulk data (W8), a peer in another thread.",
+    ),
+    (
+        "W4a",
+        "W4 with each side a task of the futures layer (readable().await).",
+    ),
+    (
+        "W5",
+        "event registry: E events from another thread to C callbacks (half filtered out), \
+         throughput and emit-to-delivery latency. anyloop backends only (the others have no \
+         registry). Does not model: events emitted on the loop thread.",
+    ),
+    (
+        "W6",
+        "memory: resident bytes per disabled timer, armed timer and watch, in a fresh process, \
+         zero-sized closures. Does not model: the kernel's memory (epoll items), closures' \
+         own size.",
+    ),
+    (
+        "W7",
+        "interest toggling as libdbus and libcurl do it: one socketpair; the client enables \
+         WRITABLE, waits until the loop reports it, writes one byte, disables WRITABLE, waits \
+         for the reply as READABLE; the server replies at once. Two interest changes per round \
+         trip in different iterations (they never cancel out), three iterations. Does not \
+         model: the timer re-arms beside the changes (W7c has them), writes that would block, \
+         messages over one byte.",
+    ),
+    (
+        "W7c",
+        "interest changes that cancel out: the W4 ping-pong in which each callback sets its \
+         watch to READABLE|WRITABLE, re-arms its timer and sets READABLE again before writing \
+         (libdbus when a send succeeds at once). Floor and anyloop backends only. Does not \
+         model: waiting for WRITABLE (W7), raw substrates (they have no call that could cancel \
+         out).",
+    ),
+    (
+        "W8",
+        "streaming: 1 or 16 AF_UNIX socketpairs, one 16 KiB read (receive) or write (send) per \
+         callback while the socket stays ready, the peer one blocking thread; every byte \
+         checked against a per-socket pattern, counts checked at both ends. Wall ns per \
+         callback with MB/s, and the loop thread's CPU ns per callback (leaves out time the \
+         loop slept because the peer was late). Models a protocol library's bulk transfer. \
+         Does not model: TCP's stack, a callback that reads until EAGAIN, timers or interest \
+         changes during the transfer.",
+    ),
+    (
+        "W1slope",
+        "(derived) the A = 1 slope of W1: extra ns per registered watch.",
+    ),
+];
+
+/// The descriptions of the workloads present in `rows`, in the order of [`DESCRIPTIONS`].
+pub fn descriptions(rows: &[Row]) -> String {
+    let mut out = String::from("Workloads of this run (what each does and does not model):\n\n");
+    for (workload, text) in DESCRIPTIONS {
+        if rows.iter().any(|r| r.workload == workload) {
+            let _ = writeln!(out, "- **{workload}**: {text}");
+        }
+    }
+    out.push('\n');
+    out
 }

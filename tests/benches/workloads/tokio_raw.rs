@@ -11,6 +11,13 @@
 //!
 //! One loop iteration (`run_once`) is one `LocalSet::block_on` that returns once a callback
 //! ran, as `anyloop_tokio::TokioLoop::run_once` is one `block_on` for one anyloop iteration.
+//!
+//! A W7/W8 watch is a task awaiting `AsyncFd::ready` for the interest its callback asked for
+//! last (the fd is registered once for reading and writing: changing what a task awaits costs
+//! no kernel call), and clearing tokio's readiness only when the callback's I/O drained the fd
+//! (a short read or write, or `EAGAIN`), as tokio's own streams do, and spending one unit of
+//! the task's budget per callback as they do: a socket that stays ready is served without
+//! asking the kernel again until the budget (128) runs out.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -20,13 +27,14 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use anyloop::IoEvents;
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::runtime::{Builder, Runtime};
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::{Instant, Sleep};
 
-use crate::contender::{oneshot_fired, xt_fired, Contender};
+use crate::contender::{oneshot_fired, xt_fired, Contender, Step};
 use crate::sys::borrow;
 
 thread_local! {
@@ -42,6 +50,24 @@ fn progress() {
     if let Some(waker) = WAITER.with(|w| w.borrow_mut().take()) {
         waker.wake();
     }
+}
+
+/// What tokio's readiness tells an anyloop-style watch.
+fn told(ready: Ready) -> IoEvents {
+    let mut events = IoEvents::empty();
+    if ready.is_readable() {
+        events |= IoEvents::READABLE;
+    }
+    if ready.is_writable() {
+        events |= IoEvents::WRITABLE;
+    }
+    if ready.is_error() {
+        events |= IoEvents::ERROR;
+    }
+    if ready.is_read_closed() || ready.is_write_closed() {
+        events |= IoEvents::HANGUP;
+    }
+    events
 }
 
 /// One timer: the task that waits for it, and its `Sleep`, re-armed from outside.
@@ -124,6 +150,56 @@ impl Contender for TokioRaw {
                 progress();
                 // The callback drained the fd (one byte per event): tokio's idiom.
                 guard.clear_ready();
+            }
+        });
+    }
+
+    fn io_watch_add(
+        &mut self,
+        fd: RawFd,
+        interest: IoEvents,
+        mut cb: impl FnMut(RawFd, IoEvents) -> Step + Send + 'static,
+    ) {
+        let _context = self.runtime.enter();
+        // SAFETY: as in `watch_add`: the driver keeps `fd` open until after it dropped this
+        // contender, and with it the task owning the `AsyncFd`.
+        let io = unsafe {
+            AsyncFd::register_with_interest(borrow(fd), Interest::READABLE | Interest::WRITABLE)
+        }
+        .unwrap_or_else(|err| panic!("AsyncFd::register: {}", err.into_parts().1));
+        self.local.spawn_local(async move {
+            let mut interest = interest;
+            loop {
+                let wanted = match (
+                    interest.contains(IoEvents::READABLE),
+                    interest.contains(IoEvents::WRITABLE),
+                ) {
+                    (true, true) => Interest::READABLE | Interest::WRITABLE,
+                    (true, false) => Interest::READABLE,
+                    (false, true) => Interest::WRITABLE,
+                    // Nothing to wait for (no workload disables a watch).
+                    (false, false) => return,
+                };
+                let Ok(mut guard) = io.ready(wanted).await else {
+                    return;
+                };
+                let ready = guard.ready();
+                let told = told(ready) & (interest | IoEvents::ALWAYS_REPORTED);
+                if told.is_empty() {
+                    guard.clear_ready_matching(ready);
+                    continue;
+                }
+                let step = cb(fd, told);
+                progress();
+                if step.drained {
+                    guard.clear_ready_matching(ready);
+                }
+                drop(guard);
+                interest = step.interest;
+                // One unit of the task's budget per I/O operation, as tokio's own streams
+                // spend it (`AsyncFd::ready` spends none): after 128 the task yields to the
+                // runtime, which then also polls its reactor now and then.
+                tokio::task::coop::consume_budget().await;
             }
         });
     }

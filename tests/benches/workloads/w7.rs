@@ -1,79 +1,109 @@
-//! W7 interest toggling, shaped like libdbus and libcurl: the W4 ping-pong (two AF_UNIX
-//! socketpairs, one thread), where each side's callback, after reading its byte, sets its own
-//! watch's interest to READABLE|WRITABLE, re-arms its own timer (`Once(30 s)`, which never
-//! fires), sets the interest back to READABLE, then writes to the other side.
+//! W7, interest toggling as libdbus and libcurl do it: one AF_UNIX stream socketpair in one
+//! thread. The client's watch asks for READABLE; to send, it enables WRITABLE
+//! (READABLE|WRITABLE), waits until the loop reports the socket writable, writes its one-byte
+//! message there, disables WRITABLE again (READABLE), and waits for the reply as READABLE;
+//! reading the reply, it enables WRITABLE for the next message. The server end is a plain
+//! READABLE watch that reads the message and writes the reply at once (a server whose send
+//! queue is empty writes without waiting). Each repeat's first message is written by the
+//! driver (a send on an idle socket); every later one waits for WRITABLE.
 //!
-//! Reported: ns per round trip. The floor calls `epoll_ctl(MOD)` on every interest change
-//! (four per round trip) and re-keys a node of its timer heap (no syscall). Kernel calls per
-//! round trip are counted outside the benchmark by `tests/benches/syscalls.sh W7` (strace);
+//! Per round trip: two interest changes, each in its own iteration (they never cancel out),
+//! three iterations (client writable; server readable; client readable), two reads and two
+//! writes. Each contender changes the interest its own way (see [`Step`]): the floor calls
+//! `epoll_ctl(MOD)`, an anyloop backend `update_watch` through the vtable, raw GLib creates
+//! and destroys the write direction's fd source (dbus-glib's mapping of libdbus's write
+//! watch), raw calloop re-registers its source, and a raw tokio task awaits the other
+//! readiness (its fd is registered for both once; tokio's cached write readiness lets it
+//! write without asking the kernel).
+//!
+//! What it does not model: the timer re-arms libdbus and libcurl make beside their interest
+//! changes (W7c has one per side; W2 measures timer operations), messages larger than a byte,
+//! a write that would block, or a peer in another thread.
+//!
+//! Reported: ns per round trip. Kernel calls per round trip: `tests/benches/syscalls.sh W7`;
 //! `W7_ROUND_TRIPS=K` in the environment shrinks K for that purpose.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use anyloop::{IoEvents, Schedule, TimerId};
-use rustix::event::epoll;
+use anyloop::IoEvents;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
-use crate::anyloop_adapter::{with_current, Anyloop};
-use crate::backends::Choice;
-use crate::contender::Contender;
-use crate::floor::Heap;
+use crate::contender::{Contender, Step};
 use crate::measure::{median, Measure, Params};
-use crate::sys::{borrow, now_ns, read1, write1};
+use crate::sys::{now_ns, read1, write1};
+use crate::w7c::round_trips;
 
-/// The re-armed timeout: never fires during the test.
-const REARM: Duration = Duration::from_secs(30);
-
-/// Where side 0 (echo) writes and where side 1 (back) writes.
-static WRITE_TO: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// Round trips done and wanted (single writer: the loop thread).
 static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 static TARGET: AtomicU64 = AtomicU64::new(0);
 
-/// After the toggle: side 0 echoes; side 1 completes a round trip and starts the next one.
-fn after_toggle(side: usize) {
-    if side == 1 {
-        let done = ROUND_TRIPS.load(Relaxed) + 1;
-        ROUND_TRIPS.store(done, Relaxed);
-        if done >= TARGET.load(Relaxed) {
-            return;
-        }
+/// The client: writes only when told WRITABLE, then waits for the reply; a reply completes a
+/// round trip and, unless the repeat is done, queues the next message (enables WRITABLE).
+fn client(fd: RawFd, events: IoEvents) -> Step {
+    if events.contains(IoEvents::WRITABLE) {
+        write1(fd);
+        return Step {
+            interest: IoEvents::READABLE,
+            drained: false,
+        };
     }
-    write1(WRITE_TO[side].load(Relaxed));
+    if !events.contains(IoEvents::READABLE) {
+        panic!("W7: the client (fd {fd}) was told {events:?}");
+    }
+    read1(fd);
+    let done = ROUND_TRIPS.load(Relaxed) + 1;
+    ROUND_TRIPS.store(done, Relaxed);
+    let interest = if done < TARGET.load(Relaxed) {
+        IoEvents::READABLE | IoEvents::WRITABLE
+    } else {
+        IoEvents::READABLE
+    };
+    // The one byte in flight was read: the socket is empty again.
+    Step {
+        interest,
+        drained: true,
+    }
 }
 
-fn pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
+/// The server: reads the message and replies at once.
+fn server(fd: RawFd, events: IoEvents) -> Step {
+    if !events.contains(IoEvents::READABLE) {
+        panic!("W7: the server (fd {fd}) was told {events:?}");
+    }
+    read1(fd);
+    write1(fd);
+    Step {
+        interest: IoEvents::READABLE,
+        drained: true,
+    }
+}
+
+pub fn run<C: Contender>(p: &Params) -> Vec<Measure> {
+    let k = round_trips(p);
+    // Declared before the contender, so they close after it.
+    let (client_end, server_end) = socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )
-    .expect("socketpair")
-}
+    .expect("socketpair");
+    let mut c = C::make();
+    c.io_watch_add(client_end.as_raw_fd(), IoEvents::READABLE, client);
+    c.io_watch_add(server_end.as_raw_fd(), IoEvents::READABLE, server);
 
-/// K round trips per repeat (`W7_ROUND_TRIPS` overrides it).
-fn round_trips(p: &Params) -> u64 {
-    std::env::var("W7_ROUND_TRIPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(p.w4_k)
-}
-
-/// The measurement driver shared by the floor and the anyloop backends: `iterate` runs one
-/// loop iteration. Sets up `WRITE_TO` from the two pairs first.
-fn drive(p: &Params, k: u64, sp1: &(OwnedFd, OwnedFd), mut iterate: impl FnMut()) -> Measure {
     let mut reps = Vec::with_capacity(p.w4_reps);
     let mut total = 0;
+    // Round -1 is the warm-up (K/10 round trips).
     for r in -1..p.w4_reps as i64 {
         let n = if r < 0 { (k / 10).max(1) } else { k };
         ROUND_TRIPS.store(0, Relaxed);
         TARGET.store(n, Relaxed);
         let t0 = now_ns();
-        write1(sp1.0.as_raw_fd());
+        write1(client_end.as_raw_fd());
         while ROUND_TRIPS.load(Relaxed) < n {
-            iterate();
+            c.run_once();
         }
         let t1 = now_ns();
         total += n;
@@ -81,111 +111,8 @@ fn drive(p: &Params, k: u64, sp1: &(OwnedFd, OwnedFd), mut iterate: impl FnMut()
             reps.push((t1 - t0) as f64 / n as f64);
         }
     }
-    eprintln!("  W7: {total} round trips in all (warm-up included)");
-    Measure::new("W7", k, median(&reps))
-}
-
-/// The floor: a raw level-triggered epoll loop doing the same work, `epoll_ctl(MOD)` on every
-/// interest change, its timer re-arm a heap re-key.
-pub fn floor(p: &Params) -> Vec<Measure> {
-    let k = round_trips(p);
-    let (sp1, sp2) = (pair(), pair());
-    WRITE_TO[0].store(sp2.0.as_raw_fd(), Relaxed);
-    WRITE_TO[1].store(sp1.0.as_raw_fd(), Relaxed);
-    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll_create1");
-    let fds = [sp1.1.as_raw_fd(), sp2.1.as_raw_fd()];
-    for (key, fd) in fds.iter().enumerate() {
-        epoll::add(
-            &ep,
-            borrow(*fd),
-            epoll::EventData::new_u64(key as u64),
-            epoll::EventFlags::IN,
-        )
-        .expect("epoll_ctl ADD");
-    }
-    let mut heap = Heap::default();
-    let deadline = || now_ns() + REARM.as_nanos() as u64;
-    let timers = [
-        heap.insert(deadline(), || {}, true),
-        heap.insert(deadline(), || {}, true),
-    ];
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(16);
-    let m = drive(p, k, &sp1, || {
-        let timeout = heap.earliest().map(|expiry| {
-            let wait = expiry.saturating_sub(now_ns());
-            rustix::time::Timespec {
-                tv_sec: (wait / 1_000_000_000) as i64,
-                tv_nsec: (wait % 1_000_000_000) as _,
-            }
-        });
-        events.clear();
-        loop {
-            match epoll::wait(
-                &ep,
-                rustix::buffer::spare_capacity(&mut events),
-                timeout.as_ref(),
-            ) {
-                Ok(_) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(err) => panic!("epoll_wait: {err}"),
-            }
-        }
-        for event in &events {
-            let side = event.data.u64() as usize;
-            let fd = fds[side];
-            read1(fd);
-            let data = epoll::EventData::new_u64(side as u64);
-            epoll::modify(
-                &ep,
-                borrow(fd),
-                data,
-                epoll::EventFlags::IN | epoll::EventFlags::OUT,
-            )
-            .expect("epoll_ctl MOD");
-            heap.rekey(timers[side], deadline());
-            epoll::modify(&ep, borrow(fd), data, epoll::EventFlags::IN).expect("epoll_ctl MOD");
-            after_toggle(side);
-        }
-        // The timers are 30 s away: nothing to expire.
-    });
-    drop(ep);
-    vec![m]
-}
-
-/// An anyloop backend: the same work through the vtable (`update_watch` twice and
-/// `update_timer` once per side per round trip).
-pub fn anyloop<C: Choice>(p: &Params) -> Vec<Measure> {
-    let k = round_trips(p);
-    let (sp1, sp2) = (pair(), pair());
-    WRITE_TO[0].store(sp2.0.as_raw_fd(), Relaxed);
-    WRITE_TO[1].store(sp1.0.as_raw_fd(), Relaxed);
-    let mut c = Anyloop::<C>::make();
-    let lp = c.event_loop().expect("anyloop loop");
-    for (side, fd) in [sp1.1.as_raw_fd(), sp2.1.as_raw_fd()]
-        .into_iter()
-        .enumerate()
-    {
-        let timer: TimerId = lp
-            .add_timer(Schedule::Once(REARM), |_id| {})
-            .map_err(anyloop::Error::from)
-            .expect("add_timer");
-        lp.add_watch(fd, IoEvents::READABLE, move |id, fd: RawFd, _events| {
-            read1(fd);
-            with_current(|lp| {
-                lp.update_watch(id, IoEvents::READABLE | IoEvents::WRITABLE)
-                    .expect("update_watch RW");
-                lp.update_timer(timer, Schedule::Once(REARM))
-                    .expect("update_timer");
-                lp.update_watch(id, IoEvents::READABLE)
-                    .expect("update_watch R");
-            });
-            after_toggle(side);
-        })
-        .map_err(anyloop::Error::from)
-        .expect("add_watch");
-    }
-    drop(lp);
-    let m = drive(p, k, &sp1, || c.run_once());
     drop(c);
-    vec![m]
+    // Read by `tests/benches/syscalls.sh`, which counts kernel calls per round trip.
+    eprintln!("  W7: {total} round trips in all (warm-up included)");
+    vec![Measure::new("W7", k, median(&reps))]
 }
