@@ -72,6 +72,7 @@ pub mod driver;
 pub mod fds;
 pub mod harness;
 pub mod probe;
+pub mod process;
 pub mod reference;
 pub mod runner;
 pub mod scenarios;
