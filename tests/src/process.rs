@@ -383,6 +383,7 @@ impl Drop for Counted {
 /// One worker: cycles of add watch / add `Once(ZERO)` timer / update / remove on `lp`, with a
 /// bounded live set, plus writes that make the watches fire.
 fn churn(
+    looping: crate::driver::DriverChecks,
     lp: Loop,
     pipe: Arc<Pipe>,
     stop: Arc<AtomicBool>,
@@ -430,8 +431,14 @@ fn churn(
                 let _ = tx.send(());
             })
             .expect("add ping");
-            rx.recv_timeout(TIMEOUT)
-                .expect("the loop stopped answering");
+            rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+                panic!(
+                    "R40: the loop did not run a timer added from another thread within \
+                     {TIMEOUT:?} ({:?}); {}",
+                    lp.stats(),
+                    looping.describe()
+                )
+            });
             ops.fetch_add(2, Ordering::Relaxed);
         }
     }
@@ -473,7 +480,8 @@ pub fn soak_churn_memory_stays_flat(backends: &[Arc<dyn LoopFactory>], duration:
         for _ in 0..2 {
             let (lp, pipe) = (d.lp().clone(), Arc::new(Pipe::new()));
             let (s, o, a, f) = (stop.clone(), ops.clone(), adds.clone(), frees.clone());
-            workers.push(thread::spawn(move || churn(lp, pipe, s, o, a, f)));
+            let looping = d.checks();
+            workers.push(thread::spawn(move || churn(looping, lp, pipe, s, o, a, f)));
         }
         drivers.push(d);
     }
