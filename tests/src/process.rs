@@ -458,7 +458,10 @@ fn churn(
 /// ignored by default, as `tests/tests/soak.rs` does for anyloop's backends.
 pub fn soak_churn_memory_stays_flat(backends: &[Arc<dyn LoopFactory>], duration: Duration) {
     let secs = duration.as_secs();
+    // The workers stop first and are joined while the loops still run: a worker waiting for its
+    // loop to answer (its back-pressure timer) must get the answer.
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_loops = Arc::new(AtomicBool::new(false));
     let (ops, adds, frees) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
@@ -470,7 +473,7 @@ pub fn soak_churn_memory_stays_flat(backends: &[Arc<dyn LoopFactory>], duration:
     for backend in backends {
         let d = Driver::start(backend);
         // The loop blocks until woken: the churn's own wake-ups drive it.
-        let s = stop.clone();
+        let s = stop_loops.clone();
         loop_jobs.push(d.spawn(move |ctx| {
             while !s.load(Ordering::Relaxed) {
                 ctx.run_once(Some(Duration::from_millis(50)))
@@ -504,6 +507,7 @@ pub fn soak_churn_memory_stays_flat(backends: &[Arc<dyn LoopFactory>], duration:
     for w in workers {
         w.join().expect("worker panicked");
     }
+    stop_loops.store(true, Ordering::Relaxed);
     for job in loop_jobs {
         job.wait_for(TIMEOUT).expect("loop job did not end");
     }
