@@ -274,7 +274,12 @@ impl<P: Poller> Engine<P> {
         }
 
         // 2. Prepare.
-        work.build_probes(&st, P::EDGE_TRIGGERED);
+        // (The common case, no always-ready fd and no re-check, without a call.)
+        if st.always_ready.is_empty() && (!P::EDGE_TRIGGERED || work.recheck.is_empty()) {
+            work.probes.clear();
+        } else {
+            work.build_probes(&st, P::EDGE_TRIGGERED);
+        }
         let quitting = shared.quit.load(Ordering::SeqCst);
         let timeout = match (st.heap.peek(), limit) {
             _ if quitting || freed_early => Some(Duration::ZERO),
@@ -318,7 +323,9 @@ impl<P: Poller> Engine<P> {
             st.iterations += 1;
         }
         work.collect(&mut st, P::EDGE_TRIGGERED, &shared.registrar);
-        work.purge_stale(&mut st, &shared.registrar);
+        if !work.stale.is_empty() || !work.stale_before.is_empty() {
+            work.purge_stale(&mut st, &shared.registrar);
+        }
         let (count, mut st) = work.dispatch(shared, st, &mut first_error);
 
         // 6. Frees of everything removed during this iteration.
@@ -329,7 +336,9 @@ impl<P: Poller> Engine<P> {
         }
         // 7. Interest changes made by this iteration's callbacks reach the kernel, coalesced,
         // before anyone waits again.
-        st.flush_dirty(&shared.registrar);
+        if !st.dirty.is_empty() {
+            st.flush_dirty(&shared.registrar);
+        }
         st.loop_thread = None;
         loop_thread.armed = false;
         drop(st);
@@ -757,12 +766,19 @@ fn named(err: Error, name: Option<&str>) -> Error {
 }
 
 /// Keeps the first error of an iteration; traces the others ([R54](anyloop::contract#r54)).
+#[inline]
 fn record(first_error: &mut Option<Error>, outcome: Result<()>) {
     if let Err(err) = outcome {
-        tracing::error!(%err, "callback failed");
-        if first_error.is_none() {
-            *first_error = Some(err);
-        }
+        record_error(first_error, err);
+    }
+}
+
+/// [`record`]'s cold half.
+#[cold]
+fn record_error(first_error: &mut Option<Error>, err: Error) {
+    tracing::error!(%err, "callback failed");
+    if first_error.is_none() {
+        *first_error = Some(err);
     }
 }
 

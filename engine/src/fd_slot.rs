@@ -184,6 +184,7 @@ impl FdSlot {
     }
 
     /// The handle slots of the watches on this fd (fd slot `key`), in registration order.
+    #[inline]
     pub(crate) fn watch_keys<'a>(
         &self,
         key: usize,

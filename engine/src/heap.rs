@@ -126,6 +126,7 @@ impl TimerHeap {
     }
 
     /// The earliest deadline and its slot.
+    #[inline]
     pub fn peek(&self) -> Option<(Instant, usize)> {
         self.entries
             .first()

@@ -246,6 +246,7 @@ fn slot_tag(slot: usize) -> Option<u32> {
 }
 
 /// The current thread's id, cached (`thread::current()` is not free).
+#[inline]
 pub(crate) fn current_thread() -> ThreadId {
     thread_local! {
         static ID: ThreadId = std::thread::current().id();
