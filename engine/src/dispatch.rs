@@ -421,9 +421,10 @@ impl Work {
         }
 
         // Merge the reports per fd (a probe and a kernel event may both name one fd), after
-        // the slots retired since the last iteration: their watches are told ERROR (R52).
+        // the slots found dead outside a report since the last iteration (retired, or at a
+        // rebuild): their watches are told ERROR (R52).
         self.touched.clear();
-        for (key, generation) in st.retired.drain(..) {
+        for (key, generation) in st.error_due.drain(..) {
             if let Some(slot) = st.fds.get_mut(key) {
                 if slot.generation == generation && slot.add_report(IoEvents::ERROR, true) {
                     self.touched.push(key);
@@ -555,6 +556,22 @@ impl Work {
             return;
         }
         self.stale_before.clear();
+        // The rebuild registers every live fd again *by number*: a number closed and reused
+        // by another file since would bring that file in under the old watches (R52). So each
+        // is checked against the old kernel state first (one kernel call per fd, in this rare
+        // path); the dead ones are not registered again, and their watches are told ERROR.
+        let dead: Vec<usize> = st
+            .fds
+            .iter()
+            .filter(|(key, slot)| {
+                slot.kernel == Kernel::Registered
+                    && !matches!(
+                        registrar.verify(slot.fd, slot.token(*key), slot.interest()),
+                        Ok(FdCheck::Same) | Err(_)
+                    )
+            })
+            .map(|(key, _)| key)
+            .collect();
         match registrar.reset() {
             Ok(true) => st.resets = st.resets.wrapping_add(1),
             Ok(false) => return,
@@ -568,14 +585,20 @@ impl Work {
             fds,
             always_ready,
             identities,
+            error_due,
             ..
         } = st;
         for (key, slot) in fds.iter_mut() {
             if slot.kernel != Kernel::Registered {
                 continue;
             }
+            if dead.contains(&key) {
+                slot.kernel = Kernel::Gone;
+                error_due.push((key, slot.generation));
+                continue;
+            }
             slot.kernel = match registrar.register(slot.fd, slot.token(key), slot.interest()) {
-                Ok(Registered::Kernel) => Kernel::Registered,
+                Ok(Registered::Kernel | Registered::Replaced) => Kernel::Registered,
                 Ok(Registered::AlwaysReady) => {
                     always_ready.push(key);
                     identities.remember(key, registrar.identity(slot.fd));

@@ -1,7 +1,6 @@
 //! [`HostedEngine`]: the engine as one fd and one deadline in a loop that someone else runs
 //! (the crate documentation walks a host loop through it).
 
-use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,9 +26,14 @@ pub trait HostPoller: Poller {
 /// `wake_at` when there is no deadline.
 const NO_DEADLINE: u64 = u64::MAX;
 
-thread_local! {
-    /// The hosted engine whose dispatch runs on this thread (innermost), if any.
-    static DISPATCHING: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+/// A number per thread, never 0: what [`HostedEngine`] records of the thread its dispatch runs
+/// on (a `ThreadId` has no stable number to store in an atomic).
+fn thread_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static KEY: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    KEY.try_with(|key| *key).unwrap_or(u64::MAX)
 }
 
 /// What a host loop does with the engine's fd in its next poll: the answer of
@@ -161,6 +165,10 @@ pub struct HostedEngine<P: HostPoller> {
     resets_seen: AtomicU64,
     /// The last dispatch's look at the fd found it quiet.
     found_quiet: AtomicBool,
+    /// The thread running one of this engine's dispatches or drains ([`thread_key`]), 0 when
+    /// none: its callbacks and frees run then, and a nested host iteration on that thread must
+    /// not re-enter the engine. Per engine, so that two hosted engines nest in any order.
+    dispatching: AtomicU64,
 }
 
 impl<P: HostPoller> std::fmt::Debug for HostedEngine<P> {
@@ -220,6 +228,7 @@ impl<P: HostPoller> HostedEngine<P> {
             closed: AtomicBool::new(false),
             resets_seen: AtomicU64::new(resets),
             found_quiet: AtomicBool::new(true),
+            dispatching: AtomicU64::new(0),
         }
     }
 
@@ -248,11 +257,28 @@ impl<P: HostPoller> HostedEngine<P> {
 
     /// True while one of this engine's callbacks (or frees) runs on the calling thread.
     pub fn is_dispatching(&self) -> bool {
-        std::ptr::eq(DISPATCHING.with(Cell::get), self.id())
+        self.dispatching.load(Ordering::SeqCst) == thread_key()
     }
 
-    fn id(&self) -> *const () {
-        (self as *const Self).cast()
+    /// Runs `f` with the engine, marked as dispatching on this thread (see
+    /// [`is_dispatching`](Self::is_dispatching)), then drops the engine if it was closed from
+    /// inside (with no lock held, [R48](anyloop::contract#r48)). `None` once closed.
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine<P>) -> T) -> Option<T> {
+        let mut guard = lock(&self.engine);
+        // Marked and unmarked under the engine's lock, so that a dispatch or drain from another
+        // thread, waiting for the lock, never has its mark overwritten by this one.
+        self.dispatching.store(thread_key(), Ordering::SeqCst);
+        let outcome = guard.as_mut().map(f);
+        let disposed = if self.dispose.swap(false, Ordering::SeqCst) {
+            guard.take()
+        } else {
+            None
+        };
+        self.dispatching.store(0, Ordering::SeqCst);
+        drop(guard);
+        // Closed by one of its own callbacks or frees: every free runs now.
+        drop(disposed);
+        outcome
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -325,26 +351,17 @@ impl<P: HostPoller> HostedEngine<P> {
         if self.is_dispatching() {
             return;
         }
-        let previous = DISPATCHING.with(|d| d.replace(self.id()));
-        let mut guard = lock(&self.engine);
-        if let Some(engine) = guard.as_mut() {
+        let outcome = self.with_engine(|engine| {
             let outcome = engine.run_hosted(fd_readable);
-            self.found_quiet
-                .store(!engine.last_wait_found(), Ordering::Relaxed);
+            (outcome, engine.last_wait_found())
+        });
+        if let Some((outcome, found)) = outcome {
+            self.found_quiet.store(!found, Ordering::Relaxed);
             self.record(outcome);
         }
         if self.shared.take_quit() {
             self.quit.store(true, Ordering::SeqCst);
         }
-        let disposed = if self.dispose.swap(false, Ordering::SeqCst) {
-            guard.take()
-        } else {
-            None
-        };
-        drop(guard);
-        DISPATCHING.with(|d| d.set(previous));
-        // Closed by one of its own callbacks: every free runs now, with no lock held (R48).
-        drop(disposed);
     }
 
     /// [`check`](Self::check), then [`dispatch`](Self::dispatch) if due: the one call after the
@@ -425,6 +442,27 @@ impl<P: HostPoller> HostedEngine<P> {
         }
     }
 
+    /// [`take_outcome`](Self::take_outcome) for a host's `run_once` that drives its loop once,
+    /// given what `take_outcome` answered right before that iteration: dispatches someone else
+    /// drove since the last `run_once` (a GTK application iterating the context) are not this
+    /// iteration's, so their count is dropped, but their first error is reported now, before
+    /// this iteration's (which is traced then).
+    ///
+    /// # Errors
+    /// The earlier error, else this iteration's.
+    pub fn take_outcome_after(&self, before: Result<usize>) -> Result<usize> {
+        let now = self.take_outcome();
+        match before {
+            Ok(_) => now,
+            Err(earlier) => {
+                if let Err(err) = now {
+                    tracing::error!(%err, "anyloop iteration failed (an earlier error is reported)");
+                }
+                Err(earlier)
+            }
+        }
+    }
+
     /// The handle that asks the host's `run` to return, from any thread or callback
     /// ([R47](anyloop::contract#r47)): it wakes a host blocked in its poll, whose next dispatch
     /// consumes the request for [`take_quit`](Self::take_quit).
@@ -455,10 +493,7 @@ impl<P: HostPoller> HostedEngine<P> {
         if self.is_dispatching() {
             return Ok(0);
         }
-        match lock(&self.engine).as_mut() {
-            Some(engine) => engine.drain(),
-            None => Ok(0),
-        }
+        self.with_engine(Engine::drain).unwrap_or(Ok(0))
     }
 
     /// Live watches, live timers, pending frees and iterations so far
@@ -469,8 +504,9 @@ impl<P: HostPoller> HostedEngine<P> {
 
     /// Destroys the engine now: every callback still registered is freed once, on this thread
     /// ([R48](anyloop::contract#r48)), and [`Loop`] handles answer `LoopGone`. From inside one
-    /// of its own callbacks, right after that dispatch returns. [`fd`](Self::fd) stays open
-    /// until this value is dropped, and is quiet from now on.
+    /// of its own callbacks (or frees), right after that dispatch returns. [`fd`](Self::fd)
+    /// stays open until this value is dropped; from now on [`prepare`](Self::prepare) says not
+    /// to poll it (a wake-up pending at the close may leave it readable).
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         if self.is_dispatching() {

@@ -30,8 +30,8 @@
 //!    dispatch calls [`HostedEngine::end_wait`] after its poll and `dispatch` when due.
 //! 3. **Your owner side** implements [`anyloop::Runner`]: `run_once` iterates your loop once
 //!    and returns [`HostedEngine::take_outcome`] (anyloop's callbacks only, or the first
-//!    error, [R46](anyloop::contract#r46), [R54](anyloop::contract#r54)); `quitter` and
-//!    `take_quit` are the hosted engine's; dropping your runner calls
+//!    error, [R46](anyloop::contract#r46), [R54](anyloop::contract#r54)); `quitter`,
+//!    `take_quit` and `drain` are the hosted engine's; dropping your runner calls
 //!    [`HostedEngine::close`] (every remaining callback freed, [R48](anyloop::contract#r48)).
 //!
 //! Every method takes `&self`: share the hosted engine between your hooks with an `Rc` (or an
@@ -44,13 +44,11 @@
 //! impl PollHook for HostedEngine<EpollPoller> {
 //!     fn before_poll<'a>(&'a self, set: &mut PollSet<'a>) {
 //!         let wait = self.prepare(); // the last thing before the poll
-//!         if wait.poll_fd() {
-//!             set.add(self.fd(), PollFlags::IN);
-//!         }
+//!         wait.poll_fd().then(|| set.add(self.fd(), PollFlags::IN)); // not when nested
 //!         set.limit_timeout(wait.timeout(Instant::now()));
 //!     }
 //!     fn after_poll(&self, set: &PollSet<'_>) {
-//!         HostedEngine::after_poll(self, !set.revents_of(self.fd()).is_empty());
+//!         HostedEngine::after_poll(self, !set.revents_of(self.fd()).is_empty()); // readable or due
 //!     }
 //! }
 //!
@@ -62,6 +60,7 @@
 //!     }
 //!     fn quitter(&self) -> Quitter { self.host.quitter() }
 //!     fn take_quit(&mut self) -> bool { self.host.take_quit() }
+//!     fn drain(&mut self) -> Result<usize> { self.host.drain() } // the frees alone
 //! }
 //! ```
 //!

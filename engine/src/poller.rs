@@ -80,6 +80,13 @@ pub enum Registered {
     /// The fd is not open (`EBADF`): treated as already gone, never as an error on update
     /// (contract [R52](anyloop::contract#r52)).
     Gone,
+    /// Answered by [`Registrar::reregister`] only: the number no longer named the file
+    /// registered under it (it was closed and reused, R53 broken), and the file it names now
+    /// is registered, under the same token. The kernel may keep the old file's registration
+    /// (while another descriptor holds that file), whose reports carry the same token: the
+    /// engine moves the fd to a new generation, so they are stale ([B62](anyloop::contract#b62)
+    /// drops them), and registers the new file again under the new token.
+    Replaced,
 }
 
 /// What an fd number names now, compared with the file a registration was made for

@@ -220,9 +220,10 @@ pub(crate) struct State {
     pub(crate) next_generation: u32,
     /// Times the OS layer rebuilt its kernel state ([`Registrar::reset`], [B62](anyloop::contract#b62)).
     pub(crate) resets: u64,
-    /// Fd slots retired since the last collection (with their generation): their enabled
-    /// watches are told `ERROR` once by the next iteration ([R52](anyloop::contract#r52)).
-    pub(crate) retired: Vec<(usize, u32)>,
+    /// Fd slots found to name another file (retired) or none (at a rebuild of the kernel
+    /// state) outside a report, with their generation: their enabled watches are told `ERROR`
+    /// once by the next iteration ([R52](anyloop::contract#r52)).
+    pub(crate) error_due: Vec<(usize, u32)>,
 }
 
 /// The shared half of an [`Engine`](super::Engine): the table, the registrar and the quit
@@ -278,7 +279,7 @@ impl State {
             running: None,
             next_generation: 0,
             resets: 0,
-            retired: Vec::new(),
+            error_due: Vec::new(),
         }
     }
 
@@ -425,7 +426,7 @@ impl State {
         slot.kernel = Kernel::Retired;
         slot.generation = generation;
         self.fd_index.remove(fd);
-        self.retired.push((key, generation));
+        self.error_due.push((key, generation));
         true
     }
 
@@ -464,6 +465,7 @@ impl State {
             always_ready,
             identities,
             crowds,
+            next_generation,
             ..
         } = self;
         let Some(slot) = fds.get_mut(key) else {
@@ -502,6 +504,9 @@ impl State {
                         slot.mark_synced();
                         Kernel::Registered
                     }
+                    // (Only a reregister answers Replaced; the file registered is the one
+                    // the number names now either way.)
+                    Registered::Replaced => Kernel::Registered,
                     Registered::AlwaysReady => Kernel::AlwaysReady,
                     Registered::Gone => Kernel::Gone,
                 }
@@ -515,6 +520,21 @@ impl State {
                 Registered::Kernel => {
                     slot.mark_synced();
                     Kernel::Registered
+                }
+                Registered::Replaced => {
+                    // The number names another file now (R53): the old file's registration, if
+                    // the kernel keeps it, goes stale with a new generation; the new file is
+                    // registered under the new token. Not an identity check of the old file.
+                    *next_generation = next_generation.wrapping_add(1);
+                    slot.generation = *next_generation;
+                    match registrar
+                        .reregister(fd, slot.token(key), want)
+                        .map_err(os("reregister"))?
+                    {
+                        Registered::Kernel | Registered::Replaced => Kernel::Registered,
+                        Registered::AlwaysReady => Kernel::AlwaysReady,
+                        Registered::Gone => Kernel::Gone,
+                    }
                 }
                 Registered::AlwaysReady => Kernel::AlwaysReady,
                 Registered::Gone => Kernel::Gone,
@@ -572,6 +592,9 @@ impl State {
     pub(crate) fn tear_down<R: Registrar>(&mut self, registrar: &R, out: &mut Vec<Freed>) {
         self.gone = true;
         self.loop_thread = None;
+        // Nobody waits on the poller any more: no op may write it a wake-up (a host that
+        // still polls its fd would find it readable for good).
+        self.host_waiting = None;
         self.frees.take_all(out);
         for (_, fd_slot) in self.fds.iter() {
             if fd_slot.kernel == Kernel::Registered {
@@ -721,7 +744,7 @@ impl<R: Registrar> Shared<R> {
     pub(crate) fn wake_host(&self) {
         let claimed = {
             let mut st = self.lock();
-            !std::mem::replace(&mut st.wake_pending, true)
+            !st.gone && !std::mem::replace(&mut st.wake_pending, true)
         };
         if claimed {
             self.send_wake();

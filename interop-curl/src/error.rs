@@ -112,7 +112,8 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A transfer that did not complete, with its easy handle given back when libcurl let go of
-/// it (always, unless libcurl's multi handle itself failed to remove it).
+/// it: always, unless libcurl's multi handle itself failed to take it (`curl_multi_add_handle`
+/// refused it: the `curl` crate drops the handle then) or to remove it.
 ///
 /// The handle keeps what the transfer did (its handler, `response_code`, the bytes it
 /// received before the failure). `?` turns it into [`Error`] (dropping the handle), or into
@@ -139,7 +140,7 @@ impl<H> Failed<H> {
     }
 
     /// Whether libcurl gave the easy handle back (always, unless its multi handle failed to
-    /// remove it).
+    /// take it or to remove it).
     pub fn has_easy(&self) -> bool {
         self.has_easy
     }

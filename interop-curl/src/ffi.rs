@@ -6,16 +6,17 @@ use std::os::raw::{c_double, c_int};
 ///
 /// libcurl may call the transfer's write callback from inside (data it held back while
 /// paused), and its socket and timer callbacks.
-pub(crate) fn set_paused(easy: *mut curl_sys::CURL, pause: bool) -> Result<(), curl::Error> {
+///
+/// # Safety
+/// `easy` must be a live easy handle, not freed during the call.
+pub(crate) unsafe fn set_paused(easy: *mut curl_sys::CURL, pause: bool) -> Result<(), curl::Error> {
     let mask: c_int = if pause {
         curl_sys::CURLPAUSE_RECV | curl_sys::CURLPAUSE_SEND
     } else {
         curl_sys::CURLPAUSE_RECV_CONT | curl_sys::CURLPAUSE_SEND_CONT
     };
-    // SAFETY: `easy` comes from a live `Easy2Handle` owned by the client's table (the caller
-    // holds no borrow of it across this call, and the handle is only removed on this thread,
-    // not during the call); curl_easy_pause takes any easy handle, inside a multi handle or
-    // not.
+    // SAFETY: `easy` is live for the whole call (this function's contract); curl_easy_pause
+    // takes any easy handle, inside a multi handle or not.
     let code = unsafe { curl_sys::curl_easy_pause(easy, mask) };
     if code == curl_sys::CURLE_OK {
         Ok(())
@@ -25,14 +26,14 @@ pub(crate) fn set_paused(easy: *mut curl_sys::CURL, pause: bool) -> Result<(), c
 }
 
 /// `CURLINFO_CONTENT_LENGTH_UPLOAD`: the upload size libcurl was given, when it was.
-pub(crate) fn upload_total(easy: *mut curl_sys::CURL) -> Option<u64> {
+pub(crate) fn upload_total<H>(easy: &curl::multi::Easy2Handle<H>) -> Option<u64> {
     let mut size: c_double = -1.0;
-    // SAFETY: `easy` is a live easy handle (as above); CURLINFO_CONTENT_LENGTH_UPLOAD is a
+    // SAFETY: the handle is live while borrowed; CURLINFO_CONTENT_LENGTH_UPLOAD is a
     // CURLINFO_DOUBLE, so libcurl writes one `double` through the pointer, which points to a
     // local `c_double`.
     let code = unsafe {
         curl_sys::curl_easy_getinfo(
-            easy,
+            easy.raw(),
             curl_sys::CURLINFO_CONTENT_LENGTH_UPLOAD,
             &mut size as *mut c_double,
         )

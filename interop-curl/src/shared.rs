@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     /// Depth of our calls into libcurl that may run its callbacks: libcurl refuses its multi
     /// functions from inside them (`CURLM_RECURSIVE_API_CALL`).
     in_libcurl: Cell<u32>,
+    /// `close` was called from inside a libcurl callback (a handler closing its client):
+    /// libcurl refuses the removals there, so the client shuts down right after it returns.
+    close_pending: Cell<bool>,
     /// Transfers dropped from inside a libcurl callback: removed once libcurl returns.
     deferred_cancels: RefCell<Vec<u64>>,
     /// The first error of the loop while libcurl's callbacks asked for a watch or the timer.
@@ -154,6 +157,7 @@ impl Shared {
                 timer: RefCell::new(None),
                 timer_armed: Cell::new(false),
                 in_libcurl: Cell::new(0),
+                close_pending: Cell::new(false),
                 deferred_cancels: RefCell::default(),
                 loop_error: RefCell::new(None),
                 counters: Cell::default(),
@@ -334,7 +338,10 @@ impl Shared {
             entry.paused = pause;
             entry.slot.raw()
         };
-        let paused = self.in_libcurl(|_multi| ffi::set_paused(raw, pause));
+        // SAFETY: `raw` is the easy handle of a transfer in the table, owned by its slot, which
+        // only `end`, `cancel` and `shut_down` take out; none can run during this call (a
+        // libcurl callback reaching them defers them, see `cancel` and `after_libcurl`).
+        let paused = self.in_libcurl(|_multi| unsafe { ffi::set_paused(raw, pause) });
         if let Err(source) = paused {
             if let Some(entry) = self.transfers.borrow_mut().get_mut(&id.0) {
                 entry.paused = false;
@@ -508,7 +515,14 @@ impl Shared {
 
     /// After libcurl ran: deferred cancels, finished transfers, the loop's refusals,
     /// progress, the timer's registration; then the owners' calls, with no borrow held.
+    ///
+    /// Called from inside a libcurl callback (a handler pausing or resuming a transfer), it
+    /// does nothing: libcurl refuses removals there, and the call that entered libcurl runs
+    /// this when libcurl returns.
     fn after_libcurl(self: &Rc<Self>, acted: Result<u32, curl::MultiError>) {
+        if self.in_libcurl.get() > 0 {
+            return;
+        }
         if let Err(error) = acted {
             // CURLM_BAD_SOCKET: libcurl had already let go of the socket (its watch was
             // removed in the same iteration). Nothing to do.
@@ -550,6 +564,9 @@ impl Shared {
         }
         self.settle_timer();
         self.deliver(ended);
+        if self.close_pending.replace(false) {
+            self.shut_down(&Error::Closed);
+        }
     }
 
     /// Takes a transfer out of the table and out of libcurl.
@@ -625,6 +642,12 @@ impl Shared {
     /// stays on the loop.
     pub(crate) fn close(&self) {
         if self.state.replace(State::Closed) != State::Open {
+            return;
+        }
+        if self.in_libcurl.get() > 0 {
+            // From a libcurl callback: libcurl would refuse to let go of the easy handles,
+            // one of which it is using; right after it returns instead (`after_libcurl`).
+            self.close_pending.set(true);
             return;
         }
         self.shut_down(&Error::Closed);

@@ -67,7 +67,7 @@ impl<H: Handler + 'static> Slot for Typed<H> {
             downloaded: bytes(self.handle.download_size()).unwrap_or(0),
             download_total: bytes(self.handle.content_length_download()),
             uploaded: bytes(self.handle.upload_size()).unwrap_or(0),
-            upload_total: ffi::upload_total(self.handle.raw()),
+            upload_total: ffi::upload_total(&self.handle),
         }
     }
 

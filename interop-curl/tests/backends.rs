@@ -50,6 +50,8 @@ every_backend!(
     progress_and_done_events,
     total_connection_limit,
     refused_inside_a_libcurl_callback,
+    closed_from_inside_a_libcurl_callback,
+    paused_and_resumed_from_inside_a_libcurl_callback,
 );
 
 /// A client is made on its loop's thread: elsewhere it is a typed error.

@@ -134,7 +134,7 @@ impl<'l> CalloopSource<'l> {
     ) -> Result<usize> {
         // An error of a dispatch calloop's own `run` made is reported now; the callbacks it
         // ran are not counted as this dispatch's.
-        let earlier = self.take_error();
+        let before = self.host.take_outcome();
         // Outside calloop's dispatch, the source can re-arm its timer for ops made since the
         // last dispatch, without making calloop return early (see `SleepHook::before_sleep`).
         if needs_rearm(self.status.armed.get(), wanted(self.host.next_iteration())) {
@@ -143,10 +143,7 @@ impl<'l> CalloopSource<'l> {
         event_loop
             .dispatch(timeout, data)
             .map_err(|err| calloop_error("calloop dispatch", err))?;
-        match earlier {
-            Some(err) => Err(err),
-            None => self.host.take_outcome(),
-        }
+        self.host.take_outcome_after(before)
     }
 
     /// Runs the pending frees now, without dispatching calloop ([R25](anyloop::contract#r25));

@@ -108,7 +108,7 @@ impl GlibLoop {
     fn iterate(&mut self, timeout: Option<Duration>) -> Result<usize> {
         // An error of an iteration someone else drove (GTK, a `glib::MainLoop`) is reported
         // now; callbacks they ran are not counted as this iteration's.
-        let earlier = self.core.host.take_outcome().err();
+        let before = self.core.host.take_outcome();
         if timeout == Some(Duration::ZERO) {
             self.context.iteration(false);
         } else {
@@ -119,10 +119,7 @@ impl GlibLoop {
             while !self.context.iteration(true) && !self.core.host.quit_requested() {}
             self.core.set_bound(None);
         }
-        match earlier {
-            Some(err) => Err(err),
-            None => self.core.host.take_outcome(),
-        }
+        self.core.host.take_outcome_after(before)
     }
 }
 

@@ -112,6 +112,9 @@ pub struct LocalDriver {
     /// The one timer in tokio's reactor, for the engine's next deadline (or a `run_once`
     /// bound). Its fd is made with the driver too.
     deadline: Deadline,
+    /// The engine replaced its epoll instance and the driver's duplicate does not name the new
+    /// one yet.
+    follow_replacement: bool,
     /// An error registering with the runtime or waiting in it, from a turn run in the
     /// background (by `TokioLoop::block_on`), not yet reported.
     error: Option<Error>,
@@ -246,6 +249,7 @@ impl LocalDriver {
                 dup,
             },
             deadline,
+            follow_replacement: false,
             error: None,
             host,
             nudge,
@@ -303,15 +307,20 @@ impl LocalDriver {
     pub async fn run_once(&mut self, timeout: Option<Duration>) -> Result<usize> {
         // What iterations run in the background left (an error is reported now; the callbacks
         // they ran are not counted as this iteration's).
-        let earlier = match self.error.take() {
+        let before = match self.error.take() {
             Some(err) => Err(err),
             None => self.host.take_outcome(),
         };
-        let outcome = self.turn(timeout).await;
-        if let (Err(_), Err(err)) = (&earlier, &outcome) {
-            tracing::error!(%err, "anyloop iteration failed (an earlier one is reported)");
+        let turned = self.turn(timeout).await;
+        let outcome = self.host.take_outcome_after(before);
+        match (outcome, turned) {
+            (Err(err), Err(later)) => {
+                tracing::error!(%later, "waiting in tokio failed (an earlier error is reported)");
+                Err(err)
+            }
+            (outcome, Ok(())) => outcome,
+            (Ok(_), Err(err)) => Err(err),
         }
-        earlier.and(outcome).and_then(|()| self.host.take_outcome())
     }
 
     /// Iterates until a quit is requested ([R47](anyloop::contract#r47)). A quit requested
@@ -383,7 +392,10 @@ impl LocalDriver {
                 source,
             }
         };
-        if self.host.fd_replaced() {
+        // A replacement not followed yet stays pending until it is (a failed `dup3` is retried
+        // at the next turn rather than leaving the driver on the dead instance).
+        self.follow_replacement |= self.host.fd_replaced();
+        if self.follow_replacement {
             // The engine swapped a fresh epoll instance in behind its own fd number (B62);
             // our duplicate still names the old one, which tokio keeps watching. Deregister it
             // (by number, which still names that registered file), make the same number name
@@ -394,6 +406,7 @@ impl LocalDriver {
             }
             rustix::io::dup3(self.host.fd(), &mut self.io.dup, DupFlags::CLOEXEC)
                 .map_err(|err| os("following the anyloop epoll instance")(err.into()))?;
+            self.follow_replacement = false;
         }
         if self.io.is_registered() && self.deadline.is_registered() {
             return Ok(());

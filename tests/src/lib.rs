@@ -348,6 +348,8 @@ macro_rules! __scenario_list {
             r18_watch_disabled_earlier_in_the_iteration_hears_nothing_of_its_closed_fd_r10_r52 exclusive_fds,
             r52_watched_fds_closed_before_the_first_iteration_update_and_remove_work_r53 exclusive_fds,
             r52_watched_fds_closed_around_an_epoll_reset_update_and_remove_work_b62 exclusive_fds,
+            r52_number_reused_before_an_epoll_rebuild_never_reaches_the_old_watch_b62 exclusive_fds,
+            r53_update_after_reuse_leaves_the_old_files_registration_behind_b62 exclusive_fds,
         ]);
         $crate::__scenario_group!([$($mode)*] async_layer [
             r42_futures_resolve_on_the_loop_thread_r40,

@@ -40,9 +40,25 @@ use crate::runner::Env;
 
 // ---------------------------------------------------------------------------------------
 // EMFILE
+/// The descriptor table filled: the fillers, and the old limit, restored (the fillers closed
+/// first) when this is dropped, also when a check fails on the way.
+struct FullTable {
+    fillers: Vec<OwnedFd>,
+    old: Rlimit,
+}
+
+impl Drop for FullTable {
+    fn drop(&mut self) {
+        self.fillers.clear();
+        if let Err(err) = setrlimit(Resource::Nofile, self.old) {
+            eprintln!("restoring RLIMIT_NOFILE failed: {err}");
+        }
+    }
+}
+
 /// Lowers the soft descriptor limit to a little above the highest open descriptor and opens
-/// `/dev/null` until the kernel says EMFILE. Returns the fillers and the old limit.
-fn fill_descriptor_table() -> (Vec<OwnedFd>, Rlimit) {
+/// `/dev/null` until the kernel says EMFILE.
+fn fill_descriptor_table() -> FullTable {
     let old = getrlimit(Resource::Nofile);
     let highest = std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -62,7 +78,7 @@ fn fill_descriptor_table() -> (Vec<OwnedFd>, Rlimit) {
             Err(err) => panic!("opening /dev/null: {err}"),
         }
     }
-    (fillers, old)
+    FullTable { fillers, old }
 }
 
 /// Makes a loop of `backend` *under EMFILE* with the backend's own factory, on a thread of
@@ -71,9 +87,11 @@ fn fill_descriptor_table() -> (Vec<OwnedFd>, Rlimit) {
 /// `LoopChoice::Glib` refuses before making one.
 fn try_create(backend: &Arc<dyn LoopFactory>) -> anyloop::Result<()> {
     let backend = backend.clone();
-    thread::spawn(move || backend.create().map(drop))
-        .join()
-        .expect("constructor panicked")
+    let name = backend.name();
+    crate::bounded::join(
+        thread::spawn(move || backend.create().map(drop)),
+        &format!("{name}: making a loop (R60: a typed error, never a panic or a hang)"),
+    )
 }
 
 fn assert_emfile(name: &str, result: anyloop::Result<()>) {
@@ -117,7 +135,7 @@ pub fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60(
             })
             .expect("add watch");
 
-        let (fillers, old_limit) = fill_descriptor_table();
+        let full = fill_descriptor_table();
         assert_emfile(&name, try_create(backend));
         // The running loop: its watch, a timer added from another thread, a new watch on a
         // descriptor opened before, update and remove.
@@ -127,17 +145,18 @@ pub fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60(
             "{name}: the watch stopped firing under EMFILE"
         );
         let (lp, c, token) = (d.lp().clone(), calls.clone(), env.token("timer"));
-        thread::spawn(move || {
-            let lp2 = lp.clone();
-            lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
-                let _ = &token;
-                c.push("timer");
-                let _ = lp2.remove_timer(id);
-            })
-            .expect("add timer under EMFILE")
-        })
-        .join()
-        .expect("timer thread");
+        crate::bounded::join(
+            thread::spawn(move || {
+                let lp2 = lp.clone();
+                lp.add_timer(Schedule::EVERY_ITERATION, move |id| {
+                    let _ = &token;
+                    c.push("timer");
+                    let _ = lp2.remove_timer(id);
+                })
+                .expect("add timer under EMFILE")
+            }),
+            &format!("{name}: adding a timer from another thread under EMFILE (R40)"),
+        );
         assert!(
             calls.wait_until(TIMEOUT, |c| c.contains(&"timer")),
             "{name}: a timer added from another thread did not fire under EMFILE (R40)"
@@ -166,8 +185,7 @@ pub fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60(
             "{name}: frees did not run under EMFILE"
         );
 
-        drop(fillers);
-        setrlimit(Resource::Nofile, old_limit).expect("restoring RLIMIT_NOFILE");
+        drop(full);
         try_create(backend)
             .unwrap_or_else(|err| panic!("{name}: no loop after descriptors were freed: {err}"));
         drop(d);
@@ -505,7 +523,8 @@ pub fn soak_churn_memory_stays_flat(backends: &[Arc<dyn LoopFactory>], duration:
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        w.join().expect("worker panicked");
+        // A worker's own waits are bounded (its loop's answer, TIMEOUT).
+        crate::bounded::join(w, "a soak worker (R40: its loop answers)");
     }
     stop_loops.store(true, Ordering::Relaxed);
     for job in loop_jobs {

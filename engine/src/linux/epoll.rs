@@ -151,7 +151,11 @@ impl Registrar for EpollRegistrar {
         let data = EventData::new_u64(token.0);
         match epoll::modify(&*self.epoll, target, data, flags(interest)) {
             Ok(()) => Ok(Registered::Kernel),
-            Err(Errno::NOENT) => self.register(fd, token, interest),
+            // Another file under the number (epoll keys registrations by file and number).
+            Err(Errno::NOENT) => match self.register(fd, token, interest)? {
+                Registered::Kernel => Ok(Registered::Replaced),
+                other => Ok(other),
+            },
             Err(Errno::BADF) => Ok(Registered::Gone),
             Err(Errno::PERM) => Ok(Registered::AlwaysReady),
             Err(err) => Err(err.into()),

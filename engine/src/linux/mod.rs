@@ -10,7 +10,7 @@
 //!   wake-up from another thread reach it.
 //! - [`Prober`]: one batched zero-timeout `poll(2)` over a list of fds (always-ready files,
 //!   and level re-checks for edge-triggered substrates).
-//! - [`check_open`], [`borrow_fd`] and [`file_identity`]: fd helpers for registrars.
+//! - [`check_open`] and [`file_identity`]: fd helpers for registrars.
 //!
 //! [`Prober`] and the fd helpers are plain POSIX: they live in [`posix`](crate::posix), beside
 //! the portable `poll(2)` layer, and are re-exported here.
@@ -22,4 +22,5 @@ pub use epoll::{new_epoll, verify_epoll, EpollPoller, EpollRegistrar};
 pub use waker::EventFdWaker;
 
 // POSIX-generic, shared with the `poll(2)` layer; re-exported here for existing callers.
-pub use crate::posix::{borrow_fd, check_open, file_identity, Prober};
+pub(crate) use crate::posix::borrow_fd;
+pub use crate::posix::{check_open, file_identity, Prober};

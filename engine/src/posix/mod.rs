@@ -10,7 +10,7 @@
 //!   on Linux only).
 //! - [`Prober`]: one batched zero-timeout `poll(2)` over a list of fds (always-ready files,
 //!   and level re-checks for edge-triggered substrates).
-//! - [`borrow_fd`], [`check_open`] and [`file_identity`]: fd helpers for registrars.
+//! - [`check_open`] and [`file_identity`]: fd helpers for registrars.
 //!
 //! # What the `poll(2)` layer costs
 //!
@@ -121,7 +121,9 @@ pub use waker::PipeWaker;
 /// pass the result to calls that inspect an fd (`fcntl`, `fstat`, `epoll_ctl`, `poll`), never
 /// to anything that closes it. Negative numbers are refused by the engine before they get
 /// here; this returns `None` for them rather than build an invalid `BorrowedFd`.
-pub fn borrow_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
+/// Crate-private: a `BorrowedFd<'static>` made from any number would break I/O safety in a
+/// caller's hands; the engine's OS layers only ever hand it to the kernel.
+pub(crate) fn borrow_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
     if fd < 0 {
         return None;
     }

@@ -8,14 +8,11 @@ use std::{rc::Rc, time::Duration, time::Instant};
 impl PollHook for HostedEngine<EpollPoller> {
     fn before_poll<'a>(&'a self, set: &mut PollSet<'a>) {
         let wait = self.prepare(); // the last thing before the poll
-        if wait.poll_fd() {
-            set.add(self.fd(), PollFlags::IN);
-        }
+        wait.poll_fd().then(|| set.add(self.fd(), PollFlags::IN)); // not when nested
         set.limit_timeout(wait.timeout(Instant::now()));
     }
     fn after_poll(&self, set: &PollSet<'_>) {
-        // Dispatches if the fd was readable or the deadline came; else ends the wait.
-        HostedEngine::after_poll(self, !set.revents_of(self.fd()).is_empty());
+        HostedEngine::after_poll(self, !set.revents_of(self.fd()).is_empty()); // readable or due
     }
 }
 
@@ -48,6 +45,9 @@ impl Runner for Hosted {
     }
     fn take_quit(&mut self) -> bool {
         self.host.take_quit()
+    }
+    fn drain(&mut self) -> Result<usize> {
+        self.host.drain() // the frees alone, not an iteration of the application's loop
     }
 }
 

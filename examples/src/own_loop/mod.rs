@@ -202,7 +202,8 @@ impl AppLoop {
     /// One iteration: the hooks' `before_poll`, one `poll(2)` (blocking at most `timeout`, the
     /// earliest timer, and what the hooks allow), the hooks' `after_poll`, then the
     /// callbacks of ready fds and due timers. Returns how many of the application's own
-    /// callbacks ran. May be called from inside a callback (a nested, modal iteration).
+    /// callbacks ran. May be called from inside a callback (a nested, modal iteration): the
+    /// callbacks running further up the stack are skipped in it.
     pub fn iterate(&self, timeout: Option<Duration>) -> usize {
         let (files, hooks, earliest) = {
             let st = self.state.borrow();
@@ -244,10 +245,16 @@ impl AppLoop {
                 let e = e.as_ref()?;
                 (!revents.is_empty()).then(|| e.callback.clone())
             });
-            if let Some(callback) = callback {
-                (callback.borrow_mut())(self, revents);
-                ran += 1;
-            }
+            // Skipped while it runs further up the stack (a nested iteration from inside it).
+            let Some(callback) = callback else { continue };
+            let called = match callback.try_borrow_mut() {
+                Ok(mut callback) => {
+                    callback(self, revents);
+                    true
+                }
+                Err(_) => false,
+            };
+            ran += usize::from(called);
         }
         ran + self.fire_due_timers()
     }
@@ -271,9 +278,18 @@ impl AppLoop {
             }
             due
         };
+        let mut ran = 0;
         for callback in &due {
-            (callback.borrow_mut())(self, ());
+            // Skipped while it runs further up the stack (a nested iteration from inside it).
+            let called = match callback.try_borrow_mut() {
+                Ok(mut callback) => {
+                    callback(self, ());
+                    true
+                }
+                Err(_) => false,
+            };
+            ran += usize::from(called);
         }
-        due.len()
+        ran
     }
 }

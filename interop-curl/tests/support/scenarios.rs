@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -628,7 +629,17 @@ pub fn loop_destroyed_with_transfers_in_flight(choice: LoopChoice) {
     let refused = refused.expect_err("no loop");
     assert!(matches!(refused.error(), Error::LoopGone));
     drop(refused);
-    std::thread::sleep(Duration::from_millis(100));
+    // The transfers let go of their connections (libcurl closed the sockets when the client
+    // removed the handles): the server sees every one of them closed, with no loop running.
+    let deadline = Instant::now() + HANG_GUARD;
+    while server.stats().open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        server.stats().open.load(Ordering::SeqCst),
+        0,
+        "{choice}: connections still open after the loop went"
+    );
     assert_eq!(
         counters.written.get(),
         written,
@@ -809,6 +820,120 @@ pub fn refused_inside_a_libcurl_callback(choice: LoopChoice) {
     );
     drop(client);
     assert_nothing_registered(&mut *lp, "nested");
+}
+
+/// A handler closes its own client from inside libcurl's write callback: libcurl refuses to
+/// let go of the easy handles there (one of which it is using), so the client shuts down right
+/// after libcurl returns: the transfer ends with `Closed`, its handle comes back, nothing is
+/// freed under libcurl's feet and nothing stays registered.
+pub fn closed_from_inside_a_libcurl_callback(choice: LoopChoice) {
+    let _dog = Watchdog::new("closed_from_inside_a_libcurl_callback", LIMIT);
+    struct Closer {
+        client: Client,
+        closed: Rc<Cell<bool>>,
+    }
+    impl Handler for Closer {
+        fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+            if !self.closed.replace(true) {
+                self.client.close();
+            }
+            Ok(data.len())
+        }
+    }
+    let server = Server::http();
+    let mut lp = new_loop(choice);
+    let client = client(&*lp);
+    let closed = Rc::new(Cell::new(false));
+    let mut closer = Easy2::new(Closer {
+        client: client.clone(),
+        closed: closed.clone(),
+    });
+    // Some bytes, then a stall: the transfer cannot complete in the action that ran the write.
+    closer.url(&server.url("/stall-after/10000")).unwrap();
+    let other = client.fetch(easy(&server.url("/stall")));
+    let outcome = block_on(&mut *lp, HANG_GUARD, client.fetch(closer));
+    let Err(failed) = outcome else {
+        panic!("{choice}: the transfer completed although its client was closed under it")
+    };
+    assert!(closed.get(), "{choice}: the handler ran");
+    assert!(
+        matches!(failed.error(), Error::Closed),
+        "{}",
+        failed.error()
+    );
+    assert!(failed.has_easy(), "{choice}: the handle comes back");
+    let other = block_on(&mut *lp, HANG_GUARD, other).expect_err("closed too");
+    assert!(matches!(other.error(), Error::Closed), "{}", other.error());
+    assert!(client.is_closed());
+    drop(client);
+    assert_nothing_registered(&mut *lp, "closed from a callback");
+}
+
+/// One transfer's handler pauses and resumes another, in flight, from inside libcurl's write
+/// callback: the pause reaches libcurl there, the work that follows it waits until libcurl
+/// returns, and both transfers complete byte-exact.
+pub fn paused_and_resumed_from_inside_a_libcurl_callback(choice: LoopChoice) {
+    let _dog = Watchdog::new("paused_and_resumed_from_inside_a_libcurl_callback", LIMIT);
+    type Slot = Rc<RefCell<Option<anyloop_curl::Transfer<Sink>>>>;
+    struct Toggler {
+        other: Slot,
+        toggled: Rc<Cell<u32>>,
+        data: Vec<u8>,
+    }
+    impl Handler for Toggler {
+        fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+            if let Some(other) = self.other.borrow().as_ref() {
+                if other.pause().is_ok() && other.resume().is_ok() {
+                    self.toggled.set(self.toggled.get() + 1);
+                }
+            }
+            self.data.extend_from_slice(data);
+            Ok(data.len())
+        }
+    }
+    let server = Server::http();
+    let mut lp = new_loop(choice);
+    let client = client(&*lp);
+    let other: Slot = Rc::default();
+    let done: Rc<RefCell<Option<usize>>> = Rc::default();
+    let seen = done.clone();
+    // Slow (a chunk every 2 ms): still in flight while the toggler's writes run.
+    let transfer = client
+        .start(
+            easy(&server.url("/slow/300000?chunk=8192&ms=2")),
+            move |outcome| {
+                *seen.borrow_mut() =
+                    Some(outcome.expect("the other transfer").get_ref().data.len());
+            },
+        )
+        .expect("start the other transfer");
+    *other.borrow_mut() = Some(transfer);
+    let toggled = Rc::new(Cell::new(0));
+    let mut toggler = Easy2::new(Toggler {
+        other: other.clone(),
+        toggled: toggled.clone(),
+        data: Vec::new(),
+    });
+    toggler
+        .url(&server.url("/slow/200000?chunk=8192&ms=1"))
+        .unwrap();
+    let mine = block_on(&mut *lp, HANG_GUARD, client.fetch(toggler)).expect("the toggler");
+    assert_eq!(mine.get_ref().data.len(), 200_000, "{choice}: byte-exact");
+    assert!(run_until_seen(&mut *lp, HANG_GUARD, || done
+        .borrow()
+        .is_some()));
+    assert_eq!(
+        *done.borrow(),
+        Some(300_000),
+        "{choice}: the toggled one, byte-exact"
+    );
+    assert!(
+        toggled.get() > 0,
+        "{choice}: the handler never reached the other transfer"
+    );
+    other.borrow_mut().take();
+    drop(client);
+    assert_nothing_registered(&mut *lp, "toggled from a callback");
 }
 
 use std::sync::atomic::Ordering::SeqCst;

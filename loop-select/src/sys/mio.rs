@@ -105,7 +105,11 @@ impl Registrar for MioRegistrar {
         {
             Ok(()) => Ok(Registered::Kernel),
             Err(err) => match errno(&err) {
-                Some(Errno::NOENT) => self.register(fd, token, events),
+                // Another file under the number (epoll keys registrations by file and number).
+                Some(Errno::NOENT) => match self.register(fd, token, events)? {
+                    Registered::Kernel => Ok(Registered::Replaced),
+                    other => Ok(other),
+                },
                 Some(Errno::BADF) => Ok(Registered::Gone),
                 Some(Errno::PERM) => Ok(Registered::AlwaysReady),
                 _ => Err(err),
