@@ -53,7 +53,7 @@ impl Entry {
 
 /// A min-heap of `(deadline, seq)` keyed by slot number.
 ///
-/// Slots are small integers chosen by the caller (typically `slab` keys, below
+/// Slots are small integers chosen by the caller (typically table keys, below
 /// [`SLOT_LIMIT`](Self::SLOT_LIMIT) = 2^24); a slot is in the heap at most once. `seq` breaks
 /// ties between equal deadlines: pass the timer's creation sequence so that equal deadlines
 /// fire in creation order ([R33](anyloop::contract#r33)). Deadlines are kept with nanosecond

@@ -113,6 +113,7 @@ mod heap;
 mod hosted;
 #[cfg(target_os = "linux")]
 pub mod linux;
+mod paged;
 mod panic;
 mod poller;
 #[cfg(unix)]

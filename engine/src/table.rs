@@ -2,8 +2,9 @@
 //! and the six vtable operations on it.
 //!
 //! Everything lives behind one mutex, held only for bookkeeping and kernel registration calls,
-//! never around user code (contract [R43](anyloop::contract#r43)). Ids map to slab slots through hash maps; slots are
-//! reused, ids never are ([R1](anyloop::contract#r1)), and every later check compares the id stored in the slot, so a
+//! never around user code (contract [R43](anyloop::contract#r43)). An id carries its slot as
+//! a tag (no hash lookup); the tables are [`PagedSlab`]s, whose storage never moves as they
+//! grow (W6). Slots are reused, ids never are ([R1](anyloop::contract#r1)), and every later check compares the id stored in the slot, so a
 //! reused slot can never be mistaken for the registration that used to live there ([B40](anyloop::contract#b40), [B44](anyloop::contract#b44)).
 //!
 //! Kernel registrations are per fd, not per watch: an [`FdSlot`] holds the watches on one fd
@@ -18,14 +19,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use super::clock::{deadline_after, NextIteration};
 
 use super::fd_index::FdIndex;
 pub(crate) use super::fd_slot::{Crowds, FdSlot, Identities, Kernel};
 use super::frees::{DeferredFrees, FreeTicket};
 use super::heap::TimerHeap;
+use super::paged::PagedSlab;
 use super::poller::{FdCheck, Registered, Registrar};
 use anyloop::IoEvents;
 use anyloop::{Backend, LoopStats, Schedule};
@@ -204,8 +204,8 @@ pub(crate) struct State {
     /// The loop's thread: the one that created the engine, or the last one that ran an
     /// iteration. Thread-bound callbacks may be added there, and only there are they run.
     pub(crate) home: ThreadId,
-    pub(crate) watches: Slab<HandleSlot>,
-    pub(crate) fds: Slab<FdSlot>,
+    pub(crate) watches: PagedSlab<HandleSlot>,
+    pub(crate) fds: PagedSlab<FdSlot>,
     pub(crate) fd_index: FdIndex,
     /// Fd slots in state `AlwaysReady` with a non-empty interest.
     pub(crate) always_ready: Vec<usize>,
@@ -213,7 +213,7 @@ pub(crate) struct State {
     pub(crate) identities: Identities,
     /// The watches beyond the second on an fd.
     pub(crate) crowds: Crowds,
-    pub(crate) timers: Slab<TimerSlot>,
+    pub(crate) timers: PagedSlab<TimerSlot>,
     pub(crate) heap: TimerHeap,
     pub(crate) frees: DeferredFrees<Freed>,
     pub(crate) running: Option<Running>,
@@ -267,13 +267,13 @@ impl State {
             iterations: 0,
             poll_counted: false,
             home: current_thread(),
-            watches: Slab::new(),
-            fds: Slab::new(),
+            watches: PagedSlab::new(),
+            fds: PagedSlab::new(),
             fd_index: FdIndex::default(),
             always_ready: Vec::new(),
             identities: Identities::default(),
             crowds: Crowds::default(),
-            timers: Slab::new(),
+            timers: PagedSlab::new(),
             heap: TimerHeap::new(),
             frees: DeferredFrees::new(),
             running: None,
@@ -608,12 +608,12 @@ impl State {
         self.crowds = Crowds::default();
         self.heap.clear();
         let mut watches: Vec<_> = std::mem::take(&mut self.watches)
-            .into_iter()
-            .filter_map(|(_, h)| h.callback.map(|cb| Freed::Handle(h.id, cb)))
+            .into_values()
+            .filter_map(|h| h.callback.map(|cb| Freed::Handle(h.id, cb)))
             .collect();
         let mut timers: Vec<_> = std::mem::take(&mut self.timers)
-            .into_iter()
-            .filter_map(|(_, t)| t.callback.map(|cb| Freed::Timeout(t.id, cb)))
+            .into_values()
+            .filter_map(|t| t.callback.map(|cb| Freed::Timeout(t.id, cb)))
             .collect();
         // Oldest registration first: ids are allocated in increasing order.
         watches.sort_by_key(|f| match f {

@@ -267,7 +267,7 @@ fn label(r: &Row) -> String {
         ("W3", Some(variant)) => format!("W3 p50 / p99 µs ({variant})"),
         ("W4", _) => "W4 ns/round trip".into(),
         ("W6", Some(kind)) => format!(
-            "W6 {kind} N={n}, resident bytes/registration (fresh process, zero-sized closures)"
+            "W6 {kind} N={n}, anonymous resident bytes/registration (fresh process, zero-sized closures)"
         ),
         ("W7", _) => {
             "W7 toggling: enable WRITABLE, wait for it, write, disable, read the reply; ns/round trip"
@@ -831,9 +831,9 @@ const DESCRIPTIONS: [(&str, &str); 12] = [
     ),
     (
         "W6",
-        "memory: resident bytes per disabled timer, armed timer and watch, in a fresh process, \
-         zero-sized closures. Does not model: the kernel's memory (epoll items), closures' \
-         own size.",
+        "memory: anonymous resident bytes (`RssAnon`) per disabled timer, armed timer and \
+         watch, in a fresh process, zero-sized closures. Does not model: the kernel's memory \
+         (epoll items), closures' own size, code paged in once per process (file-backed).",
     ),
     (
         "W7",
