@@ -1,8 +1,9 @@
 //! # anyloop-select: the built-in event loop of anyloop
 //!
 //! [`SelectLoop`] implements the anyloop vtable ([`anyloop::Backend`]) on Linux epoll (or on
-//! another [`PollerKind`]), for command-line programs, tests and anything that has no main
-//! loop of its own. Run it on one thread; hand its [`Loop`](anyloop::Loop) handle (from
+//! another [`PollerKind`]; on other Unix systems `poll(2)`, compile-checked by CI for FreeBSD
+//! and macOS but not run there), for command-line programs, tests and anything that has no
+//! main loop of its own. Run it on one thread; hand its [`Loop`](anyloop::Loop) handle (from
 //! [`SelectLoop::handle`]) to libraries, on any thread.
 //!
 //! ```
@@ -58,8 +59,8 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-compile_error!("anyloop-select supports 64-bit Linux only (epoll)");
+#[cfg(not(all(unix, target_pointer_width = "64")))]
+compile_error!("anyloop-select supports 64-bit Unix only (epoll on Linux, poll(2) elsewhere)");
 
 mod select;
 mod sys;

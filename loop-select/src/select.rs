@@ -4,36 +4,51 @@ use std::fmt;
 use std::time::Duration;
 
 use anyloop::{Error, Loop, LoopStats, Quitter, Result, Runner};
+#[cfg(target_os = "linux")]
 use anyloop_engine::linux::{new_epoll, EpollPoller};
 use anyloop_engine::posix::{new_poll, PollPoller};
 use anyloop_engine::Engine;
 
+#[cfg(target_os = "linux")]
 use crate::sys;
 
 /// Which OS mechanism a [`SelectLoop`] waits with.
 ///
 /// All give the same behaviour (the conformance kit, the closed-fd matrix and the async
-/// battery run against each); they differ in cost per iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// battery run against each); they differ in cost per iteration. `Epoll` and `Mio` exist on
+/// Linux only: elsewhere [`SelectLoop::with_poller`] refuses them and the default is `Poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PollerKind {
     /// Linux level-triggered epoll (via `rustix`): one `epoll_wait` per iteration and no
-    /// syscall per dispatched event. The default.
-    #[default]
+    /// syscall per dispatched event. The default on Linux.
     Epoll,
     /// mio's edge-triggered epoll, with level-triggered delivery emulated by one batched
     /// zero-timeout `poll(2)` over the fds dispatched in the previous iteration (so an
-    /// iteration that dispatched fds costs two syscalls).
+    /// iteration that dispatched fds costs two syscalls). Linux only.
     Mio,
     /// `poll(2)`, portable POSIX ([`anyloop_engine::posix`]): level-triggered, a self-pipe
     /// wake-up, nothing Linux-only; the layer a port to another Unix starts from. Each wait
     /// hands the kernel every watched fd (O(watches)), and every fd reported ready costs an
     /// `fstat`: the check that its number still names the registered file
-    /// ([R52](anyloop::contract#r52)).
+    /// ([R52](anyloop::contract#r52)). The default on other Unix systems, where it is
+    /// compile-checked but not yet run by the project's tests.
     Poll,
 }
 
+impl Default for PollerKind {
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            PollerKind::Epoll
+        } else {
+            PollerKind::Poll
+        }
+    }
+}
+
 enum Inner {
+    #[cfg(target_os = "linux")]
     Epoll(Engine<EpollPoller>),
+    #[cfg(target_os = "linux")]
     Mio(Engine<sys::mio::MioPoller>),
     Poll(Engine<PollPoller>),
 }
@@ -43,7 +58,9 @@ enum Inner {
 macro_rules! with_engine {
     ($inner:expr, $engine:ident => $body:expr) => {
         match $inner {
+            #[cfg(target_os = "linux")]
             Inner::Epoll($engine) => $body,
+            #[cfg(target_os = "linux")]
             Inner::Mio($engine) => $body,
             Inner::Poll($engine) => $body,
         }
@@ -88,10 +105,11 @@ pub struct SelectLoop {
 }
 
 impl SelectLoop {
-    /// A loop on the default [`PollerKind`] (level-triggered epoll).
+    /// A loop on the default [`PollerKind`] (level-triggered epoll on Linux, `poll(2)`
+    /// elsewhere).
     ///
     /// # Errors
-    /// [`Error::Os`] if the epoll instance or the wake-up eventfd cannot be created.
+    /// [`Error::Os`] if the poller or its wake-up cannot be created.
     pub fn new() -> Result<SelectLoop> {
         SelectLoop::with_poller(PollerKind::default())
     }
@@ -99,7 +117,8 @@ impl SelectLoop {
     /// A loop on the given [`PollerKind`].
     ///
     /// # Errors
-    /// [`Error::Os`] if the OS resources cannot be created.
+    /// [`Error::Os`] if the OS resources cannot be created; [`Error::InvalidArgument`] for
+    /// `Epoll` or `Mio` on a system other than Linux.
     ///
     /// ```
     /// use anyloop_select::{PollerKind, SelectLoop};
@@ -114,13 +133,21 @@ impl SelectLoop {
             source,
         };
         let inner = match poller {
+            #[cfg(target_os = "linux")]
             PollerKind::Epoll => {
                 let (poller, registrar) = new_epoll().map_err(os)?;
                 Inner::Epoll(Engine::new(poller, registrar))
             }
+            #[cfg(target_os = "linux")]
             PollerKind::Mio => {
                 let (poller, registrar) = sys::mio::new().map_err(os)?;
                 Inner::Mio(Engine::new(poller, registrar))
+            }
+            #[cfg(not(target_os = "linux"))]
+            PollerKind::Epoll | PollerKind::Mio => {
+                return Err(Error::InvalidArgument {
+                    what: "PollerKind::Epoll and PollerKind::Mio need Linux (epoll); use PollerKind::Poll",
+                });
             }
             PollerKind::Poll => {
                 let (poller, registrar) = new_poll().map_err(os)?;
@@ -174,5 +201,27 @@ impl fmt::Debug for SelectLoop {
             .field("poller", &self.poller)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default is the cheapest layer the system has; off Linux only `Poll` exists.
+    #[test]
+    fn the_default_poller_is_epoll_on_linux() {
+        let lp = SelectLoop::new().expect("a loop");
+        assert_eq!(lp.poller(), PollerKind::default());
+        #[cfg(target_os = "linux")]
+        assert_eq!(PollerKind::default(), PollerKind::Epoll);
+        #[cfg(not(target_os = "linux"))]
+        {
+            assert_eq!(PollerKind::default(), PollerKind::Poll);
+            assert!(matches!(
+                SelectLoop::with_poller(PollerKind::Epoll),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
     }
 }

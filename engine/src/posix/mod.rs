@@ -6,8 +6,8 @@
 //!   non-blocking, close-on-exec self-pipe ([`PipeWaker`]) as the wake-up. It is the layer a
 //!   BSD or macOS port starts from; the built-in loop offers it as
 //!   `anyloop_select::PollerKind::Poll` (`--loop select-poll`), and the conformance kit, the
-//!   closed-fd matrix and the async battery run on it (on Linux: the project builds and tests
-//!   on Linux only).
+//!   closed-fd matrix and the async battery run on it (on Linux: the project tests on Linux
+//!   only; CI checks that this layer and the built-in loop compile for FreeBSD and macOS).
 //! - [`Prober`]: one batched zero-timeout `poll(2)` over a list of fds (always-ready files,
 //!   and level re-checks for edge-triggered substrates).
 //! - [`check_open`] and [`file_identity`]: fd helpers for registrars.

@@ -52,7 +52,7 @@ pub(crate) fn new() -> io::Result<(MioPoller, MioRegistrar)> {
 }
 
 fn mio_token(token: Token) -> mio::Token {
-    // Tokens are 64-bit; this crate only builds for 64-bit Linux (see lib.rs).
+    // Tokens are 64-bit; this module only builds for 64-bit Linux (see lib.rs, select.rs).
     mio::Token(token.0 as usize)
 }
 

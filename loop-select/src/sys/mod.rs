@@ -14,4 +14,5 @@
 //! The two epoll ones use `anyloop_engine::linux::Prober` (the batched `poll(2)`, also used
 //! for always-ready fds such as regular files).
 
+#[cfg(target_os = "linux")]
 pub(crate) mod mio;
