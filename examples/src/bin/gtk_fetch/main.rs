@@ -18,7 +18,10 @@
 //! `--self-test` downloads the URLs given, waits until every transfer ended, checks what the
 //! window shows against what the transfers reported (and that every callback ran on GTK's
 //! thread), optionally saves a screenshot, prints one line per transfer and exits 0 (1 on a
-//! failed check or after 20 s).
+//! failed check or after 20 s). With `--self-test-pause ROW` and `--self-test-cancel ROW` it
+//! also presses those rows' buttons and checks what the transfers did (see `presses.rs`).
+
+mod presses;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -47,6 +50,13 @@ struct Args {
     /// With --self-test: save a PNG of the window once the checks passed.
     #[arg(long, value_name = "PATH")]
     screenshot: Option<PathBuf>,
+    /// With --self-test: press Pause on this row (from 1) at its first progress, check that
+    /// no byte moves for half a second, release it, and expect the transfer to complete.
+    #[arg(long, value_name = "ROW", requires = "self_test")]
+    self_test_pause: Option<usize>,
+    /// With --self-test: click Cancel on this row (from 1) at its first progress.
+    #[arg(long, value_name = "ROW", requires = "self_test")]
+    self_test_cancel: Option<usize>,
     /// Save the bodies in this directory (else they are counted and dropped).
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
     output_dir: Option<PathBuf>,
@@ -93,6 +103,8 @@ struct Ui {
     /// The threads our callbacks ran on (all must be GTK's).
     callback_threads: Vec<ThreadId>,
     self_test: Option<SelfTest>,
+    /// The self-test's button presses (none without `--self-test-pause`/`-cancel`).
+    presses: presses::Presses,
 }
 
 type SharedUi = Rc<RefCell<Ui>>;
@@ -218,6 +230,7 @@ fn build(
         self_test: args
             .self_test
             .then(|| SelfTest::new(app, args.screenshot.clone(), outcome.clone())),
+        presses: presses::Presses::new(args.self_test_pause, args.self_test_cancel),
     }));
 
     // Thread-bound: progress goes straight into the rows' bars.
@@ -352,15 +365,18 @@ fn add_download(ui: &SharedUi, url: &str) {
     {
         let ui = ui.clone();
         row.cancel.connect_clicked(move |_| {
-            let mut state = ui.borrow_mut();
-            if let Some(row) = state.rows.get_mut(index) {
-                if row.transfer.take().is_some() {
-                    // Dropped: cancelled; its `done` is not called.
-                    row.state = RowState::Cancelled;
-                    row.show();
+            {
+                let mut state = ui.borrow_mut();
+                if let Some(row) = state.rows.get_mut(index) {
+                    if row.transfer.take().is_some() {
+                        // Dropped: cancelled; its `done` is not called.
+                        row.state = RowState::Cancelled;
+                        row.show();
+                    }
                 }
+                state.refresh_summary();
             }
-            state.refresh_summary();
+            finish_if_all_ended(&ui);
         });
     }
     row.show();
@@ -372,13 +388,22 @@ fn add_download(ui: &SharedUi, url: &str) {
 fn on_progress(ui: &SharedUi, event: &TransferProgress) {
     let mut state = ui.borrow_mut();
     state.callback_threads.push(std::thread::current().id());
-    let Some(row) = state.row_of(event.transfer) else {
+    let Some(index) = state.row_of(event.transfer) else {
         return;
     };
+    let row = &mut state.rows[index];
     if row.state == RowState::Running {
         row.downloaded = event.progress.downloaded;
         row.total = event.progress.download_total;
         row.show();
+    }
+    let row_state = row.state.clone();
+    let due = state
+        .presses
+        .on_progress(index, &row_state, event.progress.downloaded);
+    drop(state);
+    if let Some(press) = due {
+        presses::schedule(ui, press);
     }
 }
 
@@ -386,6 +411,13 @@ fn on_progress(ui: &SharedUi, event: &TransferProgress) {
 fn on_done(ui: &SharedUi, index: usize, result: Result<Easy2<Store>, Failed<Store>>) {
     let mut state = ui.borrow_mut();
     state.callback_threads.push(std::thread::current().id());
+    if state.rows.get(index).map(|row| &row.state) == Some(&RowState::Cancelled) {
+        // anyloop-curl never calls `done` after the transfer was dropped: a bug if it did.
+        if let Some(test) = state.self_test.as_ref() {
+            test.fail(format!("row {}: done called after Cancel", index + 1));
+        }
+        return;
+    }
     if let Some(row) = state.rows.get_mut(index) {
         let (easy, failure) = match result {
             Ok(easy) => (Some(easy), None),
@@ -414,9 +446,8 @@ fn on_done(ui: &SharedUi, index: usize, result: Result<Easy2<Store>, Failed<Stor
         row.show();
     }
     state.refresh_summary();
-    if state.self_test.is_some() && state.rows.iter().all(|row| row.transfer.is_none()) {
-        schedule_self_test_check(ui.clone(), &mut state);
-    }
+    drop(state);
+    finish_if_all_ended(ui);
 }
 
 impl Ui {
@@ -455,10 +486,11 @@ impl Ui {
         (bar, status, pause, cancel)
     }
 
-    fn row_of(&mut self, transfer: TransferId) -> Option<&mut Row> {
+    /// The index of the row whose transfer is `transfer`.
+    fn row_of(&self, transfer: TransferId) -> Option<usize> {
         self.rows
-            .iter_mut()
-            .find(|row| row.transfer.as_ref().is_some_and(|t| t.id() == transfer))
+            .iter()
+            .position(|row| row.transfer.as_ref().is_some_and(|t| t.id() == transfer))
     }
 
     fn refresh_summary(&mut self) {
@@ -515,8 +547,16 @@ impl Ui {
         if !self.window.is_visible() {
             return Err("the window is not visible".into());
         }
+        if self.presses.pending() {
+            return Err(format!("button presses not made: {:?}", self.presses));
+        }
+        let presses = self
+            .presses
+            .report()
+            .map(|report| format!("; buttons: {report}"))
+            .unwrap_or_default();
         Ok(format!(
-            "{} transfers: {}",
+            "{} transfers: {}{presses}",
             self.rows.len(),
             lines.join("; ")
         ))
@@ -573,10 +613,18 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// After the work is done: check the window from a fresh main-loop turn (GTK lays out and
-/// draws the last changes meanwhile), save the screenshot, quit.
-fn schedule_self_test_check(ui: SharedUi, state: &mut Ui) {
+/// In a self-test, once every row ended and no button press is left: check the window from
+/// a fresh main-loop turn (GTK lays out and draws the last changes meanwhile), save the
+/// screenshot, quit.
+fn finish_if_all_ended(ui: &SharedUi) {
+    let mut guard = ui.borrow_mut();
+    let state = &mut *guard;
+    let ended = state.rows.iter().all(|row| row.transfer.is_none());
+    if !ended || state.presses.pending() {
+        return;
+    }
     if let Some(test) = state.self_test.as_mut() {
+        let ui = ui.clone();
         test.finish_soon(&state.window, move || ui.borrow().check());
     }
 }
