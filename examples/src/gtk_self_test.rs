@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,6 +24,52 @@ pub fn prepare_environment() {
         if std::env::var_os(name).is_none() {
             std::env::set_var(name, value);
         }
+    }
+}
+
+/// Runs the GTK application `app_id` (one instance per process, GTK parsing none of our
+/// flags): `build` makes its window on `activate`; a failure to build is the verdict
+/// (`starting failed: ...`) and quits. Returns GTK's status and what `build` made, for the
+/// program to shut down before it drops its loop.
+pub fn run_application<T: 'static>(
+    app_id: &str,
+    outcome: &Outcome,
+    build: impl Fn(&gtk::Application) -> Result<T, Box<dyn std::error::Error>> + 'static,
+) -> (glib::ExitCode, Option<T>) {
+    let app = gtk::Application::builder()
+        .application_id(app_id)
+        .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
+        .build();
+    let built: Rc<RefCell<Option<T>>> = Rc::default();
+    let (slot, outcome) = (built.clone(), outcome.clone());
+    app.connect_activate(move |app| match build(app) {
+        Ok(made) => *slot.borrow_mut() = Some(made),
+        Err(err) => {
+            *outcome.borrow_mut() = Some(Err(format!("starting failed: {err}")));
+            app.quit();
+        }
+    });
+    let status = app.run_with_args::<&str>(&[]);
+    let made = built.borrow_mut().take();
+    (status, made)
+}
+
+/// The process's exit once the application's `run` returned `status`: the self-test's
+/// verdict, if one was reached, printed as `PROGRAM: self-test passed: ...` (stdout) or
+/// `PROGRAM: self-test FAILED: ...` (stderr); else GTK's own status.
+pub fn exit_code(program: &str, outcome: &Outcome, status: glib::ExitCode) -> ExitCode {
+    let verdict = outcome.borrow_mut().take();
+    match verdict {
+        Some(Ok(summary)) => {
+            println!("{program}: self-test passed: {summary}");
+            ExitCode::SUCCESS
+        }
+        Some(Err(problem)) => {
+            eprintln!("{program}: self-test FAILED: {problem}");
+            ExitCode::FAILURE
+        }
+        None if status == glib::ExitCode::SUCCESS => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     }
 }
 

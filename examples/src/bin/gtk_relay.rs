@@ -106,51 +106,25 @@ fn main() -> ExitCode {
         }
     };
 
-    let app = gtk::Application::builder()
-        .application_id("org.anyloop.GtkRelay")
-        .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
-        .build();
-    let outcome: Rc<RefCell<Option<Result<String, String>>>> = Rc::default();
-    // The window's state once `activate` built it.
-    let window: Rc<RefCell<Option<SharedUi>>> = Rc::default();
+    let outcome: gtk_self_test::Outcome = Rc::default();
     let (self_test, screenshot, o) = (args.self_test, args.screenshot.clone(), outcome.clone());
-    let built = window.clone();
-    app.connect_activate(
-        move |app| match build(app, self_test, screenshot.clone(), o.clone()) {
-            Ok(ui) => *built.borrow_mut() = Some(ui),
-            Err(err) => {
-                *o.borrow_mut() = Some(Err(format!("starting the relay failed: {err}")));
-                app.quit();
-            }
-        },
-    );
-    // GTK must not parse our own flags.
-    let status = app.run_with_args::<&str>(&[]);
+    let (status, window) =
+        gtk_self_test::run_application("org.anyloop.GtkRelay", &outcome, move |app| {
+            build(app, self_test, screenshot.clone(), o.clone())
+        });
 
     // Window closed: stop the relay and remove the demo's registrations; dropping the loop
     // then frees every callback, here, on the thread they belong to.
-    if let Some(ui) = window.borrow_mut().take() {
+    if let Some(ui) = window {
         ui.borrow_mut().shut_down();
     }
     let stats = anyloop.stats();
     drop(anyloop);
 
-    let verdict = outcome.borrow_mut().take();
-    match verdict {
-        Some(Ok(summary)) => {
-            println!("gtk_relay: self-test passed: {summary}");
-            ExitCode::SUCCESS
-        }
-        Some(Err(problem)) => {
-            eprintln!("gtk_relay: self-test FAILED: {problem}");
-            ExitCode::FAILURE
-        }
-        None if status == glib::ExitCode::SUCCESS => {
-            eprintln!("gtk_relay: done ({} anyloop iterations)", stats.iterations);
-            ExitCode::SUCCESS
-        }
-        None => ExitCode::FAILURE,
+    if outcome.borrow().is_none() && status == glib::ExitCode::SUCCESS {
+        eprintln!("gtk_relay: done ({} anyloop iterations)", stats.iterations);
     }
+    gtk_self_test::exit_code("gtk_relay", &outcome, status)
 }
 
 /// Builds the window and starts the relay on anyloop's current (default) loop.
@@ -158,7 +132,7 @@ fn build(
     app: &gtk::Application,
     self_test: bool,
     screenshot: Option<PathBuf>,
-    outcome: Rc<RefCell<Option<Result<String, String>>>>,
+    outcome: gtk_self_test::Outcome,
 ) -> Result<SharedUi, Box<dyn std::error::Error>> {
     let window = gtk::ApplicationWindow::builder()
         .application(app)

@@ -122,26 +122,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = gtk::Application::builder()
-        .application_id("org.anyloop.GtkFetch")
-        .flags(gtk::gio::ApplicationFlags::NON_UNIQUE)
-        .build();
-    let outcome: Rc<RefCell<Option<Result<String, String>>>> = Rc::default();
-    let window: Rc<RefCell<Option<SharedUi>>> = Rc::default();
-    let (built, o) = (window.clone(), outcome.clone());
-    let args = Rc::new(args);
-    app.connect_activate(move |app| match build(app, &args, o.clone()) {
-        Ok(ui) => *built.borrow_mut() = Some(ui),
-        Err(err) => {
-            *o.borrow_mut() = Some(Err(format!("starting failed: {err}")));
-            app.quit();
-        }
-    });
-    let status = app.run_with_args::<&str>(&[]);
+    let outcome: gtk_self_test::Outcome = Rc::default();
+    let o = outcome.clone();
+    let (status, ui) =
+        gtk_self_test::run_application("org.anyloop.GtkFetch", &outcome, move |app| {
+            build(app, &args, o.clone())
+        });
 
     // Window closed: cancel what still runs and drop the client; dropping the loop then frees
     // every callback, here, on the thread they belong to.
-    let ui = window.borrow_mut().take();
     if let Some(ui) = ui {
         // Out of the borrow first: closing makes the `done` calls, which borrow the window.
         let (client, transfers) = {
@@ -157,25 +146,13 @@ fn main() -> ExitCode {
         client.close();
     }
     drop(anyloop);
-    let verdict = outcome.borrow_mut().take();
-    match verdict {
-        Some(Ok(summary)) => {
-            println!("gtk_fetch: self-test passed: {summary}");
-            ExitCode::SUCCESS
-        }
-        Some(Err(problem)) => {
-            eprintln!("gtk_fetch: self-test FAILED: {problem}");
-            ExitCode::FAILURE
-        }
-        None if status == glib::ExitCode::SUCCESS => ExitCode::SUCCESS,
-        None => ExitCode::FAILURE,
-    }
+    gtk_self_test::exit_code("gtk_fetch", &outcome, status)
 }
 
 fn build(
     app: &gtk::Application,
     args: &Args,
-    outcome: Rc<RefCell<Option<Result<String, String>>>>,
+    outcome: gtk_self_test::Outcome,
 ) -> Result<SharedUi, Box<dyn std::error::Error>> {
     // A library would take the loop the application installed: the process default.
     let lp = Loop::current()?;
