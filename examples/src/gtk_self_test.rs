@@ -73,6 +73,25 @@ pub fn exit_code(program: &str, outcome: &Outcome, status: glib::ExitCode) -> Ex
     }
 }
 
+/// Whether `xvfb-run` is there to run a self-test in (Debian: `xvfb`, `xauth`). Missing, it
+/// fails the caller under CI (the `CI` variable set: `.ci/run` installs it) and is a skip,
+/// said on stderr, elsewhere.
+pub fn xvfb_run_available() -> bool {
+    if std::process::Command::new("xvfb-run")
+        .arg("--help")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "xvfb-run is not installed (Debian: apt-get install xvfb xauth)"
+    );
+    eprintln!("SKIPPED: xvfb-run is not installed (Debian: apt-get install xvfb xauth)");
+    false
+}
+
 /// One self-test run of an application.
 #[derive(Debug)]
 pub struct SelfTest {

@@ -18,12 +18,7 @@ use server::Server;
 
 #[test]
 fn gtk_fetch_self_test_under_xvfb() {
-    if Command::new("xvfb-run").arg("--help").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "xvfb-run is not installed (Debian: apt-get install xvfb xauth)"
-        );
-        eprintln!("SKIPPED: xvfb-run is not installed (Debian: apt-get install xvfb xauth)");
+    if !anyloop_examples::gtk_self_test::xvfb_run_available() {
         return;
     }
     let server = Server::http();

@@ -9,13 +9,7 @@ use std::process::Command;
 
 #[test]
 fn gtk_relay_self_test_under_xvfb() {
-    if Command::new("xvfb-run").arg("--help").output().is_err() {
-        // CI installs it (`.ci/run`): there a missing Xvfb is a failure, not a skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "xvfb-run is not installed (Debian: apt-get install xvfb xauth)"
-        );
-        eprintln!("SKIPPED: xvfb-run is not installed (Debian: apt-get install xvfb xauth)");
+    if !anyloop_examples::gtk_self_test::xvfb_run_available() {
         return;
     }
     let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gtk_relay.png");

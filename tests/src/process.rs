@@ -125,15 +125,7 @@ pub fn emfile_is_a_typed_error_and_running_loops_keep_working_r40_r60(
         let d = env.start_pumped();
         let (pipe, spare) = (Pipe::new(), Pipe::new());
         let calls = Arc::new(Log::new());
-        let (c, token) = (calls.clone(), env.token("watch"));
-        let watch = d
-            .lp()
-            .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
-                let _ = &token;
-                read_one(fd);
-                c.push("watch");
-            })
-            .expect("add watch");
+        let watch = reading_watch(&env, &d, &pipe, &calls);
 
         let full = fill_descriptor_table();
         assert_emfile(&name, try_create(backend));
@@ -222,19 +214,23 @@ struct Setup {
     ticks: Arc<Log<u64>>,
 }
 
-fn setup(env: Env) -> Setup {
-    let d = env.start_pumped();
-    let pipe = Pipe::new();
-    let calls = Arc::new(Log::new());
+/// A READABLE watch on `pipe` that reads one byte per call and logs `"watch"` in `calls`.
+fn reading_watch(env: &Env, d: &Driver, pipe: &Pipe, calls: &Arc<Log<&'static str>>) -> WatchId {
     let (c, token) = (calls.clone(), env.token("watch"));
-    let watch = d
-        .lp()
+    d.lp()
         .add_watch(pipe.fd(), IoEvents::READABLE, move |_, fd, _| {
             let _ = &token;
             read_one(fd);
             c.push("watch");
         })
-        .expect("add watch");
+        .expect("add watch")
+}
+
+fn setup(env: Env) -> Setup {
+    let d = env.start_pumped();
+    let pipe = Pipe::new();
+    let calls = Arc::new(Log::new());
+    let watch = reading_watch(&env, &d, &pipe, &calls);
     let (c, token) = (calls.clone(), env.token("timer"));
     let timer = d
         .lp()

@@ -36,9 +36,10 @@ use serde_json::{json, Value};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The loop that runs the transfers: the built-in loop on epoll (`select`) or on mio
-    /// (`select-mio`), a GLib main context (`glib`, in builds with the `glib` feature), a
-    /// calloop event loop (`calloop`) or a tokio runtime (`tokio`).
+    /// The loop that runs the transfers: the built-in loop on epoll (`select`), on mio
+    /// (`select-mio`) or on `poll(2)` (`select-poll`), a GLib main context (`glib`, in builds
+    /// with the `glib` feature), a calloop event loop (`calloop`) or a tokio runtime (`tokio`,
+    /// or `tokio-multi` for a multi-thread one).
     #[arg(
         long = "loop",
         default_value_t = LoopChoice::Select,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyloop::{Error, IoEvents, RegistrationId, Schedule, TimerId, WatchId};
 
 use crate::bounded::on_other_thread;
+use crate::driver::Driver;
 use crate::fds::{closed_fd, high_fd, read_one, reuse_number, Pipe};
 use crate::probe::Log;
 use crate::runner::Env;
@@ -30,6 +31,58 @@ fn assert_old_watch_never_heard_the_new_file(heard: &[IoEvents], number: RawFd, 
          (never the new file's readiness)",
         heard.len(),
         &heard[..heard.len().min(6)]
+    );
+}
+
+/// The old watch of the reused-number scenarios: READABLE on `number` (an empty pipe),
+/// logging what it hears; checked silent over `turns` iterations
+/// ([R8](anyloop::contract#r8)).
+fn listening_old_watch(
+    env: &Env,
+    d: &Driver,
+    number: RawFd,
+    turns: usize,
+) -> (WatchId, Arc<Log<IoEvents>>) {
+    let (heard, token) = (Arc::new(Log::new()), env.token("old"));
+    let h = heard.clone();
+    let id = d
+        .lp()
+        .add_watch(number, IoEvents::READABLE, move |_, _, ev| {
+            let _ = &token;
+            h.push(ev);
+        })
+        .expect("add old");
+    d.on_loop(move |ctx| ctx.turns(turns));
+    assert!(
+        heard.is_empty(),
+        "R8: the old watch heard {:?} of an empty pipe",
+        heard.snapshot()
+    );
+    (id, heard)
+}
+
+/// The new file on a reused number made ready for a 200 ms window with its watch `new_id`
+/// disabled: nobody may hear it, the old watch included ([R10](anyloop::contract#r10),
+/// [R52](anyloop::contract#r52)). One byte is left unread in `fresh`.
+#[track_caller]
+fn new_file_ready_with_its_watch_disabled(
+    d: &Driver,
+    new_id: WatchId,
+    fresh: &Pipe,
+    calls: &Log<(WatchId, RawFd)>,
+) {
+    d.lp()
+        .update_watch(new_id, IoEvents::empty())
+        .expect("disable the new watch");
+    fresh.write(1);
+    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
+        .assert_quiet(
+            "a reused number's new file ready, its watch disabled, the old watch enabled (R52)",
+        );
+    assert_eq!(
+        calls.take(),
+        vec![],
+        "R10: the disabled new watch was called"
     );
 }
 
@@ -129,21 +182,7 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
     let old = Pipe::new();
     let rd = high_fd(old.rd.try_clone().expect("dup"), 210);
     let number = rd.as_raw_fd();
-    let (old_heard, token) = (Arc::new(Log::new()), env.token("old"));
-    let oh = old_heard.clone();
-    let old_id = d
-        .lp()
-        .add_watch(number, IoEvents::READABLE, move |_, _, ev| {
-            let _ = &token;
-            oh.push(ev);
-        })
-        .expect("add old");
-    d.on_loop(|ctx| ctx.turns(1));
-    assert!(
-        old_heard.is_empty(),
-        "R8: the old watch heard {:?} of an empty pipe",
-        old_heard.snapshot()
-    );
+    let (old_id, old_heard) = listening_old_watch(env, &d, number, 1);
     // Closed under its watch (a library bug, R53), with no iteration in between.
     drop(rd);
     drop(old);
@@ -174,20 +213,7 @@ pub fn r52_reused_fd_number_watch_enabled_by_update_r19(env: &Env) {
         number,
         "two iterations with the new file readable and its new watch enabled",
     );
-    // The new file ready for a whole window, its watch disabled: nobody may hear it.
-    d.lp()
-        .update_watch(new_id, IoEvents::empty())
-        .expect("disable the new watch");
-    fresh.write(1);
-    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
-        .assert_quiet(
-            "a reused number's new file ready, its watch disabled, the old watch enabled (R52)",
-        );
-    assert_eq!(
-        calls.take(),
-        vec![],
-        "R10: the disabled new watch was called"
-    );
+    new_file_ready_with_its_watch_disabled(&d, new_id, &fresh, &calls);
     assert_old_watch_never_heard_the_new_file(
         &old_heard.snapshot(),
         number,
@@ -216,21 +242,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
     let old = Pipe::new();
     let rd = high_fd(old.rd.try_clone().expect("dup"), 200);
     let number = rd.as_raw_fd();
-    let (old_heard, token) = (Arc::new(Log::new()), env.token("old"));
-    let oh = old_heard.clone();
-    let old_id = d
-        .lp()
-        .add_watch(number, IoEvents::READABLE, move |_, _, ev| {
-            let _ = &token;
-            oh.push(ev);
-        })
-        .expect("add old");
-    d.on_loop(|ctx| ctx.turns(2));
-    assert!(
-        old_heard.is_empty(),
-        "R8: the old watch heard {:?} of an empty pipe",
-        old_heard.snapshot()
-    );
+    let (old_id, old_heard) = listening_old_watch(env, &d, number, 2);
     drop(rd);
     d.on_loop(|ctx| ctx.turns(2));
     // Reuse the very number for a fresh pipe's read end.
@@ -259,20 +271,7 @@ pub fn r52_closed_fd_number_reused_r19(env: &Env) {
         number,
         "two iterations with the new file readable and its new watch enabled",
     );
-    // The new file ready for a whole window, its watch disabled: nobody may hear it.
-    d.lp()
-        .update_watch(new_id, IoEvents::empty())
-        .expect("disable the new watch");
-    fresh.write(1);
-    d.on_loop(|ctx| ctx.measure_idle(Duration::from_millis(200)))
-        .assert_quiet(
-            "a reused number's new file ready, its watch disabled, the old watch enabled (R52)",
-        );
-    assert_eq!(
-        calls.take(),
-        vec![],
-        "R10: the disabled new watch was called"
-    );
+    new_file_ready_with_its_watch_disabled(&d, new_id, &fresh, &calls);
     d.lp()
         .update_watch(new_id, IoEvents::READABLE)
         .expect("enable the new watch again");
